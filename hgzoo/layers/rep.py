@@ -1,0 +1,56 @@
+"""PP-LCNetV2's re-parameterizable depthwise conv: parallel k, k-2, ..., 1 depthwise conv-BN branches."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .conv import ConvBNAct, fuse_conv_bn
+
+__all__ = ["RepDepthwiseConv"]
+
+
+class RepDepthwiseConv(nn.Module):
+    """Sum of depthwise conv-BN branches with kernels ``kernel_size, kernel_size - 2, ..., 1``.
+
+    The 1x1 branch exists only at stride 1. No activation: the caller applies it after the sum.
+    :meth:`reparameterize` merges all branches into one ``kernel_size`` depthwise conv with bias.
+    Unlike PaddleClas, the merged conv is created only then, so training never carries an unused
+    parameter (which would also trip DDP's unused-parameter check).
+    """
+
+    def __init__(self, channels: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__()
+        self.channels, self.kernel_size, self.stride = channels, kernel_size, stride
+        self.branches = nn.ModuleList(
+            ConvBNAct(channels, channels, k, stride, groups=channels, act_layer=None)
+            for k in range(kernel_size, 0, -2)
+            if not (k == 1 and stride != 1)
+        )
+        self.fused: nn.Conv2d | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.fused(x)
+        out = self.branches[0](x)
+        for branch in self.branches[1:]:
+            out = out + branch(x)
+        return out
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        if self.fused is not None:
+            return
+        weight, bias = 0, 0
+        for branch in self.branches:
+            w, b = fuse_conv_bn(branch.conv, branch.bn)
+            p = (self.kernel_size - w.shape[-1]) // 2
+            weight = weight + F.pad(w, (p, p, p, p))
+            bias = bias + b
+        k = self.kernel_size
+        fused = nn.Conv2d(self.channels, self.channels, k, self.stride, (k - 1) // 2, groups=self.channels,
+                          bias=True, device=weight.device, dtype=weight.dtype)
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
+        self.fused = fused
+        del self.branches

@@ -1,0 +1,67 @@
+"""Shared fixtures. The parity oracle (PaddleClas) runs in its own environment, see tests/reference/."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hgzoo
+from hgzoo._registry import model_entrypoint, paddle_name
+
+ROOT = Path(__file__).resolve().parent.parent
+REF_SCRIPT = Path(__file__).resolve().parent / "reference" / "paddle_ref.py"
+PARITY_SIZES = ((224, 224), (193, 257))
+
+
+def reference_python() -> str | None:
+    """The reference environment's python: $HGZOO_REF_PYTHON, or .venv-ref built by tests/reference/setup.sh."""
+    candidates = [os.environ.get("HGZOO_REF_PYTHON"), str(ROOT / ".venv-ref" / "bin" / "python")]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return c
+    return None
+
+
+class PaddleReference:
+    """Runs PaddleClas once per family (all its variants in one process) and serves the results."""
+
+    def __init__(self, python: str, out_dir: Path) -> None:
+        self.python, self.out_dir, self.done = python, out_dir, set()
+
+    def get(self, name: str) -> tuple[Path, dict[str, np.ndarray]]:
+        pname = paddle_name(name)
+        if pname not in self.done:
+            family = model_entrypoint(name).__module__
+            names = [paddle_name(n) for n in hgzoo.list_models() if model_entrypoint(n).__module__ == family]
+            sizes = ",".join(f"{h}x{w}" for h, w in PARITY_SIZES)
+            # A clean environment: nothing of hgzoo's interpreter may leak into Paddle's.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+            proc = subprocess.run(
+                [self.python, str(REF_SCRIPT), "--out", str(self.out_dir), "--sizes", sizes, *names],
+                capture_output=True, text=True, env=env,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"the PaddleClas reference failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")
+            self.done.update(names)
+        data = np.load(self.out_dir / f"{pname}.npz")
+        return self.out_dir / f"{pname}.pdparams", {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def paddle_reference(tmp_path_factory) -> PaddleReference:
+    python = reference_python()
+    if python is None:
+        msg = "the PaddleClas reference environment is missing: run tests/reference/setup.sh (or set HGZOO_REF_PYTHON)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return PaddleReference(python, tmp_path_factory.mktemp("paddle_ref"))
+
+
+def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
+    """Largest absolute difference, relative to the reference's scale (its largest magnitude)."""
+    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
