@@ -1,1 +1,277 @@
-"""Placeholder: being written."""
+"""PP-LCNetV2, PaddleClas's CPU-oriented lightweight backbone.
+
+Reproduces ``ppcls/arch/backbone/legendary_models/pp_lcnet_v2.py`` (PaddleClas 2.6): with the same
+weights, eval-mode logits match PaddleClas's. Every block is a depthwise-separable conv; the last two
+stages merge 5x5, 3x3 (and at stride 1, 1x1) depthwise branches that re-parameterize into one conv.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..convert.keymap import PaddleKeyMap
+from ..layers import ClassifierHead, ConvBNAct, DropPath, RepDepthwiseConv, SqueezeExcite
+from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
+from .._registry import register_model
+from ._base import ClassifierModel
+
+__all__ = ["PPLCNetV2", "RepDepthwiseSeparable", "make_divisible"]
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round ``v`` to the nearest multiple of ``divisor``, never going below 90% of ``v``."""
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+class RepDepthwiseSeparable(nn.Module):
+    """Depthwise conv → [SE] → pointwise conv(s) → [+ shortcut].
+
+    With ``use_rep`` the depthwise conv is a :class:`~hgzoo.layers.RepDepthwiseConv` (a sum of
+    conv-BN branches) and the activation follows the sum; otherwise it is one conv-BN-act. With
+    ``split_pw`` the pointwise conv is two: down to ``out_chs // 2``, then up to ``out_chs``. The
+    shortcut exists only at stride 1 with equal widths.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        dw_size: int = 3,
+        split_pw: bool = False,
+        use_rep: bool = False,
+        use_se: bool = False,
+        use_shortcut: bool = False,
+        act_layer: type[nn.Module] = nn.ReLU,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.use_shortcut = use_shortcut and stride == 1 and in_chs == out_chs
+        if use_rep:
+            self.dw_conv: nn.Module = RepDepthwiseConv(in_chs, dw_size, stride)
+            self.act: nn.Module = act_layer()
+        else:
+            self.dw_conv = ConvBNAct(in_chs, in_chs, dw_size, stride, groups=in_chs, act_layer=act_layer)
+            self.act = nn.Identity()
+        self.se = SqueezeExcite(in_chs, in_chs // 4, act_layer) if use_se else nn.Identity()
+        if split_pw:
+            mid_chs = out_chs // 2
+            self.pw_conv_1 = ConvBNAct(in_chs, mid_chs, 1, act_layer=act_layer)
+            self.pw_conv_2 = ConvBNAct(mid_chs, out_chs, 1, act_layer=act_layer)
+        else:
+            self.pw_conv = ConvBNAct(in_chs, out_chs, 1, act_layer=act_layer)
+        self.split_pw = split_pw
+        self.drop_path = DropPath(drop_path_rate) if self.use_shortcut and drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.se(self.act(self.dw_conv(x)))
+        x = self.pw_conv_2(self.pw_conv_1(x)) if self.split_pw else self.pw_conv(x)
+        if self.use_shortcut:
+            x = self.drop_path(x) + shortcut
+        return x
+
+
+@dataclass(frozen=True)
+class StageCfg:
+    """One stage: its base width (scaled by the variant), depthwise kernel and block options."""
+
+    channels: int
+    kernel_size: int
+    split_pw: bool
+    use_rep: bool
+    use_se: bool
+    use_shortcut: bool
+
+
+# PaddleClas's NET_CONFIG, shared by every variant. Each stage doubles the width; its first block has stride 2.
+STAGES = (
+    StageCfg(64, 3, split_pw=False, use_rep=False, use_se=False, use_shortcut=False),
+    StageCfg(128, 3, split_pw=False, use_rep=False, use_se=False, use_shortcut=False),
+    StageCfg(256, 5, split_pw=True, use_rep=True, use_se=True, use_shortcut=False),
+    StageCfg(512, 5, split_pw=False, use_rep=True, use_se=False, use_shortcut=True),
+)
+
+
+class PPLCNetV2(ClassifierModel):
+    """PP-LCNetV2: a stem (3x3 conv, stride 2, and one depthwise-separable block), four stages, and a
+    head of global pool → 1x1 conv to ``class_expand`` → act → dropout → fc.
+
+    The head's dropout is Paddle's ``downscale_in_infer``: no scaling in training, times ``1 - p`` at eval.
+
+    Parameter counts: PaddleClas also creates, in every re-parameterizable block, the fused depthwise conv
+    (``dw_conv``, with bias) that ``re_parameterize`` fills in; it is unused before that yet counted
+    (4,193,448 / 6,800,360 / 10,716,840 for small / base / large). It is not carried here: a parameter
+    without gradient trips DDP's unused-parameter check, and :meth:`RepDepthwiseConv.reparameterize`
+    creates the fused conv when it is needed. Our counts are 4,128,552 / 6,687,208 / 10,542,120, and
+    the converter knowingly drops those placeholder keys (``stages.{2,3}.N.dw_conv.weight/bias``).
+
+    Args:
+        scale: width multiplier.
+        depths: blocks per stage.
+        num_classes: classifier outputs; 0 for no fc.
+        in_chans: input channels.
+        drop_rate: dropout before the fc.
+        drop_path_rate: stochastic depth of the residual blocks, rising linearly over all blocks to this value.
+        use_last_conv: whether the head has the 1x1 conv (and act, dropout) before the fc.
+        class_expand: output width of that conv.
+        act_layer: the activation used throughout (SE included).
+    """
+
+    first_conv = "stem.0.conv"
+    paddle_key_map = PaddleKeyMap(
+        renames=(
+            (r"\.dw_conv_list\.", ".dw_conv.branches."),
+            (r"^last_conv\.", "head.last_conv."),
+            (r"^fc\.", "head.fc."),
+        ),
+        # The unused pre-fused conv of the re-parameterizable blocks. The plain blocks' dw_conv is a
+        # conv-BN whose keys are dw_conv.conv.* / dw_conv.bn.*, which this does not match.
+        drop=(r"\.dw_conv\.(weight|bias)$",),
+    )
+
+    def __init__(
+        self,
+        scale: float,
+        depths: tuple[int, int, int, int],
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.2,
+        drop_path_rate: float = 0.0,
+        use_last_conv: bool = True,
+        class_expand: int = 1280,
+        act_layer: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        if len(depths) != len(STAGES):
+            raise ValueError(f"depths must have {len(STAGES)} entries, got {depths}")
+        stem_chs = make_divisible(32 * scale)
+        in_chs = make_divisible(64 * scale)
+        self.stem = nn.Sequential(
+            ConvBNAct(in_chans, stem_chs, 3, stride=2, act_layer=act_layer),
+            RepDepthwiseSeparable(stem_chs, in_chs, stride=1, dw_size=3, act_layer=act_layer),
+        )
+
+        # Stochastic depth rises linearly over every block (stem block first); only residual blocks use it.
+        n_blocks = 1 + sum(depths)
+        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
+        block_idx, reduction = 1, 2
+        stages, self.feature_info = [], []
+        for i, (cfg, depth) in enumerate(zip(STAGES, depths)):
+            out_chs = make_divisible(cfg.channels * 2 * scale)
+            blocks = []
+            for j in range(depth):
+                blocks.append(RepDepthwiseSeparable(
+                    in_chs, out_chs, stride=2 if j == 0 else 1, dw_size=cfg.kernel_size,
+                    split_pw=cfg.split_pw, use_rep=cfg.use_rep, use_se=cfg.use_se,
+                    use_shortcut=cfg.use_shortcut, act_layer=act_layer, drop_path_rate=dpr[block_idx],
+                ))
+                in_chs, block_idx = out_chs, block_idx + 1
+            reduction *= 2
+            stages.append(nn.Sequential(*blocks))
+            self.feature_info.append({"num_chs": out_chs, "reduction": reduction, "module": f"stages.{i}"})
+        self.stages = nn.ModuleList(stages)
+        self.num_features = in_chs
+
+        self.head = ClassifierHead(
+            in_chs, num_classes, hidden_size=class_expand if use_last_conv else None,
+            act_layer=act_layer, drop_rate=drop_rate,
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # PaddleClas: Kaiming-normal convs in the conv-BN layers, Paddle's defaults elsewhere.
+        for m in self.modules():
+            if isinstance(m, ConvBNAct):
+                nn.init.kaiming_normal_(m.conv.weight, mode="fan_in", nonlinearity="relu")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = self._run(stage, x)
+        return x
+
+
+@dataclass(frozen=True)
+class VariantCfg:
+    """A PP-LCNetV2 variant: width multiplier and blocks per stage."""
+
+    scale: float
+    depths: tuple[int, int, int, int]
+
+
+VARIANTS = {
+    "pplcnetv2_small": VariantCfg(scale=0.75, depths=(2, 2, 4, 2)),
+    "pplcnetv2_base": VariantCfg(scale=1.0, depths=(2, 2, 6, 2)),
+    "pplcnetv2_large": VariantCfg(scale=1.25, depths=(2, 2, 8, 2)),
+}
+
+_DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-LCNetV2.md"
+_UNPUBLISHED = (
+    "Listed in ppcls MODEL_URLS (PaddleClas 2.6); PaddleClas publishes no accuracy for it "
+    f"({_DOC}: 'more models and weights to come')."
+)
+
+
+def _cfg(arch: str, tag: str, file: str, top1: float | None = None, top5: float | None = None,
+         notes: str = "") -> PretrainedCfg:
+    # Evaluation preprocessing of ppcls/configs/ImageNet/PPLCNetV2/*.yaml: resize short 256 (cv2, bilinear), crop 224.
+    return PretrainedCfg(
+        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams",
+        hf_hub_id=f"hgzoo/{arch}.{tag}", resize_short=256, crop_size=224, interpolation="bilinear",
+        resize_backend="cv2", top1=top1, top5=top5, notes=notes,
+    )
+
+
+def _create(name: str, num_classes: int, in_chans: int, drop_rate: float, drop_path_rate: float,
+            use_last_conv: bool, class_expand: int, act_layer: type[nn.Module]) -> PPLCNetV2:
+    v = VARIANTS[name]
+    return PPLCNetV2(
+        v.scale, v.depths, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand, act_layer=act_layer,
+    )
+
+
+@register_model(
+    paddle_name="PPLCNetV2_small",
+    pretrained_cfgs=(_cfg("pplcnetv2_small", "paddle_in1k", "PPLCNetV2_small_pretrained", notes=_UNPUBLISHED),),
+)
+def pplcnetv2_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                    drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
+                    act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
+    """PP-LCNetV2 small (scale 0.75, depths 2-2-4-2)."""
+    return _create("pplcnetv2_small", num_classes, in_chans, drop_rate, drop_path_rate,
+                   use_last_conv, class_expand, act_layer)
+
+
+@register_model(
+    paddle_name="PPLCNetV2_base",
+    pretrained_cfgs=(
+        _cfg("pplcnetv2_base", "ssld_in1k", "PPLCNetV2_base_ssld_pretrained", 80.07, 94.87,
+             notes=f"SSLD distillation. Accuracy from {_DOC}."),
+        _cfg("pplcnetv2_base", "paddle_in1k", "PPLCNetV2_base_pretrained", 77.04, 93.27,
+             notes=f"Accuracy from {_DOC}."),
+    ),
+)
+def pplcnetv2_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                   drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
+                   act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
+    """PP-LCNetV2 base (scale 1.0, depths 2-2-6-2)."""
+    return _create("pplcnetv2_base", num_classes, in_chans, drop_rate, drop_path_rate,
+                   use_last_conv, class_expand, act_layer)
+
+
+@register_model(
+    paddle_name="PPLCNetV2_large",
+    pretrained_cfgs=(_cfg("pplcnetv2_large", "paddle_in1k", "PPLCNetV2_large_pretrained", notes=_UNPUBLISHED),),
+)
+def pplcnetv2_large(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
+                    drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
+                    act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
+    """PP-LCNetV2 large (scale 1.25, depths 2-2-8-2)."""
+    return _create("pplcnetv2_large", num_classes, in_chans, drop_rate, drop_path_rate,
+                   use_last_conv, class_expand, act_layer)
