@@ -1,6 +1,7 @@
 """Build a model from its registered name, and load weights into it."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -9,46 +10,71 @@ import torch
 from torch import nn
 
 from ._registry import get_pretrained_cfg, model_entrypoint, resolve_model_name
-from .convert.paddle import CorruptCheckpointError, convert_paddle_state_dict, load_pdparams
+from .convert.paddle import CheckpointMismatchError, CorruptCheckpointError, _mismatch_report
+from .convert.paddle import convert_paddle_state_dict, load_pdparams
+from .pretrained import PretrainedCfg
 
 __all__ = ["create_model", "load_checkpoint", "read_checkpoint"]
+
+
+def _build(arch: str, **kwargs) -> nn.Module:
+    try:
+        return model_entrypoint(arch)(**kwargs)
+    except TypeError as e:
+        raise TypeError(f"create_model({arch!r}): {e}") from None
 
 
 def create_model(
     model_name: str,
     pretrained: bool = False,
     *,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     in_chans: int = 3,
     pretrained_file: str | os.PathLike | None = None,
+    progress: bool = True,
     **kwargs,
 ) -> nn.Module:
-    """Build ``model_name`` (e.g. ``"pphgnet_small"``, ``"PPHGNet_small"``, ``"pphgnet_small.ssld_in1k"``).
+    """Build ``model_name``: ``"pphgnet_small"``, ``"PPHGNet_small"``, ``"pphgnet_small.ssld_in1k"`` or
+    ``"hf-hub:org/repo"`` (a repo written by ``python -m hgzoo.convert``).
 
     Args:
-        pretrained: load the weights of the tag (or the default tag). Until the Hub resolver lands,
-            this needs ``pretrained_file``.
-        num_classes: classifier outputs; 0 gives a model without fc. With weights for another class
-            count, the classifier is re-initialised, with a warning.
+        pretrained: load the weights of the tag (the default tag for a bare name). They are found in
+            this order: ``pretrained_file``; the Hugging Face cache or Hub (``HF_HUB_OFFLINE``, ``HF_HOME``
+            and ``HF_ENDPOINT`` are honoured); the official Paddle URL, downloaded, converted and cached.
+        num_classes: classifier outputs (default: the weights' own, else 1000); 0 gives no fc. With weights
+            for another class count the classifier is re-initialised, with a warning.
         in_chans: input channels; pretrained RGB stem weights are adapted.
         pretrained_file: a ``.pdparams``, ``.safetensors`` or ``.pth`` file to load (implies pretrained).
         **kwargs: the model's own arguments (``drop_rate``, ``drop_path_rate``, ...). Unknown ones raise
             ``TypeError`` naming them.
     """
+    from . import hub
+
+    if model_name.startswith("hf-hub:"):
+        config, weights = hub.read_hub_config(model_name[len("hf-hub:"):])
+        arch = config["architecture"]
+        cfg_fields = {f.name for f in dataclasses.fields(PretrainedCfg)}
+        cfg = PretrainedCfg(**{k: (tuple(v) if isinstance(v, list) else v)
+                               for k, v in config.get("pretrained_cfg", {}).items() if k in cfg_fields})
+        model = _build(arch, num_classes=config["num_classes"] if num_classes is None else num_classes,
+                       in_chans=in_chans, **kwargs)
+        model.pretrained_cfg = cfg
+        if pretrained or pretrained_file is not None:
+            load_checkpoint(model, pretrained_file or weights)
+        return model
+
     arch, tag = resolve_model_name(model_name)
-    try:
-        model = model_entrypoint(arch)(num_classes=num_classes, in_chans=in_chans, **kwargs)
-    except TypeError as e:
-        raise TypeError(f"create_model({model_name!r}): {e}") from None
-    model.pretrained_cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
+    cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
+    if num_classes is None:
+        num_classes = cfg.num_classes if cfg is not None else 1000
+    model = _build(arch, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    model.pretrained_cfg = cfg
     if pretrained_file is not None:
         load_checkpoint(model, pretrained_file)
     elif pretrained:
-        raise RuntimeError(
-            f"pretrained=True for {model_name!r}: automatic download is not available in this version. "
-            "Pass pretrained_file=PATH with a PaddleClas .pdparams (official or your own), or a "
-            "converted .safetensors / .pth file."
-        )
+        if cfg is None:
+            raise ValueError(f"{arch} has no published weights; pass pretrained_file=PATH to load your own")
+        load_checkpoint(model, hub.resolve_weights(cfg, progress=progress), evict_if_corrupt=True)
     return model
 
 
@@ -67,12 +93,14 @@ def read_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, torc
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as e:
-            raise CorruptCheckpointError(f"{path} is not a readable safetensors file ({e})") from e
+            raise CorruptCheckpointError(f"{path} is not a readable safetensors file, it is corrupt ({e})") from e
     if suffix in (".pth", ".pt", ".bin"):
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise CorruptCheckpointError(f"{path} is not a readable PyTorch checkpoint ({e})") from e
+            raise CorruptCheckpointError(
+                f"{path} is corrupt or holds more than tensors (loaded with weights_only=True): {e}"
+            ) from e
         for key in ("state_dict", "model", "state_dict_ema"):
             if isinstance(sd, dict) and isinstance(sd.get(key), dict):
                 sd = sd[key]
@@ -89,9 +117,26 @@ def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a checkpoint into ``model``, adapting the classifier and the stem when they differ."""
-    sd = read_checkpoint(path, model)
+def _evict(path: Path) -> None:
+    """Remove a cached file (for a Hugging Face snapshot, the link and the blob behind it)."""
+    if path.is_symlink():
+        path.resolve().unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, evict_if_corrupt: bool = False) -> None:
+    """Load a checkpoint into ``model``, adapting the classifier and the stem when they differ.
+
+    With ``evict_if_corrupt`` (used for cached downloads), a corrupt file is removed before the error is raised.
+    """
+    path = Path(path)
+    try:
+        sd = read_checkpoint(path, model)
+    except CorruptCheckpointError as e:
+        if not evict_if_corrupt:
+            raise
+        _evict(path)
+        raise CorruptCheckpointError(f"{e}\nIt was removed from the cache; loading again will download it again.") from e
     own = model.state_dict()
     stem = f"{model.first_conv}.weight"
     if stem in sd and stem in own and sd[stem].shape[1] != own[stem].shape[1]:
@@ -99,18 +144,17 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
     fc_keys = [k for k in ("head.fc.weight", "head.fc.bias") if k in sd]
     if fc_keys and any(k not in own or own[k].shape != sd[k].shape for k in fc_keys):
         warnings.warn(
-            f"{path}: classifier has {sd['head.fc.weight'].shape[0]} classes, the model {model.num_classes}; "
-            "the classifier is re-initialised and must be trained.",
+            f"{path.name}: the checkpoint's classifier has {sd[fc_keys[-1]].shape[0]} classes, the model "
+            f"{model.num_classes}; the classifier is re-initialised and must be trained.",
             stacklevel=3,
         )
         for k in fc_keys:
             sd.pop(k)
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        if unexpected or set(missing) - {k for k in own if k.startswith("head.fc.")}:
-            raise ValueError(f"{path}: missing keys {missing}, unexpected keys {unexpected}")
-        return
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                  for k, v in sd.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        raise CheckpointMismatchError(_mismatch_report(type(model).__name__, [], [], mismatched))
     missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not (k.startswith("head.fc.") and k not in sd and fc_keys)]
     if missing or unexpected:
-        from .convert.paddle import CheckpointMismatchError, _mismatch_report
-
         raise CheckpointMismatchError(_mismatch_report(type(model).__name__, missing, unexpected, []))

@@ -120,6 +120,9 @@ def convert_paddle_state_dict(paddle_sd: dict[str, np.ndarray], model: nn.Module
             t = t.t()
         elif key.endswith(".weight") and isinstance(owner, nn.Conv2d) and t.ndim == 2 and want[2:] == (1, 1):
             t = t.t().reshape(want)
+        stem = key == f"{getattr(model, 'first_conv', '')}.weight"
+        if stem and t.ndim == 4 and t.shape[0] == want[0] and t.shape[2:] == want[2:]:
+            want = tuple(t.shape)  # another in_chans: the loader adapts the RGB stem weights
         if tuple(t.shape) != want:
             mismatched.append(f"{pkey}: checkpoint {tuple(arr.shape)} vs model {want}")
             bad_keys.add(key)

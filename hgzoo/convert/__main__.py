@@ -1,0 +1,134 @@
+"""Convert PaddleClas checkpoints to Hub-ready safetensors folders.
+
+  python -m hgzoo.convert --model pphgnet_small --input X.pdparams|URL --output DIR [--num-classes N]
+                          [--push-to-hub ORG/REPO]
+  python -m hgzoo.convert --all PADDLE_DIR --output DIR     (every official checkpoint found in PADDLE_DIR)
+
+An official checkpoint is recognised by its file name (e.g. PPHGNet_small_ssld_pretrained.pdparams) and keeps
+its tag's published metrics; any other file is a user's own PaddleClas training, whose class count is read
+from the checkpoint and whose model card claims no published accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .._builder import _build
+from .._registry import get_pretrained_cfg, list_pretrained, resolve_model_name
+from ..hub import download_url
+from ..pretrained import PretrainedCfg
+from .export import write_hub_folder
+from .paddle import convert_paddle_state_dict, load_pdparams
+
+
+def official_cfg_for_file(filename: str) -> PretrainedCfg | None:
+    """The weight tag whose official Paddle URL ends in ``filename``, if any."""
+    for name in list_pretrained():
+        cfg = get_pretrained_cfg(name)
+        if cfg.paddle_url and Path(cfg.paddle_url).name == filename:
+            return cfg
+    return None
+
+
+def checkpoint_num_classes(paddle_sd: dict[str, np.ndarray], arch: str) -> int | None:
+    """The class count of a Paddle checkpoint, read off the classifier bias that maps to ``head.fc.bias``."""
+    key_map = type(_build(arch, num_classes=1)).paddle_key_map
+    for k, v in paddle_sd.items():
+        if not key_map.is_dropped(k) and key_map.rename(k) == "head.fc.bias":
+            return int(v.shape[0])
+    return None
+
+
+def convert_file(model_name: str, source: str, output: Path, num_classes: int | None = None,
+                 progress: bool = True) -> Path:
+    """Convert one ``.pdparams`` (path or URL) for ``model_name`` into a Hub folder at ``output``."""
+    arch, tag = resolve_model_name(model_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        if source.startswith(("http://", "https://")):
+            path = download_url(source, Path(tmp) / Path(source).name, progress=progress)
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(f"--input {source}: no such file")
+        paddle_sd = load_pdparams(path)
+    official = official_cfg_for_file(path.name)
+    if official is not None and official.architecture != arch:
+        raise ValueError(f"{path.name} is the official checkpoint of {official.name}, not of {arch}")
+    found = checkpoint_num_classes(paddle_sd, arch)
+    if num_classes is not None and found is not None and num_classes != found:
+        raise ValueError(f"--num-classes {num_classes}, but {path.name}'s classifier has {found} classes")
+    num_classes = num_classes or found or 1000
+    if official is not None and (tag is None or tag == official.tag):
+        cfg = official
+    else:
+        base = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch) or PretrainedCfg(arch, "custom")
+        cfg = dataclasses.replace(
+            base, tag="custom", paddle_url=None, hf_hub_id=None, top1=None, top5=None, num_classes=num_classes,
+            source=f"PaddleClas training: {path.name}",
+            notes="Converted from a user's own PaddleClas checkpoint; the preprocessing is the architecture's default.",
+        )
+    model = _build(arch, num_classes=num_classes)
+    state_dict = convert_paddle_state_dict(paddle_sd, model)
+    model.load_state_dict(state_dict)  # strict: proves the converted dict fits exactly
+    return write_hub_folder(model, state_dict, cfg, output, source=cfg.paddle_url or source)
+
+
+def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True, private=private)
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload converted weights").commit_url
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hgzoo.convert", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="architecture (or arch.tag), e.g. pphgnet_small or PPHGNet_small")
+    ap.add_argument("--input", help="a .pdparams file or URL")
+    ap.add_argument("--all", metavar="DIR", help="convert every official checkpoint in DIR")
+    ap.add_argument("--output", required=True, help="output folder")
+    ap.add_argument("--num-classes", type=int, help="class count (default: read from the checkpoint)")
+    ap.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the folder with huggingface_hub")
+    ap.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
+    args = ap.parse_args(argv)
+    if bool(args.all) == bool(args.input):
+        ap.error("give either --model and --input, or --all DIR")
+    if args.input and not args.model:
+        ap.error("--input needs --model")
+    try:
+        if args.input:
+            out = convert_file(args.model, args.input, Path(args.output), args.num_classes)
+            print(f"wrote {out}")
+            if args.push_to_hub:
+                print(f"pushed: {push_to_hub(out, args.push_to_hub, args.private)}")
+            return 0
+        files = sorted(Path(args.all).glob("*.pdparams"))
+        if not files:
+            print(f"no .pdparams files in {args.all}", file=sys.stderr)
+            return 1
+        failed = 0
+        for f in files:
+            cfg = official_cfg_for_file(f.name)
+            if cfg is None:
+                print(f"skipped {f.name}: not an official checkpoint name (convert it with --model and --input)")
+                continue
+            try:
+                out = convert_file(cfg.name, str(f), Path(args.output) / cfg.name)
+                print(f"wrote {out}")
+            except Exception as e:
+                failed += 1
+                print(f"FAILED {f.name}: {e}", file=sys.stderr)
+        return 1 if failed else 0
+    except Exception as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
