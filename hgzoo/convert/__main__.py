@@ -37,7 +37,7 @@ def official_cfg_for_file(filename: str) -> PretrainedCfg | None:
 
 def checkpoint_num_classes(paddle_sd: dict[str, np.ndarray], arch: str) -> int | None:
     """The class count of a Paddle checkpoint, read off the classifier bias that maps to ``head.fc.bias``."""
-    key_map = type(_build(arch, num_classes=1)).paddle_key_map
+    key_map = _build(arch, num_classes=1).paddle_key_map
     for k, v in paddle_sd.items():
         if not key_map.is_dropped(k) and key_map.rename(k) == "head.fc.bias":
             return int(v.shape[0])

@@ -98,7 +98,7 @@ def convert_paddle_state_dict(paddle_sd: dict[str, np.ndarray], model: nn.Module
     weights into 1x1 conv weights where we use a conv, and discards the family's Paddle-only keys.
     Raises :class:`CheckpointMismatchError` listing every missing, unexpected and mismatched key.
     """
-    key_map = type(model).paddle_key_map
+    key_map = model.paddle_key_map
     target = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     out: dict[str, torch.Tensor] = {}
     unexpected, mismatched, seen = [], [], {}

@@ -65,7 +65,7 @@ class ClassifierHead(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def reset(self, num_classes: int) -> None:
-        ref = self.last_conv.weight if self.hidden_size else None
+        ref = next(self.parameters(), None) if self.hidden_size else getattr(self.fc, "weight", None)
         kw = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
         self.fc = nn.Linear(self.num_features, num_classes, **kw) if num_classes > 0 else nn.Identity()
 

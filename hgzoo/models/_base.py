@@ -19,7 +19,8 @@ class ClassifierModel(nn.Module):
     Subclasses build ``self.head`` (a :class:`~hgzoo.layers.ClassifierHead`) and implement
     :meth:`forward_features`; they set ``num_features`` (channels of the final feature map),
     ``feature_info`` (one dict per stage: ``num_chs``, ``reduction``, ``module``) and the class
-    attributes ``paddle_key_map`` and ``first_conv`` (the state-dict prefix of the stem conv).
+    attributes ``paddle_key_map`` (an instance may carry its own, when the map depends on the variant) and
+    ``first_conv`` (the state-dict prefix of the stem conv).
     """
 
     paddle_key_map: ClassVar[PaddleKeyMap]

@@ -1,1 +1,324 @@
-"""Placeholder: being written."""
+"""ResNet-vd (ResNet-D, "Bag of Tricks", He et al. 2019) as PaddleClas builds it: ResNet18/34/50/101/152/200_vd.
+
+Three changes from the original ResNet:
+
+* the stem is three 3x3 convs (32, 32, 64 channels; the first with stride 2) instead of one 7x7 conv;
+* in the bottleneck the stride sits on the 3x3 conv, not on the first 1x1;
+* a downsampling shortcut is a 2x2 average pool with stride 2 followed by a 1x1 conv and BN, instead of a
+  strided 1x1 conv. PaddleClas's pool uses "SAME" padding with ``ceil_mode`` and does not count the padding
+  (``exclusive``). At an odd size that is exactly ``AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)``:
+  ``ceil(n / 2)`` outputs, the last of which averages the single remaining row or column, so the shortcut
+  matches the main path (a 3x3 stride-2 conv with padding 1) at any input size.
+
+As in PaddleClas, the first block of *every* stage has a projection shortcut, the first stage's included
+(there: a plain 1x1 conv + BN at stride 1, even for ResNet18/34 where the widths already agree).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from .._registry import register_model
+from ..convert.keymap import PaddleKeyMap
+from ..layers import ClassifierHead, ConvBNAct, DropPath
+from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
+from ._base import ClassifierModel
+
+__all__ = [
+    "BasicBlock", "Bottleneck", "ResNetVd", "ResNetVdShortcut", "make_paddle_key_map",
+]
+
+STAGE_WIDTHS = (64, 128, 256, 512)
+
+
+class ResNetVdShortcut(nn.Module):
+    """The projection shortcut: [2x2 average pool, stride 2, ceil mode, padding not counted] → 1x1 conv → BN.
+
+    The pool is there only when ``stride > 1``; the conv itself always has stride 1.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        self.pool = (nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+                     if stride > 1 else nn.Identity())
+        self.conv = ConvBNAct(in_chs, out_chs, 1, act_layer=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(x))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BNs (the first strided) plus the shortcut, then ReLU (ResNet18/34)."""
+
+    expansion: ClassVar[int] = 1
+
+    def __init__(self, in_chs: int, width: int, stride: int = 1, shortcut: nn.Module | None = None,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.conv1 = ConvBNAct(in_chs, width, 3, stride)
+        self.conv2 = ConvBNAct(width, width, 3, act_layer=None)
+        self.downsample = shortcut if shortcut is not None else nn.Identity()
+        self.drop_path = DropPath(drop_path_rate)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop_path(self.conv2(self.conv1(x))) + self.downsample(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 → 3x3 (strided) → 1x1 (4x wider) conv-BNs plus the shortcut, then ReLU (ResNet50 and deeper)."""
+
+    expansion: ClassVar[int] = 4
+
+    def __init__(self, in_chs: int, width: int, stride: int = 1, shortcut: nn.Module | None = None,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.conv1 = ConvBNAct(in_chs, width, 1)
+        self.conv2 = ConvBNAct(width, width, 3, stride)
+        self.conv3 = ConvBNAct(width, width * self.expansion, 1, act_layer=None)
+        self.downsample = shortcut if shortcut is not None else nn.Identity()
+        self.drop_path = DropPath(drop_path_rate)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop_path(self.conv3(self.conv2(self.conv1(x)))) + self.downsample(x))
+
+
+BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def make_paddle_key_map(depths: tuple[int, ...]) -> PaddleKeyMap:
+    """The Paddle → hgzoo key map of a ResNet-vd with ``depths`` blocks per stage.
+
+    PaddleClas numbers the blocks through the whole network (``blocks.N``), we number them per stage
+    (``stages.S.J``), so the map depends on the depths. Inside a block Paddle counts its convs from 0 and
+    calls the shortcut ``short``; we count from 1 (as torchvision does) and call it ``downsample``.
+    """
+    renames: list[tuple[str, str]] = []
+    n = 0
+    for s, depth in enumerate(depths):
+        for j in range(depth):
+            renames.append((rf"^blocks\.{n}\.", f"stages.{s}.{j}."))
+            n += 1
+    renames += [
+        (r"\.short\.", ".downsample.conv."),
+        # Highest first, so that no conv is renamed twice.
+        (r"\.conv2\.", ".conv3."), (r"\.conv1\.", ".conv2."), (r"\.conv0\.", ".conv1."),
+        (r"^fc\.", "head.fc."),
+    ]
+    return PaddleKeyMap(renames=tuple(renames))
+
+
+class ResNetVd(ClassifierModel):
+    """ResNet-vd: a 3-conv stem and max pool (``stem``, ``stem_pool``), four ``stages`` of residual blocks
+    (strides 1, 2, 2, 2), and a head of global average pool → fc (PaddleClas has no dropout here).
+
+    ``stem`` and each ``stages[i]`` are separate modules, so per-stage learning rates (PaddleClas's
+    ``lr_mult_list``) and freezing are a matter of ``model.stem.parameters()`` / ``model.stages[i].parameters()``.
+
+    The Paddle key map depends on the depths (Paddle numbers blocks across stages), so each instance
+    carries its own ``paddle_key_map``.
+
+    Args:
+        block: ``"basic"`` (ResNet18/34) or ``"bottleneck"`` (ResNet50 and deeper).
+        depths: blocks per stage.
+        num_classes: classifier outputs; 0 for no fc.
+        in_chans: input channels.
+        drop_rate: dropout before the fc (PyTorch's convention: identity at eval). PaddleClas uses none.
+        drop_path_rate: stochastic depth of the residual branches, rising linearly over all blocks to this value.
+    """
+
+    first_conv = "stem.0.conv"
+
+    def __init__(
+        self,
+        block: Literal["basic", "bottleneck"],
+        depths: tuple[int, int, int, int],
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+        if len(depths) != len(STAGE_WIDTHS):
+            raise ValueError(f"depths must have {len(STAGE_WIDTHS)} entries, got {depths}")
+        block_cls = BLOCKS[block]
+        self.paddle_key_map = make_paddle_key_map(tuple(depths))
+        self.stem = nn.Sequential(
+            ConvBNAct(in_chans, 32, 3, stride=2),
+            ConvBNAct(32, 32, 3),
+            ConvBNAct(32, 64, 3),
+        )
+        self.stem_pool = nn.MaxPool2d(3, stride=2, padding=1)
+
+        n_blocks = sum(depths)
+        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
+        in_chs, block_idx, reduction = 64, 0, 4
+        stages, self.feature_info = [], []
+        for i, (width, depth) in enumerate(zip(STAGE_WIDTHS, depths)):
+            stride = 1 if i == 0 else 2
+            out_chs = width * block_cls.expansion
+            blocks = []
+            for j in range(depth):
+                shortcut = ResNetVdShortcut(in_chs, out_chs, stride) if j == 0 else None
+                blocks.append(block_cls(in_chs, width, stride if j == 0 else 1, shortcut, dpr[block_idx]))
+                in_chs, block_idx = out_chs, block_idx + 1
+            reduction *= stride
+            stages.append(nn.Sequential(*blocks))
+            self.feature_info.append({"num_chs": out_chs, "reduction": reduction, "module": f"stages.{i}"})
+        self.stages = nn.ModuleList(stages)
+        self.num_features = in_chs
+
+        self.head = ClassifierHead(in_chs, num_classes, drop_rate=drop_rate, dropout_mode="upscale_in_train")
+        self._init_weights()
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        # PaddleClas: Paddle's default conv init (normal, std sqrt(2 / fan_in)), BN weight 1 / bias 0, and
+        # an fc with weights uniform in ±1/sqrt(fan_in) and zero bias.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        fc = self.head.fc
+        if isinstance(fc, nn.Linear):
+            bound = fc.in_features ** -0.5
+            nn.init.uniform_(fc.weight, -bound, bound)
+            nn.init.zeros_(fc.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem_pool(self.stem(x))
+        for stage in self.stages:
+            x = self._run(stage, x)
+        return x
+
+
+@dataclass(frozen=True)
+class VariantCfg:
+    """A ResNet-vd variant: its block type and blocks per stage."""
+
+    block: Literal["basic", "bottleneck"]
+    depths: tuple[int, int, int, int]
+
+
+VARIANTS = {
+    "resnet18_vd": VariantCfg(block="basic", depths=(2, 2, 2, 2)),
+    "resnet34_vd": VariantCfg(block="basic", depths=(3, 4, 6, 3)),
+    "resnet50_vd": VariantCfg(block="bottleneck", depths=(3, 4, 6, 3)),
+    "resnet101_vd": VariantCfg(block="bottleneck", depths=(3, 4, 23, 3)),
+    "resnet152_vd": VariantCfg(block="bottleneck", depths=(3, 8, 36, 3)),
+    "resnet200_vd": VariantCfg(block="bottleneck", depths=(3, 12, 48, 3)),
+}
+
+
+
+
+
+
+
+
+_DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/README.md (ResNet table)"
+_SSLD_DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/README.md (SSLD and ResNet tables)"
+
+
+def _cfg(arch: str, tag: str, file: str, top1: float | None, top5: float | None, notes: str) -> PretrainedCfg:
+    # Evaluation preprocessing of ppcls/configs/ImageNet/ResNet/*.yaml: resize short 256 (cv2, bilinear), crop 224.
+    return PretrainedCfg(
+        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams",
+        hf_hub_id=f"hgzoo/{arch}.{tag}", resize_short=256, crop_size=224, interpolation="bilinear",
+        resize_backend="cv2", top1=top1, top5=top5, notes=notes,
+    )
+
+
+def _create(name: str, num_classes: int, in_chans: int, drop_rate: float,
+            drop_path_rate: float) -> ResNetVd:
+    v = VARIANTS[name]
+    return ResNetVd(v.block, v.depths, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+               drop_path_rate=drop_path_rate)
+
+
+@register_model(
+    paddle_name="ResNet18_vd",
+    pretrained_cfgs=(
+        _cfg("resnet18_vd", "paddle_in1k", "ResNet18_vd_pretrained", 72.26, 90.80, f"Accuracy from {_DOC}."),
+    ),
+)
+def resnet18_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> ResNetVd:
+    """ResNet18_vd (basic blocks, depths 2-2-2-2)."""
+    return _create("resnet18_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="ResNet34_vd",
+    pretrained_cfgs=(
+        _cfg("resnet34_vd", "ssld_in1k", "ResNet34_vd_ssld_pretrained", 79.72, 94.90,
+             f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
+        _cfg("resnet34_vd", "paddle_in1k", "ResNet34_vd_pretrained", 75.98, 92.98, f"Accuracy from {_DOC}."),
+    ),
+)
+def resnet34_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> ResNetVd:
+    """ResNet34_vd (basic blocks, depths 3-4-6-3)."""
+    return _create("resnet34_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="ResNet50_vd",
+    pretrained_cfgs=(
+        _cfg("resnet50_vd", "ssld_in1k", "ResNet50_vd_ssld_pretrained", 82.39, 96.10,
+             "SSLD distillation. 82.39 top-1 from PaddleClas docs/en/models/ResNet_and_vd_en.md (text; its table: "
+             "0.824 / 0.961). PaddleClas's later model-zoo tables (docs/zh_CN/models/ImageNet1k/README.md, "
+             "ResNet.md) list ResNet50_vd_ssld at 83.00 / 96.40, the figure of the former ResNet50_vd_ssld_v2, "
+             "so the file now behind this URL may be those weights."),
+        _cfg("resnet50_vd", "paddle_in1k", "ResNet50_vd_pretrained", 79.12, 94.44, f"Accuracy from {_DOC}."),
+    ),
+)
+def resnet50_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> ResNetVd:
+    """ResNet50_vd (bottlenecks, depths 3-4-6-3)."""
+    return _create("resnet50_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="ResNet101_vd",
+    pretrained_cfgs=(
+        _cfg("resnet101_vd", "ssld_in1k", "ResNet101_vd_ssld_pretrained", 83.73, 96.69,
+             f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
+        _cfg("resnet101_vd", "paddle_in1k", "ResNet101_vd_pretrained", 80.17, 94.97, f"Accuracy from {_DOC}."),
+    ),
+)
+def resnet101_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0) -> ResNetVd:
+    """ResNet101_vd (bottlenecks, depths 3-4-23-3)."""
+    return _create("resnet101_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="ResNet152_vd",
+    pretrained_cfgs=(
+        _cfg("resnet152_vd", "paddle_in1k", "ResNet152_vd_pretrained", 80.59, 95.30, f"Accuracy from {_DOC}."),
+    ),
+)
+def resnet152_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0) -> ResNetVd:
+    """ResNet152_vd (bottlenecks, depths 3-8-36-3)."""
+    return _create("resnet152_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="ResNet200_vd",
+    pretrained_cfgs=(
+        _cfg("resnet200_vd", "paddle_in1k", "ResNet200_vd_pretrained", 80.93, 95.33, f"Accuracy from {_DOC}."),
+    ),
+)
+def resnet200_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0) -> ResNetVd:
+    """ResNet200_vd (bottlenecks, depths 3-12-48-3)."""
+    return _create("resnet200_vd", num_classes, in_chans, drop_rate, drop_path_rate)
