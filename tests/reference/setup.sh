@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${HGZOO_REF_VENV:-$here/../../.venv-ref}
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import paddle, paddleclas" 2>/dev/null; then
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import paddle, paddleclas, faiss" 2>/dev/null; then
   exit 0
 fi
 python3 -m venv "$venv"

@@ -1,0 +1,70 @@
+"""Command line: ``python -m hgzoo models [PATTERN] [--flops] [--markdown]``,
+``python -m hgzoo predict --model NAME IMG [IMG|DIR ...] [--topk 5] [--json] [--pretrained-file FILE]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import hgzoo
+from hgzoo._registry import paddle_name
+from hgzoo.predict import add_parser as add_predict_parser
+
+
+def count_flops(model: torch.nn.Module, size: int = 224) -> int:
+    """FLOPs of one forward pass at ``size``x``size`` (torch's count: one multiply-add = 2 FLOPs)."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops()
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    names = hgzoo.list_models(args.pattern)
+    if not names:
+        print(f"no model matches {args.pattern!r}; see `python -m hgzoo models`", file=sys.stderr)
+        return 1
+    header = ["model", "PaddleClas name", "params (M)"]
+    if args.flops:
+        header.append("GFLOPs@224")
+    header += ["default weights", "top-1", "eval preprocessing"]
+    rows = []
+    for name in names:
+        model = hgzoo.create_model(name).eval()
+        cfg = hgzoo.get_pretrained_cfg(name)
+        row = [name, paddle_name(name), f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}"]
+        if args.flops:
+            row.append(f"{count_flops(model) / 1e9:.2f}")
+        row += [
+            cfg.name if cfg else "-",
+            f"{cfg.top1:.2f}" if cfg and cfg.top1 is not None else "-",
+            f"resize {cfg.resize_short} {cfg.interpolation} ({cfg.resize_backend}), crop {cfg.crop_size}" if cfg else "-",
+        ]
+        rows.append(row)
+        if not args.markdown:
+            print("  ".join(row), flush=True)
+    if args.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hgzoo", description=hgzoo.__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("models", help="list the models with their parameters, FLOPs and default weights")
+    p.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'pphgnet*'")
+    p.add_argument("--flops", action="store_true", help="also measure GFLOPs at 224x224 (torch.utils.flop_counter)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(fn=cmd_models)
+    add_predict_parser(sub)
+    args = ap.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

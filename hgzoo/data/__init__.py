@@ -1,0 +1,22 @@
+"""Data: PaddleClas's preprocessing, datasets (ImageFolder, PaddleClas label lists, Fashion-MNIST), loaders.
+
+``create_transform(model.pretrained_cfg)`` reproduces a weight tag's PaddleClas evaluation preprocessing;
+see :mod:`hgzoo.data.transforms` for how each PaddleClas op is matched, and where and by how much we differ.
+"""
+from .datasets import (
+    FASHION_MNIST_DIR, IMAGE_EXTENSIONS, FashionMNIST, ImageFolder, LabelListDataset, LabelListError,
+    imagenet_class_names, read_class_names,
+)
+from .loader import Batch, GuardedDataset, create_eval_loader, iterate_batches
+from .transforms import (
+    ImageDecodeError, Normalizer, PaddleCenterCrop, PaddleRandCrop, ResizeShort, create_transform, decode_bytes,
+    read_image, resolve_data_config,
+)
+
+__all__ = [
+    "create_transform", "resolve_data_config", "read_image", "decode_bytes", "ImageDecodeError", "ResizeShort",
+    "PaddleCenterCrop", "PaddleRandCrop", "Normalizer",
+    "ImageFolder", "LabelListDataset", "LabelListError", "FashionMNIST", "FASHION_MNIST_DIR", "IMAGE_EXTENSIONS",
+    "imagenet_class_names", "read_class_names",
+    "GuardedDataset", "Batch", "create_eval_loader", "iterate_batches",
+]

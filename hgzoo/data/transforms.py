@@ -1,0 +1,364 @@
+"""Image decoding and PaddleClas's preprocessing, on torchvision (``io.decode_image``, ``transforms.v2``).
+
+PaddleClas evaluates every model with the same five ops (``paddleclas.deploy.python.preprocess``):
+``DecodeImage(to_rgb=True)``, ``ResizeImage(resize_short, interpolation, backend)``, ``CropImage(224)``,
+``NormalizeImage(scale=1/255, mean, std)`` and ``ToCHWImage``. :func:`read_image` and
+:func:`create_transform` reproduce them:
+
+* **Decoding** is ``cv2.imdecode(bytes, IMREAD_COLOR)`` in PaddleClas. We decode with
+  ``torchvision.io.decode_image`` and get the same pixels: EXIF orientation applied (IMREAD_COLOR applies
+  it too), grayscale replicated to three channels, alpha dropped (not composited over a background),
+  16-bit PNGs reduced to 8 bits by their high byte, and CMYK JPEGs converted with OpenCV's formula
+  ``k - ((255 - c) * k >> 8)`` (torchvision's and PIL's own conversions are one level off). Formats
+  torchvision cannot decode (BMP, TIFF, ...) go through PIL. A file that cannot be decoded raises
+  :class:`ImageDecodeError` naming it (PaddleClas fails on ``None.shape``).
+* **Resizing** scales the short side to ``resize_short`` with PaddleClas's arithmetic (the other side is
+  ``round(long * short / min(h, w))``, where torchvision's ``Resize(int)`` truncates). OpenCV's bilinear
+  and bicubic (``backend="cv2"``) do not antialias: they are torch's interpolation with
+  ``antialias=False`` (same kernels: bilinear, and bicubic with a = -0.75). Bilinear runs on uint8 and
+  is within one level of OpenCV's fixed-point result (about a third of a level on average: rounding it
+  in float would halve that, at twice the cost); bicubic runs in float and matches OpenCV exactly.
+  PIL's (``backend="pil"``, the PP-HGNet configs) antialias: torch's uint8 antialiased kernels follow
+  Pillow's algorithm (a = -0.5 for bicubic), also to within one level, and run several times faster.
+  Also supported: cv2 ``nearest`` (exact) and PIL ``nearest`` (Pillow computes it in fixed point, so a
+  row or column is now and then taken from its neighbour), ``box``, ``hamming`` and ``lanczos`` (through
+  PIL itself). OpenCV's ``area`` and ``lanczos`` are not: no PaddleClas evaluation config uses them.
+* **Cropping** takes the offset ``(size - crop) // 2`` (torchvision's ``CenterCrop`` rounds it instead).
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+import re
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+try:
+    from torchvision.io import ImageReadMode, decode_image
+except ImportError:  # a torchvision without its (deprecated) decoders: PIL decodes everything
+    ImageReadMode = decode_image = None
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from ..pretrained import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg
+
+# torchvision 0.29 deprecates its decoders in favour of TorchCodec and warns on every call. They are
+# libjpeg-turbo and libpng, decode exactly as OpenCV does, and are what this module is built on.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
+
+__all__ = [
+    "ImageDecodeError", "read_image", "decode_bytes", "ResizeShort", "PaddleCenterCrop", "PaddleRandCrop",
+    "create_transform", "resolve_data_config", "Normalizer",
+]
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview
+
+
+class ImageDecodeError(ValueError):
+    """An image file that cannot be read or decoded; the message and ``path`` name it."""
+
+    def __init__(self, path: str, reason: str | None = None) -> None:
+        # One argument is a whole message: how DataLoader workers re-raise an exception in the main process.
+        super().__init__(path if reason is None else f"cannot decode image {path}: {reason}")
+        self.path = None if reason is None else path
+        self.reason = reason
+
+
+_TV_PREFIX = re.compile(r"^\w+, \S+:\d+, ")  # "decode_jpeg, /path/to/decode_jpeg.cpp:171, " in torchvision's errors
+
+
+def _decode_with_pil(data: bytes) -> torch.Tensor:
+    """Formats torchvision does not decode (BMP, TIFF, ...): PIL, EXIF-transposed, to 8-bit RGB."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit gray: keep the high byte, as OpenCV does
+            img = img.point(lambda v: v / 256).convert("L")
+        rgb = img.convert("RGB")
+        return F.pil_to_tensor(rgb)
+
+
+def _cmyk_to_rgb(cmyk: torch.Tensor) -> torch.Tensor:
+    """OpenCV's conversion of (Adobe, inverted) CMYK JPEG samples: ``k - ((255 - c) * k >> 8)``."""
+    c = cmyk.to(torch.int32)
+    k = c[3:]
+    return (k - (((255 - c[:3]) * k) >> 8)).to(torch.uint8)
+
+
+def decode_bytes(data: bytes | bytearray | memoryview, name: str = "<bytes>") -> torch.Tensor:
+    """Decode an encoded image to a (3, H, W) uint8 RGB tensor, as PaddleClas's ``DecodeImage(to_rgb=True)``."""
+    if len(data) == 0:
+        raise ImageDecodeError(name, "the file is empty")
+    encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    # JPEGs are decoded as stored, so that CMYK ones can be converted exactly as OpenCV does.
+    is_jpeg = bytes(data[:3]) == b"\xff\xd8\xff"
+    try:
+        if decode_image is None:
+            raise RuntimeError("Unsupported image file")
+        img = decode_image(encoded, mode=ImageReadMode.UNCHANGED if is_jpeg else ImageReadMode.RGB,
+                           apply_exif_orientation=True)
+    except RuntimeError as e:
+        reason = _TV_PREFIX.sub("", str(e))
+        if "Unsupported image file" not in reason:
+            raise ImageDecodeError(name, reason) from None
+        from PIL import UnidentifiedImageError
+
+        try:
+            img = _decode_with_pil(bytes(data))
+        except UnidentifiedImageError:
+            raise ImageDecodeError(name, "not a known image format (neither torchvision nor PIL can read it)") from None
+        except Exception as pil_error:  # noqa: BLE001  (any PIL failure means "not an image we can read")
+            raise ImageDecodeError(name, f"PIL cannot decode it ({type(pil_error).__name__}: {pil_error})") from None
+    if img.ndim == 4:  # an animated GIF: its first frame, as OpenCV reads it
+        img = img[0]
+    if img.shape[0] == 1:  # grayscale JPEG
+        img = img.expand(3, -1, -1)
+    elif img.shape[0] == 4:  # CMYK JPEG
+        img = _cmyk_to_rgb(img)
+    if img.dtype == torch.uint16:  # 16-bit PNG: the high byte, like OpenCV's IMREAD_COLOR
+        img = (img.to(torch.int32) >> 8).to(torch.uint8)
+    return img
+
+
+def read_image(source: ImageSource) -> torch.Tensor:
+    """Read and decode an image file (or encoded bytes) to a (3, H, W) uint8 RGB tensor.
+
+    Raises :class:`ImageDecodeError` (naming the file) if it cannot be decoded, ``FileNotFoundError``
+    if it does not exist.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return decode_bytes(source)
+    path = os.fspath(source)
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ImageDecodeError(path, "it is a directory") from None
+    except PermissionError as e:
+        raise ImageDecodeError(path, f"it cannot be read ({e.strerror})") from None
+    return decode_bytes(data, path)
+
+
+# (backend, PaddleClas interpolation name) → torchvision mode, antialias.
+_RESIZE_MODES: dict[tuple[str, str], tuple[InterpolationMode, bool]] = {
+    # OpenCV never antialiases; its nearest is floor(x * scale) (torch's legacy "nearest").
+    ("cv2", "nearest"): (InterpolationMode.NEAREST, False),
+    ("cv2", "bilinear"): (InterpolationMode.BILINEAR, False),
+    ("cv2", "bicubic"): (InterpolationMode.BICUBIC, False),
+    # Pillow always antialiases when shrinking; its nearest is floor((x + 0.5) * scale) ("nearest-exact").
+    ("pil", "nearest"): (InterpolationMode.NEAREST_EXACT, False),
+    ("pil", "bilinear"): (InterpolationMode.BILINEAR, True),
+    ("pil", "bicubic"): (InterpolationMode.BICUBIC, True),
+    ("pil", "box"): (InterpolationMode.BOX, True),
+    ("pil", "hamming"): (InterpolationMode.HAMMING, True),
+    ("pil", "lanczos"): (InterpolationMode.LANCZOS, True),
+}
+_PIL_ONLY = (InterpolationMode.BOX, InterpolationMode.HAMMING, InterpolationMode.LANCZOS)
+
+
+def _resize_mode(interpolation: str, backend: str) -> tuple[InterpolationMode, bool]:
+    key = (backend.lower(), interpolation.lower())
+    if key not in _RESIZE_MODES:
+        choices = ", ".join(sorted(i for b, i in _RESIZE_MODES if b == key[0])) or "(unknown backend)"
+        raise ValueError(f"unsupported interpolation {interpolation!r} for backend {backend!r}; choose from {choices}"
+                         + ("" if key[0] in ("cv2", "pil") else "; backends: cv2, pil"))
+    return _RESIZE_MODES[key]
+
+
+def _nearest_index(n_in: int, n_out: int, exact: bool) -> torch.Tensor:
+    """The source pixel of each output pixel, in double precision as OpenCV and Pillow compute it:
+    ``floor(x * scale)`` (OpenCV, ``scale = 1 / (n_out / n_in)``) or ``floor((x + 0.5) * n_in / n_out)`` (Pillow)."""
+    x = torch.arange(n_out, dtype=torch.float64)
+    pos = (x + 0.5) * (n_in / n_out) if exact else x * (1.0 / (n_out / n_in))
+    return pos.floor_().long().clamp_(max=n_in - 1)
+
+
+def _resize(img: torch.Tensor, size: tuple[int, int], mode: InterpolationMode, antialias: bool) -> torch.Tensor:
+    if mode in _PIL_ONLY:  # torch has no such kernel: through PIL and back
+        return F.pil_to_tensor(F.resize(F.to_pil_image(img), list(size), interpolation=mode))
+    if mode in (InterpolationMode.NEAREST, InterpolationMode.NEAREST_EXACT):
+        # torch computes the index in float32, one pixel off here and there; index in double instead.
+        (h, w), (oh, ow) = _hw(img), size
+        exact = mode == InterpolationMode.NEAREST_EXACT
+        return img.index_select(-2, _nearest_index(h, oh, exact)).index_select(-1, _nearest_index(w, ow, exact))
+    if mode == InterpolationMode.BICUBIC and not antialias and img.dtype == torch.uint8:
+        # torch's uint8 bicubic kernel overflows where the cubic overshoots; in float, rounded, it equals OpenCV's.
+        out = F.resize(img.float(), list(size), interpolation=mode, antialias=False)
+        return out.round_().clamp_(0, 255).to(torch.uint8)
+    return F.resize(img, list(size), interpolation=mode, antialias=antialias)
+
+
+def _hw(img: torch.Tensor) -> tuple[int, int]:
+    return img.shape[-2], img.shape[-1]
+
+
+class ResizeShort(nn.Module):
+    """Resize so that the short side is ``size``, as PaddleClas's ``ResizeImage(resize_short=size)``.
+
+    The long side becomes ``round(long * size / short)``. ``interpolation`` and ``backend`` are
+    PaddleClas's names (``backend="cv2"``: no antialiasing; ``"pil"``: Pillow's antialiased filters).
+    """
+
+    def __init__(self, size: int, interpolation: str = "bilinear", backend: str = "cv2") -> None:
+        super().__init__()
+        self.size, self.interpolation, self.backend = size, interpolation, backend
+        self.mode, self.antialias = _resize_mode(interpolation, backend)
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        scale = self.size / min(h, w)
+        return int(round(h * scale)), int(round(w * scale))
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return _resize(img, self.output_size(*_hw(img)), self.mode, self.antialias)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, interpolation={self.interpolation}, backend={self.backend}"
+
+
+class PaddleCenterCrop(nn.Module):
+    """Center crop with PaddleClas's ``CropImage`` offsets, ``(dim - size) // 2``; smaller inputs are an error."""
+
+    def __init__(self, size: int | tuple[int, int]) -> None:
+        super().__init__()
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        (h, w), (ch, cw) = _hw(img), self.size
+        if h < ch or w < cw:
+            raise ValueError(f"cannot crop {ch}x{cw} from a {h}x{w} image; resize it to at least the crop size first")
+        return F.crop(img, (h - ch) // 2, (w - cw) // 2, ch, cw)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
+class PaddleRandCrop(nn.Module):
+    """PaddleClas's training crop, ``RandCropImage``: a random area and aspect ratio, resized to ``size``.
+
+    Unlike torchvision's ``RandomResizedCrop`` it never falls back to a center crop: the scale range is
+    narrowed so that the sampled aspect ratio always fits.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        interpolation: str = "bilinear",
+        backend: str = "cv2",
+    ) -> None:
+        super().__init__()
+        self.size, self.scale, self.ratio = (size, size), scale, ratio
+        self.interpolation, self.backend = interpolation, backend
+        self.mode, self.antialias = _resize_mode(interpolation, backend)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = _hw(img)
+        aspect = math.sqrt(random.uniform(*self.ratio))
+        bound = min((w / h) / aspect**2, (h / w) * aspect**2)
+        area = w * h * random.uniform(min(self.scale[0], bound), min(self.scale[1], bound))
+        cw, ch = int(math.sqrt(area) * aspect), int(math.sqrt(area) / aspect)
+        left, top = random.randint(0, w - cw), random.randint(0, h - ch)
+        return _resize(F.crop(img, top, left, ch, cw), self.size, self.mode, self.antialias)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, scale={self.scale}, ratio={self.ratio}, interpolation={self.interpolation}"
+
+
+def resolve_data_config(
+    cfg: PretrainedCfg | None = None,
+    *,
+    resize_short: int | None = None,
+    crop_size: int | None = None,
+    crop_pct: float | None = None,
+    interpolation: str | None = None,
+    resize_backend: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> dict:
+    """The preprocessing settings: ``cfg``'s (PaddleClas's defaults without one), then any overrides.
+
+    ``crop_pct`` sets ``resize_short = round(crop_size / crop_pct)`` (timm's convention) unless
+    ``resize_short`` is also given; changing only ``crop_size`` keeps the cfg's resize/crop ratio.
+    """
+    base = dict(resize_short=256, crop_size=224, interpolation="bilinear", resize_backend="cv2",
+                mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    if cfg is not None:
+        base.update(resize_short=cfg.resize_short, crop_size=cfg.crop_size, interpolation=cfg.interpolation,
+                    resize_backend=cfg.resize_backend, mean=tuple(cfg.mean), std=tuple(cfg.std))
+    out = dict(base)
+    if crop_size is not None:
+        out["crop_size"] = crop_size
+        if resize_short is None and crop_pct is None:
+            out["resize_short"] = int(round(crop_size * base["resize_short"] / base["crop_size"]))
+    if crop_pct is not None:
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        out["resize_short"] = int(round(out["crop_size"] / crop_pct))
+    for key, value in (("resize_short", resize_short), ("interpolation", interpolation),
+                       ("resize_backend", resize_backend), ("mean", mean), ("std", std)):
+        if value is not None:
+            out[key] = tuple(value) if key in ("mean", "std") else value
+    if out["resize_short"] < out["crop_size"]:
+        raise ValueError(f"resize_short {out['resize_short']} is smaller than crop_size {out['crop_size']}")
+    _resize_mode(out["interpolation"], out["resize_backend"])  # fail early on an unknown combination
+    return out
+
+
+def create_transform(
+    cfg: PretrainedCfg | dict | None = None,
+    training: bool = False,
+    *,
+    normalize: bool = True,
+    **overrides,
+) -> v2.Compose:
+    """PaddleClas's preprocessing for a weight tag, as a torchvision ``v2.Compose``.
+
+    Args:
+        cfg: a :class:`~hgzoo.PretrainedCfg` (e.g. ``model.pretrained_cfg``), a dict from
+            :func:`resolve_data_config`, or None for PaddleClas's defaults (resize 256 bilinear, crop 224).
+        training: PaddleClas's basic training ops instead (``RandCropImage`` + horizontal flip); the
+            recipes' RandAugment, random erasing and mixing are applied by the training script.
+        normalize: end with ``float32`` scaled to [0, 1] and normalized; ``False`` stops at the uint8 crop
+            (batch it and normalize on the batch, as :class:`~hgzoo.data.Normalizer` does).
+        **overrides: ``resize_short``, ``crop_size``, ``crop_pct``, ``interpolation``, ``resize_backend``,
+            ``mean``, ``std`` (see :func:`resolve_data_config`).
+
+    The result takes a uint8 (C, H, W) tensor from :func:`read_image`, a PIL image or an HWC uint8 array.
+    """
+    if isinstance(cfg, dict) and overrides:
+        raise TypeError("pass overrides to resolve_data_config, not with a dict cfg")
+    dc = dict(cfg) if isinstance(cfg, dict) else resolve_data_config(cfg, **overrides)
+    ops: list = [v2.ToImage()]
+    if training:
+        ops += [PaddleRandCrop(dc["crop_size"], interpolation=dc["interpolation"], backend=dc["resize_backend"]),
+                v2.RandomHorizontalFlip()]
+    else:
+        ops += [ResizeShort(dc["resize_short"], dc["interpolation"], dc["resize_backend"]),
+                PaddleCenterCrop(dc["crop_size"])]
+    if normalize:
+        ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(dc["mean"]), list(dc["std"]))]
+    return v2.Compose(ops)
+
+
+class Normalizer(nn.Module):
+    """Normalize a uint8 batch (B, C, H, W) to float: ``(x / 255 - mean) / std`` in one fused pass."""
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        super().__init__()
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
+        self.register_buffer("shift", -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t,
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x.float(), self.scale)
+
