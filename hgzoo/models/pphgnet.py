@@ -1,1 +1,466 @@
-"""Placeholder: being written."""
+"""PP-HGNet and PP-HGNetV2, PaddleClas's GPU-oriented backbones.
+
+Reproduces ``ppcls/arch/backbone/legendary_models/pp_hgnet.py`` and ``pp_hgnet_v2.py`` (PaddleClas 2.6):
+with the same weights, eval-mode logits match PaddleClas's.
+
+Both are built from HG blocks: a chain of convs whose outputs (and the block input) are concatenated
+and aggregated by 1x1 convs, with an identity shortcut on every block of a stage but the first. A stage
+starts with a learnable downsample (a depthwise 3x3 stride-2 conv-BN), except the first.
+
+* v1: a three-conv stem and a 3x3 max-pool; 3x3 conv-BN-ReLU layers; aggregation by one 1x1 conv
+  followed by an effective-SE gate.
+* v2: a stem of 2x2 "SAME" convs and a 2x2 "SAME" max-pool; in the last two stages, light layers
+  (1x1 conv-BN, then depthwise 5x5 conv-BN-ReLU); aggregation by two 1x1 convs (squeeze to half
+  the output width, then excite); no SE. B0-B3 add a learnable affine block (``scale * x + bias``)
+  after every activation, the head's included.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..convert.keymap import PaddleKeyMap
+from ..layers import (ClassifierHead, ConvBNAct, DropPath, EffectiveSE, LearnableAffine, LearnableDownsample,
+                      pad_same)
+from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
+from .._registry import register_model
+from ._base import ClassifierModel
+
+__all__ = [
+    "HGBlock", "HGBlockV2", "HGStage", "LightConvBNAct", "MaxPool2dSame", "PPHGNet", "PPHGNetV2", "StemV2",
+]
+
+# Paddle's keys match ours except for the head (and v2's head affine block, top-level ``lab.*`` in Paddle).
+_KEY_MAP = PaddleKeyMap(renames=(
+    (r"^last_conv\.", "head.last_conv."),
+    (r"^lab\.", "head.act.lab."),
+    (r"^fc\.", "head.fc."),
+))
+
+
+def _dense_aggregate(layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """Run ``layers`` in sequence and concatenate the input with every layer's output (channels)."""
+    feats = [x]
+    for layer in layers:
+        x = layer(x)
+        feats.append(x)
+    return torch.cat(feats, dim=1)
+
+
+class HGBlock(nn.Module):
+    """PP-HGNet (v1) block: ``layer_num`` 3x3 conv-BN-ReLU, concat with the input, 1x1 conv-BN-ReLU, ESE,
+    and, if ``residual``, an identity shortcut."""
+
+    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, layer_num: int, residual: bool = False,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.residual = residual
+        self.layers = nn.ModuleList(ConvBNAct(in_chs if i == 0 else mid_chs, mid_chs, 3) for i in range(layer_num))
+        self.aggregation_conv = ConvBNAct(in_chs + layer_num * mid_chs, out_chs, 1)
+        self.att = EffectiveSE(out_chs)
+        self.drop_path = DropPath(drop_path_rate) if residual and drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.att(self.aggregation_conv(_dense_aggregate(self.layers, x)))
+        return self.drop_path(out) + x if self.residual else out
+
+
+class LightConvBNAct(nn.Module):
+    """PP-HGNetV2's light layer: 1x1 conv-BN (no activation, hence no affine block), then a depthwise
+    ``kernel_size`` conv-BN-ReLU (with the affine block if ``use_lab``)."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, use_lab: bool = False) -> None:
+        super().__init__()
+        self.conv1 = ConvBNAct(in_chs, out_chs, 1, act_layer=None)
+        self.conv2 = ConvBNAct(out_chs, out_chs, kernel_size, groups=out_chs, use_lab=use_lab)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x))
+
+
+class HGBlockV2(nn.Module):
+    """PP-HGNetV2 block: ``layer_num`` conv layers (plain ``kernel_size`` conv-BN-ReLU, or light layers),
+    concat with the input, 1x1 squeeze to ``out_chs // 2``, 1x1 excite to ``out_chs`` (both conv-BN-ReLU),
+    and, if ``residual``, an identity shortcut."""
+
+    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, layer_num: int, residual: bool = False,
+                 drop_path_rate: float = 0.0, kernel_size: int = 3, light_block: bool = False,
+                 use_lab: bool = False) -> None:
+        super().__init__()
+        self.residual = residual
+        layer: Callable[[int, int], nn.Module] = (
+            partial(LightConvBNAct, kernel_size=kernel_size, use_lab=use_lab) if light_block
+            else partial(ConvBNAct, kernel_size=kernel_size, use_lab=use_lab)
+        )
+        self.layers = nn.ModuleList(layer(in_chs if i == 0 else mid_chs, mid_chs) for i in range(layer_num))
+        self.aggregation_squeeze_conv = ConvBNAct(in_chs + layer_num * mid_chs, out_chs // 2, 1, use_lab=use_lab)
+        self.aggregation_excitation_conv = ConvBNAct(out_chs // 2, out_chs, 1, use_lab=use_lab)
+        self.drop_path = DropPath(drop_path_rate) if residual and drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.aggregation_squeeze_conv(_dense_aggregate(self.layers, x))
+        out = self.aggregation_excitation_conv(out)
+        return self.drop_path(out) + x if self.residual else out
+
+
+class HGStage(nn.Module):
+    """An optional learnable downsample (depthwise 3x3, stride 2, BN), then ``depth`` blocks.
+
+    ``block(in_chs, residual, drop_path_rate)`` builds one block; the first has no shortcut.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, depth: int, downsample: bool,
+                 block: Callable[[int, bool, float], nn.Module], drop_path_rates: list[float]) -> None:
+        super().__init__()
+        self.downsample = LearnableDownsample(in_chs) if downsample else nn.Identity()
+        self.blocks = nn.Sequential(*(
+            block(in_chs if i == 0 else out_chs, i > 0, drop_path_rates[i]) for i in range(depth)
+        ))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+class MaxPool2dSame(nn.Module):
+    """Max-pool with Paddle's ``padding="SAME"``: the padding (right/bottom first) never wins the max,
+    as if it were -inf. Zero padding would differ wherever a window's real values are all negative."""
+
+    def __init__(self, kernel_size: int, stride: int = 1) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_same(x, self.kernel_size, self.stride, value=float("-inf"))
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+
+class StemV2(nn.Module):
+    """PP-HGNetV2 stem (stride 4): 3x3/2 conv, then two branches concatenated: a 2x2 "SAME" max-pool
+    and two 2x2 "SAME" convs (zero-padded right/bottom); then 3x3/2 and 1x1 convs."""
+
+    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, use_lab: bool = False) -> None:
+        super().__init__()
+        self.stem1 = ConvBNAct(in_chs, mid_chs, 3, stride=2, use_lab=use_lab)
+        self.stem2a = ConvBNAct(mid_chs, mid_chs // 2, 2, padding="same", use_lab=use_lab)
+        self.stem2b = ConvBNAct(mid_chs // 2, mid_chs, 2, padding="same", use_lab=use_lab)
+        self.stem3 = ConvBNAct(mid_chs * 2, mid_chs, 3, stride=2, use_lab=use_lab)
+        self.stem4 = ConvBNAct(mid_chs, out_chs, 1, use_lab=use_lab)
+        self.pool = MaxPool2dSame(2, stride=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem1(x)
+        x = torch.cat([self.pool(x), self.stem2b(self.stem2a(x))], dim=1)
+        return self.stem4(self.stem3(x))
+
+
+class ReLUAffine(nn.Module):
+    """ReLU followed by a learnable affine block: the v2 head's activation when ``use_lab``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.ReLU()
+        self.lab = LearnableAffine()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lab(self.act(x))
+
+
+@dataclass(frozen=True)
+class StageCfg:
+    """One stage: widths, number of blocks, whether it downsamples, and its layers."""
+
+    in_chs: int
+    mid_chs: int
+    out_chs: int
+    depth: int
+    downsample: bool
+    layer_num: int
+    light_block: bool = False  # v2 only: 1x1 + depthwise layers
+    kernel_size: int = 3  # v2 only
+
+
+def _drop_path_rates(stages: tuple[StageCfg, ...], drop_path_rate: float) -> list[list[float]]:
+    """Stochastic depth rising linearly over every block; only the residual blocks use it."""
+    n = sum(s.depth for s in stages)
+    rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
+    out, start = [], 0
+    for s in stages:
+        out.append(rates[start:start + s.depth])
+        start += s.depth
+    return out
+
+
+class _HGNetBase(ClassifierModel):
+    paddle_key_map = _KEY_MAP
+
+    def _build_stages(self, stages: tuple[StageCfg, ...], drop_path_rate: float,
+                      make_block: Callable[[StageCfg], Callable[[int, bool, float], nn.Module]]) -> None:
+        dprs = _drop_path_rates(stages, drop_path_rate)
+        reduction, self.feature_info, modules = 4, [], []
+        for i, s in enumerate(stages):
+            modules.append(HGStage(s.in_chs, s.out_chs, s.depth, s.downsample, make_block(s), dprs[i]))
+            reduction *= 2 if s.downsample else 1
+            self.feature_info.append({"num_chs": s.out_chs, "reduction": reduction, "module": f"stages.{i}"})
+        self.stages = nn.ModuleList(modules)
+        self.num_features = stages[-1].out_chs
+
+    def _init_weights(self) -> None:
+        # PaddleClas: Kaiming-normal convs, BN ones/zeros, zero Linear bias.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+
+class PPHGNet(_HGNetBase):
+    """PP-HGNet (v1): stem (3x3/2, 3x3, 3x3 conv-BN-ReLU) and 3x3/2 max-pool (stride 4), four stages of
+    :class:`HGBlock`, and a head of global pool → 1x1 conv to ``class_expand`` → ReLU → dropout → fc.
+
+    The head's dropout is Paddle's ``downscale_in_infer``: no scaling in training, times ``1 - p`` at eval
+    (PPHGNet_base uses p = 0.2).
+
+    Args:
+        stem_chs: output widths of the three stem convs.
+        stages: the four stages.
+        num_classes: classifier outputs; 0 for no fc.
+        in_chans: input channels.
+        drop_rate: dropout before the fc.
+        drop_path_rate: stochastic depth of the residual blocks, rising linearly over all blocks to this value.
+        use_last_conv: whether the head has the 1x1 conv (and ReLU, dropout) before the fc.
+        class_expand: output width of that conv.
+    """
+
+    first_conv = "stem.0.conv"
+
+    def __init__(self, stem_chs: tuple[int, ...], stages: tuple[StageCfg, ...], num_classes: int = 1000,
+                 in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> None:
+        super().__init__()
+        chs = (in_chans, *stem_chs)
+        self.stem = nn.Sequential(*(
+            ConvBNAct(chs[i], chs[i + 1], 3, stride=2 if i == 0 else 1) for i in range(len(stem_chs))
+        ))
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self._build_stages(stages, drop_path_rate, lambda s: lambda c, res, dpr: HGBlock(
+            c, s.mid_chs, s.out_chs, s.layer_num, residual=res, drop_path_rate=dpr))
+        self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
+                                   act_layer=nn.ReLU, drop_rate=drop_rate)
+        self._init_weights()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.stem(x))
+        for stage in self.stages:
+            x = self._run(stage, x)
+        return x
+
+
+class PPHGNetV2(_HGNetBase):
+    """PP-HGNetV2: :class:`StemV2` (stride 4), four stages of :class:`HGBlockV2`, and a head of global pool
+    → 1x1 conv to ``class_expand`` → ReLU (→ learnable affine if ``use_lab``) → dropout → fc.
+
+    Args:
+        stem_chs: (mid, out) widths of the stem.
+        stages: the four stages.
+        use_lab: learnable affine blocks after every activation (B0-B3).
+        num_classes, in_chans, drop_rate, drop_path_rate, use_last_conv, class_expand: as :class:`PPHGNet`.
+
+    PaddleClas trains the affine blocks' scale and bias with a 0.01 learning-rate multiplier.
+    """
+
+    first_conv = "stem.stem1.conv"
+
+    def __init__(self, stem_chs: tuple[int, int], stages: tuple[StageCfg, ...], use_lab: bool = False,
+                 num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> None:
+        super().__init__()
+        self.stem = StemV2(in_chans, stem_chs[0], stem_chs[1], use_lab=use_lab)
+        self._build_stages(stages, drop_path_rate, lambda s: lambda c, res, dpr: HGBlockV2(
+            c, s.mid_chs, s.out_chs, s.layer_num, residual=res, drop_path_rate=dpr, kernel_size=s.kernel_size,
+            light_block=s.light_block, use_lab=use_lab))
+        self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
+                                   act_layer=ReLUAffine if use_lab else nn.ReLU, drop_rate=drop_rate)
+        self._init_weights()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = self._run(stage, x)
+        return x
+
+
+@dataclass(frozen=True)
+class VariantCfg:
+    """A variant: stem widths, stages, affine blocks (v2), and PaddleClas's default head dropout."""
+
+    stem_chs: tuple[int, ...]
+    stages: tuple[StageCfg, ...]
+    use_lab: bool = False
+    drop_rate: float = 0.0
+
+
+def _v1(layer_num: int, *rows: tuple[int, int, int, int]) -> tuple[StageCfg, ...]:
+    # rows: (in, mid, out, depth); every stage but the first downsamples.
+    return tuple(StageCfg(i, m, o, d, downsample=k > 0, layer_num=layer_num) for k, (i, m, o, d) in enumerate(rows))
+
+
+def _v2(layer_num: int, *rows: tuple[int, int, int, int]) -> tuple[StageCfg, ...]:
+    # rows: (in, mid, out, depth); stages 3-4 use light 5x5 layers; every stage but the first downsamples.
+    return tuple(StageCfg(i, m, o, d, downsample=k > 0, layer_num=layer_num, light_block=k >= 2,
+                          kernel_size=5 if k >= 2 else 3) for k, (i, m, o, d) in enumerate(rows))
+
+
+VARIANTS: dict[str, VariantCfg] = {
+    "pphgnet_tiny": VariantCfg((48, 48, 96), _v1(5, (96, 96, 224, 1), (224, 128, 448, 1), (448, 160, 512, 2),
+                                                 (512, 192, 768, 1))),
+    "pphgnet_small": VariantCfg((64, 64, 128), _v1(6, (128, 128, 256, 1), (256, 160, 512, 1), (512, 192, 768, 2),
+                                                   (768, 224, 1024, 1))),
+    "pphgnet_base": VariantCfg((96, 96, 160), _v1(7, (160, 192, 320, 1), (320, 224, 640, 2), (640, 256, 960, 3),
+                                                  (960, 288, 1280, 2)), drop_rate=0.2),
+    "pphgnetv2_b0": VariantCfg((16, 16), _v2(3, (16, 16, 64, 1), (64, 32, 256, 1), (256, 64, 512, 2),
+                                             (512, 128, 1024, 1)), use_lab=True),
+    "pphgnetv2_b1": VariantCfg((24, 32), _v2(3, (32, 32, 64, 1), (64, 48, 256, 1), (256, 96, 512, 2),
+                                             (512, 192, 1024, 1)), use_lab=True),
+    "pphgnetv2_b2": VariantCfg((24, 32), _v2(4, (32, 32, 96, 1), (96, 64, 384, 1), (384, 128, 768, 3),
+                                             (768, 256, 1536, 1)), use_lab=True),
+    "pphgnetv2_b3": VariantCfg((24, 32), _v2(5, (32, 32, 128, 1), (128, 64, 512, 1), (512, 128, 1024, 3),
+                                             (1024, 256, 2048, 1)), use_lab=True),
+    "pphgnetv2_b4": VariantCfg((32, 48), _v2(6, (48, 48, 128, 1), (128, 96, 512, 1), (512, 192, 1024, 3),
+                                             (1024, 384, 2048, 1))),
+    "pphgnetv2_b5": VariantCfg((32, 64), _v2(6, (64, 64, 128, 1), (128, 128, 512, 2), (512, 256, 1024, 5),
+                                             (1024, 512, 2048, 2))),
+    "pphgnetv2_b6": VariantCfg((48, 96), _v2(6, (96, 96, 192, 2), (192, 192, 512, 3), (512, 384, 1024, 6),
+                                             (1024, 768, 2048, 3))),
+}
+
+# Pretrained configurations. Evaluation preprocessing from ppcls/configs/ImageNet/PPHGNet*/*.yaml:
+# resize short 232 (PPHGNet_tiny, every PPHGNetV2) or 236 (PPHGNet_small/base), bicubic, PIL; crop 224.
+_DOC_V1 = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-HGNet.md"
+_DOC_V2 = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-HGNetV2.md"
+
+
+def _cfg(arch: str, tag: str, file: str, resize_short: int, top1: float | None = None, top5: float | None = None,
+         notes: str = "") -> PretrainedCfg:
+    return PretrainedCfg(
+        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams", hf_hub_id=f"hgzoo/{arch}.{tag}",
+        resize_short=resize_short, crop_size=224, interpolation="bicubic", resize_backend="pil",
+        top1=top1, top5=top5, notes=notes,
+    )
+
+
+def _v2_cfgs(arch: str, paddle_name: str, top1: float, top5: float) -> tuple[PretrainedCfg, ...]:
+    return (
+        _cfg(arch, "ssld_stage2_ft_in1k", f"{paddle_name}_ssld_pretrained", 232, top1, top5,
+             notes=f"SSLD stage 2 (distillation fine-tuned on ImageNet-1k). Accuracy (stage-2) from {_DOC_V2}. "
+                   "PaddleClas's SSLD stage-2 config (PPHGNetV2_B4_ssld_stage2.yaml) evaluates at resize 236; "
+                   "the model configs say 232."),
+        _cfg(arch, "ssld_stage1_in22k_in1k", f"{paddle_name}_ssld_stage1_pretrained", 232,
+             notes="SSLD stage 1 (distilled on ImageNet-1k + mined ImageNet-22k images); what PaddleClas's "
+                   "pretrained=True loads, and what it recommends for downstream fine-tuning. "
+                   f"No accuracy published ({_DOC_V2})."),
+    )
+
+
+def _create(cls: type[_HGNetBase], name: str, **kwargs) -> _HGNetBase:
+    v = VARIANTS[name]
+    if cls is PPHGNetV2:
+        kwargs["use_lab"] = v.use_lab
+    return cls(v.stem_chs, v.stages, **kwargs)
+
+
+@register_model(paddle_name="PPHGNet_tiny", pretrained_cfgs=(
+    _cfg("pphgnet_tiny", "ssld_in1k", "PPHGNet_tiny_ssld_pretrained", 232, 81.95, 96.12,
+         notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
+    _cfg("pphgnet_tiny", "paddle_in1k", "PPHGNet_tiny_pretrained", 232, 79.83, 95.04,
+         notes=f"Accuracy from {_DOC_V1}."),
+))
+def pphgnet_tiny(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
+    """PP-HGNet tiny (stem 48-48-96, 5 layers per block, depths 1-1-2-1)."""
+    return _create(PPHGNet, "pphgnet_tiny", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+
+
+@register_model(paddle_name="PPHGNet_small", pretrained_cfgs=(
+    _cfg("pphgnet_small", "ssld_in1k", "PPHGNet_small_ssld_pretrained", 236, 83.82, 96.81,
+         notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
+    _cfg("pphgnet_small", "paddle_in1k", "PPHGNet_small_pretrained", 236, 81.51, 95.82,
+         notes=f"Accuracy from {_DOC_V1}."),
+))
+def pphgnet_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
+    """PP-HGNet small (stem 64-64-128, 6 layers per block, depths 1-1-2-1)."""
+    return _create(PPHGNet, "pphgnet_small", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+
+
+@register_model(paddle_name="PPHGNet_base", pretrained_cfgs=(
+    _cfg("pphgnet_base", "ssld_in1k", "PPHGNet_base_ssld_pretrained", 236, 85.00, 97.35,
+         notes=f"SSLD distillation; the only published PPHGNet_base weights. Accuracy from {_DOC_V1}."),
+))
+def pphgnet_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
+    """PP-HGNet base (stem 96-96-160, 7 layers per block, depths 1-2-3-2, head dropout 0.2)."""
+    return _create(PPHGNet, "pphgnet_base", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+
+
+@register_model(paddle_name="PPHGNetV2_B0", pretrained_cfgs=_v2_cfgs("pphgnetv2_b0", "PPHGNetV2_B0", 77.77, 93.91))
+def pphgnetv2_b0(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+    """PP-HGNetV2 B0 (stem 16-16, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
+    return _create(PPHGNetV2, "pphgnetv2_b0", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+
+
+@register_model(paddle_name="PPHGNetV2_B1", pretrained_cfgs=_v2_cfgs("pphgnetv2_b1", "PPHGNetV2_B1", 79.18, 94.57))
+def pphgnetv2_b1(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+    """PP-HGNetV2 B1 (stem 24-32, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
+    return _create(PPHGNetV2, "pphgnetv2_b1", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+
+
+@register_model(paddle_name="PPHGNetV2_B2", pretrained_cfgs=_v2_cfgs("pphgnetv2_b2", "PPHGNetV2_B2", 81.74, 95.88))
+def pphgnetv2_b2(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+    """PP-HGNetV2 B2 (stem 24-32, 4 layers per block, depths 1-1-3-1, learnable affine blocks)."""
+    return _create(PPHGNetV2, "pphgnetv2_b2", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+
+
+@register_model(paddle_name="PPHGNetV2_B3", pretrained_cfgs=_v2_cfgs("pphgnetv2_b3", "PPHGNetV2_B3", 82.98, 96.43))
+def pphgnetv2_b3(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+    """PP-HGNetV2 B3 (stem 24-32, 5 layers per block, depths 1-1-3-1, learnable affine blocks)."""
+    return _create(PPHGNetV2, "pphgnetv2_b3", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+
+
+@register_model(paddle_name="PPHGNetV2_B4", pretrained_cfgs=_v2_cfgs("pphgnetv2_b4", "PPHGNetV2_B4", 83.57, 96.72))
+def pphgnetv2_b4(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+    """PP-HGNetV2 B4 (stem 32-48, 6 layers per block, depths 1-1-3-1)."""
+    return _create(PPHGNetV2, "pphgnetv2_b4", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+
+
+@register_model(paddle_name="PPHGNetV2_B5", pretrained_cfgs=_v2_cfgs("pphgnetv2_b5", "PPHGNetV2_B5", 84.75, 97.32))
+def pphgnetv2_b5(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+    """PP-HGNetV2 B5 (stem 32-64, 6 layers per block, depths 1-2-5-2)."""
+    return _create(PPHGNetV2, "pphgnetv2_b5", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+
+
+@register_model(paddle_name="PPHGNetV2_B6", pretrained_cfgs=_v2_cfgs("pphgnetv2_b6", "PPHGNetV2_B6", 86.30, 97.84))
+def pphgnetv2_b6(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+    """PP-HGNetV2 B6 (stem 48-96, 6 layers per block, depths 2-3-6-3)."""
+    return _create(PPHGNetV2, "pphgnetv2_b6", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
