@@ -32,6 +32,9 @@ def create_model(
     in_chans: int = 3,
     pretrained_file: str | os.PathLike | None = None,
     progress: bool = True,
+    features_only: bool = False,
+    out_indices: int | tuple[int, ...] | None = None,
+    feature_mode: str | None = None,
     **kwargs,
 ) -> nn.Module:
     """Build ``model_name``: ``"pphgnet_small"``, ``"PPHGNet_small"``, ``"pphgnet_small.ssld_in1k"`` or
@@ -45,6 +48,11 @@ def create_model(
             for another class count the classifier is re-initialised, with a warning.
         in_chans: input channels; pretrained RGB stem weights are adapted.
         pretrained_file: a ``.pdparams``, ``.safetensors`` or ``.pth`` file to load (implies pretrained).
+        features_only: return a backbone (:class:`~hgzoo.features.FeatureListNet`) whose forward gives the
+            feature maps at ``out_indices`` (default: all stages; an int ``n``: the last ``n``; negative
+            indices count from the end); ``model.feature_info.channels()`` / ``.reduction()`` describe them.
+            The classifier head is dropped after the weights are loaded.
+        feature_mode: which features, for families that offer several (HRNet: ``"incre"`` or ``"branches"``).
         **kwargs: the model's own arguments (``drop_rate``, ``drop_path_rate``, ...). Unknown ones raise
             ``TypeError`` naming them.
     """
@@ -67,6 +75,8 @@ def create_model(
     cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
     if num_classes is None:
         num_classes = cfg.num_classes if cfg is not None else 1000
+    if features_only and (pretrained or pretrained_file is not None) and cfg is not None:
+        num_classes = cfg.num_classes  # load the head as published, then drop it: no re-init warning
     model = _build(arch, num_classes=num_classes, in_chans=in_chans, **kwargs)
     model.pretrained_cfg = cfg
     if pretrained_file is not None:
@@ -75,6 +85,13 @@ def create_model(
         if cfg is None:
             raise ValueError(f"{arch} has no published weights; pass pretrained_file=PATH to load your own")
         load_checkpoint(model, hub.resolve_weights(cfg, progress=progress), evict_if_corrupt=True)
+    if features_only:
+        from .features import FeatureListNet
+
+        model = FeatureListNet(model, out_indices, feature_mode)
+        model.pretrained_cfg = cfg
+    elif out_indices is not None or feature_mode is not None:
+        raise TypeError("out_indices and feature_mode go with features_only=True")
     return model
 
 

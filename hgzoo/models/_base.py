@@ -16,8 +16,9 @@ __all__ = ["ClassifierModel"]
 class ClassifierModel(nn.Module):
     """Base of every hgzoo classifier.
 
-    Subclasses build ``self.head`` (a :class:`~hgzoo.layers.ClassifierHead`) and implement
-    :meth:`forward_features`; they set ``num_features`` (channels of the final feature map),
+    Subclasses build ``self.stem``, ``self.stages`` and ``self.head`` (a :class:`~hgzoo.layers.ClassifierHead`),
+    override :meth:`forward_stem` when more than ``self.stem`` precedes the stages (or :meth:`forward_stages`
+    and :meth:`feature_levels` when the stages are not a chain); they set ``num_features`` (channels of the final feature map),
     ``feature_info`` (one dict per stage: ``num_chs``, ``reduction``, ``module``) and the class
     attributes ``paddle_key_map`` (an instance may carry its own, when the map depends on the variant) and
     ``first_conv`` (the state-dict prefix of the stem conv).
@@ -43,8 +44,31 @@ class ClassifierModel(nn.Module):
         """Width of the ``forward_head(..., pre_logits=True)`` output."""
         return self.head.num_features
 
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the first stage."""
+        return self.stem(x)
+
+    def feature_levels(self, mode: str | None = None) -> list[dict]:
+        """The feature levels :meth:`forward_stages` returns for ``mode`` (``None``: the stage outputs)."""
+        if mode not in (None, "stages"):
+            raise ValueError(f"{type(self).__name__} has one feature mode, 'stages'; got {mode!r}")
+        return self.feature_info
+
+    def forward_stages(self, x: torch.Tensor, mode: str | None = None, stop: int | None = None) -> list[torch.Tensor]:
+        """The output of every stage (those of ``feature_levels(mode)``), up to index ``stop``."""
+        self.feature_levels(mode)
+        x = self.forward_stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = self._run(stage, x)
+            outs.append(x)
+            if stop is not None and i >= stop:
+                break
+        return outs
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError  # every subclass overrides this
+        """The final feature map, which the head pools."""
+        return self.forward_stages(x)[-1]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)

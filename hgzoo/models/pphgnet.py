@@ -253,11 +253,8 @@ class PPHGNet(_HGNetBase):
                                    act_layer=nn.ReLU, drop_rate=drop_rate)
         self._init_weights()
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.stem(x))
-        for stage in self.stages:
-            x = self._run(stage, x)
-        return x
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stem(x))
 
 
 class PPHGNetV2(_HGNetBase):
@@ -286,12 +283,6 @@ class PPHGNetV2(_HGNetBase):
         self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
                                    act_layer=ReLUAffine if use_lab else nn.ReLU, drop_rate=drop_rate)
         self._init_weights()
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = self._run(stage, x)
-        return x
 
 
 @dataclass(frozen=True)

@@ -189,12 +189,6 @@ class PPLCNetV2(ClassifierModel):
             if isinstance(m, ConvBNAct):
                 nn.init.kaiming_normal_(m.conv.weight, mode="fan_in", nonlinearity="relu")
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = self._run(stage, x)
-        return x
-
 
 @dataclass(frozen=True)
 class VariantCfg:

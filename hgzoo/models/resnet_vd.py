@@ -192,11 +192,8 @@ class ResNetVd(ClassifierModel):
             nn.init.uniform_(fc.weight, -bound, bound)
             nn.init.zeros_(fc.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem_pool(self.stem(x))
-        for stage in self.stages:
-            x = self._run(stage, x)
-        return x
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem_pool(self.stem(x))
 
 
 @dataclass(frozen=True)
