@@ -15,6 +15,14 @@ from hgzoo._registry import model_entrypoint, paddle_name
 ROOT = Path(__file__).resolve().parent.parent
 REF_SCRIPT = Path(__file__).resolve().parent / "reference" / "paddle_ref.py"
 PARITY_SIZES = ((224, 224), (193, 257))
+# PaddleClas's HRNet upsamples by a fixed scale factor, so it cannot run unless the stride-4 map's sides
+# are multiples of 8 (it raises a broadcast error at 193x257); 221x253 is the odd non-square size it takes.
+FAMILY_PARITY_SIZES = {"hgzoo.models.hrnet": ((224, 224), (221, 253))}
+
+
+def parity_sizes(name: str) -> tuple[tuple[int, int], ...]:
+    """The two input sizes the parity tests use for ``name``: 224x224 and an odd, non-square one."""
+    return FAMILY_PARITY_SIZES.get(model_entrypoint(name).__module__, PARITY_SIZES)
 
 
 def reference_python() -> str | None:
@@ -37,7 +45,7 @@ class PaddleReference:
         if pname not in self.done:
             family = model_entrypoint(name).__module__
             names = [paddle_name(n) for n in hgzoo.list_models() if model_entrypoint(n).__module__ == family]
-            sizes = ",".join(f"{h}x{w}" for h, w in PARITY_SIZES)
+            sizes = ",".join(f"{h}x{w}" for h, w in parity_sizes(name))
             # A clean environment: nothing of hgzoo's interpreter may leak into Paddle's.
             env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
             proc = subprocess.run(

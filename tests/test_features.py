@@ -66,3 +66,18 @@ def test_frozen_batch_norm_keeps_stats_and_round_trips():
     back = unfreeze_batch_norm(model)
     assert not any(isinstance(m, FrozenBatchNorm2d) for m in back.modules())
     torch.testing.assert_close(back.state_dict()["stem.0.bn.running_var"], before["stem.0.bn.running_var"])
+
+
+def test_hrnet_offers_incre_and_branch_features():
+    x = torch.randn(1, 3, 96, 128)
+    incre = hgzoo.create_model("hrnet_w18_c", features_only=True).eval()
+    branches = hgzoo.create_model("hrnet_w18_c", features_only=True, feature_mode="branches").eval()
+    assert incre.feature_info.channels() == [128, 256, 512, 1024]
+    assert branches.feature_info.channels() == [18, 36, 72, 144]
+    assert branches.feature_info.reduction() == incre.feature_info.reduction() == [4, 8, 16, 32]
+    with torch.no_grad():
+        for model in (incre, branches):
+            outs = model(x)
+            assert [o.shape[1] for o in outs] == model.feature_info.channels()
+    with pytest.raises(ValueError, match="'incre' or 'branches'"):
+        hgzoo.create_model("hrnet_w18_c", features_only=True, feature_mode="nope")

@@ -1,1 +1,454 @@
-"""Placeholder: being written."""
+"""HRNet-C, the classification HRNet (HRNet_W18_C ... HRNet_W64_C, SE_HRNet_W64_C).
+
+Reproduces ``ppcls/arch/backbone/legendary_models/hrnet.py`` (PaddleClas 2.6): with the same weights,
+eval-mode logits match PaddleClas's. The network keeps 1, 2, 3, then 4 parallel branches of widths
+C, 2C, 4C, 8C at strides 4, 8, 16, 32 and fuses them after every module; the classification head
+widens each branch with one bottleneck ("incre" features of 128, 256, 512, 1024 channels), merges
+them from fine to coarse with stride-2 convs, and projects to 2048 channels before pooling.
+
+Two views of the features are first-class, for detection and segmentation:
+
+* :meth:`HRNet.forward_branches`: the four branch outputs of the last stage (``branch_feature_info``);
+* :meth:`HRNet.forward_incre`: the four incre features (``feature_info``, modules ``incre_modules.N``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..convert.keymap import PaddleKeyMap
+from ..layers import ClassifierHead, ConvBNAct, DropPath, SqueezeExcite
+from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
+from .._registry import register_model
+from ._base import ClassifierModel
+
+__all__ = ["HRNet", "BasicBlock", "Bottleneck", "HighResolutionModule", "fuse_conv_order"]
+
+SE_REDUCTION = 16
+STEM_CHS = 64
+LAYER1_PLANES = 64
+STAGE_MODULES = (1, 4, 3)  # high-resolution modules in stages 2, 3, 4
+BLOCKS_PER_BRANCH = 4
+INCRE_PLANES = (32, 64, 128, 256)  # bottleneck planes of the incre modules (x4 = 128 ... 1024 channels)
+NUM_FEATURES = 2048
+
+
+def _se(channels: int, has_se: bool) -> nn.Module:
+    # PaddleClas: int(channels / 16) hidden units; at least one, so that widths below 16 still build.
+    return SqueezeExcite(channels, max(channels // SE_REDUCTION, 1)) if has_se else nn.Identity()
+
+
+def _upsample_to(x: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour upsampling by an integer ``scale``, cropped to ``size``.
+
+    Every stride-2 conv rounds up, so a coarser branch has ``ceil(side / scale)`` pixels and its
+    upsampled map is never smaller than the finer one. PaddleClas upsamples by the scale factor alone,
+    which lines up only when each side of the stride-4 map is a multiple of 8 (inputs of 221-224 or
+    253-256 pixels, not 193 or 257), and raises otherwise. Cropping keeps pixel ``i`` of the finer map on pixel ``i // scale`` of the coarser
+    one: PaddleClas's result wherever it runs, and defined at every input size.
+    """
+    x = F.interpolate(x, scale_factor=float(scale), mode="nearest")
+    return x[..., : size[0], : size[1]]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN (ReLU between), optional SE, identity shortcut, ReLU after the sum."""
+
+    def __init__(self, channels: int, has_se: bool = False, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.conv1 = ConvBNAct(channels, channels, 3)
+        self.conv2 = ConvBNAct(channels, channels, 3, act_layer=None)
+        self.se = _se(channels, has_se)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.se(self.conv2(self.conv1(x)))
+        return self.act(self.drop_path(out) + x)
+
+
+class Bottleneck(nn.Module):
+    """1x1 → 3x3 → 1x1 (x4 expansion) conv-BN, optional SE, ReLU after the sum with the shortcut.
+
+    With ``downsample`` the shortcut is a 1x1 conv-BN to ``4 * planes`` channels (PaddleClas's ``conv_down``).
+    """
+
+    expansion = 4
+
+    def __init__(
+        self, in_chs: int, planes: int, has_se: bool = False, downsample: bool = False, drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        out_chs = planes * self.expansion
+        self.conv1 = ConvBNAct(in_chs, planes, 1)
+        self.conv2 = ConvBNAct(planes, planes, 3)
+        self.conv3 = ConvBNAct(planes, out_chs, 1, act_layer=None)
+        self.downsample = ConvBNAct(in_chs, out_chs, 1, act_layer=None) if downsample else nn.Identity()
+        self.se = _se(out_chs, has_se)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.se(self.conv3(self.conv2(self.conv1(x))))
+        return self.act(self.drop_path(out) + self.downsample(x))
+
+
+def fuse_conv_order(num_branches: int) -> list[tuple[int, int, int]]:
+    """``(i, j, k)`` of every conv of a fuse block, in PaddleClas's flat order: for output branch
+    ``i``, input branch ``j``, the ``k``-th conv of the path from ``j`` to ``i``."""
+    order = []
+    for i in range(num_branches):
+        for j in range(num_branches):
+            if j > i:
+                order.append((i, j, 0))
+            elif j < i:
+                order.extend((i, j, k) for k in range(i - j))
+    return order
+
+
+class HighResolutionModule(nn.Module):
+    """Basic blocks on every branch, then the fuse: each output branch ``i`` is
+    ``relu(sum_j path_ij(x_j))`` where the path is the identity for ``j == i``, a 1x1 conv-BN and
+    nearest upsampling for a coarser ``j``, and a chain of ``i - j`` stride-2 3x3 conv-BN (ReLU on all
+    but the last) for a finer ``j``. Takes and returns a list of tensors, finest first.
+    """
+
+    def __init__(
+        self, channels: tuple[int, ...], has_se: bool = False, drop_path_rates: tuple[float, ...] = (0.0,) * 4,
+    ) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Sequential(*(BasicBlock(c, has_se, dpr) for dpr in drop_path_rates)) for c in channels
+        )
+        self.fuse_layers = nn.ModuleList(
+            nn.ModuleList(self._fuse_path(channels, i, j) for j in range(len(channels)))
+            for i in range(len(channels))
+        )
+        self.act = nn.ReLU()
+
+    @staticmethod
+    def _fuse_path(channels: tuple[int, ...], i: int, j: int) -> nn.Module:
+        if j == i:
+            return nn.Identity()
+        if j > i:  # coarser input: 1x1 conv to this width; upsampled in forward
+            return nn.Sequential(ConvBNAct(channels[j], channels[i], 1, act_layer=None))
+        convs = [ConvBNAct(channels[j], channels[j], 3, stride=2) for _ in range(i - j - 1)]
+        convs.append(ConvBNAct(channels[j], channels[i], 3, stride=2, act_layer=None))
+        return nn.Sequential(*convs)
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        xs = [branch(x) for branch, x in zip(self.branches, xs)]
+        out = []
+        for i, paths in enumerate(self.fuse_layers):
+            y = xs[i]
+            size = (y.shape[-2], y.shape[-1])
+            for j, path in enumerate(paths):
+                if j > i:
+                    y = y + _upsample_to(path(xs[j]), 2 ** (j - i), size)
+                elif j < i:
+                    y = y + path(xs[j])
+            out.append(self.act(y))
+        return out
+
+
+def _paddle_renames() -> tuple[tuple[str, str], ...]:
+    # PaddleClas numbers each fuse block's convs in one flat list; ours are fuse_layers[i][j][k].
+    fuse = tuple(
+        (rf"^st{s}\.stage_func_list\.(\d+)\.fuse_func\.residual_func_list\.{n}\.",
+         rf"stage{s}.\1.fuse_layers.{i}.{j}.{k}.")
+        for s in (2, 3, 4)
+        for n, (i, j, k) in enumerate(fuse_conv_order(s))
+    )
+    return (
+        (r"^conv_layer1_1\.", "stem.0."),
+        (r"^conv_layer1_2\.", "stem.1."),
+        (r"^conv_tr1_1\.", "transition1.0."),
+        (r"^conv_tr1_2\.", "transition1.1."),
+        (r"^conv_tr(\d)\.", r"transition\1."),
+        *fuse,
+        (r"^st(\d)\.stage_func_list\.", r"stage\1."),
+        (r"\.basic_block_list\.", ".branches."),
+        (r"^last_cls\.func_list\.", "incre_modules."),
+        (r"^cls_head_conv_list\.", "downsamples."),
+        (r"\.conv_down\.", ".downsample."),
+        (r"\.se\.fc_squeeze\.", ".se.conv1."),
+        (r"\.se\.fc_excitation\.", ".se.conv2."),
+        (r"^fc\.", "head.fc."),
+    )
+
+
+class HRNet(ClassifierModel):
+    """HRNet-C: stem (two stride-2 3x3 conv-BN-ReLU) → 4 bottlenecks → stages 2-4 of 1, 4 and 3
+    high-resolution modules on 2, 3 and 4 branches (widths ``width * (1, 2, 4, 8)``) → per-branch incre
+    bottlenecks → fine-to-coarse merge by stride-2 3x3 conv-BN-ReLU → 1x1 conv-BN-ReLU to 2048 → head.
+
+    Features: ``forward_branches`` gives the last stage's four branches (``branch_feature_info``:
+    ``width * (1, 2, 4, 8)`` channels at strides 4-32); ``forward_incre`` gives the incre features
+    (``feature_info``: 128, 256, 512, 1024 channels at strides 4-32); ``forward_features`` gives the
+    2048-channel stride-32 map the head pools. Any input size works (see :func:`_upsample_to`).
+
+    Args:
+        width: width ``C`` of the highest-resolution branch.
+        has_se: add squeeze-excitation (reduction 16) to every basic block and bottleneck.
+        num_classes: classifier outputs; 0 for no fc.
+        in_chans: input channels.
+        drop_rate: dropout before the fc (PaddleClas has none). PyTorch's convention (scaled in
+            training, identity at eval), so converted weights give Paddle's logits at any rate.
+        drop_path_rate: stochastic depth of the residual blocks, rising linearly with depth (parallel
+            branches share their depth's rate) to this value at the incre modules.
+    """
+
+    first_conv = "stem.0.conv"
+    paddle_key_map = PaddleKeyMap(renames=_paddle_renames())
+
+    def __init__(
+        self,
+        width: int,
+        has_se: bool = False,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.width, self.has_se = width, has_se
+        chs = tuple(width * 2**i for i in range(4))
+        expansion = Bottleneck.expansion
+
+        # Stochastic depth over the depth of the network: layer1's blocks, each module's blocks, the incre blocks.
+        depth = 4 + sum(STAGE_MODULES) * BLOCKS_PER_BRANCH + 1
+        dpr = [drop_path_rate * d / (depth - 1) for d in range(depth)]
+
+        self.stem = nn.Sequential(
+            ConvBNAct(in_chans, STEM_CHS, 3, stride=2),
+            ConvBNAct(STEM_CHS, STEM_CHS, 3, stride=2),
+        )
+        layer1_chs = LAYER1_PLANES * expansion
+        self.layer1 = nn.Sequential(*(
+            Bottleneck(STEM_CHS if d == 0 else layer1_chs, LAYER1_PLANES, has_se, downsample=d == 0,
+                       drop_path_rate=dpr[d])
+            for d in range(4)
+        ))
+        self.transition1 = nn.ModuleList([
+            ConvBNAct(layer1_chs, chs[0], 3),
+            ConvBNAct(layer1_chs, chs[1], 3, stride=2),
+        ])
+        # Each module of stage s runs BLOCKS_PER_BRANCH blocks deep; stage2 starts after layer1's 4 blocks.
+        starts = [4 + BLOCKS_PER_BRANCH * sum(STAGE_MODULES[:s]) for s in range(3)]
+        self.stage2 = self._make_stage(chs[:2], has_se, dpr[starts[0]:starts[1]])
+        self.transition2 = ConvBNAct(chs[1], chs[2], 3, stride=2)
+        self.stage3 = self._make_stage(chs[:3], has_se, dpr[starts[1]:starts[2]])
+        self.transition3 = ConvBNAct(chs[2], chs[3], 3, stride=2)
+        self.stage4 = self._make_stage(chs, has_se, dpr[starts[2]:-1])
+
+        # Classification head: incre bottlenecks, the fine-to-coarse merge, the projection to 2048.
+        incre_chs = [p * expansion for p in INCRE_PLANES]
+        self.incre_modules = nn.ModuleList(
+            Bottleneck(c, p, has_se, downsample=True, drop_path_rate=dpr[-1]) for c, p in zip(chs, INCRE_PLANES)
+        )
+        self.downsamples = nn.ModuleList(
+            ConvBNAct(incre_chs[i], incre_chs[i + 1], 3, stride=2) for i in range(3)
+        )
+        self.conv_last = ConvBNAct(incre_chs[-1], NUM_FEATURES, 1)
+        self.num_features = NUM_FEATURES
+        self.head = ClassifierHead(NUM_FEATURES, num_classes, drop_rate=drop_rate, dropout_mode="upscale_in_train")
+
+        self.feature_info = [
+            {"num_chs": c, "reduction": 4 * 2**i, "module": f"incre_modules.{i}"} for i, c in enumerate(incre_chs)
+        ]
+        # The raw branches are one module's list output: "index" picks the branch.
+        self.branch_feature_info = [
+            {"num_chs": c, "reduction": 4 * 2**i, "module": "stage4", "index": i} for i, c in enumerate(chs)
+        ]
+        self._init_weights()
+
+    @staticmethod
+    def _make_stage(channels: tuple[int, ...], has_se: bool, rates: list[float]) -> nn.Sequential:
+        """One high-resolution module per ``BLOCKS_PER_BRANCH`` drop-path rates."""
+        n = BLOCKS_PER_BRANCH
+        return nn.Sequential(*(
+            HighResolutionModule(channels, has_se, tuple(rates[i:i + n])) for i in range(0, len(rates), n)
+        ))
+
+    def _init_weights(self) -> None:
+        # PaddleClas: Paddle's default conv init (Kaiming normal, fan in), BN 1/0, Linear (SE and fc)
+        # weights uniform in +-1/sqrt(fan_in) with zero bias.
+        for m in self.modules():
+            if isinstance(m, ConvBNAct):
+                nn.init.kaiming_normal_(m.conv.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(m, SqueezeExcite):
+                for conv in (m.conv1, m.conv2):
+                    bound = conv.in_channels ** -0.5
+                    nn.init.uniform_(conv.weight, -bound, bound)
+                    nn.init.zeros_(conv.bias)
+        if isinstance(self.head.fc, nn.Linear):
+            nn.init.uniform_(self.head.fc.weight, -NUM_FEATURES ** -0.5, NUM_FEATURES ** -0.5)
+            nn.init.zeros_(self.head.fc.bias)
+
+    def forward_branches(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four branch outputs of stage 4: ``width * (1, 2, 4, 8)`` channels at strides 4, 8, 16, 32."""
+        x = self._run(self.layer1, self.stem(x))
+        xs = [t(x) for t in self.transition1]
+        xs = self._run(self.stage2, xs)
+        xs = self._run(self.stage3, xs + [self.transition2(xs[-1])])
+        return self._run(self.stage4, xs + [self.transition3(xs[-1])])
+
+    def forward_incre(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The incre features: 128, 256, 512, 1024 channels at strides 4, 8, 16, 32 (``feature_info``)."""
+        return [self._run(m, b) for m, b in zip(self.incre_modules, self.forward_branches(x))]
+
+    def feature_levels(self, mode: str | None = None) -> list[dict]:
+        """``"incre"`` (the default, as timm): the incre features; ``"branches"``: the raw branch outputs."""
+        if mode in (None, "incre"):
+            return self.feature_info
+        if mode == "branches":
+            return self.branch_feature_info
+        raise ValueError(f"HRNet feature_mode must be 'incre' or 'branches', got {mode!r}")
+
+    def forward_stages(self, x: torch.Tensor, mode: str | None = None, stop: int | None = None) -> list[torch.Tensor]:
+        self.feature_levels(mode)
+        return self.forward_branches(x) if mode == "branches" else self.forward_incre(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.forward_incre(x)
+        y = feats[0]
+        for down, f in zip(self.downsamples, feats[1:]):
+            y = f + down(y)
+        return self.conv_last(y)
+
+
+@dataclass(frozen=True)
+class VariantCfg:
+    """An HRNet-C variant: branch width and whether blocks carry SE."""
+
+    width: int
+    has_se: bool = False
+
+
+VARIANTS = {
+    "hrnet_w18_c": VariantCfg(18),
+    "hrnet_w30_c": VariantCfg(30),
+    "hrnet_w32_c": VariantCfg(32),
+    "hrnet_w40_c": VariantCfg(40),
+    "hrnet_w44_c": VariantCfg(44),
+    "hrnet_w48_c": VariantCfg(48),
+    "hrnet_w64_c": VariantCfg(64),
+    "se_hrnet_w64_c": VariantCfg(64, has_se=True),
+}
+
+_DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/HRNet.md"
+
+
+def _cfg(arch: str, tag: str, file: str, top1: float | None, top5: float | None, notes: str = "") -> PretrainedCfg:
+    # Evaluation preprocessing of ppcls/configs/ImageNet/HRNet/*.yaml: resize short 256 (cv2, bilinear), crop 224.
+    return PretrainedCfg(
+        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams",
+        hf_hub_id=f"hgzoo/{arch}.{tag}", resize_short=256, crop_size=224, interpolation="bilinear",
+        resize_backend="cv2", top1=top1, top5=top5, notes=notes or f"Accuracy from {_DOC}.",
+    )
+
+
+def _paddle(arch: str, file: str, top1: float, top5: float) -> PretrainedCfg:
+    return _cfg(arch, "paddle_in1k", file, top1, top5)
+
+
+def _create(name: str, num_classes: int, in_chans: int, drop_rate: float, drop_path_rate: float) -> HRNet:
+    v = VARIANTS[name]
+    return HRNet(v.width, v.has_se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                 drop_path_rate=drop_path_rate)
+
+
+@register_model(
+    paddle_name="HRNet_W18_C",
+    pretrained_cfgs=(
+        _cfg("hrnet_w18_c", "ssld_in1k", "HRNet_W18_C_ssld_pretrained", 81.6, 95.8,
+             notes=f"SSLD distillation. Accuracy from {_DOC}; PaddleClas's SSLD docs list top-1 81.2 "
+                   "and its 2020-09-07 changelog 81.16."),
+        _paddle("hrnet_w18_c", "HRNet_W18_C_pretrained", 76.9, 93.4),
+    ),
+)
+def hrnet_w18_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> HRNet:
+    """HRNet-W18-C."""
+    return _create("hrnet_w18_c", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="HRNet_W30_C",
+    pretrained_cfgs=(_paddle("hrnet_w30_c", "HRNet_W30_C_pretrained", 78.0, 94.0),),
+)
+def hrnet_w30_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> HRNet:
+    """HRNet-W30-C."""
+    return _create("hrnet_w30_c", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="HRNet_W32_C",
+    pretrained_cfgs=(_paddle("hrnet_w32_c", "HRNet_W32_C_pretrained", 78.3, 94.2),),
+)
+def hrnet_w32_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> HRNet:
+    """HRNet-W32-C."""
+    return _create("hrnet_w32_c", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="HRNet_W40_C",
+    pretrained_cfgs=(_paddle("hrnet_w40_c", "HRNet_W40_C_pretrained", 78.8, 94.5),),
+)
+def hrnet_w40_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> HRNet:
+    """HRNet-W40-C."""
+    return _create("hrnet_w40_c", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="HRNet_W44_C",
+    pretrained_cfgs=(_paddle("hrnet_w44_c", "HRNet_W44_C_pretrained", 79.0, 94.5),),
+)
+def hrnet_w44_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> HRNet:
+    """HRNet-W44-C."""
+    return _create("hrnet_w44_c", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="HRNet_W48_C",
+    pretrained_cfgs=(
+        _cfg("hrnet_w48_c", "ssld_in1k", "HRNet_W48_C_ssld_pretrained", 83.6, 96.8,
+             notes=f"SSLD distillation. Accuracy from {_DOC}."),
+        _paddle("hrnet_w48_c", "HRNet_W48_C_pretrained", 79.0, 94.4),
+    ),
+)
+def hrnet_w48_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> HRNet:
+    """HRNet-W48-C."""
+    return _create("hrnet_w48_c", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="HRNet_W64_C",
+    pretrained_cfgs=(_paddle("hrnet_w64_c", "HRNet_W64_C_pretrained", 79.3, 94.6),),
+)
+def hrnet_w64_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                drop_path_rate: float = 0.0) -> HRNet:
+    """HRNet-W64-C."""
+    return _create("hrnet_w64_c", num_classes, in_chans, drop_rate, drop_path_rate)
+
+
+@register_model(
+    paddle_name="SE_HRNet_W64_C",
+    pretrained_cfgs=(
+        _cfg("se_hrnet_w64_c", "ssld_in1k", "SE_HRNet_W64_C_ssld_pretrained", 84.7, 97.3,
+             notes=f"SSLD distillation; the only published SE-HRNet checkpoint (not in ppcls MODEL_URLS; URL from "
+                   f"PaddleClas's SSLD docs). Accuracy from {_DOC}; the SSLD docs list top-1 84.8."),
+    ),
+)
+def se_hrnet_w64_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
+                   drop_path_rate: float = 0.0) -> HRNet:
+    """SE-HRNet-W64-C: HRNet-W64-C with squeeze-excitation in every block."""
+    return _create("se_hrnet_w64_c", num_classes, in_chans, drop_rate, drop_path_rate)
