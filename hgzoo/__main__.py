@@ -31,6 +31,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         header.append("GFLOPs@224")
     header += ["default weights", "top-1", "eval preprocessing"]
     rows = []
+    if not args.markdown:
+        print("  ".join(header), flush=True)
     for name in names:
         model = hgzoo.create_model(name).eval()
         cfg = hgzoo.get_pretrained_cfg(name)
