@@ -86,7 +86,11 @@ def test_reparameterize_keeps_outputs(name):
     assert rel < 1e-5, f"reparameterize changed the logits by {rel:.2e} (relative)"
 
 
-@pytest.mark.parametrize("name", MODELS)
+# One variant per family: the checkpointed code path is the family's, not the variant's.
+SMALLEST = ["pphgnet_tiny", "pphgnetv2_b0", "pplcnetv2_small", "hrnet_w18_c", "resnet18_vd"]
+
+
+@pytest.mark.parametrize("name", SMALLEST)
 def test_grad_checkpointing_gives_same_gradients(name):
     torch.manual_seed(0)
     model = hgzoo.create_model(name, num_classes=5).train()
@@ -105,7 +109,7 @@ def test_grad_checkpointing_gives_same_gradients(name):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["pphgnet_tiny", "pphgnetv2_b0", "pplcnetv2_small", "hrnet_w18_c", "resnet18_vd"])
+@pytest.mark.parametrize("name", SMALLEST)
 def test_drop_path_is_active_in_training_only(name):
     model = hgzoo.create_model(name, num_classes=5, drop_path_rate=0.3, drop_rate=0.0).train()
     x = torch.randn(2, 3, 64, 64)

@@ -1,0 +1,139 @@
+"""Training configuration: defaults ← recipe YAML (``configs/``) ← command line. Flat keys, one flag each."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DEFAULTS", "ConfigError", "CONFIG_DIR", "find_recipe", "load_recipe", "build_parser", "resolve_config"]
+
+#: The recipes shipped with the repository (``configs/<model or family>.yaml``).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class ConfigError(ValueError):
+    """A bad setting or input, reported before training starts."""
+
+
+#: Every setting with its default (the recipe files override these; every key is also a ``--flag``).
+DEFAULTS: dict[str, Any] = dict(
+    # model
+    model=None, pretrained=False, initial_checkpoint=None, num_classes=None, in_chans=3, drop_rate=None,
+    drop_path_rate=0.0,
+    # data: an ImageFolder tree (data_dir/train, data_dir/val), label lists, or "fashion_mnist"
+    dataset="folder", data_dir=None, train_split="train", val_split="val", train_list=None, val_list=None,
+    train_subset=0, workers=2,
+    # preprocessing (train), PaddleClas's RandCropImage + RandFlipImage + TimmAutoAugment + RandomErasing
+    img_size=224, interpolation="bilinear", resize_backend="cv2", crop_scale_min=0.08, hflip=0.5,
+    randaugment=None, random_erasing=0.0, mean=None, std=None,
+    # evaluation preprocessing (None: the model's pretrained cfg, scaled to img_size)
+    eval_resize_short=None, eval_interpolation=None, eval_resize_backend=None,
+    # batch mixing (PaddleClas OpSampler) and loss
+    mixup_alpha=0.0, cutmix_alpha=0.0, mixup_prob=0.0, cutmix_prob=0.0, label_smoothing=0.0,
+    # optimisation (Momentum, L2 weight decay, per-iteration schedule with linear warmup)
+    epochs=10, batch_size=128, recipe_batch_size=None, lr=0.1, momentum=0.9, weight_decay=1e-4,
+    no_weight_decay="none", sched="cosine", warmup_epochs=0.0, warmup_start_lr=0.0,
+    decay_epochs=[30, 60, 90], decay_gamma=0.1, lr_mult_list=None, lab_lr=1.0, min_lr=0.0,
+    freeze=0, accum_steps=1, clip_grad=None,
+    # speed / precision
+    amp=False, channels_last=False, torchcompile=False, sync_bn=False, device="auto", threads=0,
+    ema=False, ema_decay=0.9999,
+    # distillation (SSLD quick start): teacher soft targets, unlabeled extra images
+    teacher=None, teacher_checkpoint=None, extra_data=None, distill_loss="dml", distill_temperature=1.0,
+    distill_alpha=0.0,
+    # output
+    output=None, resume=None, checkpoint_every=0, eval_every=1, seed=0, log_interval=20, tensorboard=False,
+    max_steps_per_epoch=0, progress=True, plot=True,
+)
+
+_LIST_TYPES = {"decay_epochs": float, "lr_mult_list": float, "mean": float, "std": float}
+_TYPES = {"num_classes": int, "drop_rate": float, "clip_grad": float, "recipe_batch_size": int,
+          "initial_checkpoint": str, "teacher": str, "teacher_checkpoint": str, "extra_data": str,
+          "output": str, "resume": str, "data_dir": str, "train_list": str, "val_list": str, "model": str,
+          "randaugment": str, "eval_resize_short": int, "eval_interpolation": str, "eval_resize_backend": str}
+_CHOICES = {"dataset": ("folder", "list", "fashion_mnist"), "sched": ("cosine", "piecewise", "constant"),
+            "no_weight_decay": ("none", "bn"), "distill_loss": ("dml", "kl", "js")}
+
+
+def find_recipe(model: str, config_dir: Path = CONFIG_DIR) -> Path | None:
+    """``configs/<model>.yaml``, else the longest family file whose name prefixes the model name."""
+    exact = config_dir / f"{model}.yaml"
+    if exact.is_file():
+        return exact
+    family = [p for p in config_dir.glob("*.yaml") if model.startswith(p.stem)]
+    return max(family, key=lambda p: len(p.stem)) if family else None
+
+
+def load_recipe(path: str | Path) -> dict:
+    """A recipe YAML (flat keys, ``_base_: other.yaml`` for inheritance); unknown keys are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    base = data.pop("_base_", None)
+    out = load_recipe(path.parent / base) if base else {}
+    data.pop("source", None)  # provenance notes
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {unknown}")
+    out.update(data)
+    return out
+
+
+def _bool(v: str) -> bool:
+    if v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {v!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Train an hgzoo model with its PaddleClas recipe (configs/<model>.yaml); every setting is a flag.")
+    p.add_argument("--config", default=None, help="recipe YAML (default: configs/<model>.yaml or its family's)")
+    for key, default in DEFAULTS.items():
+        flag = "--" + key.replace("_", "-")
+        kw: dict = dict(default=None, dest=key, help=f"default {default!r}")
+        if isinstance(default, bool):
+            kw.update(nargs="?", const=True, type=_bool, metavar="BOOL")
+        elif key in _LIST_TYPES:
+            kw.update(nargs="+", type=_LIST_TYPES[key])
+        elif key in _CHOICES:
+            kw.update(choices=_CHOICES[key])
+        else:
+            kw.update(type=_TYPES.get(key, type(default) if default is not None else str))
+        p.add_argument(flag, **kw)
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    return p
+
+
+def resolve_config(argv: list[str] | None = None) -> dict:
+    """Defaults, then the recipe for ``--model`` (or ``--config``), then the flags given on the command line."""
+    args = build_parser().parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None and k != "config"}
+    if not given.get("model") and not args.config:
+        raise ConfigError("--model is required (e.g. --model pphgnet_small)")
+    cfg = dict(DEFAULTS)
+    recipe_path = Path(args.config) if args.config else find_recipe(given["model"])
+    if recipe_path is not None:
+        cfg.update(load_recipe(recipe_path))
+    cfg.update(given)
+    cfg["recipe"] = str(recipe_path) if recipe_path else None
+    if not cfg.get("model"):
+        raise ConfigError("no model: give --model")
+    if cfg["lr_mult_list"] is not None and len(cfg["lr_mult_list"]) != 5:
+        raise ConfigError(f"--lr-mult-list needs 5 values (stem + 4 stages), got {cfg['lr_mult_list']}")
+    if not 0 <= cfg["freeze"] <= 5:
+        raise ConfigError(f"--freeze counts leading units of [stem, stage1..4]: 0..5, got {cfg['freeze']}")
+    if cfg["accum_steps"] < 1 or cfg["batch_size"] < 1 or cfg["epochs"] < 1:
+        raise ConfigError("--accum-steps, --batch-size and --epochs must be >= 1")
+    if bool(cfg["teacher"]) != bool(cfg["teacher_checkpoint"]):
+        raise ConfigError("distillation needs both --teacher MODEL and --teacher-checkpoint FILE")
+    if cfg["extra_data"] and not cfg["teacher"]:
+        raise ConfigError("--extra-data (unlabeled images) only makes sense with --teacher")
+    return cfg

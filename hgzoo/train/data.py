@@ -1,0 +1,168 @@
+"""Training/eval datasets and loaders, with the input checks that must fail before training starts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import ConcatDataset, Dataset, DistributedSampler, Subset
+from torchvision.transforms import v2
+
+from ..data import FASHION_MNIST_DIR, FashionMNIST, ImageFolder, LabelListDataset, PaddleRandCrop, create_transform, resolve_data_config
+from ..data.datasets import IMAGE_EXTENSIONS
+from ..data.randaugment import parse_randaugment
+from ..data.transforms import read_image
+from .config import ConfigError
+
+__all__ = ["build_datasets", "ResumableSampler", "train_transform", "eval_data_config"]
+
+
+def train_transform(cfg: dict) -> v2.Compose:
+    """PaddleClas's RandCropImage + RandFlipImage (+ TimmAutoAugment), ending at a uint8 crop."""
+    ops = [v2.ToImage(), PaddleRandCrop(cfg["img_size"], scale=(cfg["crop_scale_min"], 1.0),
+                                         interpolation=cfg["interpolation"], backend=cfg["resize_backend"])]
+    if cfg["hflip"] > 0:
+        ops.append(v2.RandomHorizontalFlip(cfg["hflip"]))
+    if cfg["randaugment"]:
+        ops.append(parse_randaugment(cfg["randaugment"]))
+    return v2.Compose(ops)
+
+
+def eval_data_config(cfg: dict, pretrained_cfg) -> dict:
+    """The evaluation preprocessing: the model's PaddleClas eval ops at ``img_size``, then the overrides."""
+    mean, std = cfg["mean"], cfg["std"]
+    if mean is None and cfg["in_chans"] != 3:
+        mean, std = [0.5] * cfg["in_chans"], [0.5] * cfg["in_chans"]
+    return resolve_data_config(pretrained_cfg, crop_size=cfg["img_size"], resize_short=cfg["eval_resize_short"],
+                               interpolation=cfg["eval_interpolation"], resize_backend=cfg["eval_resize_backend"],
+                               mean=mean, std=std)
+
+
+class _Unlabeled(Dataset):
+    """Images whose labels are ignored: every target is -1."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset[i][0], -1
+
+
+class _ImageFiles(Dataset):
+    def __init__(self, paths: list[str], transform) -> None:
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return self.transform(read_image(self.paths[i])), -1
+
+
+def _folder(root: Path, transform) -> ImageFolder:
+    if not root.is_dir():
+        raise ConfigError(f"data folder {root} not found (expected <data-dir>/<split>/<class>/<image>)")
+    empty = sorted(d.name for d in root.iterdir() if d.is_dir()
+                   and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.rglob("*") if p.is_file()))
+    if empty:
+        raise ConfigError(f"{root}: class folder(s) with no images: {empty}")
+    try:
+        return ImageFolder(root, transform=transform)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{root}: {e}") from None
+
+
+def _extra(spec: str, transform, rest: Dataset | None) -> Dataset:
+    if spec == "train-rest":
+        if rest is None:
+            raise ConfigError("--extra-data train-rest needs --train-subset N (the rest of the train set is used)")
+        return _Unlabeled(rest)
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    elif path.is_file():
+        files = []
+        for line in path.read_text().splitlines():
+            if line.strip():
+                f = line.split()[0]
+                files.append(f if Path(f).is_absolute() else str(path.parent / f))
+    else:
+        raise ConfigError(f"--extra-data {spec} not found (a folder of images, a list file or 'train-rest')")
+    if not files:
+        raise ConfigError(f"--extra-data {spec}: no images")
+    return _ImageFiles(files, transform)
+
+
+def build_datasets(cfg: dict, eval_cfg: dict) -> tuple[Dataset, Dataset, int, Dataset | None]:
+    """(train, val, number of classes in the data, unlabeled extra or None); ConfigError on bad input."""
+    tt = train_transform(cfg)
+    et = create_transform(eval_cfg, training=False, normalize=False)
+    kind, data_dir = cfg["dataset"], cfg["data_dir"]
+    if kind == "fashion_mnist":
+        root = data_dir or FASHION_MNIST_DIR
+        if not Path(root).is_dir():
+            raise ConfigError(f"data dir {root} not found")
+        rgb = cfg["in_chans"] == 3
+        if cfg["in_chans"] not in (1, 3):
+            raise ConfigError("Fashion-MNIST is grayscale: use --in-chans 1 (or 3 to replicate)")
+        try:
+            train, val = FashionMNIST(root, True, tt, rgb=rgb), FashionMNIST(root, False, et, rgb=rgb)
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
+        n_data = len(FashionMNIST.classes)
+    else:
+        if not data_dir or not Path(data_dir).is_dir():
+            raise ConfigError(f"data dir {data_dir!r} not found")
+        if kind == "folder":
+            train = _folder(Path(data_dir) / cfg["train_split"], tt)
+            val = _folder(Path(data_dir) / cfg["val_split"], et)
+            if train.classes != val.classes:
+                raise ConfigError(f"{data_dir}: train and val have different class folders")
+            n_data = len(train.classes)
+        else:
+            if not cfg["train_list"] or not cfg["val_list"]:
+                raise ConfigError("--dataset list needs --train-list and --val-list")
+            for f in (cfg["train_list"], cfg["val_list"]):
+                if not Path(f).is_file():
+                    raise ConfigError(f"label list {f} not found")
+            train = LabelListDataset(cfg["train_list"], data_dir, transform=tt)
+            val = LabelListDataset(cfg["val_list"], data_dir, transform=et)
+            n_data = max(max(train.targets), max(val.targets)) + 1
+    if cfg["num_classes"] is not None:
+        mismatch = cfg["num_classes"] < n_data if kind == "list" else cfg["num_classes"] != n_data
+        if mismatch:
+            raise ConfigError(f"--num-classes {cfg['num_classes']} disagrees with the data, which has {n_data} classes")
+    rest = None
+    if cfg["train_subset"] and cfg["train_subset"] < len(train):
+        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(1234)).tolist()
+        rest = Subset(train, perm[cfg["train_subset"]:])
+        train = Subset(train, perm[:cfg["train_subset"]])
+    extra = _extra(cfg["extra_data"], tt, rest) if cfg["extra_data"] else None
+    if extra is not None:
+        train = ConcatDataset([train, extra])
+    return train, val, n_data, extra
+
+
+class ResumableSampler(DistributedSampler):
+    """A DistributedSampler (also for one process) that can skip the first ``start`` samples of an epoch,
+    so that a run resumed mid-epoch continues with the same order from the next batch."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = True) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
+        self.start = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        return iter(indices[self.start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def shard(n: int, rank: int, world: int) -> list[int]:
+    """Evaluation shard without padding (every sample counted once across ranks)."""
+    return list(range(rank, n, world))

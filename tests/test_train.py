@@ -1,0 +1,228 @@
+"""train.py: a short end-to-end run on real photos, distillation, 2-process DDP, resume after SIGKILL, bad inputs.
+
+Tiny on purpose (pphgnetv2_b0 at 32 px, a handful of crops of scikit-image's photos, a few iterations).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from image_samples import photos, write_png
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import train as train_cli  # noqa: E402
+
+MODEL = "pphgnetv2_b0"
+COMMON = ["--model", MODEL, "--img-size", "32", "--batch-size", "4", "--workers", "0", "--no-progress",
+          "--recipe-batch-size", "0", "--lr", "0.05", "--warmup-epochs", "0", "--randaugment", "rand-m7-mstd0.5-inc1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: on a busy 2-core machine, more threads spin against each other (5-10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _crops(img: np.ndarray, n: int, rng: np.random.Generator, size: int = 40) -> list[np.ndarray]:
+    h, w = img.shape[:2]
+    out = []
+    for _ in range(n):
+        s = int(min(h, w) * 0.5)
+        y, x = rng.integers(0, h - s), rng.integers(0, w - s)
+        crop = torch.from_numpy(img[y:y + s, x:x + s]).permute(2, 0, 1)[None].float()
+        out.append(torch.nn.functional.interpolate(crop, size=(size, size), mode="area")[0]
+                   .permute(1, 2, 0).round().clamp(0, 255).byte().numpy())
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """``train/`` and ``val/`` with two classes (cat / coffee crops), and ``extra/`` unlabeled astronaut crops."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    ph = photos(("chelsea", "coffee", "astronaut"))
+    for split, n in (("train", 8), ("val", 4)):
+        for cls in ("chelsea", "coffee"):
+            (root / split / cls).mkdir(parents=True)
+            for i, c in enumerate(_crops(ph[cls], n, rng)):
+                write_png(root / split / cls / f"{i}.png", c)
+    (root / "extra").mkdir()
+    for i, c in enumerate(_crops(ph["astronaut"], 8, rng)):
+        write_png(root / "extra" / f"{i}.png", c)
+    return root
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str]:
+    code = train_cli.main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out + cap.err
+
+
+@pytest.fixture(scope="module")
+def first_run(data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "out"
+    code = train_cli.main(COMMON + ["--data-dir", str(data), "--epochs", "2", "--output", str(out), "--ema",
+                                    "--ema-decay", "0.9", "--mixup-alpha", "0.2", "--mixup-prob", "0.5",
+                                    "--cutmix-alpha", "1.0", "--cutmix-prob", "0.5", "--random-erasing", "0.25",
+                                    "--lr-mult-list", "0.1", "0.1", "0.2", "0.2", "0.3", "--freeze", "1"])
+    assert code == 0
+    return out
+
+
+def test_end_to_end(first_run):
+    out = first_run
+    for name in ("last.pt", "best.pt", "config.yaml", "summary.csv", "curves.png"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(0 <= float(r["eval_top1"]) <= 100 and r["ema_top1"] != "" for r in rows)
+    import yaml
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["lr_mult_list"] == [0.1, 0.1, 0.2, 0.2, 0.3] and cfg["num_classes"] == 2
+    assert cfg["weight_decay"] == 4e-5 and cfg["recipe"].endswith("pphgnetv2.yaml")  # from the recipe
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    assert ckpt["model_name"] == MODEL and ckpt["epoch"] == 2 and ckpt["global_step"] == 8
+    assert ckpt["ema"] is not None and ckpt["scheduler"]["step_count"] == 8
+    # --freeze 1: the stem's parameters are not in the optimizer
+    import hgzoo
+    model = hgzoo.create_model(MODEL, num_classes=2)
+    n_opt = sum(len(g["params"]) for g in ckpt["optimizer"]["param_groups"])
+    assert n_opt == len(list(model.parameters())) - len(list(model.stem.parameters()))
+    assert list(out.glob("*.tmp")) == []
+
+
+def test_distillation_with_unlabeled_extra(data, first_run, tmp_path, capsys):
+    code, log = _run(COMMON + ["--data-dir", str(data), "--epochs", "1", "--output", str(tmp_path / "d"),
+                               "--model", "pplcnetv2_small", "--teacher", MODEL,
+                               "--teacher-checkpoint", str(first_run / "best.pt"),
+                               "--extra-data", str(data / "extra"), "--distill-loss", "js"], capsys)
+    assert code == 0, log
+    assert "(8 unlabeled)" in log and "24 train images" in log
+    assert (tmp_path / "d" / "summary.csv").is_file()
+
+
+def test_distillation_losses():
+    from hgzoo.train import DistillationLoss
+    s, t = torch.randn(4, 5), torch.randn(4, 5)
+    for kind in ("dml", "kl", "js"):
+        loss = DistillationLoss(kind, 2.0)
+        assert loss(s, t) > 0 and loss(t, t).abs() < 1e-6
+
+
+def test_lr_schedule_and_param_groups():
+    import hgzoo
+    from hgzoo.train import LRSchedule, param_groups
+    model = hgzoo.create_model("pphgnet_tiny", num_classes=3)
+    groups = param_groups(model, 4e-5, "bn", [0.1, 0.1, 0.2, 0.2, 0.3])
+    bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    for g in groups:
+        assert (g["weight_decay"] == 0.0) == (id(g["params"][0]) in bn)
+    assert {g["lr_mult"] for g in groups} == {0.1, 0.2, 0.3, 1.0}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    s = LRSchedule(opt, 1.0, steps_per_epoch=10, epochs=10, sched="cosine", warmup_epochs=1)
+    lrs = [s.lr_at(i) for i in (0, 5, 10, 55, 100)]
+    assert lrs[0] == 0 and lrs[1] == 0.5 and lrs[2] == 1.0 and abs(lrs[3] - 0.5) < 1e-9 and lrs[4] < 1e-9
+    p = LRSchedule(opt, 0.1, 10, 100, "piecewise", decay_epochs=[30, 60, 90])
+    assert abs(p.lr_at(299) - 0.1) < 1e-12 and abs(p.lr_at(300) - 0.01) < 1e-12
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    return env
+
+
+def test_ddp_two_processes(data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           str(ROOT / "train.py")] + COMMON + ["--data-dir", str(data), "--epochs", "1", "--output", str(out),
+                                               "--sync-bn"]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("2 process(es)") == 1  # rank 0 logs once
+    assert "--sync-bn needs CUDA" in r.stderr  # on CPU: said, not a hang
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert len(rows) == 1
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    assert ckpt["global_step"] == 2 and len(ckpt["rng"]) == 2  # 16 images / (2 x 4) per step
+
+
+def test_resume_after_sigkill(data, tmp_path):
+    out = tmp_path / "kill"
+    args = [sys.executable, str(ROOT / "train.py")] + COMMON + [
+        "--data-dir", str(data), "--epochs", "2", "--batch-size", "2", "--output", str(out),
+        "--checkpoint-every", "2", "--ema"]
+    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    try:
+        while not (out / "last.pt").exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ckpt = torch.load(out / "last.pt", weights_only=False)  # never a partial file
+    assert ckpt["epoch"] == 0 and ckpt["micro_in_epoch"] >= 2 and ckpt["global_step"] >= 2
+    r = subprocess.run(args + ["--resume", str(out / "last.pt")], env=_env(), capture_output=True, text=True,
+                       timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"resumed from {out / 'last.pt'}: epoch 0, batch {ckpt['micro_in_epoch']}" in r.stdout
+    final = torch.load(out / "last.pt", weights_only=False)
+    assert final["epoch"] == 2 and final["global_step"] == 16  # 8 steps per epoch, none lost, none repeated
+    assert len(list(csv.DictReader(open(out / "summary.csv")))) == 2
+
+
+@pytest.fixture(scope="module")
+def bad(data, tmp_path_factory) -> dict:
+    import hgzoo
+    root = tmp_path_factory.mktemp("bad")
+    empty = root / "empty"
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (empty / split / cls).mkdir(parents=True)
+        write_png(empty / split / "a" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    teacher = root / "teacher3.pt"
+    torch.save({"model_name": MODEL, "num_classes": 3, "in_chans": 3,
+                "model": hgzoo.create_model(MODEL, num_classes=3).state_dict()}, teacher)
+    other = root / "other.pt"
+    torch.save({"model_name": "resnet18_vd", "model": hgzoo.create_model("resnet18_vd", num_classes=2).state_dict()},
+               other)
+    return dict(empty=empty, teacher=teacher, other=other)
+
+
+@pytest.mark.parametrize("case, extra, message", [
+    ("missing", ["--data-dir", "{tmp}/nope"], "not found"),
+    ("empty", ["--data-dir", "{empty}"], "with no images: ['b']"),
+    ("classes", ["--data-dir", "{data}", "--num-classes", "5"], "--num-classes 5 disagrees with the data, which has 2"),
+    ("teacher", ["--data-dir", "{data}", "--teacher", MODEL, "--teacher-checkpoint", "{teacher}"],
+     "the teacher has 3 classes, the student 2"),
+    ("resume", ["--data-dir", "{data}", "--resume", "{other}"], "is a checkpoint of 'resnet18_vd', not of"),
+])
+def test_bad_input(case, extra, message, data, bad, tmp_path, capsys):
+    fmt = dict(tmp=tmp_path, data=data, **bad)
+    out = tmp_path / "out"
+    code, log = _run(COMMON + [a.format(**fmt) for a in extra] + ["--output", str(out)], capsys)
+    assert code == 2 and "error:" in log and message in log, log
+    assert not (out / "summary.csv").exists() and not (out / "last.pt").exists()
