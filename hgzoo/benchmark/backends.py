@@ -1,0 +1,471 @@
+"""Inference backends: each turns a :class:`~hgzoo.benchmark.subjects.Subject` and an input batch into a
+:class:`Runner`, a zero-argument call that runs one batch.
+
+A backend whose package or hardware is missing says why in :meth:`Backend.skip_reason`; nothing here
+raises for a missing package at import time. Every backend accepts any subject (hgzoo or timm), so a
+peer model goes through exactly the same path.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+import importlib.util
+import io
+import os
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .subjects import BenchmarkInputError, Subject
+
+__all__ = [
+    "Runner", "Backend", "BACKENDS", "PRECISIONS", "get_backend", "is_oom", "cpu_precision_skip",
+    "export_onnx",
+]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _to_numpy(out: Any) -> np.ndarray:
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    if isinstance(out, torch.Tensor):
+        return out.detach().float().cpu().numpy()
+    return np.asarray(out, dtype=np.float32)
+
+
+@dataclass
+class Runner:
+    """One prepared (model, backend, precision, input): ``fn()`` runs the bound batch once."""
+
+    fn: Callable[[], Any]
+    fetch: Callable[[Any], np.ndarray] = _to_numpy  # raw output → float32 logits
+    sync: str = "cpu"  # "cuda": timed with CUDA events and synchronized
+    note: str = ""
+
+    def output(self) -> np.ndarray:
+        return self.fetch(self.fn())
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def cpu_precision_skip(precision: str) -> str | None:
+    """Why this CPU cannot run ``precision`` natively, or None if it can."""
+    if precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "this CPU has no native bf16 (needs AVX512-BF16 or AMX); it would be emulated"
+    if precision == "fp16" and not torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        return "this CPU has no native fp16 (needs AVX512-FP16 or AMX-FP16); it would be emulated"
+    return None
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for an out-of-memory error from torch (CPU or CUDA), ONNX Runtime or OpenVINO."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    msg = str(exc).lower()
+    return bool(re.search(r"out of memory|can't allocate memory|cannot allocate memory|bad_alloc|bad allocation"
+                          r"|failed to allocate|not enough memory", msg))
+
+
+class _TempDir:
+    def __init__(self) -> None:
+        self.path = tempfile.mkdtemp(prefix="hgzoo-bench-")
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' progress prints and warnings (errors still raise)."""
+    buf = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        warnings.simplefilter("ignore")
+        yield buf
+
+
+def export_onnx(model: nn.Module, path: str, img_size: int, dynamic_batch: bool = True) -> str:
+    """Export ``model`` (eval, fp32) to ONNX with a dynamic batch axis; the input is named ``x``.
+
+    Uses the torch.export-based exporter; falls back to the TorchScript one if that fails.
+    """
+    example = torch.randn(2, 3, img_size, img_size)  # batch 2: torch.export specializes a batch of 1
+    first_error: Exception | None = None
+    with _quiet():
+        try:
+            dyn = ({0: torch.export.Dim("batch", min=1, max=8192)},) if dynamic_batch else None
+            torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["logits"],
+                              dynamic_shapes=dyn, dynamo=True, external_data=True)
+            return path
+        except Exception as e:  # noqa: BLE001 - try the other exporter
+            first_error = e
+        try:
+            axes = {"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+            torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["logits"],
+                              dynamic_axes=axes, dynamo=False, opset_version=17)
+            return path
+        except Exception as e:  # noqa: BLE001
+            raise RuntimeError(f"ONNX export failed: {first_error}; TorchScript exporter: {e}") from e
+
+
+def onnx_file(subject: Subject, img_size: int) -> str:
+    """The subject's deployment model as ONNX (fp32, dynamic batch), exported once and cached."""
+    key = f"onnx@{img_size}"
+    if key not in subject.cache:
+        tmp = subject.cache.setdefault("tmpdir", _TempDir())
+        path = os.path.join(tmp.path, f"{subject.impl}-{subject.arch}-{img_size}.onnx")
+        t = time.perf_counter()
+        export_onnx(subject.deploy_model(), path, img_size)
+        subject.cache[key] = path
+        subject.cache[key + ":seconds"] = time.perf_counter() - t
+    return subject.cache[key]
+
+
+class Backend:
+    """Base class. Subclasses set ``name``, ``device``, ``description`` and implement :meth:`prepare`."""
+
+    name: str = ""
+    device: str = "cpu"
+    description: str = ""
+    uses_deploy_model: bool = True  # runs the re-parameterized model (else the model as built)
+
+    def unavailable(self) -> str | None:
+        """Why this backend cannot run on this machine at all (package or hardware missing), or None."""
+        return None
+
+    def precision_skip(self, precision: str) -> str | None:
+        return cpu_precision_skip(precision) if self.device == "cpu" else None
+
+    def skip_reason(self, precision: str) -> str | None:
+        return self.unavailable() or self.precision_skip(precision)
+
+    def prepare(self, subject: Subject, x: torch.Tensor, precision: str, threads: int) -> Runner:
+        raise NotImplementedError
+
+
+def _probe(fns: dict[str, Callable[[], Any]], iters: int = 4) -> dict[str, float]:
+    """Median seconds of a few calls of each candidate (after one warm-up call), for picking a variant."""
+    out = {}
+    for key, fn in fns.items():
+        fn()
+        ts = []
+        for _ in range(iters):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        out[key] = float(np.median(ts))
+    return out
+
+
+class EagerBackend(Backend):
+    name = "eager"
+    uses_deploy_model = False
+    description = "the model as built, torch eager under inference_mode; bf16/fp16 through torch.autocast"
+
+    def prepare(self, subject, x, precision, threads):
+        model = subject.model
+        if precision == "fp32":
+            def fn():
+                with torch.inference_mode():
+                    return model(x)
+        else:
+            dtype = DTYPES[precision]
+
+            def fn():
+                with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
+                    return model(x)
+        return Runner(fn, note="autocast" if precision != "fp32" else "")
+
+
+class DeployBackend(Backend):
+    name = "deploy"
+    description = ("re-parameterized model (conv+BN fused, branches merged), torch eager; weights cast to the "
+                   "precision; channels-last where a probe finds it faster")
+
+    def prepare(self, subject, x, precision, threads):
+        dtype = DTYPES[precision]
+        base = subject.deploy_model()
+        contiguous = base if precision == "fp32" else copy.deepcopy(base).to(dtype)
+        channels_last = copy.deepcopy(base).to(dtype=dtype, memory_format=torch.channels_last)
+
+        def make(model, fmt):
+            def fn():
+                with torch.inference_mode():
+                    return model(x.to(dtype=dtype, memory_format=fmt))
+            return fn
+
+        fns = {"contiguous": make(contiguous, torch.contiguous_format),
+               "channels_last": make(channels_last, torch.channels_last)}
+        times = _probe(fns)
+        best = min(times, key=times.get)
+        other = "channels_last" if best == "contiguous" else "contiguous"
+        note = f"{best} ({times[other] / times[best]:.2f}x faster than {other} in a probe)"
+        return Runner(fns[best], note=note)
+
+
+class CompileBackend(Backend):
+    name = "compile"
+    description = "torch.compile (inductor) of the re-parameterized model; on CPU with freezing (weights folded)"
+
+    def unavailable(self):
+        if self.device == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+            return "torch.compile on CPU needs a C++ compiler (g++ or clang++); none found"
+        return None
+
+    def prepare(self, subject, x, precision, threads):
+        import torch._dynamo
+        import torch._inductor.config
+
+        # Every model class keeps its compiled graphs per code object; raise the limits so that several
+        # sizes and models in one process never silently fall back to eager (timing also forbids recompiles).
+        for attr in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, attr):
+                setattr(torch._dynamo.config, attr, max(getattr(torch._dynamo.config, attr), 256))
+        dtype = DTYPES[precision]
+        model = subject.deploy_model()
+        if precision != "fp32" or self.device != "cpu":
+            model = copy.deepcopy(model).to(device=self.device, dtype=dtype)
+        xin = x.to(device=self.device)
+        compiled = torch.compile(model, dynamic=False)
+
+        def fn():
+            with torch.inference_mode():
+                return compiled(xin.to(dtype))
+
+        t = time.perf_counter()
+        with _quiet(), torch._inductor.config.patch(freezing=True):
+            fn()
+        note = f"inductor, freezing; compiled in {time.perf_counter() - t:.0f} s"
+        return Runner(fn, sync="cuda" if self.device == "cuda" else "cpu", note=note)
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    description = "re-parameterized model → torch.onnx export (dynamic batch) → ONNX Runtime CPU provider, all graph optimizations"
+
+    def unavailable(self):
+        if not _has("onnxruntime"):
+            return "onnxruntime is not installed (pip install onnxruntime, or hgzoo[bench])"
+        if not _has("onnx"):
+            return "onnx is not installed (pip install onnx onnxscript, or hgzoo[bench])"
+        return None
+
+    def precision_skip(self, precision):
+        if precision != "fp32":
+            return f"ONNX Runtime's CPU provider has no fast {precision} convolutions on x86 (use openvino)"
+        return None
+
+    def prepare(self, subject, x, precision, threads):
+        import onnxruntime as ort
+
+        key = f"ort-session@{x.shape[-1]}:{threads}"
+        if key not in subject.cache:
+            path = onnx_file(subject, x.shape[-1])
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.log_severity_level = 3
+            subject.cache[key] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        sess = subject.cache[key]
+        xn = x.numpy()
+
+        def fn():
+            return sess.run(None, {"x": xn})[0]
+
+        export_s = subject.cache.get(f"onnx@{x.shape[-1]}:seconds")
+        return Runner(fn, fetch=np.asarray, note=f"ORT {ort.__version__}" + (f"; export {export_s:.0f} s" if export_s else ""))
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    description = "re-parameterized model → ONNX → OpenVINO CPU plugin, static shape, LATENCY hint, precision hint"
+    _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+    def unavailable(self):
+        if not _has("openvino"):
+            return "openvino is not installed (pip install openvino, or hgzoo[bench])"
+        return None
+
+    def prepare(self, subject, x, precision, threads):
+        import openvino as ov
+
+        core = subject.cache.setdefault("ov-core", ov.Core())
+        try:
+            ov_model = core.read_model(onnx_file(subject, x.shape[-1]))
+            source = "ONNX"
+        except Exception:  # noqa: BLE001 - no ONNX exporter: convert the PyTorch model directly
+            with _quiet():
+                ov_model = ov.convert_model(subject.deploy_model(), example_input=x)
+            source = "PyTorch frontend"
+        ov_model.reshape([int(d) for d in x.shape])
+        config = {"INFERENCE_PRECISION_HINT": self._HINTS[precision], "INFERENCE_NUM_THREADS": threads,
+                  "PERFORMANCE_HINT": "LATENCY"}
+        compiled = core.compile_model(ov_model, "CPU", config)
+        request = compiled.create_infer_request()
+        port = compiled.output(0)
+        xn = x.numpy()
+
+        def fn():
+            return request.infer({0: xn}, share_inputs=True)[port]
+
+        return Runner(fn, fetch=np.asarray, note=f"OpenVINO {ov.__version__.split('-')[0]} from {source}")
+
+
+def _cuda_unavailable() -> str | None:
+    if torch.version.cuda is None and torch.version.hip is None:
+        return "this torch build has no CUDA support"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU on this machine (torch.cuda.is_available() is False)"
+    return None
+
+
+class CudaBackend(Backend):
+    name = "cuda"
+    device = "cuda"
+    uses_deploy_model = False
+    description = "the model as built, torch eager on the GPU (weights cast to the precision, TF32 off for fp32); CUDA events, synchronized"
+
+    def unavailable(self):
+        return _cuda_unavailable()
+
+    def precision_skip(self, precision):
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            return f"{torch.cuda.get_device_name()} has no bf16"
+        return None
+
+    def prepare(self, subject, x, precision, threads):
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+        dtype = DTYPES[precision]
+        model = copy.deepcopy(subject.model).to(device="cuda", dtype=dtype)
+        xg = x.to(device="cuda", dtype=dtype)
+
+        def fn():
+            with torch.inference_mode():
+                return model(xg)
+
+        return Runner(fn, sync="cuda", note=torch.cuda.get_device_name())
+
+
+class CudaCompileBackend(CompileBackend):
+    name = "cuda-compile"
+    device = "cuda"
+    description = "torch.compile (inductor) of the re-parameterized model on the GPU; CUDA events, synchronized"
+
+    def unavailable(self):
+        return _cuda_unavailable()
+
+    precision_skip = CudaBackend.precision_skip
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+    device = "cuda"
+    description = ("re-parameterized model → ONNX → TensorRT engine (static shape; FP16/BF16 builder flags; "
+                   "TF32 off for fp32), or torch-tensorrt if only that is installed")
+
+    def unavailable(self):
+        reason = _cuda_unavailable()
+        if reason:
+            return reason
+        if not (_has("tensorrt") or _has("torch_tensorrt")):
+            return "neither tensorrt nor torch-tensorrt is installed (pip install tensorrt)"
+        return None
+
+    precision_skip = CudaBackend.precision_skip
+
+    def prepare(self, subject, x, precision, threads):
+        if _has("tensorrt"):
+            return self._prepare_trt(subject, x, precision)
+        return self._prepare_torch_trt(subject, x, precision)
+
+    def _prepare_trt(self, subject, x, precision):
+        import tensorrt as trt
+
+        path = onnx_file(subject, x.shape[-1])
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        flags = 0
+        if hasattr(trt, "NetworkDefinitionCreationFlag") and hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(path):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse the ONNX file: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 2 << 30)
+        if precision == "fp32":
+            config.clear_flag(trt.BuilderFlag.TF32)
+        elif precision == "fp16":
+            config.set_flag(trt.BuilderFlag.FP16)
+        elif precision == "bf16":
+            config.set_flag(trt.BuilderFlag.BF16)
+        shape = tuple(int(d) for d in x.shape)
+        profile = builder.create_optimization_profile()
+        profile.set_shape("x", shape, shape, shape)
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise RuntimeError("TensorRT failed to build the engine (see the TensorRT log above)")
+        engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
+        context = engine.create_execution_context()
+        context.set_input_shape("x", shape)
+        xg = x.to("cuda").contiguous()
+        out = torch.empty(tuple(context.get_tensor_shape("logits")), device="cuda", dtype=torch.float32)
+        context.set_tensor_address("x", xg.data_ptr())
+        context.set_tensor_address("logits", out.data_ptr())
+        subject.cache[f"trt-engine:{precision}:{shape}"] = (engine, context, xg, out)  # keep alive
+
+        def fn():
+            context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+            return out
+
+        return Runner(fn, sync="cuda", note=f"TensorRT {trt.__version__}, {torch.cuda.get_device_name()}")
+
+    def _prepare_torch_trt(self, subject, x, precision):
+        import torch_tensorrt
+
+        dtype = DTYPES[precision]
+        model = copy.deepcopy(subject.deploy_model()).cuda()
+        xg = x.to("cuda")
+        with _quiet():
+            trt_model = torch_tensorrt.compile(model, ir="dynamo", inputs=[xg], enabled_precisions={dtype})
+
+        def fn():
+            with torch.inference_mode():
+                return trt_model(xg)
+
+        return Runner(fn, sync="cuda", note=f"torch-tensorrt {torch_tensorrt.__version__}")
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    EagerBackend(), DeployBackend(), CompileBackend(), OnnxRuntimeBackend(), OpenVinoBackend(),
+    CudaBackend(), CudaCompileBackend(), TensorRTBackend(),
+)}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; a clear :class:`BenchmarkInputError` (with close matches) otherwise."""
+    if name in BACKENDS:
+        return BACKENDS[name]
+    close = difflib.get_close_matches(name, list(BACKENDS), n=3, cutoff=0.4)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    raise BenchmarkInputError(f"unknown backend {name!r}.{hint} Backends: {', '.join(BACKENDS)}.")

@@ -1,0 +1,166 @@
+"""``python benchmark.py``: the command line over :func:`hgzoo.benchmark.run_benchmark`."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import traceback
+
+from .backends import BACKENDS, PRECISIONS, cpu_precision_skip
+from .core import BenchmarkConfig, run_benchmark
+from .report import plot_latency_vs_top1, to_markdown, write_results
+from .subjects import BenchmarkInputError
+from .timing import TimingConfig
+
+DEFAULT_MODELS = ["pplcnetv2_base", "pphgnet_small"]
+CPU_BACKENDS = ["eager", "deploy", "onnxruntime", "openvino"]
+GPU_BACKENDS = ["cuda", "cuda-compile", "tensorrt"]
+
+EPILOG = f"""
+backends: {', '.join(BACKENDS)} (also: all, cpu, gpu)
+precisions: {', '.join(PRECISIONS)}
+
+examples:
+  python benchmark.py                                   # the default set, about 2 minutes on 2 cores
+  python benchmark.py --model pphgnet_small --batch-sizes 1,8 --compare timm
+  python benchmark.py --model 'pphgnetv2*' --backend eager,compile,openvino --precision fp32,bf16 \\
+      --results-file out.csv --plot out.png
+"""
+
+
+def _csv(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(t.strip()) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _batch_sizes(text: str) -> list[int]:
+    return [_positive_int(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def _default_backends() -> list[str]:
+    gpu = [b for b in GPU_BACKENDS if BACKENDS[b].unavailable() is None]
+    return CPU_BACKENDS + gpu
+
+
+def _default_precisions() -> list[str]:
+    return ["fp32"] + (["bf16"] if cpu_precision_skip("bf16") is None else [])
+
+
+def expand_backends(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        if n == "all":
+            out += list(BACKENDS)
+        elif n == "cpu":
+            out += [b for b, v in BACKENDS.items() if v.device == "cpu"]
+        elif n == "gpu":
+            out += [b for b, v in BACKENDS.items() if v.device != "cpu"]
+        else:
+            out.append(n)
+    return list(dict.fromkeys(out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="benchmark.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Latency of hgzoo models per backend, precision and batch size, checked against eager fp32, "
+                    "optionally side by side with timm's equivalent models.")
+    ap.add_argument("--model", "-m", action="append", type=_csv(str), metavar="NAME",
+                    help=f"model name or wildcard ('pphgnet*'); repeat or comma-separate (default: {','.join(DEFAULT_MODELS)})")
+    ap.add_argument("--batch-sizes", "-b", type=_batch_sizes, default=[1], metavar="N,N", help="default: 1")
+    ap.add_argument("--img-size", type=_positive_int, default=224, help="default: 224")
+    ap.add_argument("--precision", "-p", type=_csv(str), default=None, metavar="P,P",
+                    help=f"{','.join(PRECISIONS)} (default: fp32, and bf16 where the CPU has it natively)")
+    ap.add_argument("--backend", type=_csv(str), default=None, metavar="B,B",
+                    help=f"default: {','.join(CPU_BACKENDS)} (+ {','.join(GPU_BACKENDS)} where a GPU is present)")
+    ap.add_argument("--compare", type=_csv(str), default=None, metavar="timm",
+                    help="also time the equivalent timm model ('none' to skip; default: timm if installed)")
+    ap.add_argument("--compare-backends", type=_csv(str), default=None, metavar="B,B",
+                    help="backends for the compared models: a list, or 'same' (as --backend); default: eager")
+    ap.add_argument("--threads", type=_positive_int, default=None, help=f"default: all CPUs ({os.cpu_count()})")
+    ap.add_argument("--pretrained", action="store_true", help="load the default weights (latency does not depend on them)")
+    ap.add_argument("--results-file", metavar="FILE", help="write the results: .csv, .json or .md")
+    ap.add_argument("--plot", metavar="PNG", help="latency against published top-1 (needs matplotlib)")
+    ap.add_argument("--warmup", type=_positive_int, default=3, help="warm-up calls per backend (default: 3)")
+    ap.add_argument("--min-iters", type=_positive_int, default=10, help="timed calls before a median may be stable")
+    ap.add_argument("--max-time", type=float, default=2.0, metavar="S",
+                    help="time budget per backend and measurement, in seconds (default: 2)")
+    ap.add_argument("--no-roofline", action="store_true", help="skip measuring the 3x3-conv roofline")
+    ap.add_argument("--no-details", action="store_true", help="print only the main table")
+    ap.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    return ap
+
+
+def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
+    models = [m for group in (args.model or [DEFAULT_MODELS]) for m in group]
+    backends = expand_backends(args.backend) if args.backend else _default_backends()
+    if args.compare is None:
+        compare = ["timm"] if importlib.util.find_spec("timm") is not None else []
+    else:
+        compare = [c for c in args.compare if c != "none"]
+    compare_backends = args.compare_backends
+    if compare_backends == ["same"]:
+        compare_backends = backends
+    elif compare_backends:
+        compare_backends = expand_backends(compare_backends)
+    if args.max_time <= 0:
+        raise BenchmarkInputError(f"--max-time must be positive, got {args.max_time}")
+    if args.results_file and not args.results_file.lower().endswith((".csv", ".json", ".md", ".markdown")):
+        raise BenchmarkInputError(f"--results-file must end in .csv, .json or .md, not {args.results_file!r}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise BenchmarkInputError("--plot needs matplotlib (pip install matplotlib, or hgzoo[bench])") from None
+    return BenchmarkConfig(
+        models=models, batch_sizes=args.batch_sizes, img_size=args.img_size,
+        precisions=list(dict.fromkeys(args.precision or _default_precisions())), backends=backends, compare=compare,
+        compare_backends=compare_backends, threads=args.threads, pretrained=args.pretrained,
+        timing=TimingConfig(warmup=args.warmup, min_iters=args.min_iters, budget_s=args.max_time),
+        roofline=not args.no_roofline,
+        log=(lambda msg: None) if args.quiet else None,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        report = run_benchmark(cfg)
+    except BenchmarkInputError as e:
+        print(f"benchmark.py: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("benchmark.py: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - an unexpected failure: a message, the traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(f"benchmark.py: unexpected error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    print(to_markdown(report, details=not args.no_details))
+    if args.results_file:
+        print(f"results written to {write_results(report, args.results_file)}", file=sys.stderr)
+    if args.plot:
+        path, left_out = plot_latency_vs_top1(report, args.plot)
+        print(f"plot written to {path}" + (f" (left out, no published top-1 or no result: {', '.join(left_out)})"
+                                           if left_out else ""), file=sys.stderr)
+    print(f"finished in {report.seconds:.0f} s", file=sys.stderr)
+    return 0

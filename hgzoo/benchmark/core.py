@@ -1,0 +1,481 @@
+"""The benchmark loop: models × batch sizes × precisions × backends, timed interleaved, checked against eager fp32."""
+from __future__ import annotations
+
+import copy
+import gc
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+import hgzoo
+from hgzoo._registry import UnknownModelError, model_entrypoint, resolve_model_name
+
+from .backends import BACKENDS, PRECISIONS, Backend, Runner, get_backend, is_oom
+from .subjects import (
+    BenchmarkInputError, Subject, activation_bytes_per_image, build_hgzoo, build_timm, timm_equivalent,
+    total_stride,
+)
+from .timing import Timing, TimingConfig, conv_roofline, time_interleaved
+
+__all__ = [
+    "BenchmarkConfig", "Measurement", "ModelInfo", "BenchmarkReport", "run_benchmark", "resolve_models",
+    "check_agreement", "fixed_input", "DEFAULT_TOLERANCES", "COMPARE_IMPLS",
+]
+
+# Largest relative error (max |ours - eager fp32| / max |eager fp32|) that still counts as the same result.
+# fp32: the parity bar. bf16 (8-bit mantissa) drifts by 0.1-0.35 of the largest logit through a deep
+# random-weight network (flat logits), on every backend and in timm alike, so its bar only catches broken
+# results; the figure is always reported, and real low-precision accuracy needs trained weights and images.
+DEFAULT_TOLERANCES = {"fp32": 1e-4, "fp16": 0.1, "bf16": 0.5}
+COMPARE_IMPLS = ("timm",)
+
+
+@dataclass
+class BenchmarkConfig:
+    models: list[str]
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    img_size: int = 224
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    backends: list[str] = field(default_factory=lambda: ["eager", "deploy", "onnxruntime", "openvino"])
+    compare: list[str] = field(default_factory=list)  # "timm"
+    compare_backends: list[str] | None = None  # backends for the peer models; None: eager only
+    threads: int | None = None  # None: os.cpu_count()
+    pretrained: bool = False
+    seed: int = 0
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    roofline: bool = True
+    tolerances: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    fp64_check: bool = True  # also compare against an fp64 run of the first image (see check_agreement)
+    memory_fraction: float = 0.5  # of the available memory a batch may use (several backends coexist)
+    log: Callable[[str], None] | None = None  # progress messages (default: stderr)
+
+
+@dataclass
+class Measurement:
+    """One cell: a model (hgzoo or its peer) on one backend at one precision and batch size."""
+
+    model: str  # the hgzoo model (the table row)
+    impl: str  # "hgzoo" or "timm"
+    impl_model: str
+    backend: str
+    precision: str
+    batch_size: int  # asked for
+    img_size: int
+    status: str  # "ok", "mismatch" (ran, but the output disagrees with eager fp32), "skipped", "error"
+    reason: str = ""
+    ran_batch_size: int | None = None  # smaller than batch_size after running out of memory
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    iters: int | None = None
+    stable: bool | None = None
+    ci_pct: float | None = None  # half-width of the median's 95% confidence interval, % of the median
+    round_medians_ms: list[float | None] | None = None  # block medians, one per interleaved round
+    max_abs_err: float | None = None
+    rel_err: float | None = None
+    tolerance: float | None = None
+    top1_agreement: float | None = None
+    fp64_err: float | None = None  # relative error of the first image's logits against the exact (fp64) ones
+    eager_fp64_err: float | None = None  # the same for eager fp32: the rounding floor
+    gflops_per_image: float | None = None
+    achieved_gflops_s: float | None = None
+    roofline_gflops_s: float | None = None
+    roofline_pct: float | None = None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "mismatch") and self.median_ms is not None
+
+    @property
+    def throughput(self) -> float | None:
+        if self.median_ms is None:
+            return None
+        return (self.ran_batch_size or self.batch_size) / self.median_ms * 1e3
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    family: str
+    params: int | None = None
+    gflops: float | None = None  # per image at the benchmark's size
+    top1: float | None = None
+    top1_tag: str | None = None
+    stride: int | None = None
+    peer: dict[str, dict] = field(default_factory=dict)  # impl → {"model", "params", "gflops", "reason"}
+    error: str = ""
+
+
+@dataclass
+class BenchmarkReport:
+    config: BenchmarkConfig
+    env: dict
+    models: list[ModelInfo]
+    measurements: list[Measurement]
+    roofline: dict[str, dict]  # precision → conv_roofline()
+    seconds: float = 0.0
+
+    def find(self, model: str, impl: str, backend: str, precision: str, batch: int) -> Measurement | None:
+        for m in self.measurements:
+            if (m.model, m.impl, m.backend, m.precision, m.batch_size) == (model, impl, backend, precision, batch):
+                return m
+        return None
+
+    def to_dict(self) -> dict:
+        cfg = asdict(self.config) if hasattr(self.config, "__dataclass_fields__") else {}
+        cfg.pop("log", None)
+        return {"config": cfg, "env": self.env, "roofline": self.roofline, "seconds": self.seconds,
+                "models": [asdict(m) for m in self.models], "results": [asdict(m) for m in self.measurements]}
+
+
+def check_agreement(out: np.ndarray, ref: np.ndarray, tolerance: float, ref64: np.ndarray | None = None,
+                    floor: float | None = None) -> dict:
+    """Compare a backend's logits with eager fp32's on the same input: max abs error, relative error
+    (max abs error over the reference's largest magnitude, as in the parity tests), top-1 agreement.
+
+    fp32 itself rounds: in a deep network eager fp32 can sit ~1e-4 away from the exact (fp64) result,
+    and a backend that rounds differently (a fused conv+BN, another summation order) lands as far on
+    the other side. So with ``ref64`` (the fp64 logits of the first image) and ``floor`` (eager fp32's
+    own relative error against it), a result beyond ``tolerance`` of eager fp32 still agrees when it is
+    within twice eager fp32's own error of the exact result; ``fp64_err`` is reported either way.
+    """
+    out = np.asarray(out, dtype=np.float64).reshape(ref.shape)
+    ref = np.asarray(ref, dtype=np.float64)
+    if not np.all(np.isfinite(out)):
+        return {"max_abs_err": float("inf"), "rel_err": float("inf"), "top1_agreement": 0.0, "agrees": False,
+                "fp64_err": None}
+    abs_err = float(np.abs(out - ref).max()) if out.size else 0.0
+    rel = abs_err / max(float(np.abs(ref).max()), 1e-12)
+    top1 = float((out.argmax(-1) == ref.argmax(-1)).mean()) if out.ndim == 2 and out.shape[-1] > 1 else 1.0
+    fp64_err = None
+    if ref64 is not None:
+        r64 = np.asarray(ref64, dtype=np.float64).reshape(-1)
+        fp64_err = float(np.abs(out.reshape(out.shape[0], -1)[0] - r64).max() / max(np.abs(r64).max(), 1e-12))
+    agrees = rel <= tolerance or (fp64_err is not None and floor is not None and fp64_err <= 2 * floor)
+    return {"max_abs_err": abs_err, "rel_err": rel, "top1_agreement": top1, "agrees": agrees, "fp64_err": fp64_err}
+
+
+def fixed_input(batch: int, img_size: int, seed: int) -> torch.Tensor:
+    """A random batch whose i-th image is the same whatever the batch size (one seed per image)."""
+    return torch.cat([torch.randn(1, 3, img_size, img_size, generator=torch.Generator().manual_seed(seed * 7919 + i))
+                      for i in range(batch)])
+
+
+def _fp64_reference(subject: Subject, x0: torch.Tensor) -> np.ndarray:
+    """The exact (fp64) logits of the first image, computed once per subject and size."""
+    key = f"fp64-ref@{x0.shape[-1]}"
+    if key not in subject.cache:
+        m64 = copy.deepcopy(subject.model).double()
+        with torch.inference_mode():
+            subject.cache[key] = m64(x0.double()).numpy()
+        del m64
+    return subject.cache[key]
+
+
+def resolve_models(specs: list[str]) -> list[str]:
+    """Model names and wildcards ('pphgnet*') → registered names; unknown ones raise a clear error."""
+    names: list[str] = []
+    for spec in specs:
+        if any(c in spec for c in "*?["):
+            found = hgzoo.list_models(spec)
+            if not found:
+                raise BenchmarkInputError(f"no model matches {spec!r}; see `python -m hgzoo models`")
+        else:
+            try:
+                arch, _tag = resolve_model_name(spec)
+            except UnknownModelError as e:
+                raise BenchmarkInputError(str(e)) from None
+            found = [arch]
+        names += [n for n in found if n not in names]
+    if not names:
+        raise BenchmarkInputError("no model to benchmark")
+    return names
+
+
+def _family(name: str) -> str:
+    """The series a model belongs to in a plot: pphgnet, pphgnetv2, pplcnetv2, resnet_vd, hrnet, se_hrnet."""
+    for pattern, family in ((r"(pphgnetv2|pphgnet|pplcnetv2)_\w+", r"\1"), (r"resnet\d+_vd", "resnet_vd"),
+                            (r"(se_)?hrnet_w\d+_c", r"\1hrnet")):
+        if re.fullmatch(pattern, name):
+            return re.sub(pattern, family, name)
+    return model_entrypoint(name).__module__.rsplit(".", 1)[-1]
+
+
+def _meta_stride(name: str) -> int | None:
+    """The total stride, from a model built on the meta device (no memory, no compute)."""
+    try:
+        with torch.device("meta"):
+            return total_stride(hgzoo.create_model(name))
+    except Exception:  # noqa: BLE001 - the real build will say what is wrong
+        return None
+
+
+def validate(cfg: BenchmarkConfig) -> tuple[list[str], list[Backend], list[Backend]]:
+    """Check everything the user typed before spending any time; raise :class:`BenchmarkInputError`."""
+    models = resolve_models(cfg.models)
+    backends = [get_backend(b) for b in dict.fromkeys(cfg.backends)]
+    if not backends:
+        raise BenchmarkInputError(f"no backend given; backends: {', '.join(BACKENDS)}")
+    peer_backends = [get_backend(b) for b in dict.fromkeys(cfg.compare_backends or ["eager"])]
+    for p in cfg.precisions:
+        if p not in PRECISIONS:
+            raise BenchmarkInputError(f"unknown precision {p!r}; precisions: {', '.join(PRECISIONS)}")
+    for c in cfg.compare:
+        if c not in COMPARE_IMPLS:
+            raise BenchmarkInputError(f"cannot compare with {c!r}; supported: {', '.join(COMPARE_IMPLS)}")
+    if not cfg.batch_sizes or any(b < 1 for b in cfg.batch_sizes):
+        raise BenchmarkInputError(f"batch sizes must be positive integers, got {cfg.batch_sizes}")
+    for name in models:
+        stride = _meta_stride(name) or 32
+        if cfg.img_size < stride:
+            raise BenchmarkInputError(
+                f"image size {cfg.img_size} is smaller than {name}'s total stride {stride}: its last stage would "
+                f"have no pixels. Use --img-size {stride} or more (the models are trained at 224).")
+    return models, backends, peer_backends
+
+
+def _mem_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkReport:
+    """Run the benchmark described by ``cfg``. Bad input raises :class:`BenchmarkInputError` before any
+    work; a backend that cannot run is reported (skipped/error), never raised."""
+    log = cfg.log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    models, backends, peer_backends = validate(cfg)
+    threads = cfg.threads or os.cpu_count() or 1
+    cfg.threads = threads
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    try:
+        return _run(cfg, models, backends, peer_backends, threads, log)
+    finally:  # leave the process as it was
+        torch.set_num_threads(saved_threads)
+        torch.set_flush_denormal(False)
+
+
+def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
+    from .report import environment
+
+    t_start = time.perf_counter()
+    roofline: dict[str, dict] = {}
+    if cfg.roofline:
+        for p in cfg.precisions:
+            if BACKENDS["eager"].precision_skip(p) is None:
+                roofline[p] = conv_roofline(p)
+                log(f"roofline {p}: {roofline[p]['gflops_per_s']:.0f} GFLOP/s ({roofline[p]['what']})")
+
+    report = BenchmarkReport(cfg, environment(threads), [], [], roofline)
+    for name in models:
+        info = ModelInfo(name, _family(name))
+        report.models.append(info)
+        try:
+            _bench_model(cfg, report, info, backends, peer_backends, log)
+        except BenchmarkInputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one broken model must not end the run
+            info.error = _short(e)
+            log(f"{name}: error: {info.error}")
+        gc.collect()
+    report.seconds = time.perf_counter() - t_start
+    try:
+        report.env["load_avg_end"] = round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        pass
+    return report
+
+
+def _bench_model(cfg, report, info, backends, peer_backends, log) -> None:
+    from hgzoo.__main__ import count_flops
+
+    subjects: list[Subject] = []
+    try:
+        hg = build_hgzoo(info.name, pretrained=cfg.pretrained, img_size=cfg.img_size, seed=cfg.seed)
+        subjects.append(hg)
+        info.params = hg.params
+        info.stride = total_stride(hg.model)
+        pcfg = hgzoo.get_pretrained_cfg(info.name)
+        if pcfg is not None:
+            info.top1, info.top1_tag = pcfg.top1, pcfg.name
+        avail = _mem_available()
+        per_image = activation_bytes_per_image(hg.model, cfg.img_size)
+        if avail is not None and per_image > avail * cfg.memory_fraction:
+            raise MemoryError(f"one {cfg.img_size}x{cfg.img_size} image needs ~{per_image / 2**30:.1f} GiB of working "
+                              f"memory; {avail / 2**30:.1f} GiB is available. Use a smaller --img-size.")
+        info.gflops = count_flops(hg.model, cfg.img_size) / 1e9
+        for impl in cfg.compare:
+            peer = timm_equivalent(info.name)
+            if peer is None:
+                info.peer[impl] = {"reason": f"timm has no equivalent of {info.name}"}
+                continue
+            try:
+                sub = build_timm(info.name, peer, pretrained=cfg.pretrained, img_size=cfg.img_size, seed=cfg.seed)
+            except ImportError:
+                info.peer[impl] = {"model": peer, "reason": "timm is not installed (pip install timm)"}
+                continue
+            except Exception as e:  # noqa: BLE001
+                info.peer[impl] = {"model": peer, "reason": _short(e)}
+                continue
+            info.peer[impl] = {"model": peer, "params": sub.params, "gflops": count_flops(sub.model, cfg.img_size) / 1e9}
+            subjects.append(sub)
+        log(f"{info.name}: {info.params / 1e6:.2f} M params, {info.gflops:.2f} GFLOPs at {cfg.img_size}"
+            + "".join(f"; {impl}: {d.get('model', '-')}" for impl, d in info.peer.items()))
+        for batch in cfg.batch_sizes:
+            for precision in cfg.precisions:
+                _bench_group(cfg, report, info, subjects, backends, peer_backends, batch, precision, log)
+    finally:
+        for s in subjects:
+            s.release()
+
+
+def _fit_batch(cfg, subject: Subject, batch: int, log) -> tuple[int, str]:
+    """The batch size that fits in memory (halved from ``batch`` as needed) and a note if it shrank."""
+    avail = _mem_available()
+    if avail is None:
+        return batch, ""
+    per_image = activation_bytes_per_image(subject.model, cfg.img_size)
+    budget = avail * cfg.memory_fraction
+    fit = batch
+    while fit > 1 and fit * per_image > budget:
+        fit //= 2
+    if fit * per_image > budget:
+        raise MemoryError(f"one {cfg.img_size}x{cfg.img_size} image needs ~{per_image / 2**30:.1f} GiB of working "
+                          f"memory, more than the {budget / 2**30:.1f} GiB this benchmark allows itself")
+    if fit < batch:
+        note = (f"batch {batch} would need ~{batch * per_image / 2**30:.1f} GiB (available: {avail / 2**30:.1f} GiB): "
+                f"ran batch {fit} instead")
+        log(f"{subject.name}: {note}")
+        return fit, note
+    return batch, ""
+
+
+def _bench_group(cfg, report, info, subjects, backends, peer_backends, batch, precision, log) -> None:
+    """All backends of all subjects for one (model, batch, precision): prepared, checked, timed together."""
+    label = f"{info.name} bs{batch} {precision}"
+    try:
+        ran, note = _fit_batch(cfg, subjects[0], batch, log)
+    except MemoryError as e:
+        for s in subjects:
+            for b in (backends if s.impl == "hgzoo" else peer_backends):
+                report.measurements.append(Measurement(info.name, s.impl, s.arch, b.name, precision, batch,
+                                                       cfg.img_size, "error", f"out of memory: {e}"))
+        log(f"{label}: out of memory: {e}")
+        return
+    notes = [note] if note else []
+    while True:
+        try:
+            results = _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision, report.roofline, log)
+            break
+        except _GroupOOM as e:
+            if ran == 1:
+                results = [Measurement(info.name, s.impl, s.arch, b.name, precision, batch, cfg.img_size, "error",
+                                       f"out of memory even at batch 1: {e}")
+                           for s in subjects for b in (backends if s.impl == "hgzoo" else peer_backends)]
+                break
+            notes.append(f"out of memory at batch {ran} ({e}); ran batch {ran // 2} instead")
+            log(f"{label}: {notes[-1]}")
+            ran //= 2
+            gc.collect()
+    for m in results:
+        if ran != batch and m.status != "skipped":
+            m.note = "; ".join(notes + ([m.note] if m.note else []))
+    report.measurements.extend(results)
+
+
+class _GroupOOM(Exception):
+    pass
+
+
+def _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision, roofline, log) -> list[Measurement]:
+    x = fixed_input(ran, cfg.img_size, cfg.seed)
+    tol = cfg.tolerances.get(precision, 1e-4)
+    results: dict[tuple[str, str], Measurement] = {}
+    runners: dict[tuple[str, str], Runner] = {}
+    try:
+        for s in subjects:
+            with torch.inference_mode():
+                try:
+                    ref = s.model(x).float().numpy()
+                except Exception as e:  # noqa: BLE001
+                    if is_oom(e):
+                        raise _GroupOOM(_short(e, 120)) from None
+                    raise RuntimeError(f"{s.label} cannot run a {ran}x3x{cfg.img_size}x{cfg.img_size} input: {_short(e)}") from None
+            ref64 = _fp64_reference(s, x[:1]) if cfg.fp64_check else None
+            floor = check_agreement(ref[:1], ref64, 1.0)["rel_err"] if ref64 is not None else None
+            for b in (backends if s.impl == "hgzoo" else peer_backends):
+                m = Measurement(info.name, s.impl, s.arch, b.name, precision, batch, cfg.img_size, "ok",
+                                ran_batch_size=ran, tolerance=tol)
+                results[(s.impl, b.name)] = m
+                reason = b.skip_reason(precision)
+                if reason:
+                    m.status, m.reason, m.ran_batch_size, m.tolerance = "skipped", reason, None, None
+                    continue
+                try:
+                    t = time.perf_counter()
+                    runner = b.prepare(s, x, precision, cfg.threads)
+                    agreement = check_agreement(runner.output(), ref, tol, ref64, floor)
+                except Exception as e:  # noqa: BLE001 - reported in the table
+                    if is_oom(e):
+                        raise _GroupOOM(_short(e, 120)) from None
+                    m.status, m.reason = "error", _short(e)
+                    log(f"{info.name} bs{batch} {precision} {s.label} {b.name}: error: {m.reason}")
+                    continue
+                m.note = runner.note
+                m.max_abs_err, m.rel_err, m.top1_agreement, m.fp64_err = (
+                    agreement["max_abs_err"], agreement["rel_err"], agreement["top1_agreement"], agreement["fp64_err"])
+                m.eager_fp64_err = floor
+                if not agreement["agrees"]:
+                    m.status = "mismatch"
+                    m.reason = f"output differs from eager fp32: relative error {m.rel_err:.2e} > {tol:.0e}"
+                    if m.fp64_err is not None:
+                        m.reason += (f", and {m.fp64_err:.1e} from the exact fp64 result (eager fp32: {floor:.1e})")
+                runners[(s.impl, b.name)] = runner
+                log(f"{info.name} bs{ran} {precision} {s.label} {b.name}: ready in {time.perf_counter() - t:.1f} s, "
+                    f"rel err {m.rel_err:.1e}" + (f" ({runner.note})" if runner.note else ""))
+        try:
+            timings = time_interleaved(runners, cfg.timing)
+        except Exception as e:  # noqa: BLE001
+            if is_oom(e):
+                raise _GroupOOM(_short(e, 120)) from None
+            raise
+    finally:
+        runners.clear()
+    flops = {s.impl: (info.gflops if s.impl == "hgzoo" else info.peer.get(s.impl, {}).get("gflops")) for s in subjects}
+    for (impl, backend), timing in timings.items():
+        m = results[(impl, backend)]
+        rate = roofline.get(precision, {}).get("gflops_per_s") if BACKENDS[backend].device == "cpu" else None
+        _fill_timing(m, timing, flops.get(impl), rate)
+        log(f"{info.name} bs{ran} {precision} {impl}:{backend}: median {m.median_ms:.2f} ms, p90 {m.p90_ms:.2f} ms, "
+            f"{m.iters} iters, ±{m.ci_pct or float('inf'):.1f}%{'' if m.stable else ' (not stable)'}")
+    return list(results.values())
+
+
+def _fill_timing(m: Measurement, timing: Timing, gflops: float | None, roofline_rate: float | None) -> None:
+    m.median_ms, m.p90_ms, m.iters, m.stable = timing.median_ms, timing.p90_ms, timing.iters, timing.stable
+    m.ci_pct = 100 * timing.ci_rel if np.isfinite(timing.ci_rel) else None
+    m.round_medians_ms = [None if r is None else r * 1e3 for r in timing.round_medians_s]
+    if gflops:
+        m.gflops_per_image = gflops
+        m.achieved_gflops_s = gflops * (m.ran_batch_size or m.batch_size) / (m.median_ms / 1e3)
+        if roofline_rate:
+            m.roofline_gflops_s = roofline_rate
+            m.roofline_pct = 100 * m.achieved_gflops_s / roofline_rate

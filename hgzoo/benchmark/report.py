@@ -1,0 +1,414 @@
+"""Output: the environment block, the Markdown tables, CSV/JSON, and the latency-vs-accuracy plot."""
+from __future__ import annotations
+
+import csv
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+
+from .backends import BACKENDS
+from .core import BenchmarkReport, Measurement
+from .timing import paired_ratio
+
+__all__ = ["environment", "to_markdown", "write_results", "plot_latency_vs_top1", "CSV_FIELDS"]
+
+CSV_FIELDS = [f.name for f in fields(Measurement)] + ["throughput_img_s"]
+_LIBS = ("torch", "hgzoo", "timm", "numpy", "onnx", "onnxscript", "onnxruntime", "openvino", "tensorrt",
+         "torch_tensorrt")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def environment(threads: int) -> dict:
+    """Hardware, library versions and settings, for the table header and the JSON."""
+    flags = _cpu_flags()
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "avx512_vnni") if f in flags]
+    versions = {}
+    for lib in _LIBS:
+        try:
+            versions[lib] = importlib.metadata.version(lib.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    env = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "cpu_isa": isa,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": threads,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "load_avg_start": _load_avg(),
+    }
+    return env
+
+
+def _load_avg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def _fmt_ms(m: Measurement | None) -> str:
+    if m is None:
+        return "–"
+    if m.status == "skipped":
+        return "skipped"
+    if m.status == "error":
+        return "error"
+    text = f"{m.median_ms:.2f}" if m.median_ms < 100 else f"{m.median_ms:.1f}"
+    if m.status == "mismatch":
+        text += " ✗"
+    if not m.stable:
+        text += "~"
+    if m.ran_batch_size and m.ran_batch_size != m.batch_size:
+        text += f" (bs{m.ran_batch_size})"
+    return text
+
+
+def _ratio(a: Measurement | None, b: Measurement | None) -> float | None:
+    """a's latency over b's: paired by round when both were timed in the same rounds (same model, batch and
+    precision: the same group), else the ratio of the medians."""
+    if a is None or b is None or not a.ok or not b.ok or a.status == "mismatch" or b.status == "mismatch":
+        return None
+    if (a.ran_batch_size or a.batch_size) != (b.ran_batch_size or b.batch_size):
+        return None
+    same_group = (a.model, a.precision, a.batch_size) == (b.model, b.precision, b.batch_size)
+    if same_group and a.round_medians_ms and b.round_medians_ms:
+        paired = paired_ratio(a.round_medians_ms, b.round_medians_ms)
+        if paired is not None:
+            return paired
+    return a.median_ms / b.median_ms
+
+
+def best_of(report: BenchmarkReport, model: str, impl: str, precision: str, batch: int,
+            backends: list[str] | None = None) -> Measurement | None:
+    """The fastest measurement whose output agrees with eager fp32 (on the CPU, or among ``backends``)."""
+    cands = [m for m in report.measurements
+             if (m.model, m.impl, m.precision, m.batch_size) == (model, impl, precision, batch)
+             and m.status == "ok" and m.median_ms is not None
+             and (backends is None or m.backend in backends)]
+    return min(cands, key=lambda m: m.median_ms, default=None)
+
+
+def _method(report: BenchmarkReport) -> list[str]:
+    cfg, env = report.config, report.env
+    v = env["versions"]
+    libs = ", ".join(f"{k} {v[k]}" for k in _LIBS if k in v)
+    lines = [
+        f"- **Hardware:** {env['cpu']} ({env['cpu_count']} logical CPUs; {', '.join(env['cpu_isa']) or 'no AVX'}; "
+        f"torch CPU capability {env['torch_cpu_capability']})" + (f"; GPU {env['gpu']}" if env["gpu"] else "; no GPU"),
+        f"- **Software:** Python {env['python']}, {libs}; {env['platform']}",
+        f"- **Threads:** {env['threads']} (torch.set_num_threads; ONNX Runtime intra-op threads, inter-op 1; OpenVINO "
+        "INFERENCE_NUM_THREADS, one stream); denormals flushed to zero (torch.set_flush_denormal)",
+        f"- **Input:** a fixed random batch, {cfg.img_size}x{cfg.img_size}, float32 NCHW on the host; "
+        + ("pretrained weights" if cfg.pretrained else
+           "random weights, BatchNorm statistics calibrated on one random batch (latency does not depend on the weights)"),
+        f"- **Timing:** {cfg.timing.describe()}. Wall clock (perf_counter) on the CPU; CUDA events with "
+        "synchronization on the GPU (input already on the device). Reported: median and p90 in ms.",
+        "- **Precision:** " + ", ".join(cfg.precisions) + ". fp32 is true fp32 (TF32 off on GPUs). "
+        "eager bf16/fp16 = torch.autocast; the other backends cast the weights (OpenVINO: inference precision hint).",
+        "- **Agreement:** every backend's logits vs. the same model's eager fp32 on the same input; relative error = "
+        "max|Δ| / max|reference|; flagged ✗ above " + ", ".join(f"{p} {t:.0e}" for p, t in cfg.tolerances.items()
+                                                               if p in cfg.precisions)
+        + (" unless, on the first image, the result is within twice eager fp32's own error of an exact fp64 run "
+           "(eager fp32 rounds too: both errors are in the details)" if cfg.fp64_check else "") + ".",
+        "- **Backends:** " + "; ".join(f"`{b}`: {BACKENDS[b].description}" for b in dict.fromkeys(cfg.backends)
+                                       if b in BACKENDS),
+    ]
+    start, end = env.get("load_avg_start"), env.get("load_avg_end")
+    if start is not None:
+        busy = max(start, end or 0) > 0.5 * (env["cpu_count"] or 1)
+        lines.append(f"- **Machine load:** 1-minute load average {start:.1f} before the run"
+                     + (f", {end:.1f} after" if end is not None else "") + f", on {env['cpu_count']} CPUs"
+                     + (". **Other processes were competing for the CPUs: absolute times are inflated and noisy. "
+                        "Ratios between two models on the same backend (timed interleaved, paired by round) stay fair; "
+                        "ratios across runtimes do not, since torch's OpenMP threads suffer most from contention. "
+                        "For a reference table run on an idle machine (or at a higher priority).**" if busy else "."))
+    if report.roofline:
+        lines.append("- **Roofline:** " + "; ".join(
+            f"{p}: {r['gflops_per_s']:.0f} GFLOP/s" for p, r in report.roofline.items())
+            + f" ({next(iter(report.roofline.values()))['what']}, measured in this run)")
+    lines.append("- **FLOPs:** torch.utils.flop_counter, one multiply-add = 2 FLOPs (PaddleClas's tables count "
+                 "multiply-adds, i.e. half), per image.")
+    return lines
+
+
+def latency_table(report: BenchmarkReport, precision: str) -> list[str]:
+    """PaddleClas-style table for one precision: a row per model; params, GFLOPs, published top-1, the
+    median latency per backend × batch size, the worst relative error among them, then the peer's
+    latency and the ratios."""
+    cfg = report.config
+    backends = list(dict.fromkeys(cfg.backends))
+    peer_backends = list(dict.fromkeys(cfg.compare_backends or ["eager"]))
+    batches = cfg.batch_sizes
+
+    def label(backend: str, b: int) -> str:
+        return f"{backend} bs{b}" if len(batches) > 1 else backend
+
+    def suffix(b: int) -> str:
+        return f" bs{b}" if len(batches) > 1 else ""
+
+    header = ["model", "params (M)", "GFLOPs", "top-1"] + [label(bk, b) for b in batches for bk in backends]
+    header.append("max rel err")
+    header += [f"best GFLOP/s (% roofline){suffix(b)}" for b in batches]
+    for impl in cfg.compare:
+        header.append(f"{impl} model")
+        for b in batches:
+            header += [f"{impl} {label(bk, b)}" for bk in peer_backends]
+            header += [f"{label(bk, b)} ÷ {impl}" for bk in peer_backends if bk in backends]
+            header.append(f"best vs {impl} eager{suffix(b)}")
+            if len(peer_backends) > 1:
+                header.append(f"best vs best {impl}{suffix(b)}")
+    rows = []
+    for info in report.models:
+        row = [info.name, f"{info.params / 1e6:.2f}" if info.params else "–",
+               f"{info.gflops:.2f}" if info.gflops else "–", f"{info.top1:.2f}" if info.top1 else "–"]
+        if info.error:
+            rows.append(row + [f"error: {info.error}"] + [""] * (len(header) - len(row) - 1))
+            continue
+        cells = [report.find(info.name, "hgzoo", bk, precision, b) for b in batches for bk in backends]
+        row += [_fmt_ms(m) for m in cells]
+        errs = [m.rel_err for m in cells if m is not None and m.rel_err is not None]
+        row.append(f"{max(errs):.1e}" if errs else "–")
+        for b in batches:
+            best = best_of(report, info.name, "hgzoo", precision, b)
+            if best is None or best.achieved_gflops_s is None:
+                row.append("–")
+            else:
+                pct = f" ({best.roofline_pct:.0f}%)" if best.roofline_pct is not None else ""
+                row.append(f"{best.achieved_gflops_s:.0f}{pct} {best.backend}")
+        for impl in cfg.compare:
+            peer = info.peer.get(impl, {})
+            if "reason" in peer:
+                row.append(f"– ({peer['reason']})")
+            else:
+                row.append(f"{peer['model']} ({peer['params'] / 1e6:.2f} M)")
+            for b in batches:
+                row += [_fmt_ms(report.find(info.name, impl, bk, precision, b)) if "reason" not in peer else "–"
+                        for bk in peer_backends]
+                for bk in peer_backends:
+                    if bk in backends:
+                        r = _ratio(report.find(info.name, "hgzoo", bk, precision, b),
+                                   report.find(info.name, impl, bk, precision, b))
+                        row.append(f"{r:.2f}" if r else "–")
+                best = best_of(report, info.name, "hgzoo", precision, b)
+                r = _ratio(report.find(info.name, impl, "eager", precision, b), best)
+                row.append(f"{r:.2f}× ({best.backend})" if r and best else "–")
+                if len(peer_backends) > 1:
+                    peer_best = best_of(report, info.name, impl, precision, b)
+                    r = _ratio(peer_best, best)
+                    row.append(f"{r:.2f}× ({best.backend} vs {peer_best.backend})" if r and best and peer_best else "–")
+        rows.append(row)
+    title = f"### {precision}" + (f", batch {batches[0]}" if len(batches) == 1 else "") + " — median latency (ms)"
+    return [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(r) + " |" for r in rows] + [""]
+
+
+def to_markdown(report: BenchmarkReport, details: bool = True) -> str:
+    """The report: method, one PaddleClas-style latency table per precision (+ ratios against the peer),
+    skipped backends with their reasons, errors, and the per-measurement details."""
+    cfg = report.config
+    out = [f"## hgzoo latency, {cfg.img_size}x{cfg.img_size}, measured {report.env['date'][:10]} "
+           f"on {report.env['cpu']} ({_threads(report.env['threads'])})", ""]
+    out += _method(report)
+    out.append("")
+    for precision in cfg.precisions:
+        out += latency_table(report, precision)
+    legend = ["top-1: the published ImageNet-1k top-1 of the model's default weights. Median latency in ms. ✗: output disagrees with eager fp32; ~: median not stable (its 95% confidence "
+              "interval wider than the bar) when the time budget ran out; (bsN): ran a smaller batch after running "
+              "out of memory. max rel err: the largest relative error against eager fp32 among the backends in the row. "
+              "best GFLOP/s: the model's FLOPs per second on its fastest agreeing backend, and that as a share of the "
+              "roofline (the rate of a large 3x3 convolution, measured in this run)."]
+    if cfg.compare:
+        legend.append(f"`X ÷ {cfg.compare[0]}`: hgzoo's median over the peer's on the same backend (< 1: hgzoo faster). "
+                      f"`best vs {cfg.compare[0]} eager`: the peer's eager median over hgzoo's fastest agreeing backend "
+                      "(> 1: hgzoo faster). Both from the same run, timed interleaved; a ratio is the median over the rounds "
+                      "of the two block medians' ratio in that round, so a slow spell of the machine cancels.")
+    out += legend + [""]
+
+    out += _summary(report)
+    skipped: dict[tuple[str, str], list[str]] = {}
+    for m in report.measurements:
+        if m.status == "skipped":
+            skipped.setdefault((m.backend, m.reason), []).append(m.precision)
+    if skipped:
+        out.append("**Skipped:**")
+        for (backend, reason), ps in skipped.items():
+            out.append(f"- `{backend}` ({', '.join(dict.fromkeys(ps))}): {reason}")
+        out.append("")
+    errors = [m for m in report.measurements if m.status in ("error", "mismatch")]
+    if errors:
+        out.append("**Errors and mismatches:**")
+        for m in errors:
+            out.append(f"- {m.model} / {m.impl}:{m.backend} {m.precision} bs{m.batch_size}: {m.reason}")
+        out.append("")
+    if details and any(m.status != "skipped" for m in report.measurements):
+        out += _details(report)
+    return "\n".join(out)
+
+
+def _summary(report: BenchmarkReport) -> list[str]:
+    """Per model and batch size: hgzoo eager over the peer's eager, and the fastest agreeing hgzoo path, in
+    fp32 and at any precision, as a speed-up over the peer's eager fp32 (the figures the goals are about)."""
+    cfg = report.config
+    if not cfg.compare or "fp32" not in cfg.precisions:
+        return []
+    impl = cfg.compare[0]
+    header = ["model", "batch", f"eager ÷ {impl} eager", f"best fp32 path vs {impl} eager fp32", "its rel err",
+              f"best path, any precision, vs {impl} eager fp32", "its rel err"]
+    out = [f"### Summary against {impl} eager fp32", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for info in report.models:
+        if info.error or "reason" in info.peer.get(impl, {"reason": ""}):
+            continue
+        for b in cfg.batch_sizes:
+            peer = report.find(info.name, impl, "eager", "fp32", b)
+            eager = _ratio(report.find(info.name, "hgzoo", "eager", "fp32", b), peer)
+            best32 = best_of(report, info.name, "hgzoo", "fp32", b)
+            bests = [m for m in (best_of(report, info.name, "hgzoo", p, b) for p in cfg.precisions) if m is not None]
+            best_any = min(bests, key=lambda m: m.median_ms / (m.ran_batch_size or m.batch_size), default=None)
+            r32, rany = _ratio(peer, best32), _ratio(peer, best_any)
+            out.append("| " + " | ".join([
+                info.name, str(b), f"{eager:.2f}" if eager else "–",
+                f"{r32:.2f}× ({best32.backend})" if r32 else "–",
+                f"{best32.rel_err:.1e}" if r32 and best32.rel_err is not None else "–",
+                f"{rany:.2f}× ({best_any.backend} {best_any.precision})" if rany else "–",
+                f"{best_any.rel_err:.1e}" if rany and best_any.rel_err is not None else "–",
+            ]) + " |")
+    return out + ["", "Speed-ups across precisions are ratios of medians from different rounds of the same run.", ""]
+
+
+def _details(report: BenchmarkReport) -> list[str]:
+    header = ["model", "impl", "backend", "prec", "batch", "median ms", "±95% CI", "p90 ms", "iters", "img/s", "GFLOP/s",
+              "% roofline", "max abs err", "rel err", "vs fp64 (eager)", "top-1 agree", "status", "note"]
+    out = ["### Details", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in report.measurements:
+        if m.status == "skipped":
+            continue
+        f = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
+        out.append("| " + " | ".join([
+            m.model, m.impl if m.impl == "hgzoo" else f"{m.impl}:{m.impl_model}", m.backend, m.precision,
+            str(m.ran_batch_size or m.batch_size), f(m.median_ms, ".2f"),
+            "–" if m.ci_pct is None else f"{m.ci_pct:.1f}%", f(m.p90_ms, ".2f"), f(m.iters, "d"),
+            f(m.throughput, ".1f"), f(m.achieved_gflops_s, ".0f"), f(m.roofline_pct, ".0f"), f(m.max_abs_err, ".1e"),
+            f(m.rel_err, ".1e"),
+            "–" if m.fp64_err is None else f"{m.fp64_err:.1e} ({m.eager_fp64_err:.1e})",
+            f(m.top1_agreement, ".0%"),
+            m.status + ("" if m.stable or m.status == "error" else " (unstable)"),
+            (m.reason if m.status == "error" else m.note).replace("|", "/"),
+        ]) + " |")
+    out.append("")
+    return out
+
+
+def write_results(report: BenchmarkReport, path: str | os.PathLike) -> str:
+    """Write the results as .csv (one row per measurement), .json (everything) or .md (the report)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            w.writeheader()
+            for m in report.measurements:
+                w.writerow({**asdict(m), "throughput_img_s": m.throughput})
+    elif suffix == ".json":
+        path.write_text(json.dumps(report.to_dict(), indent=1, default=str))
+    elif suffix in (".md", ".markdown"):
+        path.write_text(to_markdown(report) + "\n")
+    else:
+        raise ValueError(f"--results-file must end in .csv, .json or .md, not {path.name!r}")
+    return str(path)
+
+
+def plot_latency_vs_top1(report: BenchmarkReport, path: str | os.PathLike, precision: str | None = None,
+                         batch: int | None = None) -> tuple[str, list[str]]:
+    """PaddleClas-style chart: published top-1 against latency, one line per family and backend.
+
+    Returns the path and the models left out (no published top-1, or no measurement)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = report.config
+    precision = precision or ("fp32" if "fp32" in cfg.precisions else cfg.precisions[0])
+    batch = batch or (1 if 1 in cfg.batch_sizes else cfg.batch_sizes[0])
+    left_out = [i.name for i in report.models if i.top1 is None]
+    infos = [i for i in report.models if i.top1 is not None]
+    fig, ax = plt.subplots(figsize=(9, 6))
+    markers = "osD^v<>Pp*"
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    backends = list(dict.fromkeys(cfg.backends))
+    plotted = set()
+    for bi, backend in enumerate(backends):
+        families: dict[str, list[tuple[float, float, str]]] = {}
+        for info in infos:
+            m = report.find(info.name, "hgzoo", backend, precision, batch)
+            if m is None or m.status != "ok":
+                continue
+            families.setdefault(info.family, []).append((m.median_ms, info.top1, info.name))
+            plotted.add(info.name)
+        for fi, (family, pts) in enumerate(sorted(families.items())):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[fi % len(markers)],
+                    color=colors[bi % len(colors)], label=f"{family} · {backend}")
+    for impl in cfg.compare:
+        pts = []
+        for info in infos:
+            m = report.find(info.name, impl, "eager", precision, batch)
+            if m is not None and m.status == "ok":
+                pts.append((m.median_ms, info.top1))
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], facecolors="none", edgecolors="k",
+                       label=f"{impl} eager (same architecture)")
+    for info in infos:
+        best = best_of(report, info.name, "hgzoo", precision, batch)
+        if best is not None:
+            ax.annotate(info.name, (best.median_ms, info.top1), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    left_out += [i.name for i in infos if i.name not in plotted]
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency (ms, median), batch {batch}, {precision}, {cfg.img_size}px")
+    ax.set_ylabel("published ImageNet-1k top-1 (%)")
+    ax.set_title(f"hgzoo on {report.env['cpu']} ({_threads(report.env['threads'])})")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no model with a published top-1 was measured", ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path), left_out

@@ -1,0 +1,367 @@
+"""benchmark.py and hgzoo.benchmark: tables, CSV/JSON, the agreement check, skipped backends, bad input,
+and one tiny real run per available CPU backend. No assertion here depends on how fast anything is."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hgzoo.benchmark import (
+    BACKENDS, Backend, BenchmarkConfig, BenchmarkInputError, Measurement, Runner, TimingConfig, check_agreement,
+    run_benchmark, time_interleaved, timm_equivalent, to_markdown, write_results,
+)
+from hgzoo.benchmark import backends as backends_mod
+from hgzoo.benchmark import core as core_mod
+from hgzoo.benchmark.cli import main as cli_main
+from hgzoo.benchmark.core import BenchmarkReport, ModelInfo
+from hgzoo.benchmark.report import environment, plot_latency_vs_top1
+
+TINY = "pplcnetv2_small"
+FAST = TimingConfig(warmup=1, min_iters=2, max_iters=3, budget_s=0.02, block_s=0.005, gap_s=0.0)
+CPU_BACKENDS = ["eager", "deploy", "compile", "onnxruntime", "openvino"]
+
+
+def tiny_config(**kw) -> BenchmarkConfig:
+    # One thread: no assertion depends on speed, and a single thread does not stall on a busy machine.
+    base = dict(models=[TINY], img_size=64, backends=["eager"], timing=FAST, roofline=False, threads=1,
+                log=lambda msg: None)
+    base.update(kw)
+    return BenchmarkConfig(**base)
+
+
+@pytest.fixture
+def extra_backend(monkeypatch):
+    """Register a test backend for the duration of one test."""
+    def add(backend: Backend) -> Backend:
+        monkeypatch.setitem(BACKENDS, backend.name, backend)
+        return backend
+    return add
+
+
+# --- the agreement check -------------------------------------------------------------------------------------------
+
+def test_agreement_identical_and_perturbed():
+    ref = np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)
+    same = check_agreement(ref.copy(), ref, 1e-4)
+    assert same["agrees"] and same["rel_err"] == 0 and same["top1_agreement"] == 1.0
+    off = ref.copy()
+    off[0, 0] += 0.01 * np.abs(ref).max()
+    bad = check_agreement(off, ref, 1e-4)
+    assert not bad["agrees"] and bad["rel_err"] == pytest.approx(0.01, rel=1e-3)
+    assert bad["max_abs_err"] == pytest.approx(0.01 * np.abs(ref).max(), rel=1e-3)
+
+
+def test_agreement_allows_fp32_rounding_measured_against_fp64():
+    exact = np.array([[1.0, -2.0, 0.5]])
+    eager = exact + np.array([[1.5e-4, 0, 0]])  # eager fp32 itself is 7.5e-5 (relative) off the exact result
+    other = exact - np.array([[1.5e-4, 0, 0]])  # rounds the other way: 1.5e-4 from eager, as close to exact
+    floor = check_agreement(eager, exact, 1.0)["rel_err"]
+    assert check_agreement(other, eager, 1e-4)["agrees"] is False  # without the fp64 run: flagged
+    fair = check_agreement(other, eager, 1e-4, ref64=exact, floor=floor)
+    assert fair["agrees"] and fair["fp64_err"] == pytest.approx(floor)
+    broken = exact + np.array([[0, 0, 2e-3]])
+    assert not check_agreement(broken, eager, 1e-4, ref64=exact, floor=floor)["agrees"]
+
+
+def test_agreement_nonfinite_is_wrong():
+    ref = np.ones((1, 5), dtype=np.float32)
+    out = ref.copy()
+    out[0, 2] = np.nan
+    assert not check_agreement(out, ref, 1.0)["agrees"]
+
+
+class WrongBackend(Backend):
+    """Runs the model and adds a large error: must be flagged, not trusted."""
+
+    name = "test-wrong"
+
+    def prepare(self, subject, x, precision, threads):
+        model = subject.model
+
+        def fn():
+            with torch.inference_mode():
+                out = model(x)
+            return out + 0.5 * out.abs().max()
+        return Runner(fn)
+
+
+class MissingBackend(Backend):
+    name = "test-missing"
+
+    def unavailable(self):
+        return "testpkg is not installed"
+
+
+class BrokenBackend(Backend):
+    name = "test-broken"
+
+    def prepare(self, subject, x, precision, threads):
+        raise RuntimeError("exporter exploded")
+
+
+GPU_BACKENDS = ["cuda", "cuda-compile", "tensorrt"]
+
+
+@pytest.fixture(scope="module")
+def fake_backends_run():
+    """One run with a wrong, a missing and a broken backend, and the GPU backends (skipped without a GPU)."""
+    fakes = [WrongBackend(), MissingBackend(), BrokenBackend()]
+    BACKENDS.update({b.name: b for b in fakes})
+    try:
+        report = run_benchmark(tiny_config(backends=["eager"] + [b.name for b in fakes] + GPU_BACKENDS))
+    finally:
+        for b in fakes:
+            BACKENDS.pop(b.name)
+    return report, to_markdown(report)
+
+
+def test_wrong_output_is_flagged(fake_backends_run):
+    report, md = fake_backends_run
+    eager = report.find(TINY, "hgzoo", "eager", "fp32", 1)
+    wrong = report.find(TINY, "hgzoo", "test-wrong", "fp32", 1)
+    assert eager.status == "ok" and eager.rel_err == 0
+    assert wrong.status == "mismatch" and wrong.rel_err > 0.1 and "differs from eager fp32" in wrong.reason
+    assert "✗" in md and "Errors and mismatches" in md
+
+
+def test_skipped_and_failing_backends_are_reported(fake_backends_run):
+    report, md = fake_backends_run
+    missing = report.find(TINY, "hgzoo", "test-missing", "fp32", 1)
+    broken = report.find(TINY, "hgzoo", "test-broken", "fp32", 1)
+    assert missing.status == "skipped" and missing.reason == "testpkg is not installed"
+    assert broken.status == "error" and "exporter exploded" in broken.reason
+    assert "`test-missing` (fp32): testpkg is not installed" in md
+    assert "exporter exploded" in md
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the GPU backends run")
+def test_gpu_backends_skip_with_reason_without_gpu(fake_backends_run):
+    report, md = fake_backends_run
+    for name in GPU_BACKENDS:
+        m = report.find(TINY, "hgzoo", name, "fp32", 1)
+        assert m.status == "skipped" and ("GPU" in m.reason or "CUDA" in m.reason)
+        assert f"`{name}` (fp32): {m.reason}" in md
+
+
+# --- skipped precisions, bad input, memory ------------------------------------------------------------------------
+
+def test_precision_the_cpu_lacks_is_skipped(monkeypatch):
+    monkeypatch.setattr(backends_mod, "cpu_precision_skip",
+                        lambda p: None if p == "fp32" else f"no native {p} here")
+    report = run_benchmark(tiny_config(precisions=["fp32", "fp16"]))
+    m = report.find(TINY, "hgzoo", "eager", "fp16", 1)
+    assert m.status == "skipped" and m.reason == "no native fp16 here"
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(models=["pphgnet_smal"]), "Unknown model"),
+    (dict(models=["nothing*"]), "no model matches"),
+    (dict(backends=["onnxrt"]), "unknown backend 'onnxrt'"),
+    (dict(precisions=["fp8"]), "unknown precision"),
+    (dict(img_size=16), "smaller than pplcnetv2_small's total stride 32"),
+    (dict(batch_sizes=[0]), "positive"),
+    (dict(compare=["torchvision"]), "cannot compare"),
+])
+def test_bad_input_raises_clear_error(kw, message):
+    with pytest.raises(BenchmarkInputError, match=message):
+        run_benchmark(tiny_config(**kw))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "nope_net"], "Unknown model 'nope_net'"),
+    (["--backend", "tensorflow"], "unknown backend"),
+    (["--img-size", "8"], "total stride"),
+    (["--results-file", "out.xlsx"], ".csv, .json or .md"),
+])
+def test_cli_bad_input_is_a_message_not_a_traceback(argv, message, capsys):
+    assert cli_main(["--model", TINY, *argv, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_bad_batch_size_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["--batch-sizes", "1,x"])
+    assert exc.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
+
+
+class MemoryHungryBackend(Backend):
+    """Runs out of memory above batch 2, like a real backend would on a too-large batch."""
+
+    name = "test-oom"
+
+    def prepare(self, subject, x, precision, threads):
+        if x.shape[0] > 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99999999999 bytes")
+        return BACKENDS["eager"].prepare(subject, x, precision, threads)
+
+
+def test_out_of_memory_halves_the_batch_and_says_so(extra_backend):
+    extra_backend(MemoryHungryBackend())
+    report = run_benchmark(tiny_config(backends=["eager", "test-oom"], batch_sizes=[8]))
+    m = report.find(TINY, "hgzoo", "test-oom", "fp32", 8)
+    assert m.status == "ok" and m.ran_batch_size == 2
+    assert "out of memory at batch 8" in m.note and "out of memory at batch 4" in m.note
+    assert "(bs2)" in to_markdown(report)
+
+
+def test_batch_larger_than_memory_is_reduced_before_running(monkeypatch):
+    monkeypatch.setattr(core_mod, "_mem_available", lambda: 64 * 2**20)  # 64 MiB "available"
+    report = run_benchmark(tiny_config(batch_sizes=[4096]))
+    m = report.find(TINY, "hgzoo", "eager", "fp32", 4096)
+    assert m.status == "ok" and m.ran_batch_size < 4096 and "ran batch" in m.note
+
+
+# --- tables, CSV, JSON, plot ---------------------------------------------------------------------------------------
+
+def synthetic_report(**cfg_kw) -> BenchmarkReport:
+    cfg = BenchmarkConfig(models=["pphgnet_small"], batch_sizes=[1, 8], backends=["eager", "openvino", "cuda"],
+                          compare=["timm"], **cfg_kw)
+
+    def meas(impl, backend, batch, median, status="ok", **kw):
+        m = Measurement("pphgnet_small", impl, "pphgnet_small" if impl == "hgzoo" else "hgnet_small", backend,
+                           "fp32", batch, 224, status, ran_batch_size=batch, median_ms=median,
+                           p90_ms=None if median is None else median * 1.1, iters=20, stable=True, rel_err=1e-6,
+                           max_abs_err=1e-5, **kw)
+        if median is not None:
+            m.gflops_per_image = 11.0
+            m.achieved_gflops_s = 11.0 * batch / (median / 1e3)
+            m.roofline_gflops_s, m.roofline_pct = 500.0, 100 * m.achieved_gflops_s / 500.0
+        return m
+
+    ms = [
+        meas("hgzoo", "eager", 1, 50.0), meas("hgzoo", "openvino", 1, 20.0),
+        meas("hgzoo", "cuda", 1, None, status="skipped", reason="no CUDA GPU on this machine"),
+        meas("timm", "eager", 1, 55.0),
+        meas("hgzoo", "eager", 8, 300.0), meas("hgzoo", "openvino", 8, 100.0, status="mismatch", reason="bad"),
+        meas("hgzoo", "cuda", 8, None, status="skipped", reason="no CUDA GPU on this machine"),
+        meas("timm", "eager", 8, 280.0),
+    ]
+    info = ModelInfo("pphgnet_small", "pphgnet", params=24_360_872, gflops=11.0, top1=83.82,
+                     top1_tag="pphgnet_small.ssld_in1k",
+                     peer={"timm": {"model": "hgnet_small", "params": 24_360_872, "gflops": 11.0}})
+    return BenchmarkReport(cfg, environment(2), [info], ms, {"fp32": {"gflops_per_s": 500.0, "what": "conv"}})
+
+
+def test_markdown_table_layout_and_ratios():
+    md = to_markdown(synthetic_report())
+    lines = md.splitlines()
+    header = next(line for line in lines if line.startswith("| model | params (M)"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols[:4] == ["model", "params (M)", "GFLOPs", "top-1"]
+    assert cols[4:10] == ["eager bs1", "openvino bs1", "cuda bs1", "eager bs8", "openvino bs8", "cuda bs8"]
+    assert cols[10:13] == ["max rel err", "best GFLOP/s (% roofline) bs1", "best GFLOP/s (% roofline) bs8"]
+    row = next(line for line in lines if line.startswith("| pphgnet_small | 24.36"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    by_col = dict(zip(cols, cells))
+    assert by_col["eager bs1"] == "50.00" and by_col["cuda bs1"] == "skipped"
+    assert by_col["best GFLOP/s (% roofline) bs1"] == "550 (110%) openvino"  # 11 GFLOPs in 20 ms vs 500
+    assert by_col["openvino bs8"] == "100.0 ✗"
+    assert by_col["timm eager bs1"] == "55.00"
+    assert by_col["eager bs1 ÷ timm"] == f"{50 / 55:.2f}"
+    assert by_col["best vs timm eager bs1"] == "2.75× (openvino)"
+    # the mismatching openvino result is never the "best": eager is
+    assert by_col["best vs timm eager bs8"] == f"{280 / 300:.2f}× (eager)"
+    assert "**Hardware:**" in md and "**Timing:**" in md and "**Threads:** 2" in md
+    assert "`cuda` (fp32): no CUDA GPU on this machine" in md
+    assert "### Details" in md
+
+
+def test_ratios_are_paired_by_round_when_timed_together():
+    report = synthetic_report()
+    hg, peer = report.find("pphgnet_small", "hgzoo", "eager", "fp32", 1), report.find("pphgnet_small", "timm", "eager", "fp32", 1)
+    # the machine slowed down 3x in the middle rounds: pairing by round still sees a 0.9 ratio
+    hg.round_medians_ms, peer.round_medians_ms = [45.0, 135.0, 135.0, 45.0], [50.0, 150.0, 150.0, 50.0]
+    hg.median_ms, peer.median_ms = 90.0, 80.0  # the pooled medians could say anything
+    md = to_markdown(report)
+    row = next(line for line in md.splitlines() if line.startswith("| pphgnet_small | 24.36"))
+    assert "| 0.90 |" in row
+    summary = md[md.index("### Summary against timm eager fp32"):]
+    assert "| pphgnet_small | 1 | 0.90 | " in summary
+
+
+def test_csv_json_md_results_files(tmp_path):
+    report = synthetic_report()
+    with open(write_results(report, tmp_path / "r.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(report.measurements)
+    first = rows[0]
+    assert first["model"] == "pphgnet_small" and first["backend"] == "eager" and float(first["median_ms"]) == 50.0
+    assert {"p90_ms", "rel_err", "max_abs_err", "status", "reason", "roofline_pct", "throughput_img_s"} <= set(first)
+    assert [r["status"] for r in rows].count("skipped") == 2
+    data = json.loads((tmp_path / "r.json").read_text()) if write_results(report, tmp_path / "r.json") else None
+    assert data["env"]["threads"] == 2 and len(data["results"]) == len(report.measurements)
+    assert data["models"][0]["peer"]["timm"]["model"] == "hgnet_small"
+    write_results(report, tmp_path / "r.md")
+    assert (tmp_path / "r.md").read_text().startswith("## hgzoo latency")
+    with pytest.raises(ValueError, match="csv"):
+        write_results(report, tmp_path / "r.txt")
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    path, left_out = plot_latency_vs_top1(synthetic_report(), tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and left_out == []
+
+
+def test_timm_names():
+    pytest.importorskip("timm")
+    assert timm_equivalent("pphgnet_small") == "hgnet_small"
+    assert timm_equivalent("pphgnetv2_b0") == "hgnetv2_b0"
+    assert timm_equivalent("hrnet_w18_c") == "hrnet_w18"
+    assert timm_equivalent("resnet50_vd") == "resnet50d"
+    assert timm_equivalent("se_hrnet_w64_c") is None
+
+
+def test_interleaved_timing_collects_samples():
+    calls = {"a": 0, "b": 0}
+
+    def make(key):
+        def fn():
+            calls[key] += 1
+        return Runner(fn)
+
+    out = time_interleaved({"a": make("a"), "b": make("b")}, FAST)
+    for key in ("a", "b"):
+        assert out[key].iters >= 2 and out[key].median_ms >= 0 and out[key].p90_ms >= out[key].median_ms
+        assert calls[key] > out[key].iters  # warm-up and the discarded first call of each block are not samples
+
+
+# --- real runs -----------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_cpu_run():
+    """One tiny real run through every CPU backend this machine has (64 px, batch 2, a few iterations)."""
+    return run_benchmark(tiny_config(backends=CPU_BACKENDS, batch_sizes=[2], roofline=True))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_tiny_real_run_per_cpu_backend(real_cpu_run, backend):
+    m = real_cpu_run.find(TINY, "hgzoo", backend, "fp32", 2)
+    reason = BACKENDS[backend].skip_reason("fp32")
+    if reason:
+        assert m.status == "skipped" and m.reason == reason
+        pytest.skip(reason)
+    assert m.status == "ok", m.reason
+    assert m.rel_err <= 1e-4 and m.median_ms > 0 and m.iters >= 2 and m.ran_batch_size == 2
+    assert m.achieved_gflops_s > 0 and m.roofline_pct is not None
+
+
+def test_compare_timm_and_cli_outputs(tmp_path, capsys):
+    pytest.importorskip("timm")
+    csv_path, png = tmp_path / "out.csv", tmp_path / "out.png"
+    argv = ["--model", TINY, "--img-size", "64", "--backend", "eager,deploy", "--compare", "timm", "--precision", "fp32",
+            "--max-time", "0.02", "--min-iters", "2", "--warmup", "1", "--no-roofline", "--threads", "1", "-q",
+            "--results-file", str(csv_path), "--plot", str(png)]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| timm model |" in out
+    assert "lcnetv2_small (4.13 M)" in out and "eager ÷ timm" in out and "best vs timm eager" in out
+    rows = list(csv.DictReader(open(csv_path)))
+    assert {(r["impl"], r["backend"]) for r in rows} == {("hgzoo", "eager"), ("hgzoo", "deploy"), ("timm", "eager")}
+    assert all(r["status"] == "ok" for r in rows), [(r["impl"], r["backend"], r["status"], r["reason"]) for r in rows]
+    assert png.exists()
