@@ -1,6 +1,6 @@
 """Shared building blocks. Model files use these and never copy a layer from one another."""
 from .attention import EffectiveSE, SqueezeExcite
-from .conv import ConvBNAct, LearnableAffine, LearnableDownsample, fuse_conv_bn, pad_same
+from .conv import ConvBNAct, LearnableAffine, LearnableDownsample, create_act, fuse_conv_bn, pad_same
 from .drop import DropPath
 from .head import ClassifierHead, Dropout
 from .norm import FrozenBatchNorm2d, freeze_batch_norm, unfreeze_batch_norm
@@ -9,5 +9,5 @@ from .rep import RepDepthwiseConv
 __all__ = [
     "ClassifierHead", "ConvBNAct", "DropPath", "Dropout", "EffectiveSE", "FrozenBatchNorm2d",
     "LearnableAffine", "LearnableDownsample", "RepDepthwiseConv", "SqueezeExcite",
-    "freeze_batch_norm", "fuse_conv_bn", "pad_same", "unfreeze_batch_norm",
+    "create_act", "freeze_batch_norm", "fuse_conv_bn", "pad_same", "unfreeze_batch_norm",
 ]

@@ -46,6 +46,13 @@ class LearnableAffine(nn.Module):
         return self.scale * x + self.bias
 
 
+def create_act(act_layer: type[nn.Module] | None) -> nn.Module:
+    """An instance of ``act_layer`` (``nn.Identity`` for ``None``); ReLU in place, for callers whose input is fresh."""
+    if act_layer is None:
+        return nn.Identity()
+    return act_layer(inplace=True) if act_layer is nn.ReLU else act_layer()
+
+
 class ConvBNAct(nn.Module):
     """Conv (no bias) → BatchNorm → optional activation → optional learnable affine.
 
@@ -75,7 +82,8 @@ class ConvBNAct(nn.Module):
         self.kernel_size, self.stride = kernel_size, stride
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_chs)
-        self.act = act_layer() if act_layer is not None else nn.Identity()
+        # ReLU runs in place on the BN output (a fresh tensor): one pass over memory fewer, as torchvision does.
+        self.act = create_act(act_layer)
         self.lab = LearnableAffine() if (use_lab and act_layer is not None) else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ class RepDepthwiseConv(nn.Module):
             return self.fused(x)
         out = self.branches[0](x)
         for branch in self.branches[1:]:
-            out = out + branch(x)
+            out += branch(x)  # `out` is this module's own fresh tensor
         return out
 
     @torch.no_grad()

@@ -63,11 +63,12 @@ class BasicBlock(nn.Module):
         self.conv2 = ConvBNAct(channels, channels, 3, act_layer=None)
         self.se = _se(channels, has_se)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.se(self.conv2(self.conv1(x)))
-        return self.act(self.drop_path(out) + x)
+        out = self.drop_path(self.se(self.conv2(self.conv1(x))))
+        out += x  # in place on our own fresh tensor
+        return self.act(out)
 
 
 class Bottleneck(nn.Module):
@@ -89,11 +90,12 @@ class Bottleneck(nn.Module):
         self.downsample = ConvBNAct(in_chs, out_chs, 1, act_layer=None) if downsample else nn.Identity()
         self.se = _se(out_chs, has_se)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.se(self.conv3(self.conv2(self.conv1(x))))
-        return self.act(self.drop_path(out) + self.downsample(x))
+        out = self.drop_path(self.se(self.conv3(self.conv2(self.conv1(x)))))
+        out += self.downsample(x)
+        return self.act(out)
 
 
 def fuse_conv_order(num_branches: int) -> list[tuple[int, int, int]]:
@@ -127,7 +129,7 @@ class HighResolutionModule(nn.Module):
             nn.ModuleList(self._fuse_path(channels, i, j) for j in range(len(channels)))
             for i in range(len(channels))
         )
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
 
     @staticmethod
     def _fuse_path(channels: tuple[int, ...], i: int, j: int) -> nn.Module:
@@ -143,14 +145,17 @@ class HighResolutionModule(nn.Module):
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         out = []
         for i, paths in enumerate(self.fuse_layers):
-            y = xs[i]
-            size = (y.shape[-2], y.shape[-1])
+            # The first sum makes a new tensor (xs[i] is read again by later outputs); the rest add in place.
+            y, size = None, xs[i].shape[-2:]
             for j, path in enumerate(paths):
-                if j > i:
-                    y = y + _upsample_to(path(xs[j]), 2 ** (j - i), size)
-                elif j < i:
-                    y = y + path(xs[j])
-            out.append(self.act(y))
+                if j == i:
+                    continue
+                t = _upsample_to(path(xs[j]), 2 ** (j - i), size) if j > i else path(xs[j])
+                if y is None:
+                    y = xs[i] + t
+                else:
+                    y += t
+            out.append(self.act(y) if y is not None else torch.relu(xs[i]))
         return out
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..convert.keymap import PaddleKeyMap
-from ..layers import ClassifierHead, ConvBNAct, DropPath, RepDepthwiseConv, SqueezeExcite
+from ..layers import ClassifierHead, ConvBNAct, DropPath, RepDepthwiseConv, SqueezeExcite, create_act
 from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
 from .._registry import register_model
 from ._base import ClassifierModel
@@ -53,7 +53,7 @@ class RepDepthwiseSeparable(nn.Module):
         self.use_shortcut = use_shortcut and stride == 1 and in_chs == out_chs
         if use_rep:
             self.dw_conv: nn.Module = RepDepthwiseConv(in_chs, dw_size, stride)
-            self.act: nn.Module = act_layer()
+            self.act: nn.Module = create_act(act_layer)
         else:
             self.dw_conv = ConvBNAct(in_chs, in_chs, dw_size, stride, groups=in_chs, act_layer=act_layer)
             self.act = nn.Identity()

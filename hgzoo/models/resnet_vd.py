@@ -64,10 +64,12 @@ class BasicBlock(nn.Module):
         self.conv2 = ConvBNAct(width, width, 3, act_layer=None)
         self.downsample = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(drop_path_rate)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.drop_path(self.conv2(self.conv1(x))) + self.downsample(x))
+        out = self.drop_path(self.conv2(self.conv1(x)))
+        out += self.downsample(x)  # in place on our own fresh tensor
+        return self.act(out)
 
 
 class Bottleneck(nn.Module):
@@ -83,10 +85,12 @@ class Bottleneck(nn.Module):
         self.conv3 = ConvBNAct(width, width * self.expansion, 1, act_layer=None)
         self.downsample = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(drop_path_rate)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.drop_path(self.conv3(self.conv2(self.conv1(x)))) + self.downsample(x))
+        out = self.drop_path(self.conv3(self.conv2(self.conv1(x))))
+        out += self.downsample(x)  # in place on our own fresh tensor
+        return self.act(out)
 
 
 BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
