@@ -122,6 +122,22 @@ def test_distillation_losses():
         assert loss(s, t) > 0 and loss(t, t).abs() < 1e-6
 
 
+def test_none_turns_off_a_recipe_setting():
+    from hgzoo.train.config import resolve_config
+    recipe = resolve_config(["--model", "pphgnet_small"])
+    assert recipe["randaugment"] == "rand-m7-mstd0.5-inc1" and recipe["recipe"].endswith("pphgnet_small.yaml")
+    cfg = resolve_config(["--model", "pphgnet_small", "--randaugment", "none", "--drop-rate", "null"])
+    assert cfg["randaugment"] is None and cfg["drop_rate"] is None and cfg["mixup_alpha"] == recipe["mixup_alpha"]
+
+
+def test_fashion_mnist_recipe_is_complete():
+    """The README's real-data command reads everything from configs/fashion_mnist.yaml."""
+    from hgzoo.train.config import resolve_config
+    cfg = resolve_config(["--config", str(ROOT / "configs" / "fashion_mnist.yaml")])
+    assert (cfg["model"], cfg["dataset"], cfg["in_chans"], cfg["num_classes"]) == ("pplcnetv2_small", "fashion_mnist", 1, 10)
+    assert cfg["randaugment"] is None and cfg["mixup_alpha"] == 0 and cfg["recipe_batch_size"] == 0
+
+
 def test_lr_schedule_and_param_groups():
     import hgzoo
     from hgzoo.train import LRSchedule, param_groups
@@ -219,6 +235,7 @@ def bad(data, tmp_path_factory) -> dict:
     ("teacher", ["--data-dir", "{data}", "--teacher", MODEL, "--teacher-checkpoint", "{teacher}"],
      "the teacher has 3 classes, the student 2"),
     ("resume", ["--data-dir", "{data}", "--resume", "{other}"], "is a checkpoint of 'resnet18_vd', not of"),
+    ("randaugment", ["--data-dir", "{data}", "--randaugment", "m9-mstd0.5"], "--randaugment: RandAugment spec must"),
 ])
 def test_bad_input(case, extra, message, data, bad, tmp_path, capsys):
     fmt = dict(tmp=tmp_path, data=data, **bad)

@@ -84,6 +84,17 @@ def load_recipe(path: str | Path) -> dict:
     return out
 
 
+_UNSET = "__none__"  # what ``--flag none`` parses to for optional settings, so it can override a recipe's value
+
+
+def _optional(kind: type):
+    """Parse ``kind``, or ``none``/``null`` to turn off a setting that the recipe sets (``--randaugment none``)."""
+    def parse(v: str):
+        return _UNSET if v.lower() in ("none", "null") else kind(v)
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _bool(v: str) -> bool:
     if v.lower() in ("1", "true", "yes", "on"):
         return True
@@ -105,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
             kw.update(nargs="+", type=_LIST_TYPES[key])
         elif key in _CHOICES:
             kw.update(choices=_CHOICES[key])
+        elif key in _TYPES or default is None:
+            kw.update(type=_optional(_TYPES.get(key, str)))
         else:
-            kw.update(type=_TYPES.get(key, type(default) if default is not None else str))
+            kw.update(type=type(default))
         p.add_argument(flag, **kw)
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
     return p
@@ -123,6 +136,7 @@ def resolve_config(argv: list[str] | None = None) -> dict:
     if recipe_path is not None:
         cfg.update(load_recipe(recipe_path))
     cfg.update(given)
+    cfg.update({k: None for k, v in cfg.items() if v == _UNSET})
     cfg["recipe"] = str(recipe_path) if recipe_path else None
     if not cfg.get("model"):
         raise ConfigError("no model: give --model")
@@ -132,6 +146,12 @@ def resolve_config(argv: list[str] | None = None) -> dict:
         raise ConfigError(f"--freeze counts leading units of [stem, stage1..4]: 0..5, got {cfg['freeze']}")
     if cfg["accum_steps"] < 1 or cfg["batch_size"] < 1 or cfg["epochs"] < 1:
         raise ConfigError("--accum-steps, --batch-size and --epochs must be >= 1")
+    if cfg["randaugment"]:
+        from ..data.randaugment import parse_randaugment
+        try:
+            parse_randaugment(cfg["randaugment"])
+        except ValueError as e:
+            raise ConfigError(f"--randaugment: {e} (or 'none' to turn it off)") from None
     if bool(cfg["teacher"]) != bool(cfg["teacher_checkpoint"]):
         raise ConfigError("distillation needs both --teacher MODEL and --teacher-checkpoint FILE")
     if cfg["extra_data"] and not cfg["teacher"]:
