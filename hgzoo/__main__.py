@@ -1,5 +1,6 @@
 """Command line: ``python -m hgzoo models [PATTERN] [--flops] [--markdown]``,
-``python -m hgzoo predict --model NAME IMG [IMG|DIR ...] [--topk 5] [--json] [--pretrained-file FILE]``."""
+``python -m hgzoo predict --model NAME IMG [IMG|DIR ...] [--topk 5] [--json] [--pretrained-file FILE]``,
+``python -m hgzoo export --model NAME --format onnx|openvino|torchscript --precision fp32|fp16|bf16|int8 ...``."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import hgzoo
 from hgzoo._registry import paddle_name
+from hgzoo.deploy.cli import add_parser as add_export_parser
 from hgzoo.predict import add_parser as add_predict_parser
 
 
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(fn=cmd_models)
     add_predict_parser(sub)
+    add_export_parser(sub)
     args = ap.parse_args(argv)
     return args.fn(args)
 

@@ -7,17 +7,15 @@ peer model goes through exactly the same path.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
+import functools
 import importlib.util
-import io
 import os
 import re
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,14 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from hgzoo.deploy.runtimes import export_onnx, split_batches
+from hgzoo.deploy.runtimes import quiet as _quiet
+
 from .subjects import BenchmarkInputError, Subject
 
 __all__ = [
     "Runner", "Backend", "BACKENDS", "PRECISIONS", "get_backend", "is_oom", "cpu_precision_skip",
-    "export_onnx",
+    "export_onnx", "int8_images", "INT8_CALIBRATION",
 ]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -52,9 +53,17 @@ class Runner:
     fetch: Callable[[Any], np.ndarray] = _to_numpy  # raw output → float32 logits
     sync: str = "cpu"  # "cuda": timed with CUDA events and synchronized
     note: str = ""
+    run_batch: Callable[[np.ndarray], Any] | None = None  # runs another batch of the same shape (int8's image check)
 
     def output(self) -> np.ndarray:
         return self.fetch(self.fn())
+
+    def outputs_for(self, images: torch.Tensor, batch: int) -> np.ndarray:
+        """Logits for ``images`` (any number), run in batches of the bound batch size."""
+        if self.run_batch is None:
+            raise RuntimeError("this runner cannot run other inputs")
+        outs = [self.fetch(self.run_batch(chunk)) for chunk in split_batches(images, batch)]
+        return np.concatenate(outs)[:len(images)]
 
 
 def _has(module: str) -> bool:
@@ -73,6 +82,26 @@ def cpu_precision_skip(precision: str) -> str | None:
     return None
 
 
+#: How the int8 backends are calibrated, and what their outputs are checked on (the report's method section).
+INT8_CALIBRATION = ("scikit-image's 7 photos × 3 crops × 2 flips (42 images), 256/224 bilinear resize-crop, ImageNet "
+                    "mean/std: enough for timing, not a representative calibration set")
+
+
+@functools.lru_cache(maxsize=4)
+def int8_images(img_size: int) -> torch.Tensor:
+    """The real images int8 is calibrated and checked on at ``img_size`` (see :data:`INT8_CALIBRATION`)."""
+    from hgzoo.deploy.images import eval_transform, sample_photo_views
+
+    tf = eval_transform(None, img_size)
+    return torch.stack([tf(v) for v in sample_photo_views()])
+
+
+def _int8_skip() -> str | None:
+    if not _has("skimage"):
+        return "int8 is calibrated on scikit-image's photos: pip install scikit-image"
+    return None
+
+
 def is_oom(exc: BaseException) -> bool:
     """True for an out-of-memory error from torch (CPU or CUDA), ONNX Runtime or OpenVINO."""
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
@@ -88,39 +117,6 @@ class _TempDir:
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence the exporters' progress prints and warnings (errors still raise)."""
-    buf = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-        warnings.simplefilter("ignore")
-        yield buf
-
-
-def export_onnx(model: nn.Module, path: str, img_size: int, dynamic_batch: bool = True) -> str:
-    """Export ``model`` (eval, fp32) to ONNX with a dynamic batch axis; the input is named ``x``.
-
-    Uses the torch.export-based exporter; falls back to the TorchScript one if that fails.
-    """
-    example = torch.randn(2, 3, img_size, img_size)  # batch 2: torch.export specializes a batch of 1
-    first_error: Exception | None = None
-    with _quiet():
-        try:
-            dyn = ({0: torch.export.Dim("batch", min=1, max=8192)},) if dynamic_batch else None
-            torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["logits"],
-                              dynamic_shapes=dyn, dynamo=True, external_data=True)
-            return path
-        except Exception as e:  # noqa: BLE001 - try the other exporter
-            first_error = e
-        try:
-            axes = {"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-            torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["logits"],
-                              dynamic_axes=axes, dynamo=False, opset_version=17)
-            return path
-        except Exception as e:  # noqa: BLE001
-            raise RuntimeError(f"ONNX export failed: {first_error}; TorchScript exporter: {e}") from e
 
 
 def onnx_file(subject: Subject, img_size: int) -> str:
@@ -143,6 +139,7 @@ class Backend:
     device: str = "cpu"
     description: str = ""
     uses_deploy_model: bool = True  # runs the re-parameterized model (else the model as built)
+    int8: bool = False  # has a post-training int8 path
 
     def unavailable(self) -> str | None:
         """Why this backend cannot run on this machine at all (package or hardware missing), or None."""
@@ -152,6 +149,9 @@ class Backend:
         return cpu_precision_skip(precision) if self.device == "cpu" else None
 
     def skip_reason(self, precision: str) -> str | None:
+        if precision == "int8" and not self.int8:
+            return self.unavailable() or ("int8 runs on the onnxruntime and openvino backends (post-training "
+                                          "quantization, calibrated on real images)")
         return self.unavailable() or self.precision_skip(precision)
 
     def prepare(self, subject: Subject, x: torch.Tensor, precision: str, threads: int) -> Runner:
@@ -254,9 +254,22 @@ class CompileBackend(Backend):
         return Runner(fn, sync="cuda" if self.device == "cuda" else "cpu", note=note)
 
 
+def onnx_int8_file(subject: Subject, img_size: int) -> str:
+    """The subject's ONNX model quantized to int8 by ONNX Runtime (QDQ, per-channel), made once and cached."""
+    from hgzoo.deploy.runtimes import quantize_onnx_int8
+
+    key = f"onnx-int8@{img_size}"
+    if key not in subject.cache:
+        src = onnx_file(subject, img_size)
+        subject.cache[key] = quantize_onnx_int8(src, src[:-len(".onnx")] + "-int8.onnx", int8_images(img_size))
+    return subject.cache[key]
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    description = "re-parameterized model → torch.onnx export (dynamic batch) → ONNX Runtime CPU provider, all graph optimizations"
+    int8 = True
+    description = ("re-parameterized model → torch.onnx export (dynamic batch) → ONNX Runtime CPU provider, all graph "
+                   "optimizations; int8: quantize_static (QDQ, per-channel int8 weights, uint8 activations)")
 
     def unavailable(self):
         if not _has("onnxruntime"):
@@ -266,6 +279,8 @@ class OnnxRuntimeBackend(Backend):
         return None
 
     def precision_skip(self, precision):
+        if precision == "int8":
+            return _int8_skip()
         if precision != "fp32":
             return f"ONNX Runtime's CPU provider has no fast {precision} convolutions on x86 (use openvino)"
         return None
@@ -273,15 +288,12 @@ class OnnxRuntimeBackend(Backend):
     def prepare(self, subject, x, precision, threads):
         import onnxruntime as ort
 
-        key = f"ort-session@{x.shape[-1]}:{threads}"
+        from hgzoo.deploy.runtimes import onnx_session
+
+        key = f"ort-session@{x.shape[-1]}:{threads}:{precision}"
         if key not in subject.cache:
-            path = onnx_file(subject, x.shape[-1])
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.log_severity_level = 3
-            subject.cache[key] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            path = onnx_int8_file(subject, x.shape[-1]) if precision == "int8" else onnx_file(subject, x.shape[-1])
+            subject.cache[key] = onnx_session(path, threads)
         sess = subject.cache[key]
         xn = x.numpy()
 
@@ -289,18 +301,26 @@ class OnnxRuntimeBackend(Backend):
             return sess.run(None, {"x": xn})[0]
 
         export_s = subject.cache.get(f"onnx@{x.shape[-1]}:seconds")
-        return Runner(fn, fetch=np.asarray, note=f"ORT {ort.__version__}" + (f"; export {export_s:.0f} s" if export_s else ""))
+        return Runner(fn, fetch=np.asarray, run_batch=lambda xb: sess.run(None, {"x": xb})[0],
+                      note=f"ORT {ort.__version__}" + (f"; export {export_s:.0f} s" if export_s else ""))
 
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    description = "re-parameterized model → ONNX → OpenVINO CPU plugin, static shape, LATENCY hint, precision hint"
-    _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+    int8 = True
+    description = ("re-parameterized model → ONNX → OpenVINO CPU plugin, static shape, LATENCY hint, precision hint; "
+                   "int8: NNCF post-training quantization (other ops f32)")
+    _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
     def unavailable(self):
         if not _has("openvino"):
             return "openvino is not installed (pip install openvino, or hgzoo[bench])"
         return None
+
+    def precision_skip(self, precision):
+        if precision == "int8":
+            return _int8_skip() or (None if _has("nncf") else "OpenVINO int8 is quantized by NNCF: pip install nncf")
+        return super().precision_skip(precision)
 
     def prepare(self, subject, x, precision, threads):
         import openvino as ov
@@ -313,6 +333,12 @@ class OpenVinoBackend(Backend):
             with _quiet():
                 ov_model = ov.convert_model(subject.deploy_model(), example_input=x)
             source = "PyTorch frontend"
+        if precision == "int8":
+            from hgzoo.deploy.runtimes import quantize_openvino_int8
+
+            ov_model.reshape([-1, *[int(d) for d in x.shape[1:]]])
+            ov_model = quantize_openvino_int8(ov_model, int8_images(x.shape[-1]))
+            source += ", NNCF int8"
         ov_model.reshape([int(d) for d in x.shape])
         config = {"INFERENCE_PRECISION_HINT": self._HINTS[precision], "INFERENCE_NUM_THREADS": threads,
                   "PERFORMANCE_HINT": "LATENCY"}
@@ -324,7 +350,8 @@ class OpenVinoBackend(Backend):
         def fn():
             return request.infer({0: xn}, share_inputs=True)[port]
 
-        return Runner(fn, fetch=np.asarray, note=f"OpenVINO {ov.__version__.split('-')[0]} from {source}")
+        return Runner(fn, fetch=np.asarray, run_batch=lambda xb: request.infer({0: xb})[port].copy(),
+                      note=f"OpenVINO {ov.__version__.split('-')[0]} from {source}")
 
 
 def _cuda_unavailable() -> str | None:

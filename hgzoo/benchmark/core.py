@@ -16,7 +16,9 @@ import torch
 import hgzoo
 from hgzoo._registry import UnknownModelError, model_entrypoint, resolve_model_name
 
-from .backends import BACKENDS, PRECISIONS, Backend, Runner, get_backend, is_oom
+from hgzoo.deploy import MIN_TOP1_AGREEMENT
+
+from .backends import BACKENDS, DTYPES, PRECISIONS, Backend, Runner, get_backend, int8_images, is_oom
 from .subjects import (
     BenchmarkInputError, Subject, activation_bytes_per_image, build_hgzoo, build_timm, timm_equivalent,
     total_stride,
@@ -25,7 +27,7 @@ from .timing import Timing, TimingConfig, conv_roofline, time_interleaved
 
 __all__ = [
     "BenchmarkConfig", "Measurement", "ModelInfo", "BenchmarkReport", "run_benchmark", "resolve_models",
-    "check_agreement", "fixed_input", "DEFAULT_TOLERANCES", "COMPARE_IMPLS",
+    "check_agreement", "fixed_input", "DEFAULT_TOLERANCES", "COMPARE_IMPLS", "INT8_MIN_TOP1",
 ]
 
 # Largest relative error (max |ours - eager fp32| / max |eager fp32|) that still counts as the same result.
@@ -33,6 +35,10 @@ __all__ = [
 # random-weight network (flat logits), on every backend and in timm alike, so its bar only catches broken
 # results; the figure is always reported, and real low-precision accuracy needs trained weights and images.
 DEFAULT_TOLERANCES = {"fp32": 1e-4, "fp16": 0.1, "bf16": 0.5}
+# int8 is not judged on the timing batch (random noise, which calibration never saw) but on real photos
+# (backends.int8_images), by top-1 agreement with eager fp32; and only with pretrained weights: a random-weight
+# network's near-flat logits make any rounding flip its top-1, whatever the quality of the export.
+INT8_MIN_TOP1 = MIN_TOP1_AGREEMENT["int8"]
 COMPARE_IMPLS = ("timm",)
 
 
@@ -167,6 +173,22 @@ def fixed_input(batch: int, img_size: int, seed: int) -> torch.Tensor:
                       for i in range(batch)])
 
 
+def _int8_agreement(cfg: BenchmarkConfig, subject: Subject, runner: Runner, batch: int) -> dict:
+    """An int8 runner against eager fp32 on real photos (the calibration images' set): errors and top-1
+    agreement; ``agrees`` needs finite outputs, and with pretrained weights :data:`INT8_MIN_TOP1`."""
+    images = int8_images(cfg.img_size)
+    key = f"photo-logits@{cfg.img_size}"
+    if key not in subject.cache:
+        with torch.inference_mode():
+            subject.cache[key] = torch.cat([subject.model(images[i:i + 16]) for i in range(0, len(images), 16)]).numpy()
+    out = runner.outputs_for(images, batch)
+    result = check_agreement(out, subject.cache[key], float("inf"))
+    result["finite"] = bool(np.all(np.isfinite(out)))
+    result["agrees"] = result["finite"] and (not cfg.pretrained or result["top1_agreement"] >= INT8_MIN_TOP1)
+    result["n"] = len(images)
+    return result
+
+
 def _fp64_reference(subject: Subject, x0: torch.Tensor) -> np.ndarray:
     """The exact (fp64) logits of the first image, computed once per subject and size."""
     key = f"fp64-ref@{x0.shape[-1]}"
@@ -280,7 +302,7 @@ def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
     roofline: dict[str, dict] = {}
     if cfg.roofline:
         for p in cfg.precisions:
-            if BACKENDS["eager"].precision_skip(p) is None:
+            if p in DTYPES and BACKENDS["eager"].precision_skip(p) is None:
                 roofline[p] = conv_roofline(p)
                 log(f"roofline {p}: {roofline[p]['gflops_per_s']:.0f} GFLOP/s ({roofline[p]['what']})")
 
@@ -432,7 +454,10 @@ def _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precisi
                 try:
                     t = time.perf_counter()
                     runner = b.prepare(s, x, precision, cfg.threads)
-                    agreement = check_agreement(runner.output(), ref, tol, ref64, floor)
+                    if precision == "int8":
+                        agreement = _int8_agreement(cfg, s, runner, ran)
+                    else:
+                        agreement = check_agreement(runner.output(), ref, tol, ref64, floor)
                 except Exception as e:  # noqa: BLE001 - reported in the table
                     if is_oom(e):
                         raise _GroupOOM(_short(e, 120)) from None
@@ -443,7 +468,17 @@ def _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precisi
                 m.max_abs_err, m.rel_err, m.top1_agreement, m.fp64_err = (
                     agreement["max_abs_err"], agreement["rel_err"], agreement["top1_agreement"], agreement["fp64_err"])
                 m.eager_fp64_err = floor
-                if not agreement["agrees"]:
+                if precision == "int8":
+                    m.tolerance, m.fp64_err, m.eager_fp64_err = None, None, None
+                    judged = f"judged: top-1 agreement >= {INT8_MIN_TOP1:.0%}" if cfg.pretrained else \
+                        "not judged (random weights)"
+                    m.note += f"; checked against eager fp32 on {agreement['n']} real photos, {judged}"
+                    if not agreement["agrees"]:
+                        m.status = "mismatch"
+                        m.reason = (f"top-1 agreement with eager fp32 on {agreement['n']} real photos "
+                                    f"{m.top1_agreement:.0%} < {INT8_MIN_TOP1:.0%}" if agreement["finite"]
+                                    else "non-finite outputs")
+                elif not agreement["agrees"]:
                     m.status = "mismatch"
                     m.reason = f"output differs from eager fp32: relative error {m.rel_err:.2e} > {tol:.0e}"
                     if m.fp64_err is not None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .backends import BACKENDS
-from .core import BenchmarkReport, Measurement
+from .backends import BACKENDS, INT8_CALIBRATION
+from .core import INT8_MIN_TOP1, BenchmarkReport, Measurement
 from .timing import paired_ratio
 
 __all__ = ["environment", "to_markdown", "write_results", "plot_latency_vs_top1", "CSV_FIELDS"]
@@ -146,6 +146,12 @@ def _method(report: BenchmarkReport) -> list[str]:
                                                                if p in cfg.precisions)
         + (" unless, on the first image, the result is within twice eager fp32's own error of an exact fp64 run "
            "(eager fp32 rounds too: both errors are in the details)" if cfg.fp64_check else "") + ".",
+        *([f"- **int8:** post-training static quantization, calibrated on {INT8_CALIBRATION}. Checked against eager fp32 "
+           "on those same photos (not on the random timing batch): top-1 agreement and errors are reported; "
+           + (f"flagged ✗ below {INT8_MIN_TOP1:.0%} top-1 agreement." if cfg.pretrained else
+              "not judged, since with random weights the near-flat logits flip under any rounding: run with "
+              "--pretrained to judge, and see benchmarks/drift.py for int8 accuracy with trained weights.")]
+          if "int8" in cfg.precisions else []),
         "- **Backends:** " + "; ".join(f"`{b}`: {BACKENDS[b].description}" for b in dict.fromkeys(cfg.backends)
                                        if b in BACKENDS),
     ]
@@ -283,14 +289,32 @@ def to_markdown(report: BenchmarkReport, details: bool = True) -> str:
 
 def _summary(report: BenchmarkReport) -> list[str]:
     """Per model and batch size: hgzoo eager over the peer's eager, and the fastest agreeing hgzoo path, in
-    fp32 and at any precision, as a speed-up over the peer's eager fp32 (the figures the goals are about)."""
+    fp32 and at any precision, as a speed-up over the peer's eager fp32 and over the peer's own fastest
+    agreeing path on the same backends (the figures the goals are about)."""
     cfg = report.config
     if not cfg.compare or "fp32" not in cfg.precisions:
         return []
     impl = cfg.compare[0]
     header = ["model", "batch", f"eager ÷ {impl} eager", f"best fp32 path vs {impl} eager fp32", "its rel err",
-              f"best path, any precision, vs {impl} eager fp32", "its rel err"]
-    out = [f"### Summary against {impl} eager fp32", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+              f"best fp32 path vs best {impl} fp32 path", f"best path, any precision, vs {impl} eager fp32",
+              "its rel err", "its top-1 agree", f"best path vs best {impl} path, any precision"]
+    out = [f"### Summary against {impl} eager fp32 and {impl}'s best path", "", "| " + " | ".join(header) + " |",
+           "|" + "---|" * len(header)]
+
+    def per_image(m: Measurement) -> float:
+        return m.median_ms / (m.ran_batch_size or m.batch_size)
+
+    def fastest(model: str, impl_: str, b: int) -> Measurement | None:
+        bests = [m for m in (best_of(report, model, impl_, p, b) for p in cfg.precisions) if m is not None]
+        return min(bests, key=per_image, default=None)
+
+    def label(m: Measurement) -> str:
+        return m.backend + ("" if m.precision == "fp32" else f" {m.precision}")
+
+    def vs(peer_m: Measurement | None, ours: Measurement | None) -> str:
+        r = _ratio(peer_m, ours)
+        return f"{r:.2f}× ({label(ours)} vs {label(peer_m)})" if r else "–"
+
     for info in report.models:
         if info.error or "reason" in info.peer.get(impl, {"reason": ""}):
             continue
@@ -298,17 +322,22 @@ def _summary(report: BenchmarkReport) -> list[str]:
             peer = report.find(info.name, impl, "eager", "fp32", b)
             eager = _ratio(report.find(info.name, "hgzoo", "eager", "fp32", b), peer)
             best32 = best_of(report, info.name, "hgzoo", "fp32", b)
-            bests = [m for m in (best_of(report, info.name, "hgzoo", p, b) for p in cfg.precisions) if m is not None]
-            best_any = min(bests, key=lambda m: m.median_ms / (m.ran_batch_size or m.batch_size), default=None)
+            best_any = fastest(info.name, "hgzoo", b)
+            peer32, peer_any = best_of(report, info.name, impl, "fp32", b), fastest(info.name, impl, b)
             r32, rany = _ratio(peer, best32), _ratio(peer, best_any)
             out.append("| " + " | ".join([
                 info.name, str(b), f"{eager:.2f}" if eager else "–",
                 f"{r32:.2f}× ({best32.backend})" if r32 else "–",
                 f"{best32.rel_err:.1e}" if r32 and best32.rel_err is not None else "–",
+                vs(peer32, best32),
                 f"{rany:.2f}× ({best_any.backend} {best_any.precision})" if rany else "–",
                 f"{best_any.rel_err:.1e}" if rany and best_any.rel_err is not None else "–",
+                f"{best_any.top1_agreement:.0%}" if rany and best_any.top1_agreement is not None else "–",
+                vs(peer_any, best_any),
             ]) + " |")
-    return out + ["", "Speed-ups across precisions are ratios of medians from different rounds of the same run.", ""]
+    return out + ["", f"`R× (ours vs theirs)`: {impl}'s median over hgzoo's (> 1: hgzoo faster); `best`: the fastest "
+                  "path whose output agrees with eager fp32, among the backends run for each. Speed-ups across precisions are ratios of medians from different rounds of the same "
+                  "run. top-1 agree: over the timing batch, or for int8 over the real photos it is checked on.", ""]
 
 
 def _details(report: BenchmarkReport) -> list[str]:

@@ -1,0 +1,26 @@
+"""Deployment: re-parameterization, and export to ONNX / OpenVINO / TorchScript at fp32, fp16, bf16 or int8,
+verified against the eager fp32 model on real images.
+
+    import hgzoo
+    model = hgzoo.create_model("pphgnet_small", pretrained=True)
+    report = hgzoo.deploy.export(model, format="openvino", precision="int8", calibration="calib_images/",
+                                 output="pphgnet_small-int8.xml")
+    print(report)                                   # top-1 agreement with fp32, errors, what runs
+    predictor = hgzoo.deploy.load("pphgnet_small-int8.xml")
+    logits = predictor(batch)                       # float32 (N, 3, 224, 224) -> numpy logits
+
+``python -m hgzoo export --help`` is the command line.
+"""
+from .api import (
+    EXTENSIONS, FORMATS, FP32_MAX_REL_ERR, MIN_TOP1_AGREEMENT, PRECISIONS, ExportError, ExportReport,
+    ExportVerificationError, agreement, describe_compute, export, unsupported_reason,
+)
+from .images import ImageSet, eval_transform, image_set, sample_photo_views
+from .reparam import reparameterize
+from .runtimes import Predictor, export_onnx, load
+
+__all__ = [
+    "reparameterize", "export", "load", "Predictor", "ExportReport", "ExportError", "ExportVerificationError",
+    "FORMATS", "PRECISIONS", "EXTENSIONS", "FP32_MAX_REL_ERR", "MIN_TOP1_AGREEMENT", "unsupported_reason",
+    "describe_compute", "agreement", "export_onnx", "eval_transform", "image_set", "ImageSet", "sample_photo_views",
+]

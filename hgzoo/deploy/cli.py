@@ -1,0 +1,130 @@
+"""``python -m hgzoo export``: build a model, export it, verify it and print the report."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import hgzoo
+
+from .api import FORMATS, PRECISIONS, ExportError, ExportVerificationError, export
+
+__all__ = ["add_parser", "build_model", "train_config", "train_data_config"]
+
+
+def train_config(checkpoint: str | Path) -> dict | None:
+    """The training configuration of a train.py checkpoint: stored inside it, or ``config.yaml`` beside it."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.suffix.lower() in (".pt", ".pth"):
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - not a train.py checkpoint; the loader reports real problems
+            state = None
+        if isinstance(state, dict) and isinstance(state.get("config"), dict):
+            return state["config"]
+    beside = checkpoint.parent / "config.yaml"
+    if beside.is_file():
+        import yaml
+
+        cfg = yaml.safe_load(beside.read_text())
+        return cfg if isinstance(cfg, dict) else None
+    return None
+
+
+def train_data_config(cfg: dict, model: nn.Module) -> dict:
+    """train.py's evaluation preprocessing for a model trained with ``cfg``."""
+    from ..train.data import eval_data_config
+
+    full = {"mean": None, "std": None, "eval_resize_short": None, "eval_interpolation": None,
+            "eval_resize_backend": None, **cfg}
+    return eval_data_config(full, getattr(model, "pretrained_cfg", None))
+
+
+def build_model(name: str | None, *, pretrained: bool = False, checkpoint: str | None = None,
+                num_classes: int | None = None, in_chans: int | None = None) -> tuple[nn.Module, dict | None]:
+    """The model to export (eval mode) and, for a train.py checkpoint, its training configuration (whose model,
+    classes and channels are the defaults)."""
+    cfg = train_config(checkpoint) if checkpoint else None
+    name = name or (cfg or {}).get("model")
+    if not name:
+        raise ExportError("--model is required (the checkpoint carries no train.py configuration naming it)")
+    if num_classes is None and cfg and cfg.get("num_classes"):
+        num_classes = int(cfg["num_classes"])
+    if in_chans is None:
+        in_chans = int(cfg.get("in_chans") or 3) if cfg else 3
+    kwargs = {"in_chans": in_chans}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    model = hgzoo.create_model(name, pretrained=pretrained, **kwargs)
+    if checkpoint:
+        hgzoo.load_checkpoint(model, checkpoint)
+    return model.eval(), cfg
+
+
+def _fraction(text: str) -> float:
+    v = float(text)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
+    return v
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "export", help="export a model to ONNX / OpenVINO / TorchScript (fp32, fp16, bf16, int8), verified",
+        description="Re-parameterize, export, and verify the file against the eager fp32 model on real images; the "
+                    "file is written only if it agrees. A train.py checkpoint brings its model name, classes, "
+                    "channels, image size and preprocessing.")
+    p.add_argument("--model", help="model name (default: the train.py checkpoint's)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--pretrained", action="store_true", help="the published weights")
+    weights.add_argument("--checkpoint", metavar="FILE", help=".pdparams, .safetensors, .pth or a train.py .pt")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--in-chans", type=int)
+    p.add_argument("--img-size", type=int, help="input size (default: the weights' crop size, or train.py's img_size)")
+    p.add_argument("--format", "-f", choices=FORMATS, default="onnx")
+    p.add_argument("--precision", "-p", choices=PRECISIONS, default="fp32")
+    p.add_argument("--calibration", metavar="DIR_OR_LIST",
+                   help="real images for int8 (required): a folder, or a label list / list of image paths")
+    p.add_argument("--calibration-size", type=int, default=300, metavar="N", help="images used (default: 300)")
+    check = p.add_mutually_exclusive_group()
+    check.add_argument("--verify", metavar="DIR_OR_LIST",
+                       help="verification images (default: the calibration source, else scikit-image's photos)")
+    check.add_argument("--no-verify", action="store_true", help="skip the verification (not advised)")
+    p.add_argument("--verify-size", type=int, default=64, metavar="N", help="images verified on (default: 64)")
+    p.add_argument("--min-top1-agreement", type=_fraction, metavar="F",
+                   help="the bound for fp16/bf16/int8 (default: 0.97/0.95/0.90)")
+    p.add_argument("--static-batch", action="store_true", help="a fixed batch of 1 instead of a dynamic batch axis")
+    p.add_argument("--output", "-o", metavar="FILE", help="default: <model>-<precision>.<onnx|xml|pt>")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(fn=cmd_export)
+    return p
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        model, cfg = build_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
+                                 num_classes=args.num_classes, in_chans=args.in_chans)
+        data_config = None
+        img_size = args.img_size
+        if cfg is not None:
+            data_config = train_data_config(cfg, model)
+            img_size = img_size or data_config["crop_size"]
+            if args.img_size and args.img_size != data_config["crop_size"]:  # keep train.py's normalization
+                data_config = {k: data_config[k] for k in ("mean", "std", "interpolation", "resize_backend")}
+        report = export(
+            model, args.format, args.precision, output=args.output, calibration=args.calibration,
+            calibration_size=args.calibration_size, verify=False if args.no_verify else (args.verify or True),
+            verify_size=args.verify_size, dynamic_batch=not args.static_batch, img_size=img_size,
+            data_config=data_config, min_top1_agreement=args.min_top1_agreement)
+    except ExportVerificationError as e:
+        print(e.report.to_json() if args.json else str(e.report), file=sys.stdout)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (ExportError, FileNotFoundError, ValueError, TypeError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.to_json() if args.json else str(report))
+    return 0

@@ -1,0 +1,205 @@
+"""Real images for calibration and verification: a folder, a label list, a Dataset, a tensor, or scikit-image's photos.
+
+Every source becomes an :class:`ImageSet`: an indexable set of images, each preprocessed by the model's
+evaluation transform into a float (C, H, W) tensor on request, so that a few hundred images are read
+only when they are used.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from ..data.datasets import IMAGE_EXTENSIONS
+from ..data.transforms import create_transform, read_image, resolve_data_config
+
+__all__ = [
+    "ImageSet", "ImageSource", "SAMPLE_PHOTOS", "eval_transform", "image_set", "sample_photo_views", "split_indices",
+]
+
+#: What ``calibration=`` / ``verify=`` accept.
+ImageSource = Union[str, os.PathLike, Dataset, torch.Tensor, Sequence]
+
+#: scikit-image's photos that ship inside its wheel (no download).
+SAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
+
+_DATA_CONFIG_KEYS = ("resize_short", "crop_size", "crop_pct", "interpolation", "resize_backend", "mean", "std")
+
+
+class _Channels(nn.Module):
+    """Give a uint8 image the model's channel count: RGB → gray (ITU-R 601 luma), gray → RGB, RGBA → RGB."""
+
+    def __init__(self, in_chans: int) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        c = img.shape[-3]
+        if c == self.in_chans:
+            return img
+        if c == 4:
+            img, c = img[..., :3, :, :], 3
+        if self.in_chans == 1 and c == 3:
+            return v2.functional.rgb_to_grayscale(img, num_output_channels=1)
+        if c == 1:
+            return img.expand(*img.shape[:-3], self.in_chans, *img.shape[-2:])
+        if c == self.in_chans:
+            return img
+        raise ValueError(f"cannot turn a {c}-channel image into the model's {self.in_chans} channels")
+
+
+def eval_transform(pretrained_cfg: Any = None, img_size: int | None = None, in_chans: int = 3,
+                   data_config: dict | None = None) -> v2.Compose:
+    """The evaluation preprocessing for export: ``pretrained_cfg``'s (PaddleClas's defaults without one) at
+    ``img_size``, with any ``data_config`` keys (``resize_short``, ``crop_size``, ``crop_pct``,
+    ``interpolation``, ``resize_backend``, ``mean``, ``std``) on top. Images are first given ``in_chans``
+    channels; for a model with other than 3 channels and no ``mean``/``std`` given, both are 0.5 per
+    channel, as train.py uses."""
+    overrides = {k: v for k, v in (data_config or {}).items() if v is not None}
+    unknown = sorted(set(overrides) - set(_DATA_CONFIG_KEYS))
+    if unknown:
+        raise TypeError(f"data_config: unknown key(s) {unknown}; known: {', '.join(_DATA_CONFIG_KEYS)}")
+    if img_size is not None and "crop_size" not in overrides:
+        overrides["crop_size"] = img_size
+    if in_chans != 3 and "mean" not in overrides:
+        overrides["mean"], overrides["std"] = (0.5,) * in_chans, overrides.get("std", (0.5,) * in_chans)
+    cfg = resolve_data_config(pretrained_cfg, **overrides)
+    for key in ("mean", "std"):
+        if len(cfg[key]) != in_chans:
+            raise ValueError(f"data_config {key} has {len(cfg[key])} values; the model takes {in_chans} channels")
+    return v2.Compose([v2.ToImage(), _Channels(in_chans), create_transform(cfg)])
+
+
+class ImageSet:
+    """``len(s)`` images; ``s.load(indices)`` gives them preprocessed as one float (N, C, H, W) batch.
+
+    ``items`` are image files, uint8 images (tensors, arrays, PIL) to preprocess, or float tensors taken
+    as already preprocessed; ``fetch`` maps an item to one of those (a Dataset's ``__getitem__``).
+    """
+
+    def __init__(self, items: Sequence, transform: Callable, description: str,
+                 fetch: Callable[[Any], Any] | None = None) -> None:
+        self.items, self.transform, self.description, self.fetch = items, transform, description, fetch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _one(self, item: Any) -> torch.Tensor:
+        if self.fetch is not None:
+            item = self.fetch(item)
+        if isinstance(item, (tuple, list)):  # (image, label) from a Dataset
+            item = item[0]
+        if isinstance(item, (str, os.PathLike)):
+            item = read_image(item)
+        if isinstance(item, torch.Tensor) and item.is_floating_point():
+            return item.float()
+        return self.transform(item)
+
+    def load(self, indices: Sequence[int]) -> torch.Tensor:
+        if len(indices) == 0:
+            raise ValueError(f"{self.description}: no images selected")
+        batch = [self._one(self.items[i]) for i in indices]
+        shapes = {tuple(t.shape) for t in batch}
+        if len(shapes) != 1:
+            raise ValueError(f"{self.description}: images of different shapes after preprocessing: {sorted(shapes)}")
+        return torch.stack(batch)
+
+
+def _files_in(folder: Path) -> list[str]:
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, recursively)")
+    return files
+
+
+def _files_in_list(list_file: Path) -> list[str]:
+    """A PaddleClas label list ('relative/path.jpg label') or one image path per line; relative paths are
+    relative to the list's folder."""
+    files = []
+    for lineno, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.strip()
+        if not text:
+            continue
+        head, _, tail = text.rpartition(" ")
+        path = head.strip() if head and tail.isdigit() else text
+        full = Path(path) if Path(path).is_absolute() else list_file.parent / path
+        if not full.is_file():
+            raise FileNotFoundError(f"{list_file}:{lineno}: image {full} not found")
+        files.append(str(full))
+    if not files:
+        raise ValueError(f"{list_file}: the image list is empty")
+    return files
+
+
+def sample_photo_views() -> list[torch.Tensor]:
+    """42 real images: scikit-image's 7 bundled photos, each as 3 square crops (start, centre, end of the long
+    side) × (as is, mirrored), uint8 (3, H, W). Needs scikit-image."""
+    try:
+        from skimage import data
+    except ImportError:
+        raise ImportError("the default calibration/verification images are scikit-image's photos: pip install "
+                          "scikit-image, or pass real images (a folder, a label list or a Dataset)") from None
+    views = []
+    for name in SAMPLE_PHOTOS:
+        img = torch.from_numpy(getattr(data, name)()[..., :3].copy()).permute(2, 0, 1)
+        h, w = img.shape[1:]
+        s = min(h, w)
+        for flip in (False, True):
+            src = img.flip(-1) if flip else img
+            for top, left in ((0, 0), ((h - s) // 2, (w - s) // 2), (h - s, w - s)):
+                views.append(src[:, top:top + s, left:left + s].contiguous())
+    return views
+
+
+def image_set(source: ImageSource | None, transform: Callable) -> ImageSet:
+    """Any supported source as an :class:`ImageSet`; ``None``: :func:`sample_photo_views`.
+
+    A folder: every image below it (ImageFolder trees included). A file: a label list or a list of image
+    paths. A ``Dataset``: its items (``(image, label)`` or images). A tensor: (N, C, H, W), float (taken as
+    preprocessed) or uint8. A sequence of image paths."""
+    if source is None:
+        return ImageSet(sample_photo_views(), transform, "scikit-image's 7 photos × 3 crops × 2 flips")
+    if isinstance(source, torch.Tensor):
+        if source.ndim != 4:
+            raise ValueError(f"an image tensor must be (N, C, H, W), got shape {tuple(source.shape)}")
+        kind = "preprocessed" if source.is_floating_point() else "uint8"
+        return ImageSet(list(source), transform, f"a {kind} tensor of {len(source)} images")
+    if isinstance(source, Dataset):
+        try:
+            n = len(source)  # type: ignore[arg-type]
+        except TypeError:
+            raise ValueError("the calibration/verification Dataset must have a length") from None
+        return ImageSet(range(n), transform, f"{type(source).__name__} ({n} images)", fetch=source.__getitem__)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            files = _files_in(path)
+            return ImageSet(files, transform, f"{len(files)} images in {path}")
+        if path.is_file():
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                return ImageSet([str(path)], transform, str(path))
+            files = _files_in_list(path)
+            return ImageSet(files, transform, f"{len(files)} images listed in {path}")
+        raise FileNotFoundError(f"image source {path} not found (expected a folder of images or an image list file)")
+    if isinstance(source, Sequence) and source and all(isinstance(p, (str, os.PathLike)) for p in source):
+        return ImageSet([str(p) for p in source], transform, f"{len(source)} image files")
+    raise TypeError(f"unsupported image source {type(source).__name__}: pass a folder, an image list file, a "
+                    "Dataset, an (N, C, H, W) tensor or a list of image paths")
+
+
+def split_indices(n: int, n_first: int, n_second: int, seed: int = 0) -> tuple[list[int], list[int], bool]:
+    """Two random (seeded) selections from ``range(n)``: disjoint when ``n >= n_first + n_second``, else
+    the second is the last ``n_second`` of the shuffled order and overlaps the first. Returns both and
+    whether they overlap."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    first = order[:min(n_first, n)]
+    if n >= n_first + n_second:
+        return first, order[n_first:n_first + n_second], False
+    second = order[-min(n_second, n):]
+    return first, second, bool(set(first) & set(second))
