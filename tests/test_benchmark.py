@@ -365,3 +365,78 @@ def test_compare_timm_and_cli_outputs(tmp_path, capsys):
     assert {(r["impl"], r["backend"]) for r in rows} == {("hgzoo", "eager"), ("hgzoo", "deploy"), ("timm", "eager")}
     assert all(r["status"] == "ok" for r in rows), [(r["impl"], r["backend"], r["status"], r["reason"]) for r in rows]
     assert png.exists()
+
+
+# --- int8 ------------------------------------------------------------------------------------------------------------
+
+def test_int8_runs_on_onnxruntime_and_openvino_checked_on_real_photos():
+    pytest.importorskip("skimage")
+    report = run_benchmark(tiny_config(backends=["eager", "onnxruntime", "openvino"], precisions=["int8"]))
+    eager = report.find(TINY, "hgzoo", "eager", "int8", 1)
+    assert eager.status == "skipped" and "onnxruntime and openvino" in eager.reason
+    for backend in ("onnxruntime", "openvino"):
+        m = report.find(TINY, "hgzoo", backend, "int8", 1)
+        reason = BACKENDS[backend].skip_reason("int8")
+        if reason:
+            assert m.status == "skipped" and m.reason == reason
+            continue
+        assert m.status == "ok", m.reason
+        assert m.median_ms > 0 and m.tolerance is None and 0 <= m.top1_agreement <= 1 and np.isfinite(m.rel_err)
+        assert "checked against eager fp32 on 42 real photos, not judged (random weights)" in m.note
+    md = to_markdown(report)
+    assert "**int8:** post-training static quantization" in md and "not judged" in md
+
+
+@pytest.fixture
+def one_torch_thread():
+    """A tiny model: one thread is enough, and does not stall on a busy machine."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_int8_agreement_is_judged_with_pretrained_weights(one_torch_thread):
+    pytest.importorskip("skimage")
+    from hgzoo.benchmark.backends import int8_images
+    from hgzoo.benchmark.subjects import build_hgzoo
+
+    subject = build_hgzoo(TINY, img_size=64)
+    images = int8_images(64)
+    with torch.inference_mode():
+        exact = subject.model(images).numpy()
+
+    def runner(logits: np.ndarray) -> Runner:
+        """Answers the photos, chunk by chunk, with ``logits`` (as a backend would, in order)."""
+        chunks = iter([logits[i:i + 2] for i in range(0, len(logits), 2)])
+        return Runner(lambda: None, fetch=np.asarray, run_batch=lambda xb: next(chunks))
+
+    flipped = float((exact.argmin(1) == exact.argmax(1)).mean())
+    for pretrained, logits, agrees, top1 in ((True, exact, True, 1.0), (True, -exact, False, flipped),
+                                             (False, -exact, True, flipped)):
+        result = core_mod._int8_agreement(tiny_config(pretrained=pretrained), subject, runner(logits), 2)
+        assert result["agrees"] is agrees and result["n"] == 42 and result["top1_agreement"] == top1
+    nan = np.full_like(exact, np.nan)
+    assert not core_mod._int8_agreement(tiny_config(), subject, runner(nan), 2)["agrees"]  # never, judged or not
+
+
+def test_summary_compares_best_paths_across_precisions():
+    report = synthetic_report()
+    report.config.precisions = ["fp32", "int8"]
+    base = dict(model="pphgnet_small", batch_size=1, img_size=224, ran_batch_size=1, stable=True, iters=20,
+                rel_err=0.05, max_abs_err=0.1)
+    report.measurements += [
+        Measurement(impl="hgzoo", impl_model="pphgnet_small", backend="openvino", precision="int8", status="ok",
+                    median_ms=8.0, top1_agreement=0.95, **base),
+        Measurement(impl="timm", impl_model="hgnet_small", backend="openvino", precision="int8", status="ok",
+                    median_ms=10.0, top1_agreement=0.93, **base),
+        Measurement(impl="timm", impl_model="hgnet_small", backend="openvino", precision="fp32", status="ok",
+                    median_ms=25.0, **{**base, "rel_err": 1e-6}),
+    ]
+    md = to_markdown(report)
+    summary = md[md.index("### Summary against timm"):]
+    row = next(line for line in summary.splitlines() if line.startswith("| pphgnet_small | 1 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[5] == "1.25× (openvino vs openvino)"  # best fp32: hgzoo openvino 20 ms vs timm openvino 25 ms
+    assert cells[6] == "6.88× (openvino int8)" and cells[8] == "95%"  # timm eager fp32 55 ms / 8 ms
+    assert cells[9] == "1.25× (openvino int8 vs openvino int8)"

@@ -202,8 +202,7 @@ def _build(deploy: nn.Module, fmt: str, precision: str, base: Path, img_size: in
     if fmt == "torchscript":
         device = _torch_fp16_device() if precision == "fp16" else "cpu"
         module = rt.trace_torchscript(deploy, precision, in_chans, img_size, device=device)
-        torch.jit.save(module, str(path), _extra_files={"hgzoo.json": json.dumps({**meta, "device": device})})
-        return [str(path)]
+        return [rt.save_torchscript(module, path, {**meta, "device": device})]
     fp32_onnx = base.with_name(base.name + ".fp32.onnx")
     rt.export_onnx(deploy, fp32_onnx, img_size, dynamic_batch=dynamic_batch, in_chans=in_chans)
     if fmt == "onnx":

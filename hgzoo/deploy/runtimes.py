@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 __all__ = [
-    "export_onnx", "quantize_onnx_int8", "convert_onnx_fp16", "onnx_session", "openvino_model",
-    "quantize_openvino_int8", "save_openvino", "openvino_config", "trace_torchscript", "Predictor", "load", "quiet",
-    "missing_package", "set_onnx_meta", "split_batches", "input_channels", "cpu_flags", "has_vnni", "openvino_has_bf16", "ort_cuda_available",
-    "OPENVINO_HINTS",
+    "export_onnx", "quantize_onnx_int8", "convert_onnx_fp16", "onnx_session", "set_onnx_meta", "openvino_model",
+    "quantize_openvino_int8", "save_openvino", "openvino_config", "trace_torchscript", "save_torchscript",
+    "Predictor", "load", "quiet", "split_batches", "missing_package", "input_channels", "cpu_flags", "has_vnni",
+    "openvino_has_bf16", "ort_cuda_available", "OPENVINO_HINTS",
 ]
 
 #: OpenVINO's INFERENCE_PRECISION_HINT for each precision (fp16 and int8 use f32: fp16 is weight storage only on
@@ -158,12 +158,36 @@ def split_batches(x: torch.Tensor, batch: int | None, size: int = 16) -> list[np
     return out
 
 
+def _infinite_pad_nodes(path: str | os.PathLike) -> list[str]:
+    """Pad nodes that pad with ±inf (a "SAME" max-pool, as PP-HGNetV2's stem) and the nodes reading them: their
+    range is infinite, so a quantizer must leave them in float (min/max calibration would make them garbage)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    values = {t.name: t for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            values[n.output[0]] = n.attribute[0].t
+    bad: list[str] = []
+    for n in graph.node:
+        if n.op_type != "Pad":
+            continue
+        fill = next((a.f for a in n.attribute if a.name == "value"), 0.0)
+        if len(n.input) > 2 and n.input[2] in values:
+            fill = float(numpy_helper.to_array(values[n.input[2]]).reshape(-1)[0])
+        if not np.isfinite(fill):
+            bad.append(n.name)
+            bad += [m.name for m in graph.node if n.output[0] in m.input]
+    return bad
+
+
 def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration: torch.Tensor,
                        workdir: str | os.PathLike | None = None) -> str:
     """Post-training static int8 quantization with ONNX Runtime (``quantize_static``): QDQ format,
     per-channel int8 weights, uint8 activations with min/max ranges from ``calibration`` (preprocessed
-    images, (N, C, H, W)). On a CPU without VNNI the weights use 7 bits (``reduce_range``), as ONNX
-    Runtime advises against overflow there."""
+    images, (N, C, H, W)). Pads with an infinite fill and their readers stay in float. On a CPU without
+    VNNI the weights use 7 bits (``reduce_range``), as ONNX Runtime advises against overflow there."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -184,7 +208,8 @@ def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike, calibrati
         except Exception:  # noqa: BLE001 - pre-processing is an optimization; quantize the model as exported
             pre = Path(src)
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=not has_vnni())
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=not has_vnni(),
+                        nodes_to_exclude=_infinite_pad_nodes(pre))
     if pre != Path(src):
         pre.unlink(missing_ok=True)
     return str(dst)
@@ -220,7 +245,8 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, cuda: bool
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    providers = (["CUDAExecutionProvider"] if cuda and ort_cuda_available() else []) + ["CPUExecutionProvider"]
+    cuda = cuda and "CUDAExecutionProvider" in ort.get_available_providers()
+    providers = (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
     return ort.InferenceSession(str(path), so, providers=providers)
 
 
@@ -275,6 +301,15 @@ class _CastIO(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.to(self.dtype)).float()
+
+
+def save_torchscript(module, path: str | os.PathLike, meta: dict) -> str:
+    """Save a traced module with ``meta`` inside (``hgzoo.json``). torch 2.x deprecates TorchScript in favour of
+    torch.export, but it still runs, from C++ (libtorch) too; the deprecation warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=FutureWarning)
+        torch.jit.save(module, str(path), _extra_files={"hgzoo.json": json.dumps(meta)})
+    return str(path)
 
 
 def trace_torchscript(model: nn.Module, precision: str, in_chans: int, img_size: int, device: str = "cpu"):
@@ -343,13 +378,15 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Predictor:
                          dim.get_length() if dim.is_static else None, meta)
     if suffix in (".pt", ".pth", ".ts"):
         extra = {"hgzoo.json": ""}
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        meta = json.loads(extra["hgzoo.json"] or "{}")
-        device = meta.get("device", "cpu")
-        if device != "cpu":
-            if device.startswith("cuda") and not torch.cuda.is_available():
-                raise RuntimeError(f"{path} was exported for a CUDA GPU ({meta.get('precision')}); this machine has none")
-            module = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            meta = json.loads(extra["hgzoo.json"] or "{}")
+            device = meta.get("device", "cpu")
+            if device != "cpu":
+                if device.startswith("cuda") and not torch.cuda.is_available():
+                    raise RuntimeError(f"{path} was exported for a CUDA GPU ({meta.get('precision')}); this machine has none")
+                module = torch.jit.load(str(path), map_location=device)
 
         def run(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
