@@ -40,8 +40,8 @@ def _targets(text: str) -> list[tuple[str, str]]:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="benchmarks/drift.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", metavar="FILE", help="weights; a train.py checkpoint also brings its configuration")
-    ap.add_argument("--config", metavar="YAML", help="train.py's config.yaml (default: inside the checkpoint, or beside it)")
+    ap.add_argument("--checkpoint", metavar="FILE", help="weights; a train.py checkpoint brings its configuration")
+    ap.add_argument("--config", metavar="YAML", help="train.py's config.yaml (default: in the checkpoint, or beside it)")
     ap.add_argument("--model", help="model name (default: the training configuration's)")
     ap.add_argument("--pretrained", action="store_true", help="the published weights instead of --checkpoint")
     ap.add_argument("--num-classes", type=int)
@@ -79,11 +79,13 @@ def _datasets(args, cfg: dict | None, in_chans: int):
         held = FashionMNIST(root, train=False, rgb=rgb)
         if args.calibration:
             return held, "Fashion-MNIST test split", args.calibration, args.calibration
-        return held, "Fashion-MNIST test split", FashionMNIST(root, train=True, rgb=rgb), "the Fashion-MNIST training split"
+        train = FashionMNIST(root, train=True, rgb=rgb)
+        return held, "Fashion-MNIST test split", train, "the Fashion-MNIST training split"
     if kind == "folder" and cfg.get("data_dir"):
         root = Path(cfg["data_dir"])
         cal = args.calibration or str(root / cfg.get("train_split", "train"))
-        return ImageFolder(root / cfg.get("val_split", "val")), f"ImageFolder {root / cfg.get('val_split', 'val')}", cal, str(cal)
+        val = root / cfg.get("val_split", "val")
+        return ImageFolder(val), f"ImageFolder {val}", cal, str(cal)
     if kind == "list" and cfg.get("val_list"):
         held = LabelListDataset(cfg["val_list"], cfg.get("data_dir"))
         cal = args.calibration or LabelListDataset(cfg["train_list"], cfg.get("data_dir"))
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = yaml.safe_load(Path(args.config).read_text())
         in_chans = args.in_chans or int((cfg or {}).get("in_chans") or 3)
         data_config = train_data_config(cfg, model) if cfg else None
-        img_size = args.img_size or (data_config["crop_size"] if data_config else None) or model.pretrained_cfg.crop_size
+        img_size = args.img_size or (data_config or {}).get("crop_size") or model.pretrained_cfg.crop_size
         if data_config and img_size != data_config["crop_size"]:
             data_config = {k: data_config[k] for k in ("mean", "std", "interpolation", "resize_backend")}
         transform = eval_transform(model.pretrained_cfg, img_size, in_chans, data_config)

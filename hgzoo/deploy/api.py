@@ -113,7 +113,7 @@ def describe_compute(fmt: str, precision: str) -> str:
     """What an exported model computes in, in words (the report's ``compute``)."""
     return {
         ("onnx", "fp32"): "fp32, ONNX Runtime",
-        ("onnx", "fp16"): "fp16 weights and activations (fp32 input/output), for ONNX Runtime's CUDA provider or TensorRT",
+        ("onnx", "fp16"): "fp16 weights and activations (fp32 input/output), for ONNX Runtime's CUDA provider, TensorRT",
         ("onnx", "int8"): "int8 QDQ (ONNX Runtime quantize_static: per-channel int8 weights, uint8 activations)",
         ("openvino", "fp32"): "fp32 (compile with INFERENCE_PRECISION_HINT f32)",
         ("openvino", "bf16"): "bf16 compute (compile with INFERENCE_PRECISION_HINT bf16), fp32 weights in the file",
@@ -152,10 +152,10 @@ def unsupported_reason(fmt: str, precision: str) -> str | None:
                     "precision='bf16' (OpenVINO runs bf16 natively on CPUs with AVX512-BF16/AMX), or "
                     "format='torchscript', precision='bf16'")
         if precision == "fp16" and not rt.ort_cuda_available():
-            return ("fp16 ONNX runs in fp16 only on a GPU (onnxruntime-gpu's CUDA provider); this machine has none, and "
-                    "ONNX Runtime's CPU provider would cast back to fp32 around most ops. Fallbacks: format='openvino', "
-                    "precision='bf16' (on CPUs with AVX512-BF16/AMX), format='openvino', precision='fp16' (fp16 weights, "
-                    "fp32 compute), or precision='int8'")
+            return ("fp16 ONNX runs in fp16 only on a GPU (onnxruntime-gpu's CUDA provider); this machine has none, "
+                    "and ONNX Runtime's CPU provider would cast back to fp32 around most ops. Fallbacks: "
+                    "format='openvino', precision='bf16' (on CPUs with AVX512-BF16/AMX), format='openvino', "
+                    "precision='fp16' (fp16 weights, fp32 compute), or precision='int8'")
     if fmt == "openvino" and precision == "bf16" and not rt.openvino_has_bf16():
         return ("this CPU has no native bf16 (needs AVX512-BF16 or AMX): OpenVINO would silently run fp32. Fallbacks: "
                 "precision='fp32', or precision='int8' (calibrated)")
@@ -218,6 +218,50 @@ def _build(deploy: nn.Module, fmt: str, precision: str, base: Path, img_size: in
     if precision == "int8":
         ov_model = rt.quantize_openvino_int8(ov_model, calibration)
     return rt.save_openvino(ov_model, path, precision, meta)
+
+
+def _select_images(calibration, calibration_size: int, verify, verify_size: int, int8: bool, tf: Callable,
+                   seed: int) -> tuple[torch.Tensor | None, str, torch.Tensor | None, str, list[str]]:
+    """The calibration batch (int8 only) and the verification batch, with their descriptions and notes.
+
+    Verification images come from ``verify`` if it is a source; else from the calibration source, disjoint from the
+    calibration images where it is large enough; else from scikit-image's photos."""
+    cal_x, cal_desc, notes = None, "", []
+    cal_set = image_set(calibration, tf) if calibration is not None else None
+    ver_idx = None
+    if cal_set is not None:
+        cal_idx, ver_idx, overlap = split_indices(len(cal_set), calibration_size if int8 else 0, verify_size, seed)
+        if int8:
+            cal_x, cal_desc = cal_set.load(cal_idx), cal_set.description
+            if len(cal_idx) < min(calibration_size, 100):
+                notes.append(f"only {len(cal_idx)} calibration images: a few hundred represent the data better")
+            if overlap and verify is True:
+                notes.append("the calibration source is small: the verification images include calibration images")
+    if verify is False:
+        notes.append("verify=False: the file was NOT checked against the model")
+        return cal_x, cal_desc, None, "", notes
+    if verify is True and cal_set is not None:
+        ver_set = cal_set
+    else:
+        ver_set = image_set(None if verify is True else verify, tf)
+        ver_idx = split_indices(len(ver_set), 0, verify_size, seed)[1]
+    return cal_x, cal_desc, ver_set.load(ver_idx), ver_set.description, notes
+
+
+def _judge(report: ExportReport, stats: dict, images: str, n: int, min_top1: float | None,
+           max_rel: float | None) -> None:
+    """Fill ``report`` with the verification figures and the verdict (see :data:`MIN_TOP1_AGREEMENT`)."""
+    report.n_images, report.images = n, images
+    report.max_abs_err, report.max_rel_err = stats["max_abs_err"], stats["max_rel_err"]
+    report.top1_agreement = stats["top1_agreement"]
+    if report.precision == "fp32":
+        bound = FP32_MAX_REL_ERR if max_rel is None else max_rel
+        report.criterion = f"max rel err <= {bound:.0e}"
+        report.passed = stats["finite"] and stats["max_rel_err"] <= bound
+    else:
+        bound = MIN_TOP1_AGREEMENT[report.precision] if min_top1 is None else min_top1
+        report.criterion = f"top-1 agreement >= {bound:.0%} (logit errors reported, not judged)"
+        report.passed = stats["finite"] and stats["top1_agreement"] >= bound
 
 
 def export(
@@ -287,36 +331,13 @@ def export(
     if not output.parent.exists():
         raise ExportError(f"output folder {output.parent} does not exist")
 
-    # The images: calibration first, then verification (disjoint from it when the source allows).
-    cal_x, cal_desc, ver_x, ver_desc, notes = None, "", None, "", []
-    cal_set = image_set(calibration, tf) if calibration is not None else None
-    if cal_set is not None:
-        cal_idx, ver_idx, overlap = split_indices(len(cal_set), calibration_size if precision == "int8" else 0,
-                                                  verify_size, seed)
-        if precision == "int8":
-            cal_x, cal_desc = cal_set.load(cal_idx), cal_set.description
-            if len(cal_idx) < min(calibration_size, 100):
-                notes.append(f"only {len(cal_idx)} calibration images: a few hundred represent the data better")
-    if verify is True:
-        if cal_set is not None:
-            ver_set = cal_set
-            if overlap and precision == "int8":
-                notes.append("the calibration source is small: the verification images include calibration images")
-        else:
-            ver_set, ver_idx = image_set(None, tf), None
-    elif verify is not False:
-        ver_set, ver_idx = image_set(verify, tf), None
-    if verify is not False:
-        if ver_idx is None:
-            ver_idx = split_indices(len(ver_set), 0, verify_size, seed)[1]
-        ver_x, ver_desc = ver_set.load(ver_idx), ver_set.description
-        if ver_x.shape[1:] != (in_chans, img_size, img_size):
-            raise ExportError(f"the verification images are {tuple(ver_x.shape[1:])} after preprocessing; the export "
-                              f"takes ({in_chans}, {img_size}, {img_size}): check transform/img_size")
-    else:
-        notes.append("verify=False: the file was NOT checked against the model")
+    cal_x, cal_desc, ver_x, ver_desc, notes = _select_images(calibration, calibration_size, verify, verify_size,
+                                                             precision == "int8", tf, seed)
+    if ver_x is not None and ver_x.shape[1:] != (in_chans, img_size, img_size):
+        raise ExportError(f"the verification images are {tuple(ver_x.shape[1:])} after preprocessing; the export "
+                          f"takes ({in_chans}, {img_size}, {img_size}): check transform/img_size")
 
-    reference = copy.deepcopy(model).float().eval()
+    reference = copy.deepcopy(model).float().cpu().eval()
     deploy = reparameterize(copy.deepcopy(model).float().cpu())
     meta = {"model": getattr(pcfg, "architecture", None) or type(model).__name__, "format": format,
             "precision": precision, "img_size": img_size, "in_chans": in_chans, "dynamic_batch": dynamic_batch,
@@ -331,35 +352,26 @@ def export(
 
     workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        files = _build(deploy, format, precision, workdir / output.stem, img_size, in_chans, dynamic_batch, cal_x, meta)
+        files = _build(deploy, format, precision, workdir / output.stem, img_size, in_chans, dynamic_batch, cal_x,
+                       meta)
         if format == "openvino":
             hint = rt.OPENVINO_HINTS[precision]
-            notes.append(f"run it with hgzoo.deploy.load, or core.compile_model(xml, 'CPU', {{'INFERENCE_PRECISION_HINT': "
-                         f"'{hint}'}}): OpenVINO's CPU default is bf16 on CPUs that have it")
+            notes.append(f"run it with hgzoo.deploy.load, or core.compile_model(xml, 'CPU', "
+                         f"{{'INFERENCE_PRECISION_HINT': '{hint}'}}): OpenVINO's CPU default is bf16 on CPUs that have it")
         if ver_x is not None:
             predictor = rt.load(files[0], threads=threads)
-            stats = agreement(predictor(ver_x), _eager_logits(reference, ver_x))
-            report.n_images, report.images = len(ver_x), ver_desc
-            report.max_abs_err, report.max_rel_err = stats["max_abs_err"], stats["max_rel_err"]
-            report.top1_agreement = stats["top1_agreement"]
-            if precision == "fp32":
-                bound = FP32_MAX_REL_ERR if max_rel_err is None else max_rel_err
-                report.criterion = f"max rel err <= {bound:.0e}"
-                report.passed = stats["finite"] and stats["max_rel_err"] <= bound
-            else:
-                bound = MIN_TOP1_AGREEMENT[precision] if min_top1_agreement is None else min_top1_agreement
-                report.criterion = f"top-1 agreement >= {bound:.0%} (logit errors reported, not judged)"
-                report.passed = stats["finite"] and stats["top1_agreement"] >= bound
+            _judge(report, agreement(predictor(ver_x), _eager_logits(reference, ver_x)), ver_desc, len(ver_x),
+                   min_top1_agreement, max_rel_err)
             if not report.passed:
                 report.seconds = time.perf_counter() - t_start
+                hint = ("Try more representative calibration images, or a higher precision; min_top1_agreement= "
+                        "sets the bound." if precision != "fp32" else
+                        "This is a bug in the export path: please report it with the model name.")
                 raise ExportVerificationError(
-                    f"the exported {format} {precision} model disagrees with the eager fp32 model on {len(ver_x)} images "
-                    f"({ver_desc}): top-1 agreement {report.top1_agreement:.1%}, max abs err {report.max_abs_err:.3g}, "
-                    f"max rel err {report.max_rel_err:.3g}; required: {report.criterion}. Nothing was written to "
-                    f"{output}. " + ("Try more representative calibration images, or a higher precision; "
-                                     "min_top1_agreement= sets the bound." if precision != "fp32" else
-                                     "This is a bug in the export path: please report it with the model name."),
-                    report)
+                    f"the exported {format} {precision} model disagrees with the eager fp32 model on {report.n_images} "
+                    f"images ({ver_desc}): top-1 agreement {report.top1_agreement:.1%}, max abs err "
+                    f"{report.max_abs_err:.3g}, max rel err {report.max_rel_err:.3g}; required: {report.criterion}. "
+                    f"Nothing was written to {output}. {hint}", report)
         # Into place: the companion files first, the file that is opened last.
         targets = [output.with_suffix(Path(f).suffix) for f in files]
         for src, dst in reversed(list(zip(files, targets))):

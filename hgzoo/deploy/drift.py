@@ -16,7 +16,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .api import (
-    EXTENSIONS, FORMATS, FP32_MAX_REL_ERR, MIN_TOP1_AGREEMENT, PRECISIONS, describe_compute, export, unsupported_reason,
+    EXTENSIONS,
+    FORMATS,
+    FP32_MAX_REL_ERR,
+    MIN_TOP1_AGREEMENT,
+    PRECISIONS,
+    describe_compute,
+    export,
+    unsupported_reason,
 )
 from .images import ImageSource
 from .runtimes import Predictor, load
@@ -73,7 +80,8 @@ class DriftReport:
                f"- **Weights:** {self.weights}",
                f"- **Held-out set:** {self.heldout} ({ref.n if ref else 0} images)",
                f"- **int8 calibration:** {self.calibration}",
-               f"- **Machine:** {self.env.get('cpu', '?')}; {', '.join(f'{k} {v}' for k, v in self.env.get('versions', {}).items())}",
+               f"- **Machine:** {self.env.get('cpu', '?')}; "
+               + ", ".join(f"{k} {v}" for k, v in self.env.get("versions", {}).items()),
                f"- **Measured:** {self.env.get('date', '')}, in {self.seconds:.0f} s",
                "- **Bounds** (those of `hgzoo.deploy.export`): fp32 max rel err <= "
                f"{FP32_MAX_REL_ERR:.0e}; top-1 agreement with eager fp32 >= "

@@ -385,7 +385,8 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Predictor:
             device = meta.get("device", "cpu")
             if device != "cpu":
                 if device.startswith("cuda") and not torch.cuda.is_available():
-                    raise RuntimeError(f"{path} was exported for a CUDA GPU ({meta.get('precision')}); this machine has none")
+                    raise RuntimeError(f"{path} was exported for a CUDA GPU ({meta.get('precision')}); "
+                                       "this machine has none")
                 module = torch.jit.load(str(path), map_location=device)
 
         def run(x: np.ndarray) -> np.ndarray:
