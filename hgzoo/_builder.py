@@ -35,6 +35,8 @@ def create_model(
     features_only: bool = False,
     out_indices: int | tuple[int, ...] | None = None,
     feature_mode: str | None = None,
+    freeze_at: int | None = None,
+    norm_eval: bool = False,
     **kwargs,
 ) -> nn.Module:
     """Build ``model_name``: ``"pphgnet_small"``, ``"PPHGNet_small"``, ``"pphgnet_small.ssld_in1k"`` or
@@ -53,11 +55,23 @@ def create_model(
             indices count from the end); ``model.feature_info.channels()`` / ``.reduction()`` describe them.
             The classifier head is dropped after the weights are loaded.
         feature_mode: which features, for families that offer several (HRNet: ``"incre"`` or ``"branches"``).
+        freeze_at: freeze the stem and the first ``freeze_at`` stages, as mmdetection's ``frozen_stages``:
+            ``None`` or -1 freeze nothing, 0 the stem, ``k`` the stem and stages 1..k (detectron2's
+            ``FREEZE_AT = k + 1``). Frozen parameters stop requiring gradients and frozen modules stay in eval
+            mode through ``train()``. HRNet's stages: 1 = the bottlenecks and the first transition, 2 and 3 =
+            the modules and the next transition, 4 = the modules and the incre bottlenecks.
+        norm_eval: keep every BatchNorm in eval mode, even after ``train()`` (running statistics used and never
+            updated; weight and bias still train), as mmdetection's ``norm_eval``; for small detection batches.
         **kwargs: the model's own arguments (``drop_rate``, ``drop_path_rate``, ...). Unknown ones raise
             ``TypeError`` naming them.
     """
     from . import hub
 
+    if freeze_at is not None and (isinstance(freeze_at, bool) or not isinstance(freeze_at, int)):
+        raise TypeError(f"freeze_at must be None or an int (-1: nothing, 0: the stem, k: the stem and k stages), "
+                        f"got {freeze_at!r}")
+    if not isinstance(norm_eval, bool):
+        raise TypeError(f"norm_eval must be True or False, got {norm_eval!r}")
     if model_name.startswith("hf-hub:"):
         config, weights = hub.read_hub_config(model_name[len("hf-hub:"):])
         arch = config["architecture"]
@@ -69,7 +83,7 @@ def create_model(
         model.pretrained_cfg = cfg
         if pretrained or pretrained_file is not None:
             load_checkpoint(model, pretrained_file or weights)
-        return model
+        return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval)
 
     arch, tag = resolve_model_name(model_name)
     cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
@@ -85,6 +99,12 @@ def create_model(
         if cfg is None:
             raise ValueError(f"{arch} has no published weights; pass pretrained_file=PATH to load your own")
         load_checkpoint(model, hub.resolve_weights(cfg, progress=progress), evict_if_corrupt=True)
+    return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval)
+
+
+def _as_backbone(model: nn.Module, cfg: PretrainedCfg | None, features_only: bool, out_indices, feature_mode,
+                 freeze_at: int | None, norm_eval: bool) -> nn.Module:
+    """Wrap ``model`` (weights loaded) as a features-only backbone if asked, then freeze and set norm_eval."""
     if features_only:
         from .features import FeatureListNet
 
@@ -92,6 +112,10 @@ def create_model(
         model.pretrained_cfg = cfg
     elif out_indices is not None or feature_mode is not None:
         raise TypeError("out_indices and feature_mode go with features_only=True")
+    if freeze_at is not None:
+        model.freeze_stages(freeze_at)
+    if norm_eval:
+        model.set_norm_eval(True)
     return model
 
 

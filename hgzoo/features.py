@@ -1,12 +1,14 @@
-"""Feature-pyramid outputs for detection and segmentation: FeatureInfo and the features-only wrapper."""
+"""Feature-pyramid outputs for detection and segmentation: FeatureInfo, the features-only wrapper, and its
+ONNX export with dynamic input height and width."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["FeatureInfo", "FeatureListNet", "resolve_out_indices"]
+__all__ = ["FeatureInfo", "FeatureListNet", "export_onnx", "resolve_out_indices"]
 
 
 def resolve_out_indices(out_indices: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
@@ -56,9 +58,14 @@ class FeatureInfo:
 class FeatureListNet(nn.Module):
     """A classifier turned backbone: ``forward(x)`` returns the feature maps at ``out_indices``.
 
-    The wrapped model must implement ``forward_stages(x, mode)`` (one tensor per entry of its
-    ``feature_levels(mode)``). The classifier head is removed, so no head parameter is left dangling
-    (pretrained weights are loaded before wrapping, and the head weights are dropped knowingly).
+    The wrapped model must implement ``forward_stages(x, mode, stop)`` (one tensor per entry of its
+    ``feature_levels(mode)``) and ``prune_for_features``: the classifier head, and every module the chosen
+    features never run (later stages, HRNet's classification merge), are deleted, so that no parameter is
+    left without a gradient (DDP would reject it). Pretrained weights are loaded before wrapping.
+
+    ``freeze_stages(k)`` and ``set_norm_eval()`` act on the wrapped model (see
+    :meth:`~hgzoo.models._base.ClassifierModel.freeze_stages`); ``create_model(..., freeze_at=k,
+    norm_eval=True)`` calls them.
     """
 
     def __init__(self, model: nn.Module, out_indices: int | Sequence[int] | None = None,
@@ -68,8 +75,27 @@ class FeatureListNet(nn.Module):
         self.out_indices = resolve_out_indices(out_indices, len(levels))
         self.feature_info = FeatureInfo(levels, self.out_indices)
         self.feature_mode = feature_mode
-        model.head = nn.Identity()
+        model.prune_for_features(feature_mode, self.out_indices)
         self.model = model
+
+    @property
+    def frozen_stages(self) -> int:
+        return self.model.frozen_stages
+
+    @property
+    def norm_eval(self) -> bool:
+        return self.model.norm_eval
+
+    def freeze_stages(self, frozen_stages: int) -> None:
+        """Freeze the stem and the first ``frozen_stages`` stages (-1: none, 0: the stem)."""
+        try:
+            self.model.freeze_stages(frozen_stages)
+        except ValueError as e:
+            raise ValueError(f"{e} (a features-only model keeps the stages up to its last out_index only)") from None
+
+    def set_norm_eval(self, enable: bool = True) -> None:
+        """Keep every BatchNorm in eval mode, even after ``train()``."""
+        self.model.set_norm_eval(enable)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
@@ -77,3 +103,54 @@ class FeatureListNet(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.model.forward_stages(x, self.feature_mode, max(self.out_indices))
         return [feats[i] for i in self.out_indices]
+
+
+def export_onnx(
+    model: FeatureListNet,
+    path: str | os.PathLike,
+    *,
+    example_size: tuple[int, int] = (160, 192),
+    dynamic_batch: bool = True,
+    opset_version: int | None = None,
+) -> str:
+    """Export a features-only model to ONNX with a dynamic height and width (and batch).
+
+    The input is ``x`` of shape ``(batch, in_chans, height, width)``; the outputs are ``feat0``, ``feat1``, ...,
+    one per ``model.feature_info`` entry, of ``(batch, channels, ceil(height / reduction), ceil(width /
+    reduction))``. The graph is traced once by ``torch.export`` with symbolic height and width (at
+    ``example_size``, which must be non-square so that the two stay distinct symbols), so the SAME padding
+    of PP-HGNetV2 and the crop after HRNet's upsampling are computed from the input shape, not baked in.
+    The model is exported in eval mode (its mode is restored after). For deployment, call
+    ``hgzoo.reparameterize(model)`` first. There is no fallback to the TorchScript exporter: it would
+    silently fix shape arithmetic to the example size.
+    """
+    if not isinstance(model, FeatureListNet):
+        raise TypeError(
+            f"export_onnx takes a features-only model (create_model(..., features_only=True)), got "
+            f"{type(model).__name__}; export a classifier with hgzoo.deploy.export"
+        )
+    h, w = example_size
+    if h == w or min(h, w) < 64:
+        raise ValueError(f"example_size must be non-square and at least 64 pixels a side, got {example_size}")
+    in_chans = model.model.get_submodule(model.model.first_conv).in_channels
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    # Batch 2: torch.export would specialize a batch of 1.
+    x = torch.randn(2 if dynamic_batch else 1, in_chans, h, w, device=device)
+    dims = {2: torch.export.Dim("height", min=32), 3: torch.export.Dim("width", min=32)}
+    if dynamic_batch:
+        dims[0] = torch.export.Dim("batch", min=1)
+    names = [f"feat{i}" for i in range(len(model.feature_info))]
+    was_training = model.training
+    model.eval()
+    try:
+        # Guards that sympy cannot prove for every size (HRNet's crop: ceil(n / 4) <= 2 * ceil(n / 8)) become
+        # runtime asserts instead of failing the export.
+        program = torch.export.export(model, (x,), dynamic_shapes=(dims,), strict=False,
+                                      prefer_deferred_runtime_asserts_over_guards=True)
+        onnx_program = torch.onnx.export(program, input_names=["x"], output_names=names, dynamo=True,
+                                         opset_version=opset_version, verbose=False)
+    finally:
+        model.train(was_training)
+    onnx_program.save(str(path))
+    return str(path)

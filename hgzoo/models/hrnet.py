@@ -317,6 +317,28 @@ class HRNet(ClassifierModel):
         self.feature_levels(mode)
         return self.forward_branches(x) if mode == "branches" else self.forward_incre(x)
 
+    def stage_modules(self) -> list[list[nn.Module]]:
+        """What ``freeze_stages`` counts as HRNet's stem and stages (as mmdetection's HRNet): the stem;
+        stage 1, the bottlenecks and the first transition; stages 2 and 3, their modules and the transition
+        that follows; stage 4, its modules and the incre bottlenecks that make the default features."""
+        incre = [self.incre_modules] if hasattr(self, "incre_modules") else []
+        return [[self.stem], [self.layer1, self.transition1], [self.stage2, self.transition2],
+                [self.stage3, self.transition3], [self.stage4, *incre]]
+
+    def prune_for_features(self, mode: str | None, out_indices: tuple[int, ...]) -> None:
+        """Delete the classification head (merge, projection, fc) and what no returned level needs: the incre
+        modules for ``"branches"``; for a level not in ``out_indices``, its incre module (an identity now) and
+        the last module's fuse into its branch (the branch is passed on unfused, then discarded)."""
+        self.feature_levels(mode)
+        del self.downsamples, self.conv_last
+        if mode == "branches":
+            del self.incre_modules
+        for i in sorted(set(range(len(self.branch_feature_info))) - set(out_indices)):
+            self.stage4[-1].fuse_layers[i] = nn.ModuleList()
+            if mode != "branches":
+                self.incre_modules[i] = nn.Identity()
+        self.head = nn.Identity()
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.forward_incre(x)
         y = feats[0]
