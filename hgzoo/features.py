@@ -121,8 +121,9 @@ def export_onnx(
     ``example_size``, which must be non-square so that the two stay distinct symbols), so the SAME padding
     of PP-HGNetV2 and the crop after HRNet's upsampling are computed from the input shape, not baked in.
     The model is exported in eval mode (its mode is restored after). For deployment, call
-    ``hgzoo.reparameterize(model)`` first. There is no fallback to the TorchScript exporter: it would
-    silently fix shape arithmetic to the example size.
+    ``hgzoo.reparameterize(model)`` first. There is no fallback to the TorchScript exporter: its graph of
+    PP-HGNetV2's stem keeps the example's output shape whatever the input (measured: exported at 96x128, a
+    128x96 input gives a 24x32 stem output instead of 32x24).
     """
     if not isinstance(model, FeatureListNet):
         raise TypeError(
