@@ -70,6 +70,12 @@ def test_frozen_batch_norm_keeps_stats_and_round_trips():
     back = unfreeze_batch_norm(model)
     assert not any(isinstance(m, FrozenBatchNorm2d) for m in back.modules())
     torch.testing.assert_close(back.state_dict()["stem.0.bn.running_var"], before["stem.0.bn.running_var"])
+    # A BatchNorm2d checkpoint (with num_batches_tracked) loads strictly into a frozen model, and back.
+    plain = hgzoo.create_model("resnet18_vd", num_classes=3)
+    frozen = freeze_batch_norm(hgzoo.create_model("resnet18_vd", num_classes=3))
+    frozen.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(frozen.state_dict()["stem.0.bn.running_var"], plain.state_dict()["stem.0.bn.running_var"])
+    plain.load_state_dict(frozen.state_dict())
 
 
 def test_hrnet_offers_incre_and_branch_features():
