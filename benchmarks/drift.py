@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     weights = args.checkpoint or f"{model.pretrained_cfg.name} (published)"
+    if args.checkpoint and args.checkpoint.endswith((".pt", ".pth")):
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "epoch" in state and "top1" in state:
+            weights += f" (train.py, epoch {state['epoch']}, its eval top-1 {state['top1']:.2f}%)"
     with tempfile.TemporaryDirectory(prefix="hgzoo-drift-") as tmp:
         report = measure_drift(
             model, held, transform, calibration=cal, calibration_size=args.calibration_size, targets=args.targets,

@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from hgzoo.deploy.runtimes import export_onnx, split_batches
 from hgzoo.deploy.runtimes import quiet as _quiet

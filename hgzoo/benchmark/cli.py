@@ -26,6 +26,8 @@ examples:
   python benchmark.py --model pphgnet_small --batch-sizes 1,8 --compare timm
   python benchmark.py --model 'pphgnetv2*' --backend eager,compile,openvino --precision fp32,bf16 \\
       --results-file out.csv --plot out.png
+  python benchmark.py --model pphgnet_small --precision fp32,bf16,int8 --compare timm --compare-backends same
+      # hgzoo's best path against timm's best path through the same backends (int8: onnxruntime, openvino)
 """
 
 
@@ -85,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-sizes", "-b", type=_batch_sizes, default=[1], metavar="N,N", help="default: 1")
     ap.add_argument("--img-size", type=_positive_int, default=224, help="default: 224")
     ap.add_argument("--precision", "-p", type=_csv(str), default=None, metavar="P,P",
-                    help=f"{','.join(PRECISIONS)} (default: fp32, and bf16 where the CPU has it natively)")
+                    help=f"{','.join(PRECISIONS)} (default: fp32, and bf16 where the CPU has it natively; int8: "
+                         "post-training quantized on onnxruntime/openvino)")
     ap.add_argument("--backend", type=_csv(str), default=None, metavar="B,B",
                     help=f"default: {','.join(CPU_BACKENDS)} (+ {','.join(GPU_BACKENDS)} where a GPU is present)")
     ap.add_argument("--compare", type=_csv(str), default=None, metavar="timm",

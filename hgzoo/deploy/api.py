@@ -318,6 +318,8 @@ def export(
         raise ExportError("int8 needs calibration images: pass calibration= a folder of a few hundred real images, "
                           "an image list, a Dataset or a tensor, from the data the model will see "
                           "(CLI: --calibration DIR_OR_LIST)")
+    if transform is not None and data_config is not None:
+        raise TypeError("pass either transform= or data_config= (overrides of the default transform), not both")
     if calibration_size < 1 or verify_size < 1:
         raise ExportError(f"calibration_size and verify_size must be positive, got {calibration_size}, {verify_size}")
     pcfg = getattr(model, "pretrained_cfg", None)
