@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..deploy.runtimes import cpu_flags
 from .backends import BACKENDS, INT8_CALIBRATION
 from .core import INT8_MIN_TOP1, BenchmarkReport, Measurement
 from .timing import paired_ratio
@@ -34,20 +35,9 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def environment(threads: int) -> dict:
     """Hardware, library versions and settings, for the table header and the JSON."""
-    flags = _cpu_flags()
+    flags = cpu_flags()
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "avx512_vnni") if f in flags]
     versions = {}
     for lib in _LIBS:

@@ -61,6 +61,7 @@ def missing_package(fmt: str, precision: str) -> str | None:
 
 
 def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where that is unreadable)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
