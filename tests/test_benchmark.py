@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -440,3 +441,25 @@ def test_summary_compares_best_paths_across_precisions():
     assert cells[5] == "1.25× (openvino vs openvino)"  # best fp32: hgzoo openvino 20 ms vs timm openvino 25 ms
     assert cells[6] == "6.88× (openvino int8)" and cells[8] == "95%"  # timm eager fp32 55 ms / 8 ms
     assert cells[9] == "1.25× (openvino int8 vs openvino int8)"
+
+
+def test_compare_timm_plain_keeps_timm_branches():
+    """`timm-plain` exports timm's port as timm.create_model returns it; `timm` after reparameterize_model.
+    For PP-LCNetV2 the plain graph still has the parallel depthwise branches, so it has more ONNX nodes;
+    after timm's reparameterization it has exactly as many as hgzoo's (the same work)."""
+    pytest.importorskip("timm")
+    pytest.importorskip("onnxruntime")
+    report = run_benchmark(tiny_config(backends=["onnxruntime"], compare=["timm", "timm-plain"],
+                                       compare_backends=["onnxruntime"]))
+    nodes = {}
+    for impl in ("hgzoo", "timm", "timm-plain"):
+        m = report.find(TINY, impl, "onnxruntime", "fp32", 1)
+        assert m is not None and m.status == "ok", (impl, m and m.reason)
+        nodes[impl] = int(re.search(r"(\d+) ONNX nodes", m.note).group(1))
+    assert nodes["hgzoo"] == nodes["timm"] < nodes["timm-plain"], nodes
+    assert "timm-plain model" in to_markdown(report)
+
+
+def test_compare_unknown_peer_is_refused():
+    with pytest.raises(BenchmarkInputError, match="timm-plain"):
+        run_benchmark(tiny_config(compare=["pytorch-image-models"]))

@@ -128,7 +128,24 @@ def onnx_file(subject: Subject, img_size: int) -> str:
         export_onnx(subject.deploy_model(), path, img_size)
         subject.cache[key] = path
         subject.cache[key + ":seconds"] = time.perf_counter() - t
+        subject.cache[key + ":nodes"] = _onnx_nodes(path)
     return subject.cache[key]
+
+
+def _onnx_nodes(path: str) -> int | None:
+    """The number of operators in the exported graph: equal counts for hgzoo and a peer mean the same work."""
+    try:
+        import onnx
+
+        return len(onnx.load(path, load_external_data=False).graph.node)
+    except Exception:  # noqa: BLE001 - only a note in the report
+        return None
+
+
+def _onnx_note(subject: Subject, img_size: int) -> str:
+    key = f"onnx@{img_size}"
+    nodes, secs = subject.cache.get(key + ":nodes"), subject.cache.get(key + ":seconds")
+    return (f"; {nodes} ONNX nodes" if nodes else "") + (f"; export {secs:.0f} s" if secs else "")
 
 
 class Backend:
@@ -299,9 +316,8 @@ class OnnxRuntimeBackend(Backend):
         def fn():
             return sess.run(None, {"x": xn})[0]
 
-        export_s = subject.cache.get(f"onnx@{x.shape[-1]}:seconds")
         return Runner(fn, fetch=np.asarray, run_batch=lambda xb: sess.run(None, {"x": xb})[0],
-                      note=f"ORT {ort.__version__}" + (f"; export {export_s:.0f} s" if export_s else ""))
+                      note=f"ORT {ort.__version__}" + _onnx_note(subject, x.shape[-1]))
 
 
 class OpenVinoBackend(Backend):
@@ -350,7 +366,7 @@ class OpenVinoBackend(Backend):
             return request.infer({0: xn}, share_inputs=True)[port]
 
         return Runner(fn, fetch=np.asarray, run_batch=lambda xb: request.infer({0: xb})[port].copy(),
-                      note=f"OpenVINO {ov.__version__.split('-')[0]} from {source}")
+                      note=f"OpenVINO {ov.__version__.split('-')[0]} from {source}" + _onnx_note(subject, x.shape[-1]))
 
 
 def _cuda_unavailable() -> str | None:

@@ -91,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "post-training quantized on onnxruntime/openvino)")
     ap.add_argument("--backend", type=_csv(str), default=None, metavar="B,B",
                     help=f"default: {','.join(CPU_BACKENDS)} (+ {','.join(GPU_BACKENDS)} where a GPU is present)")
-    ap.add_argument("--compare", type=_csv(str), default=None, metavar="timm",
-                    help="also time the equivalent timm model ('none' to skip; default: timm if installed)")
+    ap.add_argument("--compare", type=_csv(str), default=None, metavar="timm[,timm-plain]",
+                    help="also time the equivalent timm model: 'timm' deploys it after timm's reparameterize_model, "
+                         "'timm-plain' exports it as timm.create_model returns it ('none' to skip; default: timm if "
+                         "installed)")
     ap.add_argument("--compare-backends", type=_csv(str), default=None, metavar="B,B",
                     help="backends for the compared models: a list, or 'same' (as --backend); default: eager")
     ap.add_argument("--threads", type=_positive_int, default=None, help=f"default: all CPUs ({os.cpu_count()})")

@@ -39,7 +39,9 @@ DEFAULT_TOLERANCES = {"fp32": 1e-4, "fp16": 0.1, "bf16": 0.5}
 # (backends.int8_images), by top-1 agreement with eager fp32; and only with pretrained weights: a random-weight
 # network's near-flat logits make any rounding flip its top-1, whatever the quality of the export.
 INT8_MIN_TOP1 = MIN_TOP1_AGREEMENT["int8"]
-COMPARE_IMPLS = ("timm",)
+# "timm": timm's port, deployed after timm's own reparameterize_model (the best path a timm user has);
+# "timm-plain": the same port exported as timm.create_model returns it (branches and BN unfused).
+COMPARE_IMPLS = ("timm", "timm-plain")
 
 
 @dataclass
@@ -350,7 +352,8 @@ def _bench_model(cfg, report, info, backends, peer_backends, log) -> None:
                 info.peer[impl] = {"reason": f"timm has no equivalent of {info.name}"}
                 continue
             try:
-                sub = build_timm(info.name, peer, pretrained=cfg.pretrained, img_size=cfg.img_size, seed=cfg.seed)
+                sub = build_timm(info.name, peer, pretrained=cfg.pretrained, img_size=cfg.img_size, seed=cfg.seed,
+                                 reparameterize=(impl == "timm"))
             except ImportError:
                 info.peer[impl] = {"model": peer, "reason": "timm is not installed (pip install timm)"}
                 continue

@@ -125,14 +125,24 @@ def build_hgzoo(name: str, *, pretrained: bool = False, img_size: int = 224, see
     return Subject(name, "hgzoo", name, model, hgzoo.reparameterize, "hgzoo.reparameterize")
 
 
-def build_timm(name: str, timm_name: str, *, pretrained: bool = False, img_size: int = 224, seed: int = 0) -> Subject:
+def _as_is(model: nn.Module) -> nn.Module:
+    return model
+
+
+def build_timm(name: str, timm_name: str, *, pretrained: bool = False, img_size: int = 224, seed: int = 0,
+               reparameterize: bool = True) -> Subject:
+    """timm's port of ``name``. ``reparameterize``: its deployment form is what timm's ``reparameterize_model``
+    makes (impl "timm", the best a timm user can do); else the model exactly as ``timm.create_model`` returns it
+    (impl "timm-plain": what ``torch.onnx.export(timm_model)`` gives a user who does not know that call)."""
     import timm
 
     torch.manual_seed(seed)
     model = timm.create_model(timm_name, pretrained=pretrained).eval()
     if not pretrained:
         calibrate_batchnorm(model, img_size, seed)
-    return Subject(name, "timm", timm_name, model, _timm_reparameterize, "timm reparameterize_model")
+    if reparameterize:
+        return Subject(name, "timm", timm_name, model, _timm_reparameterize, "timm reparameterize_model")
+    return Subject(name, "timm-plain", timm_name, model, _as_is, "as timm.create_model returns it")
 
 
 def total_stride(model: nn.Module) -> int:
