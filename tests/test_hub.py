@@ -90,6 +90,26 @@ def test_hub_repo_made_by_our_converter_then_offline(reference, tmp_path):
     np.testing.assert_array_equal(y, y_repo)
     y_off = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1")).y
     np.testing.assert_array_equal(y, y_off)
+    # A backbone from a Hub repo (offline, warm cache): the repo's weights, features instead of logits.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HGZOO_"))}
+    env.update(env_for(tmp_path, None, HF_HUB_OFFLINE="1"))
+    proc = subprocess.run([sys.executable, "-c", FEATURES, str(folder / "model.safetensors"), str(x)], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["2", "True", "True"], proc.stdout
+
+
+FEATURES = """
+import sys, numpy as np, torch, hgzoo
+kw = dict(features_only=True, out_indices=(2, 3))
+hub = hgzoo.create_model("hf-hub:someone/my-resnet", pretrained=True, **kw).eval()
+ref = hgzoo.create_model("resnet18_vd", pretrained_file=sys.argv[1], **kw).eval()
+rnd = hgzoo.create_model("resnet18_vd", **kw).eval()
+x = torch.from_numpy(np.load(sys.argv[2]))
+with torch.no_grad():
+    a, b, c = hub(x), ref(x), rnd(x)
+print(len(a), all(torch.equal(u, v) for u, v in zip(a, b)), not torch.equal(a[-1], c[-1]))
+"""
 
 
 def test_no_network_no_cache_says_how_to_fix(reference, tmp_path):
