@@ -201,8 +201,9 @@ def test_resume_after_sigkill(data, tmp_path):
             proc.kill()
     ckpt = torch.load(out / "last.pt", weights_only=False)  # never a partial file
     assert ckpt["epoch"] == 0 and ckpt["micro_in_epoch"] >= 2 and ckpt["global_step"] >= 2
-    r = subprocess.run(args + ["--resume", str(out / "last.pt")], env=_env(), capture_output=True, text=True,
-                       timeout=240)
+    # Only --resume: the run's model, data and recipe come from the config.yaml it saved beside its checkpoints.
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(out / "last.pt")], env=_env(),
+                       capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"resumed from {out / 'last.pt'}: epoch 0, batch {ckpt['micro_in_epoch']}" in r.stdout
     final = torch.load(out / "last.pt", weights_only=False)
@@ -243,3 +244,10 @@ def test_bad_input(case, extra, message, data, bad, tmp_path, capsys):
     code, log = _run(COMMON + [a.format(**fmt) for a in extra] + ["--output", str(out)], capsys)
     assert code == 2 and "error:" in log and message in log, log
     assert not (out / "summary.csv").exists() and not (out / "last.pt").exists()
+
+
+def test_resume_without_saved_config_says_what_to_give(tmp_path):
+    from hgzoo.train import ConfigError, resolve_config
+    (tmp_path / "last.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match="no config.yaml beside it"):
+        resolve_config(["--resume", str(tmp_path / "last.pt")])

@@ -77,6 +77,7 @@ def load_recipe(path: str | Path) -> dict:
     base = data.pop("_base_", None)
     out = load_recipe(path.parent / base) if base else {}
     data.pop("source", None)  # provenance notes
+    data.pop("recipe", None)  # a run's saved config.yaml names the recipe it started from
     unknown = sorted(set(data) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"{path}: unknown settings {unknown}")
@@ -129,10 +130,18 @@ def resolve_config(argv: list[str] | None = None) -> dict:
     """Defaults, then the recipe for ``--model`` (or ``--config``), then the flags given on the command line."""
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "config"}
-    if not given.get("model") and not args.config:
+    config = args.config
+    if not given.get("model") and not config and given.get("resume"):
+        # A resumed run carries on with its own settings: train.py saved them beside its checkpoints.
+        saved = Path(given["resume"]).parent / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume {given['resume']}: no config.yaml beside it to take the run's settings from; "
+                              "give the run's --model/--config and flags again")
+        config = str(saved)
+    if not given.get("model") and not config:
         raise ConfigError("--model is required (e.g. --model pphgnet_small)")
     cfg = dict(DEFAULTS)
-    recipe_path = Path(args.config) if args.config else find_recipe(given["model"])
+    recipe_path = Path(config) if config else find_recipe(given["model"])
     if recipe_path is not None:
         cfg.update(load_recipe(recipe_path))
     cfg.update(given)
