@@ -463,3 +463,37 @@ def test_compare_timm_plain_keeps_timm_branches():
 def test_compare_unknown_peer_is_refused():
     with pytest.raises(BenchmarkInputError, match="timm-plain"):
         run_benchmark(tiny_config(compare=["pytorch-image-models"]))
+
+
+def test_machine_load_is_measured_over_the_run():
+    """The report's load line comes from the CPU time other processes used during the run (/proc/stat minus
+    this process and its workers), not from the load average, which counts the benchmark itself."""
+    from hgzoo.benchmark.report import other_cpu_share
+    start = {"busy_s": 100.0, "steal_s": 5.0, "own_s": 10.0, "wall_s": 0.0}
+    quiet = {"busy_s": 119.0, "steal_s": 5.0, "own_s": 29.5, "wall_s": 10.0}  # 20 CPU-s capacity, 19 s ours
+    loud = {"busy_s": 119.0, "steal_s": 7.0, "own_s": 19.0, "wall_s": 10.0}
+    assert other_cpu_share(start, quiet, 2) == {"others": 0.0, "steal": 0.0}
+    assert other_cpu_share(start, loud, 2) == {"others": 0.5, "steal": 0.1}
+    assert other_cpu_share(None, loud, 2) is None
+    report = run_benchmark(tiny_config())
+    share = report.env["cpu_other_share"]
+    assert share is not None and 0.0 <= share["others"] <= 1.0
+    assert "other processes used" in to_markdown(report)
+
+
+def test_own_worker_processes_count_as_the_benchmark():
+    """torch.compile's worker pool is the benchmark's own load: a busy child must not read as competition."""
+    import subprocess
+    import sys
+    import time
+
+    from hgzoo.benchmark.report import cpu_snapshot
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        a = cpu_snapshot()
+        time.sleep(2.0)
+        b = cpu_snapshot()
+    finally:
+        child.kill()
+        child.wait()
+    assert b["own_s"] - a["own_s"] > 0.25, (a, b)

@@ -298,7 +298,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkReport:
 
 
 def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
-    from .report import environment
+    from .report import cpu_snapshot, environment, other_cpu_share
 
     t_start = time.perf_counter()
     roofline: dict[str, dict] = {}
@@ -325,6 +325,7 @@ def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
         report.env["load_avg_end"] = round(os.getloadavg()[0], 2)
     except (OSError, AttributeError):
         pass
+    report.env["cpu_other_share"] = other_cpu_share(report.env.get("cpu_start"), cpu_snapshot(), os.cpu_count() or 1)
     return report
 
 

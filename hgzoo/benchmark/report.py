@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -57,8 +58,67 @@ def environment(threads: int) -> dict:
         "platform": platform.platform(),
         "versions": versions,
         "load_avg_start": _load_avg(),
+        "cpu_start": cpu_snapshot(),
     }
     return env
+
+
+_BUSY = (". **Other processes were competing for the CPUs: absolute times are inflated and noisy. "
+         "Ratios between two models on the same backend (timed interleaved, paired by round) stay fair; "
+         "ratios across runtimes do not, since torch's OpenMP threads suffer most from contention. "
+         "For a reference table run on an idle machine (or at a higher priority).**")
+
+
+def _descendants_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by the live descendants of ``pid`` (e.g. torch.compile's worker pool)."""
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    hz = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        parent[int(entry)] = int(rest[1])
+        cpu[int(entry)] = (int(rest[11]) + int(rest[12])) / hz  # utime, stime
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        for child, ppid in parent.items():
+            if ppid == p:
+                total += cpu[child]
+                todo.append(child)
+    return total
+
+
+def cpu_snapshot() -> dict | None:
+    """Machine-wide busy and stolen CPU seconds (/proc/stat) and those of this process and its children, so
+    that :func:`other_cpu_share` can tell how much of the machine other processes took during a run."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        hz = os.sysconf("SC_CLK_TCK")
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system + _descendants_cpu_s(os.getpid())
+    except (OSError, ValueError, AttributeError):
+        return None  # not Linux: the load average is all the report gives
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    return {"busy_s": (user + nice + system + irq + softirq) / hz, "steal_s": steal / hz, "own_s": own,
+            "wall_s": time.monotonic()}
+
+
+def other_cpu_share(start: dict | None, end: dict | None, cpus: int) -> dict | None:
+    """Shares of the machine's CPU time, between two :func:`cpu_snapshot` s, that other processes used
+    (``others``) and that the hypervisor gave to other guests (``steal``)."""
+    if not start or not end or end["wall_s"] <= start["wall_s"]:
+        return None
+    capacity = (end["wall_s"] - start["wall_s"]) * cpus
+    others = (end["busy_s"] - start["busy_s"]) - (end["own_s"] - start["own_s"])
+    return {"others": round(max(0.0, others) / capacity, 3),
+            "steal": round(max(0.0, end["steal_s"] - start["steal_s"]) / capacity, 3)}
 
 
 def _load_avg() -> float | None:
@@ -145,15 +205,18 @@ def _method(report: BenchmarkReport) -> list[str]:
         "- **Backends:** " + "; ".join(f"`{b}`: {BACKENDS[b].description}" for b in dict.fromkeys(cfg.backends)
                                        if b in BACKENDS),
     ]
-    start, end = env.get("load_avg_start"), env.get("load_avg_end")
-    if start is not None:
+    start, end, share = env.get("load_avg_start"), env.get("load_avg_end"), env.get("cpu_other_share")
+    if share is not None:
+        # Measured over the run itself: CPU time used by processes other than this one and its workers.
+        busy = share["others"] > 0.05 or share["steal"] > 0.05
+        lines.append(f"- **Machine load:** other processes used {share['others']:.0%} of the {env['cpu_count']} "
+                     f"CPUs' time during the run, the hypervisor's other guests {share['steal']:.0%} (steal)"
+                     + (_BUSY if busy else "."))
+    elif start is not None:
         busy = max(start, end or 0) > 0.5 * (env["cpu_count"] or 1)
         lines.append(f"- **Machine load:** 1-minute load average {start:.1f} before the run"
                      + (f", {end:.1f} after" if end is not None else "") + f", on {env['cpu_count']} CPUs"
-                     + (". **Other processes were competing for the CPUs: absolute times are inflated and noisy. "
-                        "Ratios between two models on the same backend (timed interleaved, paired by round) stay fair; "
-                        "ratios across runtimes do not, since torch's OpenMP threads suffer most from contention. "
-                        "For a reference table run on an idle machine (or at a higher priority).**" if busy else "."))
+                     + (_BUSY if busy else "."))
     if report.roofline:
         lines.append("- **Roofline:** " + "; ".join(
             f"{p}: {r['gflops_per_s']:.0f} GFLOP/s" for p, r in report.roofline.items())
