@@ -5,7 +5,7 @@ with fp32 and logit errors, on a held-out labelled set.
 
     # a model trained by train.py (its checkpoint carries the model, classes, channels and preprocessing);
     # Fashion-MNIST: held-out = the 10,000 test images, int8 calibration = 300 random training images
-    python benchmarks/drift.py --checkpoint output/fm/best.pt --results-file drift.md
+    python benchmarks/drift.py --checkpoint runs/fmnist/best.pt --results-file drift.md
     # published weights on an ImageFolder / PaddleClas label list, calibrated on training images
     python benchmarks/drift.py --model pphgnet_small --pretrained --data-dir val/ --calibration train_subset/
 
