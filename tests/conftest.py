@@ -58,6 +58,16 @@ class PaddleReference:
         data = np.load(self.out_dir / f"{pname}.npz")
         return self.out_dir / f"{pname}.pdparams", {k: data[k] for k in data.files}
 
+    def as_built(self, names: list[str]) -> dict[str, Path]:
+        """PaddleClas's freshly initialized weights (nothing randomized) for ``names``, one process for all."""
+        pnames = [paddle_name(n) for n in names]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        proc = subprocess.run([self.python, str(REF_SCRIPT), "--out", str(self.out_dir), "--as-built", *pnames],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the PaddleClas reference failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")
+        return {n: self.out_dir / f"{p}.init.pdparams" for n, p in zip(names, pnames)}
+
 
 @pytest.fixture(scope="session")
 def paddle_reference(tmp_path_factory) -> PaddleReference:

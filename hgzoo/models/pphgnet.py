@@ -26,7 +26,7 @@ from torch import nn
 
 from ..convert.keymap import PaddleKeyMap
 from ..layers import (ClassifierHead, ConvBNAct, DropPath, EffectiveSE, LearnableAffine, LearnableDownsample,
-                      pad_same)
+                      paddle_default_init_, pad_same)
 from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
 from .._registry import register_model
 from ._base import ClassifierModel
@@ -210,12 +210,12 @@ class _HGNetBase(ClassifierModel):
         self.num_features = stages[-1].out_chs
 
     def _init_weights(self) -> None:
-        # PaddleClas: Kaiming-normal convs, BN ones/zeros, zero Linear bias.
+        # PaddleClas: Kaiming-normal convs, BN ones/zeros, Paddle's defaults elsewhere (zero conv biases in
+        # ESE, Xavier-uniform fc).
+        paddle_default_init_(self)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
 
 
 class PPHGNet(_HGNetBase):

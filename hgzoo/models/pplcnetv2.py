@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from ..convert.keymap import PaddleKeyMap
-from ..layers import ClassifierHead, ConvBNAct, DropPath, RepDepthwiseConv, SqueezeExcite, create_act
+from ..layers import (ClassifierHead, ConvBNAct, DropPath, RepDepthwiseConv, SqueezeExcite, create_act,
+                      paddle_default_init_)
 from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
 from .._registry import register_model
 from ._base import ClassifierModel
@@ -184,7 +185,8 @@ class PPLCNetV2(ClassifierModel):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # PaddleClas: Kaiming-normal convs in the conv-BN layers, Paddle's defaults elsewhere.
+        # PaddleClas: Kaiming-normal convs in the conv-BN layers, Paddle's defaults elsewhere (SE, head).
+        paddle_default_init_(self)
         for m in self.modules():
             if isinstance(m, ConvBNAct):
                 nn.init.kaiming_normal_(m.conv.weight, mode="fan_in", nonlinearity="relu")

@@ -10,6 +10,10 @@ PaddleClas model name it:
   4. saves the inputs and Paddle's eval-mode logits at every requested size in ``NAME.npz``.
 
 Usage: python paddle_ref.py --out DIR [--seed 0] [--tries 5] [--sizes 224x224,193x257] NAME [NAME ...]
+       python paddle_ref.py --out DIR --as-built [--seed 0] NAME [NAME ...]
+
+``--as-built`` saves each model exactly as PaddleClas initializes it (``NAME.init.pdparams``), for the tests
+of hgzoo's from-scratch initialization; nothing is randomized and no logits are computed.
 
 A draw whose two test images give nearly the same logits is redrawn with the next seed (up to --tries);
 the seed used is saved in the .npz.
@@ -96,12 +100,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sizes", default="224x224,193x257")
     ap.add_argument("--tries", type=int, default=5, help="seeds to try for an input-dependent draw")
+    ap.add_argument("--as-built", action="store_true", help="save PaddleClas's own initialization, nothing else")
     ap.add_argument("names", nargs="+")
     args = ap.parse_args()
     paddle.set_device("cpu")
     os.makedirs(args.out, exist_ok=True)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     for name in args.names:
+        if args.as_built:
+            paddle.seed(args.seed)
+            paddle.save(build(name).state_dict(), os.path.join(args.out, f"{name}.init.pdparams"))
+            print(f"{name}: as built (seed {args.seed})", flush=True)
+            continue
         # A draw whose logits barely depend on the input is a weak oracle: redraw (and record the seed).
         for seed in range(args.seed, args.seed + args.tries):
             model, arrays = draw(name, seed, sizes)
