@@ -46,14 +46,7 @@ class PaddleReference:
             family = model_entrypoint(name).__module__
             names = [paddle_name(n) for n in hgzoo.list_models() if model_entrypoint(n).__module__ == family]
             sizes = ",".join(f"{h}x{w}" for h, w in parity_sizes(name))
-            # A clean environment: nothing of hgzoo's interpreter may leak into Paddle's.
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-            proc = subprocess.run(
-                [self.python, str(REF_SCRIPT), "--out", str(self.out_dir), "--sizes", sizes, *names],
-                capture_output=True, text=True, env=env,
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"the PaddleClas reference failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")
+            self._run("--sizes", sizes, *names)
             self.done.update(names)
         data = np.load(self.out_dir / f"{pname}.npz")
         return self.out_dir / f"{pname}.pdparams", {k: data[k] for k in data.files}
@@ -61,12 +54,17 @@ class PaddleReference:
     def as_built(self, names: list[str]) -> dict[str, Path]:
         """PaddleClas's freshly initialized weights (nothing randomized) for ``names``, one process for all."""
         pnames = [paddle_name(n) for n in names]
+        self._run("--as-built", *pnames)
+        return {n: self.out_dir / f"{p}.init.pdparams" for n, p in zip(names, pnames)}
+
+    def _run(self, *args: str) -> None:
+        """Run tests/reference/paddle_ref.py with ``args``, writing into ``out_dir``."""
+        # A clean environment: nothing of hgzoo's interpreter may leak into Paddle's.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        proc = subprocess.run([self.python, str(REF_SCRIPT), "--out", str(self.out_dir), "--as-built", *pnames],
+        proc = subprocess.run([self.python, str(REF_SCRIPT), "--out", str(self.out_dir), *args],
                               capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"the PaddleClas reference failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")
-        return {n: self.out_dir / f"{p}.init.pdparams" for n, p in zip(names, pnames)}
 
 
 @pytest.fixture(scope="session")
