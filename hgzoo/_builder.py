@@ -6,15 +6,16 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from ._registry import get_pretrained_cfg, model_entrypoint, resolve_model_name
-from .convert.paddle import CheckpointMismatchError, CorruptCheckpointError, _mismatch_report
-from .convert.paddle import convert_paddle_state_dict, load_pdparams
+from ._files import CheckpointMismatchError, CorruptCheckpointError, safe_load
+from .convert.paddle import _mismatch_report, convert_paddle_state_dict
 from .pretrained import PretrainedCfg
 
-__all__ = ["create_model", "load_checkpoint", "read_checkpoint"]
+__all__ = ["create_model", "load_checkpoint", "read_checkpoint", "state_dict_of"]
 
 
 def _build(arch: str, **kwargs) -> nn.Module:
@@ -120,34 +121,34 @@ def _as_backbone(model: nn.Module, cfg: PretrainedCfg | None, features_only: boo
 
 
 def read_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, torch.Tensor]:
-    """Read ``path`` into a state dict with ``model``'s keys: ``.pdparams`` are converted, others loaded as is."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".pdparams":
-        return convert_paddle_state_dict(load_pdparams(path), model)
-    if suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    """Read ``path`` with the safe reader (:func:`hgzoo._files.safe_load`) into a state dict with ``model``'s keys.
 
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as e:
-            raise CorruptCheckpointError(f"{path} is not a readable safetensors file, it is corrupt ({e})") from e
-    if suffix in (".pth", ".pt", ".bin"):
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CorruptCheckpointError(
-                f"{path} is corrupt or holds more than tensors (loaded with weights_only=True): {e}"
-            ) from e
-        for key in ("state_dict", "model", "state_dict_ema"):
-            if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-                sd = sd[key]
+    A ``.pdparams`` is converted with the family's key map; a PyTorch checkpoint that wraps its weights
+    (train.py's ``model``, timm's ``state_dict``) is unwrapped, and DDP's ``module.`` prefix removed.
+    """
+    path = Path(path)
+    return state_dict_of(safe_load(path), model, str(path))
+
+
+def state_dict_of(obj: object, model: nn.Module, name: str) -> dict[str, torch.Tensor]:
+    """The state dict inside what :func:`~hgzoo._files.safe_load` read from ``name``, with ``model``'s keys."""
+    if isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values()):
+        return convert_paddle_state_dict(obj, model)
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
                 break
-        return sd
-    raise ValueError(f"{path}: unknown checkpoint format {suffix!r}; use .pdparams, .safetensors or .pth")
+    if not isinstance(obj, dict) or not obj:
+        what = "an empty dict" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        raise CorruptCheckpointError(f"{name} holds {what}, not a state dict (a mapping of parameter names to tensors)")
+    bad = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise CorruptCheckpointError(f"{name} is not a state dict: entry {bad[0]!r} is a "
+                                     f"{type(obj[bad[0]]).__name__}, not a tensor")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
 
 
 def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:

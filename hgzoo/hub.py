@@ -14,6 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ._files import atomic_open
 from .pretrained import PADDLE_URL_ROOT, PretrainedCfg
 
 __all__ = ["cache_dir", "resolve_weights", "download_url", "WeightsNotFoundError", "hub_offline"]
@@ -43,32 +44,20 @@ def paddle_download_url(cfg: PretrainedCfg) -> str:
     return cfg.paddle_url
 
 
-def _atomic_tmp(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.{os.getpid()}.part")
-
-
 def download_url(url: str, dest: Path, progress: bool = True, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` atomically, with a progress bar. Refuses a short (truncated) body."""
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_tmp(dest)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            done = 0
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
-                while chunk := r.read(1 << 20):
-                    f.write(chunk)
-                    done += len(chunk)
-                    bar.update(len(chunk))
-            if total is not None and done != total:
-                raise OSError(f"download of {url} was cut short: {done} of {total} bytes")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with urllib.request.urlopen(url, timeout=timeout) as r, atomic_open(dest) as f:
+        total = int(r.headers.get("Content-Length") or 0) or None
+        done = 0
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+                done += len(chunk)
+                bar.update(len(chunk))
+        if total is not None and done != total:
+            raise OSError(f"download of {url} was cut short: {done} of {total} bytes")
     return dest
 
 
@@ -81,7 +70,8 @@ def _from_hub(cfg: PretrainedCfg) -> Path:
 def _from_paddle_url(cfg: PretrainedCfg, progress: bool) -> Path:
     """Download the official .pdparams, convert it, keep the safetensors in the cache, drop the .pdparams."""
     from .convert.export import write_safetensors
-    from .convert.paddle import CorruptCheckpointError, convert_paddle_state_dict, load_pdparams
+    from ._files import CorruptCheckpointError, load_pdparams
+    from .convert.paddle import convert_paddle_state_dict
     from ._builder import _build
 
     out = cache_dir() / "converted" / f"{cfg.name}.safetensors"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from hgzoo._files import safe_load
 from image_samples import photos, write_png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def test_end_to_end(first_run):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["lr_mult_list"] == [0.1, 0.1, 0.2, 0.2, 0.3] and cfg["num_classes"] == 2
     assert cfg["weight_decay"] == 4e-5 and cfg["recipe"].endswith("pphgnetv2.yaml")  # from the recipe
-    ckpt = torch.load(out / "last.pt", weights_only=False)
+    ckpt = safe_load(out / "last.pt")
     assert ckpt["model_name"] == MODEL and ckpt["epoch"] == 2 and ckpt["global_step"] == 8
     assert ckpt["ema"] is not None and ckpt["scheduler"]["step_count"] == 8
     # --freeze 1: the stem's parameters are not in the optimizer
@@ -178,7 +179,7 @@ def test_ddp_two_processes(data, tmp_path):
     assert "--sync-bn needs CUDA" in r.stderr  # on CPU: said, not a hang
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert len(rows) == 1
-    ckpt = torch.load(out / "last.pt", weights_only=False)
+    ckpt = safe_load(out / "last.pt")
     assert ckpt["global_step"] == 2 and len(ckpt["rng"]) == 2  # 16 images / (2 x 4) per step
 
 
@@ -199,14 +200,14 @@ def test_resume_after_sigkill(data, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    ckpt = torch.load(out / "last.pt", weights_only=False)  # never a partial file
+    ckpt = safe_load(out / "last.pt")  # never a partial file
     assert ckpt["epoch"] == 0 and ckpt["micro_in_epoch"] >= 2 and ckpt["global_step"] >= 2
     # Only --resume: the run's model, data and recipe come from the config.yaml it saved beside its checkpoints.
     r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(out / "last.pt")], env=_env(),
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"resumed from {out / 'last.pt'}: epoch 0, batch {ckpt['micro_in_epoch']}" in r.stdout
-    final = torch.load(out / "last.pt", weights_only=False)
+    final = safe_load(out / "last.pt")
     assert final["epoch"] == 2 and final["global_step"] == 16  # 8 steps per epoch, none lost, none repeated
     assert len(list(csv.DictReader(open(out / "summary.csv")))) == 2
 

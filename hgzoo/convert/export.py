@@ -2,31 +2,24 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from .._files import atomic_write
 from ..pretrained import PretrainedCfg
 
 __all__ = ["write_safetensors", "write_hub_folder"]
 
 
 def write_safetensors(state_dict: dict[str, torch.Tensor], path: Path, cfg: PretrainedCfg | None = None) -> Path:
-    """Save ``state_dict`` to ``path`` via a temporary file and a rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Save ``state_dict`` to ``path`` through the atomic writer: never a half-written file."""
     meta = {"format": "pt"}
     if cfg is not None:
         meta["hgzoo_pretrained_cfg"] = json.dumps(cfg.to_dict())
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    data = save({k: v.contiguous() for k, v in state_dict.items()}, metadata=meta)
+    return atomic_write(path, data)
 
 
 def _model_card(cfg: PretrainedCfg, num_classes: int, source: str) -> str:
@@ -77,9 +70,6 @@ def write_hub_folder(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]
         "pretrained_cfg": {**cfg.to_dict(), "num_classes": num_classes},
         "source": source,
     }
-    for name, text in (("config.json", json.dumps(config, indent=2) + "\n"),
-                       ("README.md", _model_card(cfg, num_classes, source))):
-        tmp = out_dir / f".{name}.part"
-        tmp.write_text(text)
-        os.replace(tmp, out_dir / name)
+    atomic_write(out_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    atomic_write(out_dir / "README.md", _model_card(cfg, num_classes, source))
     return out_dir

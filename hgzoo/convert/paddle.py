@@ -1,90 +1,16 @@
-"""Read Paddle ``.pdparams`` checkpoints safely and convert them to hgzoo state dicts."""
+"""Convert Paddle state dicts (``.pdparams``, read by the safe reader in :mod:`hgzoo._files`) to hgzoo's keys."""
 from __future__ import annotations
-
-import io
-import os
-import pickle
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, load_pdparams
+
 __all__ = [
     "load_pdparams", "convert_paddle_state_dict", "UnsafePickleError", "CorruptCheckpointError",
     "CheckpointMismatchError",
 ]
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle asks for something other than numpy array reconstruction."""
-
-
-class CorruptCheckpointError(ValueError):
-    """The file is truncated or not a Paddle checkpoint."""
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint does not fit the model: missing, unexpected or mismatched keys."""
-
-
-# The only callables a .pdparams pickle may name: numpy array and dtype reconstruction.
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("collections", "OrderedDict"),
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED:
-            raise UnsafePickleError(
-                f"refused to load {module}.{name}: a .pdparams file may only hold numpy arrays. "
-                "This file is not a plain Paddle checkpoint; do not load it from an untrusted source."
-            )
-        return super().find_class(module, name)
-
-    def persistent_load(self, pid):
-        raise UnsafePickleError("refused a persistent id: a .pdparams file holds no external references")
-
-
-def _check_array(key: str, value: object, path: str) -> np.ndarray:
-    if isinstance(value, np.ndarray) and value.dtype != object:
-        return value
-    raise CorruptCheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a numeric numpy array")
-
-
-def load_pdparams(path: str | os.PathLike | bytes) -> dict[str, np.ndarray]:
-    """Load a ``.pdparams`` file (a pickle of numpy arrays) without Paddle and without running code.
-
-    Paddle's bookkeeping entry ``StructuredToParameterName@@`` is dropped. Anything but numeric
-    numpy arrays is refused before it is built.
-    """
-    if isinstance(path, bytes):
-        data, name = path, "<bytes>"
-    else:
-        name = str(path)
-        data = Path(path).read_bytes()
-    try:
-        obj = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
-    except UnsafePickleError:
-        raise
-    except Exception as e:  # truncated or garbage files fail in many ways inside pickle
-        raise CorruptCheckpointError(
-            f"{name} is not a readable .pdparams checkpoint (truncated or corrupt: {type(e).__name__}: {e}). "
-            "Download or export it again."
-        ) from e
-    if not isinstance(obj, dict):
-        raise CorruptCheckpointError(f"{name}: expected a dict of arrays, found {type(obj).__name__}")
-    obj.pop("StructuredToParameterName@@", None)
-    if any("UnpackBigParamInfor@@" in str(k) for k in obj):
-        raise CorruptCheckpointError(f"{name}: split big-parameter checkpoints are not supported")
-    return {str(k): _check_array(k, v, name) for k, v in obj.items()}
 
 
 def _owner(model: nn.Module, key: str) -> nn.Module:
@@ -107,13 +33,19 @@ def convert_paddle_state_dict(paddle_sd: dict[str, np.ndarray], model: nn.Module
         if key_map.is_dropped(pkey):
             continue
         key = key_map.rename(pkey)
+        if key in seen:
+            raise CheckpointMismatchError(f"Paddle keys {seen[key]!r} and {pkey!r} both map to {key!r}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        if key in ("head.fc.weight", "head.fc.bias") and t.ndim == (2 if key.endswith("weight") else 1):
+            # Kept whatever its class count (Paddle's Linear weight is [in, out]): load_checkpoint re-initialises
+            # a classifier that does not fit the model, with a warning.
+            seen[key] = pkey
+            out[key] = (t.t() if t.ndim == 2 else t).float().contiguous()
+            continue
         if key not in target:
             unexpected.append(pkey if key == pkey else f"{pkey} (as {key})")
             continue
-        if key in seen:
-            raise CheckpointMismatchError(f"Paddle keys {seen[key]!r} and {pkey!r} both map to {key!r}")
         seen[key] = pkey
-        t = torch.from_numpy(np.ascontiguousarray(arr))
         want = tuple(target[key].shape)
         owner = _owner(model, key)
         if key.endswith(".weight") and isinstance(owner, nn.Linear) and t.ndim == 2:

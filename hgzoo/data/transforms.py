@@ -94,10 +94,58 @@ def _cmyk_to_rgb(cmyk: torch.Tensor) -> torch.Tensor:
     return (k - (((255 - c[:3]) * k) >> 8)).to(torch.uint8)
 
 
+#: PIL's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``): about 0.27 GB of RGB pixels.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
+
+def max_image_pixels() -> int:
+    """The largest image decoded, in pixels: ``$HGZOO_MAX_IMAGE_PIXELS`` (the ``--max-image-pixels`` flag sets
+    it), default PIL's limit, 89,478,485. A larger image is refused before it is decoded."""
+    text = os.environ.get("HGZOO_MAX_IMAGE_PIXELS")
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise ValueError(f"HGZOO_MAX_IMAGE_PIXELS={text!r} is not a number of pixels") from None
+    if value <= 0:
+        raise ValueError(f"HGZOO_MAX_IMAGE_PIXELS={text!r} must be positive")
+    return value
+
+
+def _check_pixels(data: bytes | bytearray | memoryview, name: str) -> None:
+    """Refuse an image whose header declares more than :func:`max_image_pixels` pixels, before decoding it
+    (a 132 KB PNG can declare 33000x33000 pixels: 3.3 GB once decoded). PIL reads only the header here."""
+    from PIL import Image, UnidentifiedImageError
+
+    limit = max_image_pixels()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+        except Image.DecompressionBombError as e:  # over twice PIL's own limit: PIL stops at the header
+            if limit <= 2 * (Image.MAX_IMAGE_PIXELS or 0):
+                found = re.search(r"\((\d+) pixels\)", str(e))
+                count = f"{int(found.group(1)):,}" if found else f"more than {2 * Image.MAX_IMAGE_PIXELS:,}"
+                raise ImageDecodeError(name, f"it declares {count} pixels, over the {limit:,}-pixel limit "
+                                       "(--max-image-pixels or HGZOO_MAX_IMAGE_PIXELS raise it)") from None
+            return  # the limit was raised above PIL's: the caller trusts large images
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            return  # not an image PIL can size: the decoder below says what is wrong with it
+    if width * height > limit:
+        raise ImageDecodeError(name, f"it declares {width}x{height} = {width * height:,} pixels, over the "
+                               f"{limit:,}-pixel limit (--max-image-pixels or HGZOO_MAX_IMAGE_PIXELS raise it)")
+
+
 def decode_bytes(data: bytes | bytearray | memoryview, name: str = "<bytes>") -> torch.Tensor:
-    """Decode an encoded image to a (3, H, W) uint8 RGB tensor, as PaddleClas's ``DecodeImage(to_rgb=True)``."""
+    """Decode an encoded image to a (3, H, W) uint8 RGB tensor, as PaddleClas's ``DecodeImage(to_rgb=True)``.
+
+    An image over :func:`max_image_pixels` is refused (:class:`ImageDecodeError`) before it is decoded.
+    """
     if len(data) == 0:
         raise ImageDecodeError(name, "the file is empty")
+    _check_pixels(data, name)
     encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     # JPEGs are decoded as stored, so that CMYK ones can be converted exactly as OpenCV does.
     is_jpeg = bytes(data[:3]) == b"\xff\xd8\xff"

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DEFAULTS", "ConfigError", "CONFIG_DIR", "find_recipe", "load_recipe", "build_parser", "resolve_config"]
+__all__ = ["DEFAULTS", "ConfigError", "canonical_model_name", "CONFIG_DIR", "find_recipe", "load_recipe", "build_parser", "resolve_config"]
 
 #: The recipes shipped with the repository (``configs/<model or family>.yaml``).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -64,6 +64,18 @@ def find_recipe(model: str, config_dir: Path = CONFIG_DIR) -> Path | None:
         return exact
     family = [p for p in config_dir.glob("*.yaml") if model.startswith(p.stem)]
     return max(family, key=lambda p: len(p.stem)) if family else None
+
+
+def canonical_model_name(name: str, flag: str = "--model") -> str:
+    """hgzoo's own spelling of a model name (PaddleClas's ``PPLCNetV2_small`` is an alias), tag kept."""
+    from .. import models  # noqa: F401  (importing the models fills the registry)
+    from .._registry import UnknownModelError, resolve_model_name
+
+    try:
+        arch, tag = resolve_model_name(name)
+    except UnknownModelError as e:
+        raise ConfigError(f"{flag}: {e}") from None
+    return f"{arch}.{tag}" if tag else arch
 
 
 def load_recipe(path: str | Path) -> dict:
@@ -130,6 +142,9 @@ def resolve_config(argv: list[str] | None = None) -> dict:
     """Defaults, then the recipe for ``--model`` (or ``--config``), then the flags given on the command line."""
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "config"}
+    for key in ("model", "teacher"):
+        if given.get(key) not in (None, _UNSET):
+            given[key] = canonical_model_name(given[key], f"--{key}")
     config = args.config
     if not given.get("model") and not config and given.get("resume"):
         # A resumed run carries on with its own settings: train.py saved them beside its checkpoints.
@@ -141,7 +156,7 @@ def resolve_config(argv: list[str] | None = None) -> dict:
     if not given.get("model") and not config:
         raise ConfigError("--model is required (e.g. --model pphgnet_small)")
     cfg = dict(DEFAULTS)
-    recipe_path = Path(config) if config else find_recipe(given["model"])
+    recipe_path = Path(config) if config else find_recipe(given["model"].split(".")[0])
     if recipe_path is not None:
         cfg.update(load_recipe(recipe_path))
     cfg.update(given)

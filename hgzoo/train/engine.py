@@ -19,37 +19,34 @@ from torch.utils.data import DataLoader, Subset
 
 import hgzoo
 
+from .._builder import state_dict_of
+from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, safe_load
+
 from ..data import Normalizer
 from ..data.mixup import MixUpCutMix, soft_cross_entropy
-from .config import ConfigError
+from .config import ConfigError, canonical_model_name
 from .data import ResumableSampler, build_datasets, eval_data_config, shard
 from .optim import LRSchedule, create_optimizer, freeze_units
-from .utils import (DistillationLoss, ModelEMA, atomic_save, init_distributed, load_checkpoint,
-                    rng_state, set_rng_state, unwrap)
+from .utils import DistillationLoss, ModelEMA, atomic_save, init_distributed, read_train_state, rng_state, set_rng_state, unwrap
 
 __all__ = ["run"]
 
 SUMMARY_FIELDS = ["epoch", "train_loss", "eval_top1", "eval_top5", "ema_top1", "lr", "epoch_time_s", "images_per_s"]
 
 
-def _state_dict_from(obj) -> dict:
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        return obj["model"]
-    if isinstance(obj, dict) and "state_dict" in obj:
-        return obj["state_dict"]
-    return obj
+def _checkpoint_error(what: str, path: str, e: Exception) -> ConfigError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return ConfigError(f"{what} {path}: {first}" if path not in first else f"{what}: {first}")
 
 
-def _load_weights(path: str) -> tuple[dict, dict]:
-    """(state dict, checkpoint metadata) from one of our checkpoints, a raw state dict or a .safetensors."""
+def _read_file(path: str, what: str):
+    """What the safe reader finds in ``path`` (one of ours, timm's, a state dict, safetensors or .pdparams)."""
     if not Path(path).is_file():
-        raise ConfigError(f"checkpoint {path} not found")
-    if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
-        return load_file(path), {}
-    obj = torch.load(path, map_location="cpu", weights_only=False)
-    meta = {k: v for k, v in obj.items() if k in ("model_name", "num_classes", "in_chans")} if isinstance(obj, dict) else {}
-    return _state_dict_from(obj), meta
+        raise ConfigError(f"{what} {path} not found")
+    try:
+        return safe_load(path)
+    except (UnsafePickleError, CorruptCheckpointError, OSError, ValueError) as e:
+        raise _checkpoint_error(what, path, e) from None
 
 
 def _check_compatible(model: nn.Module, state: dict, what: str) -> None:
@@ -73,13 +70,36 @@ def _create_model(cfg: dict, num_classes: int) -> nn.Module:
 
 
 def _load_initial(model: nn.Module, path: str) -> None:
-    """Fine-tuning start: all matching weights; a classifier of another size is left freshly initialised."""
-    state, _ = _load_weights(path)
-    own = model.state_dict()
-    head = {k for k in state if k in own and own[k].shape != state[k].shape and k.startswith("head.")}
-    state = {k: v for k, v in state.items() if k not in head}
-    _check_compatible(model, {**{k: own[k] for k in head}, **state}, f"--initial-checkpoint {path}")
-    model.load_state_dict(state, strict=False)
+    """Fine-tuning start: every weight of the checkpoint (any format the safe reader reads, .pdparams converted);
+    a classifier of another size is re-initialised (with a warning), a stem for other channels adapted."""
+    if not Path(path).is_file():
+        raise ConfigError(f"--initial-checkpoint {path} not found")
+    try:
+        hgzoo.load_checkpoint(model, path)
+    except (UnsafePickleError, CorruptCheckpointError, CheckpointMismatchError, OSError, ValueError) as e:
+        raise _checkpoint_error("--initial-checkpoint", path, e) from None
+
+
+def _build_teacher(cfg: dict, num_classes: int, device) -> nn.Module:
+    """The distillation teacher, from ``--teacher`` and ``--teacher-checkpoint``, frozen in eval mode."""
+    if not hgzoo.is_model(cfg["teacher"]):
+        raise ConfigError(f"unknown teacher model {cfg['teacher']!r}; see python -m hgzoo models")
+    path = cfg["teacher_checkpoint"]
+    obj = _read_file(path, "--teacher-checkpoint")
+    meta = obj if isinstance(obj, dict) else {}
+    teacher = hgzoo.create_model(cfg["teacher"], num_classes=num_classes,
+                                 in_chans=int(meta.get("in_chans") or cfg["in_chans"]))
+    try:
+        state = state_dict_of(obj, teacher, path)
+    except (CorruptCheckpointError, CheckpointMismatchError) as e:
+        raise _checkpoint_error("--teacher-checkpoint", path, e) from None
+    fc = state.get("head.fc.weight")
+    t_classes = meta.get("num_classes") or (fc.shape[0] if fc is not None else None)
+    if t_classes != num_classes:
+        raise ConfigError(f"the teacher has {t_classes} classes, the student {num_classes}")
+    _check_compatible(teacher, state, f"--teacher-checkpoint {path}")
+    teacher.load_state_dict(state)
+    return teacher.eval().requires_grad_(False).to(device)
 
 
 class _Logger:
@@ -163,8 +183,7 @@ def run(cfg: dict) -> dict:
     random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
 
     # ---- inputs, checked before anything trains ----
-    if cfg["model"] not in hgzoo.list_models():
-        raise ConfigError(f"unknown model {cfg['model']!r}; see hgzoo.list_models()")
+    cfg["model"] = canonical_model_name(cfg["model"])  # a saved config may hold any spelling
     pretrained_cfg = getattr(hgzoo.create_model(cfg["model"], num_classes=0), "pretrained_cfg", None)
     eval_cfg = eval_data_config(cfg, pretrained_cfg)
     train_ds, val_ds, n_data, extra = build_datasets(cfg, eval_cfg)
@@ -173,31 +192,15 @@ def run(cfg: dict) -> dict:
     model = _create_model(cfg, num_classes)
     if cfg["initial_checkpoint"]:
         _load_initial(model, cfg["initial_checkpoint"])
-    teacher = None
-    if cfg["teacher"]:
-        if cfg["teacher"] not in hgzoo.list_models():
-            raise ConfigError(f"unknown teacher model {cfg['teacher']!r}")
-        t_state, t_meta = _load_weights(cfg["teacher_checkpoint"])
-        t_classes = t_meta.get("num_classes")
-        fc = [v for k, v in t_state.items() if k.startswith("head.fc.") and k.endswith("weight")]
-        if t_classes is None and fc:
-            t_classes = fc[0].shape[0]
-        if t_classes != num_classes:
-            raise ConfigError(f"the teacher has {t_classes} classes, the student {num_classes}")
-        teacher = hgzoo.create_model(cfg["teacher"], num_classes=num_classes,
-                                     in_chans=t_meta.get("in_chans", cfg["in_chans"]))
-        _check_compatible(teacher, t_state, f"--teacher-checkpoint {cfg['teacher_checkpoint']}")
-        teacher.load_state_dict(t_state)
-        teacher.eval().requires_grad_(False).to(device)
+    teacher = _build_teacher(cfg, num_classes, device) if cfg["teacher"] else None
     resume = None
     if cfg["resume"]:
+        if not Path(cfg["resume"]).is_file():
+            raise ConfigError(f"--resume {cfg['resume']} not found")
         try:
-            resume = load_checkpoint(cfg["resume"])
-        except FileNotFoundError as e:
-            raise ConfigError(str(e)) from None
-        if resume.get("model_name") != cfg["model"]:
-            raise ConfigError(f"--resume {cfg['resume']} is a checkpoint of {resume.get('model_name')!r}, "
-                              f"not of {cfg['model']!r}")
+            resume = read_train_state(cfg["resume"], cfg["model"])
+        except (UnsafePickleError, CorruptCheckpointError, OSError, ValueError) as e:
+            raise _checkpoint_error("--resume", cfg["resume"], e) from None
         _check_compatible(model, resume["model"], f"--resume {cfg['resume']}")
 
     out = Path(cfg["output"] or f"output/{cfg['model']}")

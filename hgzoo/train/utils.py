@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,45 +12,63 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["atomic_save", "load_checkpoint", "rng_state", "set_rng_state", "ModelEMA", "DistillationLoss",
+from .._files import atomic_open, safe_load
+
+__all__ = ["atomic_save", "read_train_state", "RESUME_KEYS", "rng_state", "set_rng_state", "ModelEMA", "DistillationLoss",
            "init_distributed", "is_main", "unwrap"]
 
 
 def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+    """``torch.save`` through the one atomic writer: a crash (even SIGKILL) leaves the old file or the new one.
 
-    A crash (even SIGKILL) leaves either the old file or the new one, never a partial file.
+    ``obj`` must hold only tensors and plain data, so that the safe reader (``weights_only=True``) reads it back.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    return torch.load(path, map_location="cpu", weights_only=False)
+#: What a checkpoint needs for ``--resume``; best.pt has the weights but not the optimizer state.
+RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "micro_in_epoch", "global_step", "best_top1",
+               "rng")
+
+
+def read_train_state(path: str | Path, model_name: str) -> dict:
+    """A train.py checkpoint of ``model_name`` for ``--resume``, read by the safe reader; raises ValueError
+    (one line) for a checkpoint of another model or one that cannot be resumed."""
+    state = safe_load(path)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a train.py checkpoint")
+    if str(state.get("model_name")).split(".")[0] != model_name.split(".")[0]:
+        raise ValueError(f"{path} is a checkpoint of {state.get('model_name')!r}, not of {model_name!r}")
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        hint = (" (best.pt keeps the weights only: resume from last.pt, or start a new run with "
+                f"--initial-checkpoint {path})" if "optimizer" in missing and "model" in state else "")
+        raise ValueError(f"{path} cannot be resumed: it lacks {', '.join(missing)}{hint}")
+    return state
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors and plain types, so that the safe reader can read it back."""
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(mt), gauss], "torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(mt), gauss))
+    n = state["numpy"]
+    if isinstance(n, dict):
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                             n["cached_gaussian"]))
+    else:  # an older checkpoint: numpy's own tuple
+        np.random.set_state(n)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
