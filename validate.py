@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import os
 import sys
@@ -32,6 +33,11 @@ import torch
 from tqdm import tqdm
 
 import hgzoo
+from hgzoo._cli import (
+    BadInput, RunFailed, guarded_main, non_negative_int, one_line, positive_float, positive_int, set_max_image_pixels,
+    writable_file,
+)
+from hgzoo._files import atomic_write
 from hgzoo.data import (
     ImageFolder, LabelListDataset, LabelListError, Normalizer, create_eval_loader, create_transform, iterate_batches,
     resolve_data_config,
@@ -45,8 +51,8 @@ CSV_FIELDS = (
 )
 
 
-class BadImageError(RuntimeError):
-    """An image failed to decode and ``--skip-bad-images`` was not given."""
+class BadImageError(RunFailed):
+    """An image failed to decode and ``--skip-bad-images`` was not given (exit 1)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,14 +63,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     weights.add_argument("--checkpoint", metavar="FILE", help="a .pdparams, .safetensors or .pth file")
     ap.add_argument("--data-dir", metavar="DIR", help="an ImageFolder tree, or the root of --label-list's paths")
     ap.add_argument("--label-list", metavar="FILE", help="a PaddleClas label list: 'relative/path.jpg label' lines")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
-    ap.add_argument("--img-size", type=int, help="center-crop size (default: the tag's, 224)")
-    ap.add_argument("--resize-short", type=int, help="short-side resize (default: the tag's, e.g. 236 or 256)")
-    ap.add_argument("--crop-pct", type=float, help="set --resize-short to img-size / crop-pct")
+    ap.add_argument("--batch-size", type=positive_int, default=64)
+    ap.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
+                    help="data loader processes")
+    ap.add_argument("--img-size", type=positive_int, help="center-crop size (default: the tag's, 224)")
+    ap.add_argument("--resize-short", type=positive_int, help="short-side resize (default: the tag's, e.g. 236 or 256)")
+    ap.add_argument("--crop-pct", type=positive_float, help="set --resize-short to img-size / crop-pct")
     ap.add_argument("--interpolation", choices=["nearest", "bilinear", "bicubic", "area", "box", "hamming", "lanczos"])
     ap.add_argument("--resize-backend", choices=["cv2", "pil"], help="whose resize to reproduce (default: the tag's)")
-    ap.add_argument("--num-classes", type=int, help="classifier size of --checkpoint (default: the tag's)")
+    ap.add_argument("--num-classes", type=positive_int, help="classifier size of --checkpoint (default: the tag's)")
     ap.add_argument("--amp", action="store_true", help="autocast: float16 on CUDA, bfloat16 on CPU")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--reparam", action="store_true", help="fuse conv+BN and merge re-parameterizable branches first")
@@ -72,12 +79,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--skip-bad-images", action="store_true",
                     help="leave images that fail to decode out of the accuracy (they are counted and listed)")
     ap.add_argument("--results-file", metavar="FILE", help="write the results as .csv or .json")
+    ap.add_argument("--max-image-pixels", type=positive_int, metavar="N",
+                    help="refuse images larger than N pixels before decoding them (default: $HGZOO_MAX_IMAGE_PIXELS, "
+                         "else 89,478,485, PIL's limit); with --skip-bad-images they are skipped")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if not args.data_dir and not args.label_list:
         ap.error("give --data-dir DIR (an ImageFolder tree) or --label-list FILE")
     if args.results_file and Path(args.results_file).suffix.lower() not in (".csv", ".json"):
         ap.error("--results-file must end in .csv or .json")
+    if args.results_file:
+        writable_file(args.results_file, "--results-file")  # checked now, not after the whole evaluation
+    set_max_image_pixels(args.max_image_pixels)
     return args
 
 
@@ -86,7 +99,7 @@ def model_names(pattern: str, pretrained: bool) -> list[str]:
         return [pattern]
     names = hgzoo.list_pretrained(pattern) if pretrained else hgzoo.list_models(pattern)
     if not names:
-        raise SystemExit(f"error: no {'weight tag' if pretrained else 'model'} matches {pattern!r}")
+        raise BadInput(f"no {'weight tag' if pretrained else 'model'} matches {pattern!r}; see python -m hgzoo models")
     return names
 
 
@@ -122,7 +135,7 @@ def validate(name: str, dataset, args: argparse.Namespace) -> dict:
     changed = {k: dc[k] for k in PREPROCESSING_KEYS if dc[k] != default_dc[k]}
     num_classes = model.num_classes
     if len(dataset.targets) and max(dataset.targets) >= num_classes:
-        raise ValueError(f"the data has label {max(dataset.targets)}, {name} has {num_classes} classes")
+        raise BadInput(f"the data has label {max(dataset.targets)}, {name} has {num_classes} classes")
 
     dataset.transform = create_transform(dc, normalize=False)
     loader = create_eval_loader(dataset, batch_size=args.batch_size, workers=args.workers,
@@ -193,50 +206,59 @@ def report(r: dict) -> str:
 
 
 def write_results(path: str, results: list[dict]) -> None:
+    """The results as JSON or CSV, written atomically."""
     p = Path(path)
     if p.suffix.lower() == ".json":
-        p.write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write(p, json.dumps(results, indent=2) + "\n")
         return
-    with open(p, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for r in results:
-            row = {k: r[k] for k in CSV_FIELDS}
-            row["overrides"] = ";".join(f"{k}={o['value']}" for k, o in r["overrides"].items())
-            row["bad_images"] = ";".join(r["bad_images"])
-            w.writerow(row)
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    for r in results:
+        row = {k: r[k] for k in CSV_FIELDS}
+        row["overrides"] = ";".join(f"{k}={o['value']}" for k, o in r["overrides"].items())
+        row["bad_images"] = ";".join(r["bad_images"])
+        w.writerow(row)
+    atomic_write(p, text.getvalue())
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = model_names(args.model, args.pretrained)
     if args.checkpoint and len(names) > 1:
-        print("error: --checkpoint takes one model, not a wildcard", file=sys.stderr)
-        return 2
+        raise BadInput("--checkpoint takes one model, not a wildcard")
     try:
         dataset = build_dataset(args)
-    except (LabelListError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except LabelListError as e:
+        raise BadInput(str(e)) from None
     print(f"{len(dataset)} images from {args.label_list or args.data_dir}", file=sys.stderr)
-    results, status = [], 0
+    results, failures = [], []
     for name in names:
         try:
             r = validate(name, dataset, args)
-        except BadImageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        except (ValueError, OSError, RuntimeError) as e:  # unknown name, missing weights, mismatched checkpoint
-            # One model failing must not lose the others' results.
-            print(f"error: {name}: {type(e).__name__}: {e}", file=sys.stderr)
-            status = 1
+        except BadImageError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one model failing must not lose the others' results
+            if len(names) == 1:
+                raise
+            print(f"error: {name}: {one_line(e)}", file=sys.stderr)
+            failures.append(name)
             continue
         print(report(r), flush=True)
         results.append(r)
     if args.results_file and results:
         write_results(args.results_file, results)
         print(f"results written to {args.results_file}", file=sys.stderr)
-    return status
+    if failures:
+        raise RunFailed(f"{len(failures)} of {len(names)} models failed: {', '.join(failures)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 a model failed or an image did not decode (without --skip-bad-images), 2 bad input."""
+    from hgzoo.hub import WeightsNotFoundError
+
+    return guarded_main(_main, argv, bad_input=(LabelListError, WeightsNotFoundError, TypeError, ValueError))
 
 
 if __name__ == "__main__":

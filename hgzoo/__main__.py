@@ -10,6 +10,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import hgzoo
+from hgzoo._cli import guarded_main
+from hgzoo.hub import WeightsNotFoundError
 from hgzoo._registry import paddle_name
 from hgzoo.deploy.cli import add_parser as add_export_parser
 from hgzoo.predict import add_parser as add_predict_parser
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     add_predict_parser(sub)
     add_export_parser(sub)
     args = ap.parse_args(argv)
-    return args.fn(args)
+    return guarded_main(lambda _: args.fn(args), None, bad_input=(ValueError, TypeError, WeightsNotFoundError))
 
 
 if __name__ == "__main__":

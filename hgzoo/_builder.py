@@ -68,6 +68,7 @@ def create_model(
     """
     from . import hub
 
+    _check_model_args(num_classes, in_chans, out_indices)
     if freeze_at is not None and (isinstance(freeze_at, bool) or not isinstance(freeze_at, int)):
         raise TypeError(f"freeze_at must be None or an int (-1: nothing, 0: the stem, k: the stem and k stages), "
                         f"got {freeze_at!r}")
@@ -76,6 +77,7 @@ def create_model(
     if model_name.startswith("hf-hub:"):
         config, weights = hub.read_hub_config(model_name[len("hf-hub:"):])
         arch = config["architecture"]
+        _check_declared_classes(config.get("num_classes"), f"hf-hub:{model_name[len('hf-hub:'):]} config.json")
         cfg_fields = {f.name for f in dataclasses.fields(PretrainedCfg)}
         cfg = PretrainedCfg(**{k: (tuple(v) if isinstance(v, list) else v)
                                for k, v in config.get("pretrained_cfg", {}).items() if k in cfg_fields})
@@ -101,6 +103,32 @@ def create_model(
             raise ValueError(f"{arch} has no published weights; pass pretrained_file=PATH to load your own")
         load_checkpoint(model, hub.resolve_weights(cfg, progress=progress), evict_if_corrupt=True)
     return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval)
+
+
+def _check_model_args(num_classes, in_chans, out_indices) -> None:
+    """Refuse values that would silently build something else (a headless model for -1, a 224 default...)."""
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 0):
+        raise ValueError(f"num_classes must be a whole number >= 0 (0: no classifier), got {num_classes!r}")
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise ValueError(f"in_chans must be a whole number >= 1, got {in_chans!r}")
+    if out_indices is not None and not isinstance(out_indices, int) and len(tuple(out_indices)) == 0:
+        raise ValueError("out_indices=() selects no feature level; give None (all levels), an int n (the last n) "
+                         "or the indices")
+
+
+def max_declared_classes() -> int:
+    """The largest class count accepted from a file (a Hub config.json, a checkpoint's metadata):
+    ``$HGZOO_MAX_NUM_CLASSES``, default 100,000 (PaddleClas's largest, ResNet50_vd_10w's pretraining)."""
+    return int(os.environ.get("HGZOO_MAX_NUM_CLASSES") or 100_000)
+
+
+def _check_declared_classes(value, source: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CorruptCheckpointError(f"{source}: num_classes must be a whole number >= 0, found {value!r}")
+    if value > max_declared_classes():
+        raise CorruptCheckpointError(f"{source} declares {value:,} classes, over the limit of "
+                                     f"{max_declared_classes():,} (HGZOO_MAX_NUM_CLASSES raises it if you trust it)")
 
 
 def _as_backbone(model: nn.Module, cfg: PretrainedCfg | None, features_only: bool, out_indices, feature_mode,

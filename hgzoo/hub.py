@@ -127,7 +127,13 @@ def read_hub_config(repo_id: str) -> tuple[dict, Path]:
     """``config.json`` and the weights file of an hgzoo-format Hub repo (``hf-hub:org/repo``)."""
     from huggingface_hub import hf_hub_download
 
-    config = json.loads(Path(hf_hub_download(repo_id, "config.json")).read_text())
-    if "architecture" not in config:
+    path = Path(hf_hub_download(repo_id, "config.json"))
+    if path.stat().st_size > 1 << 20:
+        raise ValueError(f"hf-hub:{repo_id}: config.json is {path.stat().st_size:,} bytes, not a model config")
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"hf-hub:{repo_id}: config.json is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
         raise ValueError(f"hf-hub:{repo_id}: config.json has no 'architecture'; is it an hgzoo repo?")
     return config, Path(hf_hub_download(repo_id, "model.safetensors"))

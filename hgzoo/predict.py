@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from .data import IMAGE_EXTENSIONS, create_transform, imagenet_class_names, read_class_names, read_image
+from .data import IMAGE_EXTENSIONS, create_transform, scan_images, imagenet_class_names, read_class_names, read_image
 from .data.transforms import ImageDecodeError
 
 __all__ = ["predict", "list_image_files"]
@@ -35,7 +35,7 @@ def list_image_files(inputs: ImageInput | Iterable[ImageInput]) -> list[str]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = scan_images(p)
             if not found:
                 raise FileNotFoundError(f"no image file ({', '.join(IMAGE_EXTENSIONS)}) under {p}")
             files += found
@@ -82,6 +82,8 @@ def predict(
         One dict per image, in input order, with PaddleClas's keys: ``file_name``, ``class_ids``, ``scores``
         (softmax probabilities) and ``label_names`` (when names are known).
     """
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise ValueError(f"topk must be a whole number >= 1, got {topk!r}")
     if isinstance(model, str):
         from ._builder import create_model
 
@@ -123,27 +125,33 @@ def predict(
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``predict`` subcommand of ``python -m hgzoo``."""
+    from ._cli import positive_int
+
     p = sub.add_parser("predict", help="classify image files (like `paddleclas --infer_imgs`)",
-                       description="Print the top classes of each image: class ids, scores and label names.")
+                       description="Print the top classes of each image: class ids, scores and label names. Exit "
+                                   "codes: 0 done, 1 some image could not be decoded (the others are printed), "
+                                   "2 bad input.")
     p.add_argument("--model", required=True, help="name[.tag], e.g. pphgnet_small or PPHGNet_small.ssld_in1k")
     p.add_argument("images", nargs="+", metavar="IMG|DIR", help="image files, or folders searched recursively")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     p.add_argument("--pretrained-file", metavar="FILE", help="weights to load instead of the published ones")
     p.add_argument("--class-names", metavar="FILE", help="a PaddleClas class-id map ('id name' lines)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--max-image-pixels", type=positive_int, metavar="N",
+                   help="refuse (and report) images larger than N pixels before decoding them (default: "
+                        "$HGZOO_MAX_IMAGE_PIXELS, else 89,478,485, PIL's limit)")
     p.set_defaults(fn=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        results = predict(args.model, args.images, topk=args.topk, pretrained_file=args.pretrained_file,
-                          class_names=args.class_names, batch_size=args.batch_size, device=args.device,
-                          skip_bad_images=True)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    from ._cli import set_max_image_pixels
+
+    set_max_image_pixels(args.max_image_pixels)
+    results = predict(args.model, args.images, topk=args.topk, pretrained_file=args.pretrained_file,
+                      class_names=args.class_names, batch_size=args.batch_size, device=args.device,
+                      skip_bad_images=True)
     bad = [r for r in results if "error" in r]
     for r in bad:
         print(f"error: {r['error']}", file=sys.stderr)

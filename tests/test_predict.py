@@ -95,4 +95,4 @@ def test_predict_errors(setup, tmp_path):
     assert str(bad) in r["error"]
     with pytest.raises(FileNotFoundError):
         predict(setup["model"], tmp_path / "nope.jpg")
-    assert cli(["predict", "--model", "no_such_model", str(setup["files"][0])]) == 1
+    assert cli(["predict", "--model", "no_such_model", str(setup["files"][0])]) == 2

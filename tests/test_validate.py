@@ -162,5 +162,5 @@ def test_usage_errors(setup, tmp_path, capsys):
         validate.main(["--model", setup["name"], "--pretrained"])  # no data
     lst = tmp_path / "list.txt"
     lst.write_text("a.jpg 1\nb.jpg\n")
-    assert validate.main(["--model", setup["name"], "--checkpoint", str(setup["ckpt"]), "--label-list", str(lst)]) == 1
+    assert validate.main(["--model", setup["name"], "--checkpoint", str(setup["ckpt"]), "--label-list", str(lst)]) == 2
     assert "list.txt:2: expected" in capsys.readouterr().err

@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .._builder import _build
+from .._cli import BadInput, RunFailed, guarded_main, one_line, positive_int
 from .._registry import get_pretrained_cfg, list_pretrained, resolve_model_name
 from ..hub import download_url
 from ..pretrained import PretrainedCfg
 from .export import write_hub_folder
-from .paddle import convert_paddle_state_dict, load_pdparams
+from .._files import safe_load
+from .paddle import convert_paddle_state_dict
 
 
 def official_cfg_for_file(filename: str) -> PretrainedCfg | None:
@@ -55,7 +57,10 @@ def convert_file(model_name: str, source: str, output: Path, num_classes: int | 
             path = Path(source)
             if not path.is_file():
                 raise FileNotFoundError(f"--input {source}: no such file")
-        paddle_sd = load_pdparams(path)
+        paddle_sd = safe_load(path)
+    if not (isinstance(paddle_sd, dict) and all(isinstance(v, np.ndarray) for v in paddle_sd.values())):
+        raise ValueError(f"--input {source} is not a Paddle .pdparams checkpoint (it is a PyTorch or safetensors "
+                         "file); give the .pdparams that PaddleClas saved")
     official = official_cfg_for_file(path.name)
     if official is not None and official.architecture != arch:
         raise ValueError(f"{path.name} is the official checkpoint of {official.name}, not of {arch}")
@@ -86,14 +91,14 @@ def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
     return api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload converted weights").commit_url
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hgzoo.convert", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="architecture (or arch.tag), e.g. pphgnet_small or PPHGNet_small")
     ap.add_argument("--input", help="a .pdparams file or URL")
     ap.add_argument("--all", metavar="DIR", help="convert every official checkpoint in DIR")
     ap.add_argument("--output", required=True, help="output folder")
-    ap.add_argument("--num-classes", type=int, help="class count (default: read from the checkpoint)")
+    ap.add_argument("--num-classes", type=positive_int, help="class count (default: read from the checkpoint)")
     ap.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the folder with huggingface_hub")
     ap.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
     args = ap.parse_args(argv)
@@ -101,33 +106,41 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give either --model and --input, or --all DIR")
     if args.input and not args.model:
         ap.error("--input needs --model")
-    try:
-        if args.input:
-            out = convert_file(args.model, args.input, Path(args.output), args.num_classes)
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise BadInput(f"--output {args.output} is a file; give a folder")
+    if args.input:
+        out = convert_file(args.model, args.input, Path(args.output), args.num_classes)
+        print(f"wrote {out}")
+        if args.push_to_hub:
+            print(f"pushed: {push_to_hub(out, args.push_to_hub, args.private)}")
+        return 0
+    if not Path(args.all).is_dir():
+        raise BadInput(f"--all {args.all} is not a folder")
+    files = sorted(Path(args.all).glob("*.pdparams"))
+    if not files:
+        raise BadInput(f"no .pdparams files in {args.all}")
+    failed = []
+    for f in files:
+        cfg = official_cfg_for_file(f.name)
+        if cfg is None:
+            print(f"skipped {f.name}: not an official checkpoint name (convert it with --model and --input)")
+            continue
+        try:
+            out = convert_file(cfg.name, str(f), Path(args.output) / cfg.name)
             print(f"wrote {out}")
-            if args.push_to_hub:
-                print(f"pushed: {push_to_hub(out, args.push_to_hub, args.private)}")
-            return 0
-        files = sorted(Path(args.all).glob("*.pdparams"))
-        if not files:
-            print(f"no .pdparams files in {args.all}", file=sys.stderr)
-            return 1
-        failed = 0
-        for f in files:
-            cfg = official_cfg_for_file(f.name)
-            if cfg is None:
-                print(f"skipped {f.name}: not an official checkpoint name (convert it with --model and --input)")
-                continue
-            try:
-                out = convert_file(cfg.name, str(f), Path(args.output) / cfg.name)
-                print(f"wrote {out}")
-            except Exception as e:
-                failed += 1
-                print(f"FAILED {f.name}: {e}", file=sys.stderr)
-        return 1 if failed else 0
-    except Exception as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
+            failed.append(f.name)
+            print(f"FAILED {f.name}: {one_line(e)}", file=sys.stderr)
+    if failed:
+        raise RunFailed(f"{len(failed)} of {len(files)} files failed to convert: {', '.join(failed)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 some files of --all failed, 2 bad input."""
+    import urllib.error
+
+    return guarded_main(_main, argv, bad_input=(ValueError, TypeError, urllib.error.URLError))
 
 
 if __name__ == "__main__":

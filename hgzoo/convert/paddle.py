@@ -69,7 +69,7 @@ def convert_paddle_state_dict(paddle_sd: dict[str, np.ndarray], model: nn.Module
     return out
 
 
-def _mismatch_report(arch: str, missing: list, unexpected: list, mismatched: list, limit: int = 20) -> str:
+def _mismatch_report(arch: str, missing: list, unexpected: list, mismatched: list, limit: int = 6) -> str:
     lines = [f"The checkpoint does not fit {arch}. Is it a checkpoint of this architecture and variant?"]
     for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
         if items:

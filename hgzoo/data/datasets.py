@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -17,11 +18,54 @@ from .transforms import read_image
 
 __all__ = [
     "ImageFolder", "LabelListDataset", "LabelListError", "FashionMNIST", "FASHION_MNIST_DIR",
-    "imagenet_class_names", "read_class_names", "IMAGE_EXTENSIONS",
+    "imagenet_class_names", "read_class_names", "IMAGE_EXTENSIONS", "scan_images",
 ]
 
 #: File endings read as images (compared case-insensitively).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def scan_images(root: str | os.PathLike, seen: set | None = None, within: str | os.PathLike | None = None) -> list[str]:
+    """Every image file under ``root`` (symbolic links followed), sorted, each file counted once.
+
+    A link that leads back into a folder already being walked (a loop) is skipped with a warning that names
+    it, and so is a second path to a file already listed (``seen``, a set of file identities, can be shared
+    across calls so that a file is counted once in a whole dataset). A link back to ``within`` (a dataset's
+    root, when ``root`` is one of its class folders) is a loop too.
+    """
+    seen = set() if seen is None else seen
+    found: list[str] = []
+
+    def walk(folder: Path, ancestors: frozenset) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            warnings.warn(f"{folder}: skipped, it cannot be listed ({e.strerror})", stacklevel=3)
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                st = path.stat()  # follows links
+            except OSError:
+                warnings.warn(f"{path}: skipped, a broken link or unreadable entry", stacklevel=3)
+                continue
+            ident = (st.st_dev, st.st_ino)
+            if entry.is_dir():
+                if ident in ancestors:
+                    warnings.warn(f"{path}: skipped a symbolic-link loop (it leads back to {path.resolve()}); "
+                                  "each image is counted once", stacklevel=3)
+                    continue
+                walk(path, ancestors | {ident})
+            elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                if ident in seen:
+                    warnings.warn(f"{path}: skipped, the same file as an image already listed", stacklevel=3)
+                    continue
+                seen.add(ident)
+                found.append(str(path))
+
+    idents = {(st.st_dev, st.st_ino) for st in (Path(p).stat() for p in (root, within) if p is not None)}
+    walk(Path(root), frozenset(idents))
+    return found
 
 
 class ImageFolder(torchvision.datasets.ImageFolder):
@@ -36,6 +80,22 @@ class ImageFolder(torchvision.datasets.ImageFolder):
                  target_transform: Callable | None = None) -> None:
         super().__init__(str(root), transform=transform, target_transform=target_transform, loader=read_image,
                          is_valid_file=lambda p: p.lower().endswith(IMAGE_EXTENSIONS))
+
+    @staticmethod
+    def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None,
+                     allow_empty: bool = False) -> list[tuple[str, int]]:
+        """The (path, label) pairs, found by :func:`scan_images`: links followed, loops reported and skipped,
+        each file counted once."""
+        seen: set = set()
+        samples, empty = [], []
+        for name, idx in sorted(class_to_idx.items(), key=lambda kv: kv[0]):
+            files = scan_images(Path(directory) / name, seen, within=directory)
+            empty += [] if files else [name]
+            samples += [(f, idx) for f in files]
+        if empty and not allow_empty:
+            raise FileNotFoundError(f"{directory}: class folder(s) with no images: {empty} (image files end in "
+                                    f"{', '.join(IMAGE_EXTENSIONS)})")
+        return samples
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         classes, class_to_idx = super().find_classes(directory)

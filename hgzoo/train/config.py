@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,7 @@ DEFAULTS: dict[str, Any] = dict(
     teacher=None, teacher_checkpoint=None, extra_data=None, distill_loss="dml", distill_temperature=1.0,
     distill_alpha=0.0,
     # output
-    output=None, resume=None, checkpoint_every=0, eval_every=1, seed=0, log_interval=20, tensorboard=False,
+    output=None, resume=None, overwrite=False, checkpoint_every=0, eval_every=1, seed=0, log_interval=20, tensorboard=False,
     max_steps_per_epoch=0, progress=True, plot=True,
 )
 
@@ -138,38 +140,108 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Allowed ranges of the numeric settings: (low, low included, high, high included); None means unbounded.
+_RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
+    "lr": (0, False, None, False), "epochs": (1, True, None, False), "batch_size": (1, True, None, False),
+    "accum_steps": (1, True, None, False), "img_size": (8, True, 4096, True), "in_chans": (1, True, 64, True),
+    "num_classes": (1, True, 1_000_000, True), "workers": (0, True, None, False), "threads": (0, True, None, False),
+    "momentum": (0, True, 1, False), "weight_decay": (0, True, None, False), "label_smoothing": (0, True, 1, False),
+    "drop_rate": (0, True, 1, False), "drop_path_rate": (0, True, 1, False), "mixup_alpha": (0, True, None, False),
+    "cutmix_alpha": (0, True, None, False), "mixup_prob": (0, True, 1, True), "cutmix_prob": (0, True, 1, True),
+    "random_erasing": (0, True, 1, True), "hflip": (0, True, 1, True), "crop_scale_min": (0, False, 1, True),
+    "warmup_epochs": (0, True, None, False), "warmup_start_lr": (0, True, None, False), "min_lr": (0, True, None, False),
+    "decay_gamma": (0, False, None, False), "lab_lr": (0, True, None, False), "clip_grad": (0, False, None, False),
+    "ema_decay": (0, False, 1, False), "eval_every": (1, True, None, False), "log_interval": (1, True, None, False),
+    "checkpoint_every": (0, True, None, False), "max_steps_per_epoch": (0, True, None, False),
+    "train_subset": (0, True, None, False), "distill_temperature": (0, False, None, False),
+    "distill_alpha": (0, True, None, False), "recipe_batch_size": (0, True, None, False),
+    "eval_resize_short": (8, True, 8192, True),
+}
+
+
+def _check_ranges(cfg: dict) -> None:
+    """Every numeric setting finite and in range, named by its flag, before any work starts."""
+    for key, (lo, lo_in, hi, hi_in) in _RANGES.items():
+        value = cfg.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, got {value!r}")
+        low_ok = lo is None or (value >= lo if lo_in else value > lo)
+        high_ok = hi is None or (value <= hi if hi_in else value < hi)
+        if not (low_ok and high_ok):
+            span = f"{'[' if lo_in else '('}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}" \
+                   f"{']' if hi_in else ')'}"
+            raise ConfigError(f"{flag} must be in {span}, got {value}")
+    for key in ("lr_mult_list", "decay_epochs", "mean", "std"):
+        values = cfg.get(key) or []
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise ConfigError(f"--{key.replace('_', '-')} values must be finite and >= 0, got {values}")
+    if cfg.get("std") and any(v == 0 for v in cfg["std"]):
+        raise ConfigError(f"--std values must be > 0, got {cfg['std']}")
+
+
+def _saved_config(resume: str) -> Path | None:
+    saved = Path(resume).parent / "config.yaml"
+    return saved if saved.is_file() else None
+
+
+def _print_changes(saved: dict, cfg: dict, given: dict) -> None:
+    changed = {k: (saved.get(k), cfg[k]) for k in given if k not in ("resume",) and saved.get(k) != cfg[k]}
+    if changed:
+        print("resuming with changed settings: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+              file=sys.stderr)
+
+
 def resolve_config(argv: list[str] | None = None) -> dict:
-    """Defaults, then the recipe for ``--model`` (or ``--config``), then the flags given on the command line."""
+    """Defaults, then the recipe for ``--model`` (or ``--config``), then the flags given on the command line.
+
+    With ``--resume``, the run's own ``config.yaml`` (saved beside its checkpoints) takes the recipe's place:
+    the flags given change it, and the changes are printed.
+    """
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "config"}
     for key in ("model", "teacher"):
         if given.get(key) not in (None, _UNSET):
             given[key] = canonical_model_name(given[key], f"--{key}")
-    config = args.config
-    if not given.get("model") and not config and given.get("resume"):
-        # A resumed run carries on with its own settings: train.py saved them beside its checkpoints.
-        saved = Path(given["resume"]).parent / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError(f"--resume {given['resume']}: no config.yaml beside it to take the run's settings from; "
-                              "give the run's --model/--config and flags again")
-        config = str(saved)
-    if not given.get("model") and not config:
-        raise ConfigError("--model is required (e.g. --model pphgnet_small)")
     cfg = dict(DEFAULTS)
-    recipe_path = Path(config) if config else find_recipe(given["model"].split(".")[0])
-    if recipe_path is not None:
-        cfg.update(load_recipe(recipe_path))
+    resume = given.get("resume") if given.get("resume") != _UNSET else None
+    saved = _saved_config(resume) if resume else None
+    if saved is not None:
+        if args.config:
+            raise ConfigError(f"--resume continues with the run's own {saved}; change settings with flags, "
+                              "not --config")
+        base = load_recipe(saved)
+        cfg.update(base)
+        recipe_path = saved
+    elif resume and not given.get("model") and not args.config:
+        raise ConfigError(f"--resume {given['resume']}: no config.yaml beside it to take the run's settings from; "
+                          "give the run's --model/--config and flags again")
+    else:
+        if not given.get("model") and not args.config:
+            raise ConfigError("--model is required (e.g. --model pphgnet_small)")
+        recipe_path = Path(args.config) if args.config else find_recipe(given["model"].split(".")[0])
+        if recipe_path is not None:
+            cfg.update(load_recipe(recipe_path))
     cfg.update(given)
     cfg.update({k: None for k, v in cfg.items() if v == _UNSET})
+    if saved is not None:
+        _print_changes(base, cfg, given)
     cfg["recipe"] = str(recipe_path) if recipe_path else None
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: dict) -> None:
     if not cfg.get("model"):
         raise ConfigError("no model: give --model")
+    cfg["model"] = canonical_model_name(cfg["model"])
+    _check_ranges(cfg)
     if cfg["lr_mult_list"] is not None and len(cfg["lr_mult_list"]) != 5:
         raise ConfigError(f"--lr-mult-list needs 5 values (stem + 4 stages), got {cfg['lr_mult_list']}")
     if not 0 <= cfg["freeze"] <= 5:
         raise ConfigError(f"--freeze counts leading units of [stem, stage1..4]: 0..5, got {cfg['freeze']}")
-    if cfg["accum_steps"] < 1 or cfg["batch_size"] < 1 or cfg["epochs"] < 1:
-        raise ConfigError("--accum-steps, --batch-size and --epochs must be >= 1")
     if cfg["randaugment"]:
         from ..data.randaugment import parse_randaugment
         try:
@@ -180,4 +252,5 @@ def resolve_config(argv: list[str] | None = None) -> dict:
         raise ConfigError("distillation needs both --teacher MODEL and --teacher-checkpoint FILE")
     if cfg["extra_data"] and not cfg["teacher"]:
         raise ConfigError("--extra-data (unlabeled images) only makes sense with --teacher")
-    return cfg
+    if cfg["mean"] is not None and len(cfg["mean"]) not in (1, cfg["in_chans"]):
+        raise ConfigError(f"--mean has {len(cfg['mean'])} values for --in-chans {cfg['in_chans']}")

@@ -1,6 +1,7 @@
 """Training/eval datasets and loaders, with the input checks that must fail before training starts."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -8,12 +9,12 @@ from torch.utils.data import ConcatDataset, Dataset, DistributedSampler, Subset
 from torchvision.transforms import v2
 
 from ..data import FASHION_MNIST_DIR, FashionMNIST, ImageFolder, LabelListDataset, PaddleRandCrop, create_transform, resolve_data_config
-from ..data.datasets import IMAGE_EXTENSIONS
+from ..data.datasets import scan_images
 from ..data.randaugment import parse_randaugment
 from ..data.transforms import read_image
 from .config import ConfigError
 
-__all__ = ["build_datasets", "ResumableSampler", "train_transform", "eval_data_config"]
+__all__ = ["Datasets", "build_datasets", "ResumableSampler", "train_transform", "eval_data_config"]
 
 
 def train_transform(cfg: dict) -> v2.Compose:
@@ -64,14 +65,10 @@ class _ImageFiles(Dataset):
 def _folder(root: Path, transform) -> ImageFolder:
     if not root.is_dir():
         raise ConfigError(f"data folder {root} not found (expected <data-dir>/<split>/<class>/<image>)")
-    empty = sorted(d.name for d in root.iterdir() if d.is_dir()
-                   and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.rglob("*") if p.is_file()))
-    if empty:
-        raise ConfigError(f"{root}: class folder(s) with no images: {empty}")
     try:
         return ImageFolder(root, transform=transform)
     except FileNotFoundError as e:
-        raise ConfigError(f"{root}: {e}") from None
+        raise ConfigError(str(e)) from None
 
 
 def _extra(spec: str, transform, rest: Dataset | None) -> Dataset:
@@ -81,7 +78,7 @@ def _extra(spec: str, transform, rest: Dataset | None) -> Dataset:
         return _Unlabeled(rest)
     path = Path(spec)
     if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = scan_images(path)
     elif path.is_file():
         files = []
         for line in path.read_text().splitlines():
@@ -95,8 +92,20 @@ def _extra(spec: str, transform, rest: Dataset | None) -> Dataset:
     return _ImageFiles(files, transform)
 
 
-def build_datasets(cfg: dict, eval_cfg: dict) -> tuple[Dataset, Dataset, int, Dataset | None]:
-    """(train, val, number of classes in the data, unlabeled extra or None); ConfigError on bad input."""
+@dataclass
+class Datasets:
+    """What :func:`build_datasets` finds: the training and evaluation sets, the class count of the data, the
+    class names where the data has them (folder names, Fashion-MNIST's), and the unlabeled extra images."""
+
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    class_names: list[str] | None
+    extra: Dataset | None
+
+
+def build_datasets(cfg: dict, eval_cfg: dict) -> Datasets:
+    """The datasets ``cfg`` names; ConfigError on bad input."""
     tt = train_transform(cfg)
     et = create_transform(eval_cfg, training=False, normalize=False)
     kind, data_dir = cfg["dataset"], cfg["data_dir"]
@@ -111,7 +120,7 @@ def build_datasets(cfg: dict, eval_cfg: dict) -> tuple[Dataset, Dataset, int, Da
             train, val = FashionMNIST(root, True, tt, rgb=rgb), FashionMNIST(root, False, et, rgb=rgb)
         except FileNotFoundError as e:
             raise ConfigError(str(e)) from None
-        n_data = len(FashionMNIST.classes)
+        n_data, names = len(FashionMNIST.classes), list(FashionMNIST.classes)
     else:
         if not data_dir or not Path(data_dir).is_dir():
             raise ConfigError(f"data dir {data_dir!r} not found")
@@ -120,7 +129,7 @@ def build_datasets(cfg: dict, eval_cfg: dict) -> tuple[Dataset, Dataset, int, Da
             val = _folder(Path(data_dir) / cfg["val_split"], et)
             if train.classes != val.classes:
                 raise ConfigError(f"{data_dir}: train and val have different class folders")
-            n_data = len(train.classes)
+            n_data, names = len(train.classes), list(train.classes)
         else:
             if not cfg["train_list"] or not cfg["val_list"]:
                 raise ConfigError("--dataset list needs --train-list and --val-list")
@@ -129,7 +138,7 @@ def build_datasets(cfg: dict, eval_cfg: dict) -> tuple[Dataset, Dataset, int, Da
                     raise ConfigError(f"label list {f} not found")
             train = LabelListDataset(cfg["train_list"], data_dir, transform=tt)
             val = LabelListDataset(cfg["val_list"], data_dir, transform=et)
-            n_data = max(max(train.targets), max(val.targets)) + 1
+            n_data, names = max(max(train.targets), max(val.targets)) + 1, None
     if cfg["num_classes"] is not None:
         mismatch = cfg["num_classes"] < n_data if kind == "list" else cfg["num_classes"] != n_data
         if mismatch:
@@ -142,7 +151,7 @@ def build_datasets(cfg: dict, eval_cfg: dict) -> tuple[Dataset, Dataset, int, Da
     extra = _extra(cfg["extra_data"], tt, rest) if cfg["extra_data"] else None
     if extra is not None:
         train = ConcatDataset([train, extra])
-    return train, val, n_data, extra
+    return Datasets(train, val, n_data, names, extra)
 
 
 class ResumableSampler(DistributedSampler):

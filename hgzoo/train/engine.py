@@ -1,13 +1,19 @@
-"""The training run: checks, model/teacher set-up, the loop (AMP, accumulation, EMA, DDP), eval, checkpoints."""
+"""The training run, in named steps: check the output, build the inputs (data, model, teacher, resume state),
+place the model (device, EMA, DDP), set up the optimisation, then per epoch ``train_one_epoch``, ``evaluate``
+and the checkpoints."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 import random
+import shutil
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +26,22 @@ from torch.utils.data import DataLoader, Subset
 import hgzoo
 
 from .._builder import state_dict_of
-from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, safe_load
-
+from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, atomic_write, safe_load
 from ..data import Normalizer
 from ..data.mixup import MixUpCutMix, soft_cross_entropy
 from .config import ConfigError, canonical_model_name
-from .data import ResumableSampler, build_datasets, eval_data_config, shard
+from .data import Datasets, ResumableSampler, build_datasets, eval_data_config, shard
 from .optim import LRSchedule, create_optimizer, freeze_units
-from .utils import DistillationLoss, ModelEMA, atomic_save, init_distributed, read_train_state, rng_state, set_rng_state, unwrap
+from .utils import (DistillationLoss, ModelEMA, atomic_save, init_distributed, read_train_state, rng_state,
+                    set_rng_state, unwrap)
 
-__all__ = ["run"]
+__all__ = ["run", "evaluate", "train_one_epoch", "prepare_output", "plot_summary", "RUN_FILES"]
 
 SUMMARY_FIELDS = ["epoch", "train_loss", "eval_top1", "eval_top5", "ema_top1", "lr", "epoch_time_s", "images_per_s"]
+#: The files a run writes into its output folder (``--overwrite`` removes them before a new run starts).
+RUN_FILES = ("config.yaml", "summary.csv", "last.pt", "best.pt", "curves.png", "tb")
+#: The layout version of train.py's checkpoints (readable with ``weights_only=True`` since version 2).
+CHECKPOINT_VERSION = 2
 
 
 def _checkpoint_error(what: str, path: str, e: Exception) -> ConfigError:
@@ -58,6 +68,38 @@ def _check_compatible(model: nn.Module, state: dict, what: str) -> None:
         raise ConfigError(f"{what} does not fit the model: {len(missing)} missing keys {missing[:3]}, "
                           f"{len(unexpected)} unexpected {unexpected[:3]}, shape mismatches {shapes[:3]}")
 
+
+# ---------------------------------------------------------------------------------------------- the output folder
+
+def prepare_output(cfg: dict, main: bool = True) -> Path:
+    """The run's output folder, checked before any work: not a file, writable, and not holding another run
+    (unless ``--resume`` continues the run that is there, or ``--overwrite`` replaces it)."""
+    out = Path(cfg["output"] or f"output/{cfg['model'].split('.')[0]}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {out} is a file, not a folder; give a folder for the run's checkpoints")
+    resuming_here = cfg["resume"] and Path(cfg["resume"]).resolve().parent == out.resolve()
+    existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if existing and not resuming_here and not cfg["overwrite"]:
+        raise ConfigError(f"--output {out} already holds files ({', '.join(existing[:4])}"
+                          f"{', ...' if len(existing) > 4 else ''}); give --resume {out / 'last.pt'} to continue that "
+                          "run, --overwrite to replace it, or another --output")
+    probe = out if out.is_dir() else next((p for p in out.parents if p.exists()), Path("."))
+    if not probe.is_dir() or not _writable(probe):
+        raise ConfigError(f"--output {out}: {probe} is not a writable folder")
+    if main:
+        if cfg["overwrite"] and not resuming_here:
+            for name in RUN_FILES:
+                target = out / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
 
 def _create_model(cfg: dict, num_classes: int) -> nn.Module:
     kw = dict(num_classes=num_classes, in_chans=cfg["in_chans"], drop_path_rate=cfg["drop_path_rate"])
@@ -100,6 +142,296 @@ def _build_teacher(cfg: dict, num_classes: int, device) -> nn.Module:
     _check_compatible(teacher, state, f"--teacher-checkpoint {path}")
     teacher.load_state_dict(state)
     return teacher.eval().requires_grad_(False).to(device)
+
+
+
+@dataclass
+class _Inputs:
+    """What the run is made of, all checked before anything trains."""
+
+    data: Datasets
+    eval_cfg: dict
+    num_classes: int
+    model: nn.Module
+    teacher: nn.Module | None
+    resume: dict | None
+
+
+def build_inputs(cfg: dict, device) -> _Inputs:
+    """Data, model (initial checkpoint loaded), teacher and resume state; ConfigError for bad input."""
+    cfg["model"] = canonical_model_name(cfg["model"])  # a saved config may hold any spelling
+    pretrained_cfg = getattr(hgzoo.create_model(cfg["model"], num_classes=0), "pretrained_cfg", None)
+    eval_cfg = eval_data_config(cfg, pretrained_cfg)
+    data = build_datasets(cfg, eval_cfg)
+    num_classes = cfg["num_classes"] if cfg["num_classes"] is not None else data.num_classes
+    cfg["num_classes"] = num_classes
+    model = _create_model(cfg, num_classes)
+    if cfg["initial_checkpoint"]:
+        _load_initial(model, cfg["initial_checkpoint"])
+    teacher = _build_teacher(cfg, num_classes, device) if cfg["teacher"] else None
+    resume = None
+    if cfg["resume"]:
+        if not Path(cfg["resume"]).is_file():
+            raise ConfigError(f"--resume {cfg['resume']} not found")
+        try:
+            resume = read_train_state(cfg["resume"], cfg["model"])
+        except (UnsafePickleError, CorruptCheckpointError, OSError, ValueError) as e:
+            raise _checkpoint_error("--resume", cfg["resume"], e) from None
+        _check_compatible(model, resume["model"], f"--resume {cfg['resume']}")
+        if resume["epoch"] >= cfg["epochs"] and resume["micro_in_epoch"] == 0:
+            raise ConfigError(f"--resume {cfg['resume']}: the run already finished its {resume['epoch']} epochs; "
+                              f"give --epochs N with N > {resume['epoch']} to train it further")
+    return _Inputs(data, eval_cfg, num_classes, model, teacher, resume)
+
+
+# ---------------------------------------------------------------------------------------------- the run's state
+
+@dataclass
+class _Run:
+    """Everything the epochs share: the model and its wrappers, data, optimisation, and the counters."""
+
+    cfg: dict
+    out: Path
+    device: torch.device
+    rank: int
+    world: int
+    inputs: _Inputs
+    model: nn.Module
+    ddp: nn.Module
+    fwd: nn.Module
+    ema: ModelEMA | None
+    frozen: list
+    sampler: ResumableSampler
+    loader_args: dict
+    val_loader: DataLoader
+    micro_per_epoch: int
+    steps_per_epoch: int
+    global_batch: int
+    lr: float
+    optimizer: torch.optim.Optimizer
+    sched: LRSchedule
+    scaler: torch.amp.GradScaler
+    amp_ctx: object
+    mixer: MixUpCutMix
+    distill: DistillationLoss | None
+    normalizer: Normalizer
+    erasing: nn.Module | None
+    start_epoch: int = 0
+    start_micro: int = 0
+    best: float = -1.0
+    global_step: int = 0
+    metrics: dict = field(default_factory=lambda: {"top1": math.nan, "top5": math.nan, "ema_top1": math.nan})
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _place_model(model: nn.Module, cfg: dict, device, world: int, main: bool):
+    """(model, ddp-wrapped, what runs forward, EMA, frozen modules) on ``device``."""
+    frozen = freeze_units(model, cfg["freeze"]) if cfg["freeze"] else []
+    if cfg["sync_bn"] and world > 1:
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif main:
+            print("warning: --sync-bn needs CUDA (torch's SyncBatchNorm has no CPU/gloo path); BN stays per process",
+                  file=sys.stderr)
+    model.to(device)
+    if cfg["channels_last"]:
+        model.to(memory_format=torch.channels_last)
+    ema = ModelEMA(model, cfg["ema_decay"]) if cfg["ema"] else None
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if world > 1 else model
+    fwd = torch.compile(ddp) if cfg["torchcompile"] else ddp
+    return model, ddp, fwd, ema, frozen
+
+
+def _loaders(cfg: dict, data: Datasets, device, rank: int, world: int):
+    """(sampler, train loader arguments, val loader, micro-batches and optimizer steps per epoch)."""
+    sampler = ResumableSampler(data.train, world, rank, shuffle=True, seed=cfg["seed"], drop_last=True)
+    per_rank = len(data.train) // world
+    if per_rank < cfg["batch_size"]:
+        raise ConfigError(f"{len(data.train)} training images are fewer than one batch per process "
+                          f"({cfg['batch_size']} x {world})")
+    wk = cfg["workers"]
+    loader_args = dict(batch_size=cfg["batch_size"], sampler=sampler, num_workers=wk, drop_last=True,
+                       persistent_workers=False, pin_memory=device.type == "cuda")
+    val_loader = DataLoader(Subset(data.val, shard(len(data.val), rank, world)), batch_size=cfg["batch_size"],
+                            num_workers=wk, shuffle=False)
+    micro = per_rank // cfg["batch_size"]
+    if cfg["max_steps_per_epoch"]:
+        micro = min(micro, cfg["max_steps_per_epoch"] * cfg["accum_steps"])
+    steps = max(micro // cfg["accum_steps"], 1)
+    return sampler, loader_args, val_loader, steps * cfg["accum_steps"], steps
+
+
+def build_run(cfg: dict, out: Path, device, rank: int, world: int, inputs: _Inputs) -> _Run:
+    """Place the model, make the loaders and the optimisation (optimizer, schedule, AMP, mixing, losses)."""
+    model, ddp, fwd, ema, frozen = _place_model(inputs.model, cfg, device, world, rank == 0)
+    sampler, loader_args, val_loader, micro_per_epoch, steps_per_epoch = _loaders(cfg, inputs.data, device, rank,
+                                                                                  world)
+    global_batch = cfg["batch_size"] * world * cfg["accum_steps"]
+    lr = cfg["lr"] * (global_batch / cfg["recipe_batch_size"] if cfg["recipe_batch_size"] else 1.0)
+    optimizer = create_optimizer(model, cfg, lr)
+    sched = LRSchedule(optimizer, lr, steps_per_epoch, cfg["epochs"], cfg["sched"], cfg["warmup_epochs"],
+                       cfg["warmup_start_lr"], cfg["decay_epochs"], cfg["decay_gamma"], cfg["min_lr"])
+    use_cuda_amp = cfg["amp"] and device.type == "cuda"
+    amp_dtype = torch.float16 if use_cuda_amp else torch.bfloat16
+    erasing = None
+    if cfg["random_erasing"] > 0:
+        from torchvision.transforms import v2
+        erasing = v2.RandomErasing(cfg["random_erasing"], scale=(0.02, 1 / 3), ratio=(0.3, 1 / 0.3), value="random")
+    return _Run(
+        cfg=cfg, out=out, device=device, rank=rank, world=world, inputs=inputs, model=model, ddp=ddp, fwd=fwd,
+        ema=ema, frozen=frozen, sampler=sampler, loader_args=loader_args, val_loader=val_loader,
+        micro_per_epoch=micro_per_epoch, steps_per_epoch=steps_per_epoch, global_batch=global_batch, lr=lr,
+        optimizer=optimizer, sched=sched, scaler=torch.amp.GradScaler("cuda", enabled=use_cuda_amp),
+        amp_ctx=(lambda: torch.autocast(device.type, dtype=amp_dtype)) if cfg["amp"] else nullcontext,
+        mixer=MixUpCutMix(inputs.num_classes, cfg["mixup_alpha"], cfg["cutmix_alpha"], cfg["mixup_prob"],
+                          cfg["cutmix_prob"], cfg["label_smoothing"]),
+        distill=DistillationLoss(cfg["distill_loss"], cfg["distill_temperature"]) if inputs.teacher else None,
+        normalizer=Normalizer(inputs.eval_cfg["mean"], inputs.eval_cfg["std"]).to(device), erasing=erasing)
+
+
+def restore(r: _Run, resume: dict) -> None:
+    """Continue where ``resume`` (a last.pt) stopped: weights, optimizer, schedule, scaler, EMA, counters, RNGs."""
+    r.model.load_state_dict(resume["model"])
+    r.optimizer.load_state_dict(resume["optimizer"])
+    r.sched.load_state_dict(resume["scheduler"])
+    r.scaler.load_state_dict(resume["scaler"])
+    if r.ema is not None and resume.get("ema") is not None:
+        r.ema.module.load_state_dict(resume["ema"])
+    r.start_epoch, r.start_micro = resume["epoch"], resume["micro_in_epoch"]
+    r.best, r.global_step = resume["best_top1"], resume["global_step"]
+    set_rng_state(resume["rng"][r.rank] if r.rank < len(resume["rng"]) else resume["rng"][0])
+    if r.main:
+        print(f"resumed from {r.cfg['resume']}: epoch {r.start_epoch}, batch {r.start_micro}, step {r.global_step}")
+        summary = r.out / "summary.csv"
+        if summary.exists():  # drop rows of epochs the checkpoint does not contain
+            rows = [row for row in csv.DictReader(open(summary)) if int(row["epoch"]) <= r.start_epoch]
+            text = io.StringIO()
+            w = csv.DictWriter(text, SUMMARY_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write(summary, text.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+def _describe(r: _Run) -> dict:
+    """What makes a checkpoint self-describing: the model, its classes and input, and its preprocessing."""
+    cfg = r.cfg
+    return {"hgzoo_checkpoint": CHECKPOINT_VERSION, "model_name": cfg["model"], "num_classes": r.inputs.num_classes,
+            "in_chans": cfg["in_chans"], "img_size": cfg["img_size"], "class_names": r.inputs.data.class_names,
+            "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.inputs.eval_cfg.items()},
+            "config": cfg}
+
+
+def save_last(r: _Run, epoch: int, micro: int) -> None:
+    """``last.pt``: everything ``--resume`` needs (every rank's RNG states gathered on rank 0)."""
+    rngs = [None] * r.world
+    if r.world > 1:
+        dist.all_gather_object(rngs, rng_state())
+    else:
+        rngs = [rng_state()]
+    if not r.main:
+        return
+    atomic_save({
+        **_describe(r), "model": unwrap(r.model).state_dict(), "optimizer": r.optimizer.state_dict(),
+        "scheduler": r.sched.state_dict(), "scaler": r.scaler.state_dict(),
+        "ema": r.ema.module.state_dict() if r.ema else None, "epoch": epoch, "micro_in_epoch": micro,
+        "global_step": r.global_step, "best_top1": r.best, "rng": rngs,
+    }, r.out / "last.pt")
+
+
+def save_best(r: _Run, epoch: int, top1: float, top5: float) -> None:
+    """``best.pt``: the weights (and EMA weights) of the best epoch so far, with their accuracy."""
+    atomic_save({**_describe(r), "model": unwrap(r.model).state_dict(),
+                 "ema": r.ema.module.state_dict() if r.ema else None, "epoch": epoch, "top1": top1, "top5": top5},
+                r.out / "best.pt")
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+def _loss(r: _Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The batch's loss: soft cross-entropy on mixed targets, or the distillation loss against the teacher."""
+    labeled = y >= 0
+    x, soft = r.mixer(x, y.clamp_min(0))
+    if r.cfg["channels_last"]:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with r.amp_ctx():
+        logits = r.fwd(x)
+    if r.distill is None:
+        return soft_cross_entropy(logits, soft)
+    with torch.no_grad(), r.amp_ctx():
+        t_logits = r.inputs.teacher(x)
+    loss = r.distill(logits, t_logits)
+    if r.cfg["distill_alpha"] > 0 and labeled.any():
+        loss = loss + r.cfg["distill_alpha"] * soft_cross_entropy(logits[labeled], soft[labeled])
+    return loss
+
+
+def _optimizer_step(r: _Run) -> None:
+    if r.cfg["clip_grad"]:
+        r.scaler.unscale_(r.optimizer)
+        nn.utils.clip_grad_norm_(r.model.parameters(), r.cfg["clip_grad"])
+    r.scaler.step(r.optimizer)
+    r.scaler.update()
+    r.optimizer.zero_grad(set_to_none=True)
+    r.sched.step()
+    r.global_step += 1
+    if r.ema is not None:
+        r.ema.update(r.model)
+
+
+def train_one_epoch(r: _Run, epoch: int) -> dict:
+    """One epoch (from ``r.start_micro`` when resumed mid-epoch); returns its mean loss, images and seconds."""
+    cfg, t0 = r.cfg, time.time()
+    r.sampler.set_epoch(epoch)
+    r.sampler.start = r.start_micro * cfg["batch_size"]
+    r.model.train()
+    for m in r.frozen:
+        m.eval()
+    total_loss, seen, micro = 0.0, 0, r.start_micro
+    bar = _progress(r, epoch) if r.main and cfg["progress"] else None
+    for x, y in DataLoader(r.inputs.data.train, **r.loader_args):
+        if micro >= r.micro_per_epoch:
+            break
+        x, y = r.normalizer(x.to(r.device, non_blocking=True)), y.to(r.device)
+        if r.erasing is not None:
+            x = torch.stack([r.erasing(img) for img in x])
+        sync = (micro + 1) % cfg["accum_steps"] == 0
+        with r.ddp.no_sync() if (r.world > 1 and not sync) else nullcontext():
+            loss = _loss(r, x, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, batch {micro}")
+            r.scaler.scale(loss / cfg["accum_steps"]).backward()
+        micro += 1
+        total_loss += loss.item() * len(x)
+        seen += len(x)
+        if sync:
+            _optimizer_step(r)
+            if cfg["checkpoint_every"] and r.global_step % cfg["checkpoint_every"] == 0 and micro < r.micro_per_epoch:
+                save_last(r, epoch, micro)
+        if bar is not None:
+            bar.update(1)
+            if micro % max(cfg["log_interval"], 1) == 0 or micro == r.micro_per_epoch:
+                bar.set_postfix(loss=f"{total_loss / max(seen, 1):.4f}", lr=f"{r.sched.lr:.4g}",
+                                img_s=f"{seen * r.world / max(time.time() - t0, 1e-9):.0f}")
+    if bar is not None:
+        bar.close()
+    r.start_micro = 0
+    stats = torch.tensor([total_loss, seen], dtype=torch.float64)
+    if r.world > 1:
+        dist.all_reduce(stats)
+    return {"loss": stats[0].item() / max(stats[1].item(), 1), "images": stats[1].item(), "seconds": time.time() - t0}
+
+
+def _progress(r: _Run, epoch: int):
+    from tqdm import tqdm
+
+    return tqdm(total=r.micro_per_epoch, initial=r.start_micro, desc=f"epoch {epoch + 1}/{r.cfg['epochs']}",
+                dynamic_ncols=True, file=sys.stdout, mininterval=2.0)
 
 
 class _Logger:
@@ -173,230 +505,55 @@ def evaluate(model: nn.Module, loader: DataLoader, normalizer: Normalizer, devic
     return 100 * stats[0].item() / n, 100 * stats[1].item() / n
 
 
+def _end_of_epoch(r: _Run, epoch: int, trained: dict, logger) -> None:
+    """Evaluate (on eval epochs), keep the best weights, log the row, save last.pt."""
+    cfg = r.cfg
+    if (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]:
+        args = (r.val_loader, r.normalizer, r.device, cfg["channels_last"], r.amp_ctx)
+        r.metrics["top1"], r.metrics["top5"] = evaluate(r.fwd if not cfg["torchcompile"] else r.ddp, *args)
+        if r.ema is not None:
+            r.metrics["ema_top1"], _ = evaluate(r.ema.module, *args)
+    top1, top5 = r.metrics["top1"], r.metrics["top5"]
+    is_best = top1 > r.best
+    r.best = max(r.best, top1) if not math.isnan(top1) else r.best
+    if r.main:
+        if is_best:
+            save_best(r, epoch + 1, top1, top5)
+        row = dict(epoch=epoch + 1, train_loss=round(trained["loss"], 5), eval_top1=round(top1, 3),
+                   eval_top5=round(top5, 3), ema_top1=round(r.metrics["ema_top1"], 3) if r.ema else "",
+                   lr=r.sched.lr, epoch_time_s=round(trained["seconds"], 1),
+                   images_per_s=round(trained["images"] / max(trained["seconds"], 1e-9), 1))
+        logger.epoch(row)
+        print(json.dumps(row))
+    save_last(r, epoch + 1, 0)  # after the summary row: a crash in between redoes the epoch, rows deduped
+
+
 def run(cfg: dict) -> dict:
     """Train as ``cfg`` says; returns the final metrics. Raises ConfigError on bad input before training."""
     device, rank, world, _ = init_distributed(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])  # on a busy CPU, 1 thread per process is often much faster
-    main = rank == 0
     seed = cfg["seed"] + rank
     random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
-
-    # ---- inputs, checked before anything trains ----
-    cfg["model"] = canonical_model_name(cfg["model"])  # a saved config may hold any spelling
-    pretrained_cfg = getattr(hgzoo.create_model(cfg["model"], num_classes=0), "pretrained_cfg", None)
-    eval_cfg = eval_data_config(cfg, pretrained_cfg)
-    train_ds, val_ds, n_data, extra = build_datasets(cfg, eval_cfg)
-    num_classes = cfg["num_classes"] if cfg["num_classes"] is not None else n_data
-    cfg["num_classes"] = num_classes
-    model = _create_model(cfg, num_classes)
-    if cfg["initial_checkpoint"]:
-        _load_initial(model, cfg["initial_checkpoint"])
-    teacher = _build_teacher(cfg, num_classes, device) if cfg["teacher"] else None
-    resume = None
-    if cfg["resume"]:
-        if not Path(cfg["resume"]).is_file():
-            raise ConfigError(f"--resume {cfg['resume']} not found")
-        try:
-            resume = read_train_state(cfg["resume"], cfg["model"])
-        except (UnsafePickleError, CorruptCheckpointError, OSError, ValueError) as e:
-            raise _checkpoint_error("--resume", cfg["resume"], e) from None
-        _check_compatible(model, resume["model"], f"--resume {cfg['resume']}")
-
-    out = Path(cfg["output"] or f"output/{cfg['model']}")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in cfg.items()}, sort_keys=False))
-
-    # ---- model on the device ----
-    frozen = freeze_units(model, cfg["freeze"]) if cfg["freeze"] else []
-    if cfg["sync_bn"] and world > 1:
-        if device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        elif main:
-            print("warning: --sync-bn needs CUDA (torch's SyncBatchNorm has no CPU/gloo path); BN stays per process",
-                  file=sys.stderr)
-    model.to(device)
-    if cfg["channels_last"]:
-        model.to(memory_format=torch.channels_last)
-    ema = ModelEMA(model, cfg["ema_decay"]) if cfg["ema"] else None
-    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
-        if world > 1 else model
-    fwd = torch.compile(ddp) if cfg["torchcompile"] else ddp
-
-    # ---- data ----
-    sampler = ResumableSampler(train_ds, world, rank, shuffle=True, seed=cfg["seed"], drop_last=True)
-    per_rank = len(train_ds) // world
-    if per_rank < cfg["batch_size"]:
-        raise ConfigError(f"{len(train_ds)} training images are fewer than one batch per process "
-                          f"({cfg['batch_size']} x {world})")
-    wk = cfg["workers"]
-    train_loader_args = dict(batch_size=cfg["batch_size"], sampler=sampler, num_workers=wk, drop_last=True,
-                             persistent_workers=False, pin_memory=device.type == "cuda")
-    val_loader = DataLoader(Subset(val_ds, shard(len(val_ds), rank, world)), batch_size=cfg["batch_size"],
-                            num_workers=wk, shuffle=False)
-    micro_per_epoch = per_rank // cfg["batch_size"]
-    if cfg["max_steps_per_epoch"]:
-        micro_per_epoch = min(micro_per_epoch, cfg["max_steps_per_epoch"] * cfg["accum_steps"])
-    steps_per_epoch = max(micro_per_epoch // cfg["accum_steps"], 1)
-    micro_per_epoch = steps_per_epoch * cfg["accum_steps"]
-
-    # ---- optimisation ----
-    global_batch = cfg["batch_size"] * world * cfg["accum_steps"]
-    lr = cfg["lr"] * (global_batch / cfg["recipe_batch_size"] if cfg["recipe_batch_size"] else 1.0)
-    optimizer = create_optimizer(model, cfg, lr)
-    sched = LRSchedule(optimizer, lr, steps_per_epoch, cfg["epochs"], cfg["sched"], cfg["warmup_epochs"],
-                       cfg["warmup_start_lr"], cfg["decay_epochs"], cfg["decay_gamma"], cfg["min_lr"])
-    use_cuda_amp = cfg["amp"] and device.type == "cuda"
-    amp_dtype = torch.float16 if use_cuda_amp else torch.bfloat16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_cuda_amp)
-    amp_ctx = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if cfg["amp"] else nullcontext
-    mixer = MixUpCutMix(num_classes, cfg["mixup_alpha"], cfg["cutmix_alpha"], cfg["mixup_prob"], cfg["cutmix_prob"],
-                        cfg["label_smoothing"])
-    distill = DistillationLoss(cfg["distill_loss"], cfg["distill_temperature"]) if teacher is not None else None
-    normalizer = Normalizer(eval_cfg["mean"], eval_cfg["std"]).to(device)
-    erasing = None
-    if cfg["random_erasing"] > 0:
-        from torchvision.transforms import v2
-        erasing = v2.RandomErasing(cfg["random_erasing"], scale=(0.02, 1 / 3), ratio=(0.3, 1 / 0.3), value="random")
-
-    start_epoch, start_micro, best, global_step = 0, 0, -1.0, 0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
-        if ema is not None and resume.get("ema") is not None:
-            ema.module.load_state_dict(resume["ema"])
-        start_epoch, start_micro = resume["epoch"], resume["micro_in_epoch"]
-        best, global_step = resume["best_top1"], resume["global_step"]
-        rng = resume["rng"][rank] if rank < len(resume["rng"]) else resume["rng"][0]
-        set_rng_state(rng)
-        if main:
-            print(f"resumed from {cfg['resume']}: epoch {start_epoch}, batch {start_micro}, step {global_step}")
-            summary = out / "summary.csv"
-            if summary.exists():  # drop rows of epochs the checkpoint does not contain
-                rows = [r for r in csv.DictReader(open(summary)) if int(r["epoch"]) <= start_epoch]
-                with open(summary, "w", newline="") as f:
-                    w = csv.DictWriter(f, SUMMARY_FIELDS)
-                    w.writeheader()
-                    w.writerows(rows)
-
-    def save(name: str, epoch: int, micro: int) -> None:
-        rngs = [None] * world
-        if world > 1:
-            dist.all_gather_object(rngs, rng_state())
-        else:
-            rngs = [rng_state()]
-        if not main:
-            return
-        atomic_save({
-            "model_name": cfg["model"], "num_classes": num_classes, "in_chans": cfg["in_chans"],
-            "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-            "ema": ema.module.state_dict() if ema else None, "epoch": epoch, "micro_in_epoch": micro,
-            "global_step": global_step, "best_top1": best, "rng": rngs, "config": cfg,
-        }, out / name)
-
-    logger = _Logger(out, cfg["tensorboard"]) if main else None
-    if main:
-        n_params = sum(p.numel() for p in model.parameters())
-        print(f"{cfg['model']}: {n_params / 1e6:.2f}M params, {num_classes} classes, {len(train_ds)} train images"
-              f"{f' ({len(extra)} unlabeled)' if extra is not None else ''}, {len(val_ds)} eval; {world} process(es) "
-              f"on {device}; global batch {global_batch}, lr {lr:g}; {steps_per_epoch} steps/epoch; output {out}")
-
-    top1 = top5 = ema_top1 = float("nan")
-    for epoch in range(start_epoch, cfg["epochs"]):
-        t0 = time.time()
-        sampler.set_epoch(epoch)
-        sampler.start = start_micro * cfg["batch_size"]
-        loader = DataLoader(train_ds, **train_loader_args)
-        model.train()
-        for m in frozen:
-            m.eval()
-        total_loss, seen, n_loss = 0.0, 0, 0
-        bar = None
-        if main and cfg["progress"]:
-            from tqdm import tqdm
-            bar = tqdm(total=micro_per_epoch, initial=start_micro, desc=f"epoch {epoch + 1}/{cfg['epochs']}",
-                       dynamic_ncols=True, file=sys.stdout, mininterval=2.0)
-        micro = start_micro
-        for x, y in loader:
-            if micro >= micro_per_epoch:
-                break
-            x, y = normalizer(x.to(device, non_blocking=True)), y.to(device)
-            if erasing is not None:
-                x = torch.stack([erasing(img) for img in x])
-            labeled = y >= 0
-            x, soft = mixer(x, y.clamp_min(0))
-            if cfg["channels_last"]:
-                x = x.contiguous(memory_format=torch.channels_last)
-            sync = (micro + 1) % cfg["accum_steps"] == 0
-            ctx = ddp.no_sync() if (world > 1 and not sync) else nullcontext()
-            with ctx:
-                with amp_ctx():
-                    logits = fwd(x)
-                if distill is not None:
-                    with torch.no_grad(), amp_ctx():
-                        t_logits = teacher(x)
-                    loss = distill(logits, t_logits)
-                    if cfg["distill_alpha"] > 0 and labeled.any():
-                        loss = loss + cfg["distill_alpha"] * soft_cross_entropy(logits[labeled], soft[labeled])
-                else:
-                    loss = soft_cross_entropy(logits, soft)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, batch {micro}")
-                scaler.scale(loss / cfg["accum_steps"]).backward()
-            micro += 1
-            total_loss += loss.item() * len(x)
-            seen += len(x)
-            if sync:
-                if cfg["clip_grad"]:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                sched.step()
-                global_step += 1
-                if ema is not None:
-                    ema.update(model)
-                if cfg["checkpoint_every"] and global_step % cfg["checkpoint_every"] == 0 and micro < micro_per_epoch:
-                    save("last.pt", epoch, micro)
-            if bar is not None:
-                bar.update(1)
-                if micro % max(cfg["log_interval"], 1) == 0 or micro == micro_per_epoch:
-                    el = time.time() - t0
-                    bar.set_postfix(loss=f"{total_loss / max(seen, 1):.4f}", lr=f"{sched.lr:.4g}",
-                                    img_s=f"{seen * world / max(el, 1e-9):.0f}")
-        if bar is not None:
-            bar.close()
-        stats = torch.tensor([total_loss, seen], dtype=torch.float64)
-        if world > 1:
-            dist.all_reduce(stats)
-        train_loss = stats[0].item() / max(stats[1].item(), 1)
-        train_time = time.time() - t0
-        start_micro = 0
-        if (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]:
-            top1, top5 = evaluate(fwd if not cfg["torchcompile"] else ddp, val_loader, normalizer, device,
-                                  cfg["channels_last"], amp_ctx)
-            if ema is not None:
-                ema_top1, _ = evaluate(ema.module, val_loader, normalizer, device, cfg["channels_last"], amp_ctx)
-        is_best = top1 > best
-        best = max(best, top1) if not math.isnan(top1) else best
-        if main:
-            if is_best:
-                atomic_save({"model_name": cfg["model"], "num_classes": num_classes, "in_chans": cfg["in_chans"],
-                             "model": unwrap(model).state_dict(), "ema": ema.module.state_dict() if ema else None,
-                             "epoch": epoch + 1, "top1": top1, "top5": top5, "config": cfg}, out / "best.pt")
-            row = dict(epoch=epoch + 1, train_loss=round(train_loss, 5), eval_top1=round(top1, 3),
-                       eval_top5=round(top5, 3), ema_top1=round(ema_top1, 3) if ema else "", lr=sched.lr,
-                       epoch_time_s=round(time.time() - t0, 1), images_per_s=round(stats[1].item() / train_time, 1))
-            logger.epoch(row)
-            print(json.dumps(row))
-        save("last.pt", epoch + 1, 0)  # after the summary row: a crash in between redoes the epoch, rows deduped
-    if main and cfg["plot"] and (out / "summary.csv").exists():
+    out = prepare_output(cfg, main=rank == 0)
+    inputs = build_inputs(cfg, device)
+    r = build_run(cfg, out, device, rank, world, inputs)
+    if inputs.resume is not None:
+        restore(r, inputs.resume)
+    logger = None
+    if r.main:
+        atomic_write(out / "config.yaml", yaml.safe_dump(dict(cfg), sort_keys=False))
+        logger = _Logger(out, cfg["tensorboard"])
+        n_params = sum(p.numel() for p in r.model.parameters())
+        extra = inputs.data.extra
+        print(f"{cfg['model']}: {n_params / 1e6:.2f}M params, {inputs.num_classes} classes, "
+              f"{len(inputs.data.train)} train images{f' ({len(extra)} unlabeled)' if extra is not None else ''}, "
+              f"{len(inputs.data.val)} eval; {world} process(es) on {device}; global batch {r.global_batch}, "
+              f"lr {r.lr:g}; {r.steps_per_epoch} steps/epoch; output {out}")
+    for epoch in range(r.start_epoch, cfg["epochs"]):
+        _end_of_epoch(r, epoch, train_one_epoch(r, epoch), logger)
+    if r.main and cfg["plot"] and (out / "summary.csv").exists():
         plot_summary(out)
     if dist.is_initialized():
         dist.barrier()
-    return {"top1": top1, "top5": top5, "best_top1": best, "ema_top1": ema_top1, "output": str(out)}
+    return {**r.metrics, "best_top1": r.best, "output": str(out)}

@@ -1,0 +1,138 @@
+"""What every command does with a failure: one line on stderr, and an exit code that says whose it is.
+
+* ``0``: done;
+* ``1``: it ran, and a check failed or the run could not finish (a verification below its bound, an image
+  that would not decode without ``--skip-bad-images``, a full disk);
+* ``2``: bad input (a flag, a model name, a file, a checkpoint), reported before any work is done;
+* ``130``: interrupted (Ctrl-C).
+
+A traceback is kept for what is none of these: a bug, which deserves one.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+__all__ = ["BadInput", "RunFailed", "guarded_main", "one_line", "positive_int", "non_negative_int",
+           "positive_float", "finite_float", "writable_file", "set_max_image_pixels"]
+
+
+class BadInput(ValueError):
+    """Bad input found by a command's own checks: exit 2."""
+
+
+class RunFailed(RuntimeError):
+    """The command ran and a check failed: exit 1."""
+
+
+def one_line(e: BaseException) -> str:
+    """The exception's message on one line (a multi-line message's lines joined by ``; ``)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return "; ".join(lines) if lines else type(e).__name__
+
+
+def _bad_input_types() -> tuple[type[BaseException], ...]:
+    from ._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError
+    from ._registry import UnknownModelError
+
+    return (BadInput, UnknownModelError, UnsafePickleError, CorruptCheckpointError, CheckpointMismatchError,
+            FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def guarded_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
+                 bad_input: tuple[type[BaseException], ...] = (), failed: tuple[type[BaseException], ...] = ()) -> int:
+    """Run ``main(argv)`` and turn the failures a user can cause into one line and an exit code.
+
+    ``bad_input`` and ``failed`` add a command's own exception types to exit 2 and exit 1. Warnings print as
+    one ``warning: ...`` line each.
+    """
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except RunFailed as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            print(f"error: {one_line(e)}", file=sys.stderr)
+            return 1
+        if isinstance(e, _bad_input_types()):
+            print(f"error: {one_line(e)}", file=sys.stderr)
+            return 2
+        raise
+    except Exception as e:
+        if isinstance(e, _bad_input_types() + bad_input):
+            print(f"error: {one_line(e)}", file=sys.stderr)
+            return 2
+        if failed and isinstance(e, failed):
+            print(f"error: {one_line(e)}", file=sys.stderr)
+            return 1
+        raise
+
+
+# ---------------------------------------------------------------------------------------------- argparse types
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (not nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def writable_file(path: str, flag: str) -> None:
+    """Raise :class:`BadInput` now, before any work, if ``path`` could not be written at the end."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise BadInput(f"{flag} {path} is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise BadInput(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInput(f"{flag} {path}: the folder {folder} is not writable")
+
+
+def set_max_image_pixels(value: int | None) -> None:
+    """``--max-image-pixels``: the decoded-image limit for this process and its data-loader workers."""
+    if value is not None:
+        os.environ["HGZOO_MAX_IMAGE_PIXELS"] = str(value)
