@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import hgzoo
-from hgzoo._cli import guarded_main
+from hgzoo._cli import BadInput, guarded_main
 from hgzoo.hub import WeightsNotFoundError
 from hgzoo._registry import paddle_name
 from hgzoo.deploy.cli import add_parser as add_export_parser
@@ -28,8 +28,7 @@ def count_flops(model: torch.nn.Module, size: int = 224) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     names = hgzoo.list_models(args.pattern)
     if not names:
-        print(f"no model matches {args.pattern!r}; see `python -m hgzoo models`", file=sys.stderr)
-        return 1
+        raise BadInput(f"no model matches {args.pattern!r}; see `python -m hgzoo models`")
     header = ["model", "PaddleClas name", "params (M)"]
     if args.flops:
         header.append("GFLOPs@224")

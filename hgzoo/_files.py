@@ -190,7 +190,8 @@ def _check_zip(path: Path, size: int) -> None:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CorruptCheckpointError(f"{path} is a damaged zip (PyTorch) file: {e}; save or download it again") from None
+        raise CorruptCheckpointError(f"{path} is corrupt: not a readable zip (PyTorch) file ({e}); save or download "
+                                     "it again") from None
     declared = sum(i.file_size for i in infos)
     # torch.save stores its members uncompressed: what they declare cannot exceed the file by much.
     if declared > 2 * size + (64 << 20):
@@ -236,8 +237,8 @@ def _first_line(e: BaseException) -> str:
 def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     """``_codecs.encode`` as pickle protocol 2 uses it to carry ``bytes``: text to latin-1 bytes, nothing else."""
     if not isinstance(text, str) or encoding != "latin1":
-        raise UnsafePickleError(f"refused _codecs.encode({type(text).__name__}, {encoding!r}): a .pdparams file only "
-                                "uses it as pickle protocol 2's latin-1 encoding of bytes")
+        raise UnsafePickleError(f"refused: it calls _codecs.encode({type(text).__name__}, {encoding!r}), which a "
+                                ".pdparams file only uses as pickle protocol 2's latin-1 encoding of bytes")
     return codecs.encode(text, "latin1")
 
 
@@ -256,12 +257,12 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             return _latin1_encode
         if (module, name) not in _PDPARAMS_ALLOWED:
             raise UnsafePickleError(
-                f"refused to load {module}.{name}: a .pdparams file may only hold numpy arrays. "
-                "This file is not a plain Paddle checkpoint; do not load it from an untrusted source.")
+                f"refused: it asks to build {module}.{name}, and a .pdparams file may only hold numpy arrays. "
+                "It is not a plain Paddle checkpoint; do not load it from an untrusted source")
         return super().find_class(module, name)
 
     def persistent_load(self, pid):
-        raise UnsafePickleError("refused a persistent id: a .pdparams file holds no external references")
+        raise UnsafePickleError("refused: it holds a persistent id, and a .pdparams file holds no external references")
 
 
 def load_pdparams(path: str | os.PathLike | bytes) -> dict[str, np.ndarray]:
@@ -277,8 +278,8 @@ def load_pdparams(path: str | os.PathLike | bytes) -> dict[str, np.ndarray]:
         data, name = checked.read_bytes(), str(path)
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{name} was {e}") from None
     except Exception as e:  # truncated or garbage files fail in many ways inside pickle
         raise CorruptCheckpointError(
             f"{name} is not a readable .pdparams checkpoint (truncated or corrupt: {type(e).__name__}: {e}). "

@@ -213,6 +213,7 @@ def resolve_config(argv: list[str] | None = None) -> dict:
             raise ConfigError(f"--resume continues with the run's own {saved}; change settings with flags, "
                               "not --config")
         base = load_recipe(saved)
+        base["output"] = str(Path(resume).parent)  # the run continues where its checkpoint is
         cfg.update(base)
         recipe_path = saved
     elif resume and not given.get("model") and not args.config:

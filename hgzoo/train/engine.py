@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -83,20 +84,19 @@ def prepare_output(cfg: dict, main: bool = True) -> Path:
         raise ConfigError(f"--output {out} already holds files ({', '.join(existing[:4])}"
                           f"{', ...' if len(existing) > 4 else ''}); give --resume {out / 'last.pt'} to continue that "
                           "run, --overwrite to replace it, or another --output")
-    probe = out if out.is_dir() else next((p for p in out.parents if p.exists()), Path("."))
-    if not probe.is_dir() or not _writable(probe):
-        raise ConfigError(f"--output {out}: {probe} is not a writable folder")
     if main:
-        if cfg["overwrite"] and not resuming_here:
-            for name in RUN_FILES:
-                target = out / name
-                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            if cfg["overwrite"] and not resuming_here:
+                for name in RUN_FILES:
+                    target = out / name
+                    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise ConfigError(f"--output {out} cannot be written ({e.strerror}); give a writable folder") from None
     return out
-
-
-def _writable(folder: Path) -> bool:
-    return os.access(folder, os.W_OK | os.X_OK)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
