@@ -6,21 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 import hgzoo
+from hgzoo._flops import count_flops
 from hgzoo._registry import paddle_name
 from hgzoo.deploy.cli import add_parser as add_export_parser
 from hgzoo.predict import add_parser as add_predict_parser
-
-
-def count_flops(model: torch.nn.Module, size: int = 224) -> int:
-    """FLOPs of one forward pass at ``size``x``size`` (torch's count: one multiply-add = 2 FLOPs)."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
-    return counter.get_total_flops()
 
 
 def cmd_models(args: argparse.Namespace) -> int:

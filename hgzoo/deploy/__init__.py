@@ -17,7 +17,7 @@ from .api import (
 )
 from .drift import ALL_TARGETS, DriftReport, measure_drift
 from .images import ImageSet, eval_transform, image_set, sample_photo_views
-from .reparam import reparameterize
+from ..layers import reparameterize
 from .runtimes import Predictor, export_onnx, load
 
 __all__ = [

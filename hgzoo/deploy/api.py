@@ -19,7 +19,7 @@ from torch import nn
 from ..pretrained import PretrainedCfg
 from . import runtimes as rt
 from .images import ImageSource, eval_transform, image_set, split_indices
-from .reparam import reparameterize
+from ..layers import reparameterize
 
 __all__ = [
     "export", "ExportReport", "ExportError", "ExportVerificationError", "FORMATS", "PRECISIONS", "EXTENSIONS",
