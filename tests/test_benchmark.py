@@ -1,5 +1,6 @@
-"""benchmark.py and hgzoo.benchmark: tables, CSV/JSON, the agreement check, skipped backends, bad input,
-and one tiny real run per available CPU backend. No assertion here depends on how fast anything is."""
+"""benchmark.py and its harness (benchmarks/harness/): tables, CSV/JSON, the agreement check, skipped
+backends, bad input, and one tiny real run per available CPU backend. No assertion here depends on how fast
+anything is."""
 from __future__ import annotations
 
 import csv
@@ -10,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from hgzoo.benchmark import (
+from benchmarks.harness import (
     BACKENDS, Backend, BenchmarkConfig, BenchmarkInputError, Measurement, Runner, TimingConfig, check_agreement,
     run_benchmark, time_interleaved, timm_equivalent, to_markdown, write_results,
 )
-from hgzoo.benchmark import backends as backends_mod
-from hgzoo.benchmark import core as core_mod
-from hgzoo.benchmark.cli import main as cli_main
-from hgzoo.benchmark.core import BenchmarkReport, ModelInfo
-from hgzoo.benchmark.report import environment, plot_latency_vs_top1
+from benchmarks.harness import backends as backends_mod
+from benchmarks.harness import core as core_mod
+from benchmarks.harness.cli import main as cli_main
+from benchmarks.harness.core import BenchmarkReport, ModelInfo
+from benchmarks.harness.machine import environment
+from benchmarks.harness.report import plot_latency_vs_top1
 
 TINY = "pplcnetv2_small"
 FAST = TimingConfig(warmup=1, min_iters=2, max_iters=3, budget_s=0.02, block_s=0.005, gap_s=0.0)
@@ -399,8 +401,8 @@ def one_torch_thread():
 
 def test_int8_agreement_is_judged_with_pretrained_weights(one_torch_thread):
     pytest.importorskip("skimage")
-    from hgzoo.benchmark.backends import int8_images
-    from hgzoo.benchmark.subjects import build_hgzoo
+    from benchmarks.harness.backends import int8_images
+    from benchmarks.harness.subjects import build_hgzoo
 
     subject = build_hgzoo(TINY, img_size=64)
     images = int8_images(64)
@@ -468,7 +470,7 @@ def test_compare_unknown_peer_is_refused():
 def test_machine_load_is_measured_over_the_run():
     """The report's load line comes from the CPU time other processes used during the run (/proc/stat minus
     this process and its workers), not from the load average, which counts the benchmark itself."""
-    from hgzoo.benchmark.report import other_cpu_share
+    from benchmarks.harness.machine import other_cpu_share
     start = {"busy_s": 100.0, "steal_s": 5.0, "own_s": 10.0, "wall_s": 0.0}
     quiet = {"busy_s": 119.0, "steal_s": 5.0, "own_s": 29.5, "wall_s": 10.0}  # 20 CPU-s capacity, 19 s ours
     loud = {"busy_s": 119.0, "steal_s": 7.0, "own_s": 19.0, "wall_s": 10.0}
@@ -487,7 +489,7 @@ def test_own_worker_processes_count_as_the_benchmark():
     import sys
     import time
 
-    from hgzoo.benchmark.report import cpu_snapshot
+    from benchmarks.harness.machine import cpu_snapshot
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         a = cpu_snapshot()

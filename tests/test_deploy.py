@@ -1,6 +1,7 @@
 """hgzoo.deploy: export to every format × precision this machine runs, verified on real images; int8 calibration;
-the error paths (no calibration, unsupported precision, an export that changes the results); the drift report;
-``python -m hgzoo export`` end to end. No assertion here depends on speed."""
+the error paths (no calibration, unsupported precision, an export that changes the results); the drift study
+built on it (benchmarks/harness/drift.py, a tool); ``python -m hgzoo export`` end to end. No assertion here
+depends on speed."""
 from __future__ import annotations
 
 import copy
@@ -17,32 +18,34 @@ import torch
 from image_samples import write_photo_jpegs
 
 import hgzoo
+from benchmarks.harness import drift as drift_mod
+from benchmarks.harness.drift import measure_drift
 from hgzoo.__main__ import main as hgzoo_main
 from hgzoo.deploy import (
-    ALL_TARGETS,
     EXTENSIONS,
+    FORMATS,
+    PRECISIONS,
     MIN_TOP1_AGREEMENT,
     ExportError,
     ExportVerificationError,
     eval_transform,
     image_set,
     load,
-    measure_drift,
     sample_photo_views,
     unsupported_reason,
 )
 from hgzoo.deploy import api as api_mod
 from hgzoo.deploy import cli as cli_mod
-from hgzoo.deploy import drift as drift_mod
 from hgzoo.deploy import export as _export
 from hgzoo.deploy import runtimes as rt
-from hgzoo.deploy.cli import build_model, train_config
+from hgzoo.deploy.source import build_model, train_config
 
 pytest.importorskip("skimage", reason="scikit-image (the `test` extra) provides the sample photos")
 pytest.importorskip("onnx")
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME, SIZE, CLASSES = "pphgnetv2_b0", 64, 7  # 7 classes: one per scikit-image photo
+TARGETS = [(f, p) for f in FORMATS for p in PRECISIONS]
 # One thread per runtime: the models are tiny, and a busy machine stalls multi-threaded runtimes.
 export = functools.partial(_export, threads=1)
 
@@ -105,7 +108,7 @@ def test_the_fitted_model_classifies_the_photos(model):
 
 # --- every format × precision ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt, precision", ALL_TARGETS, ids=[f"{f}-{p}" for f, p in ALL_TARGETS])
+@pytest.mark.parametrize("fmt, precision", TARGETS, ids=[f"{f}-{p}" for f, p in TARGETS])
 def test_export_verifies_or_names_the_fallback(model, photo_dir, tmp_path, fmt, precision):
     """Each target this machine runs passes verification and reloads; the others raise naming the fallback.
     OpenVINO fp16 is exported with a fixed batch of 1, to cover that path too."""

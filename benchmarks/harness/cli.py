@@ -1,4 +1,4 @@
-"""``python benchmark.py``: the command line over :func:`hgzoo.benchmark.run_benchmark`."""
+"""``python benchmark.py``: the command line over :func:`benchmarks.harness.run_benchmark`."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,9 @@ import os
 import sys
 import traceback
 
-from .backends import BACKENDS, PRECISIONS, cpu_precision_skip
+from hgzoo.deploy import PRECISIONS
+
+from .backends import BACKENDS, cpu_precision_skip
 from .core import BenchmarkConfig, run_benchmark
 from .report import plot_latency_vs_top1, to_markdown, write_results
 from .subjects import BenchmarkInputError

@@ -14,15 +14,16 @@ import numpy as np
 import torch
 
 import hgzoo
+from hgzoo._flops import count_flops
 from hgzoo._registry import UnknownModelError, model_entrypoint, resolve_model_name
+from hgzoo.deploy import MIN_TOP1_AGREEMENT, PRECISIONS
 
-from hgzoo.deploy import MIN_TOP1_AGREEMENT
-
-from .backends import BACKENDS, DTYPES, PRECISIONS, Backend, Runner, get_backend, int8_images, is_oom
+from .backends import BACKENDS, DTYPES, Backend, Runner, get_backend, int8_images, is_oom
 from .subjects import (
     BenchmarkInputError, Subject, activation_bytes_per_image, build_hgzoo, build_timm, timm_equivalent,
     total_stride,
 )
+from .machine import cpu_snapshot, environment, other_cpu_share
 from .timing import Timing, TimingConfig, conv_roofline, time_interleaved
 
 __all__ = [
@@ -298,8 +299,6 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkReport:
 
 
 def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
-    from .report import cpu_snapshot, environment, other_cpu_share
-
     t_start = time.perf_counter()
     roofline: dict[str, dict] = {}
     if cfg.roofline:
@@ -330,8 +329,6 @@ def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
 
 
 def _bench_model(cfg, report, info, backends, peer_backends, log) -> None:
-    from hgzoo.__main__ import count_flops
-
     subjects: list[Subject] = []
     try:
         hg = build_hgzoo(info.name, pretrained=cfg.pretrained, img_size=cfg.img_size, seed=cfg.seed)

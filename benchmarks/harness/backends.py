@@ -1,4 +1,4 @@
-"""Inference backends: each turns a :class:`~hgzoo.benchmark.subjects.Subject` and an input batch into a
+"""Inference backends: each turns a :class:`~benchmarks.harness.subjects.Subject` and an input batch into a
 :class:`Runner`, a zero-argument call that runs one batch.
 
 A backend whose package or hardware is missing says why in :meth:`Backend.skip_reason`; nothing here
@@ -28,11 +28,10 @@ from hgzoo.deploy.runtimes import quiet as _quiet
 from .subjects import BenchmarkInputError, Subject
 
 __all__ = [
-    "Runner", "Backend", "BACKENDS", "PRECISIONS", "get_backend", "is_oom", "cpu_precision_skip",
+    "Runner", "Backend", "BACKENDS", "get_backend", "is_oom", "cpu_precision_skip",
     "export_onnx", "int8_images", "INT8_CALIBRATION",
 ]
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -1,5 +1,7 @@
 """Accuracy drift of exported models: top-1 accuracy of every format × precision against eager fp32 on a held-out
-labelled set, with top-1 agreement and logit errors. ``benchmarks/drift.py`` is the command line."""
+labelled set, with top-1 agreement and logit errors. ``benchmarks/drift.py`` is the command line.
+
+A study on top of the library: every file goes through :func:`hgzoo.deploy.export` and :func:`hgzoo.deploy.load`."""
 from __future__ import annotations
 
 import csv
@@ -15,18 +17,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .api import (
-    EXTENSIONS,
-    FORMATS,
-    FP32_MAX_REL_ERR,
-    MIN_TOP1_AGREEMENT,
-    PRECISIONS,
-    describe_compute,
-    export,
+from hgzoo.deploy import (
+    EXTENSIONS, FORMATS, FP32_MAX_REL_ERR, MIN_TOP1_AGREEMENT, PRECISIONS, Predictor, describe_compute, export, load,
     unsupported_reason,
 )
-from .images import ImageSource
-from .runtimes import Predictor, load
+from hgzoo.deploy.images import ImageSource
+
+from .machine import environment
 
 __all__ = ["DriftRow", "DriftReport", "measure_drift", "ALL_TARGETS"]
 
@@ -136,8 +133,6 @@ class _Transformed(Dataset):
 
 
 def _environment() -> dict:
-    from ..benchmark.report import environment
-
     env = environment(torch.get_num_threads())
     return {"date": env["date"], "cpu": env["cpu"], "versions": env["versions"]}
 
