@@ -12,8 +12,19 @@ import pytest
 import torch
 
 from benchmarks.harness import (
-    BACKENDS, Backend, BenchmarkConfig, BenchmarkInputError, Measurement, Runner, TimingConfig, check_agreement,
-    run_benchmark, time_interleaved, timm_equivalent, to_markdown, write_results,
+    BACKENDS,
+    Backend,
+    BenchmarkConfig,
+    BenchmarkInputError,
+    Measurement,
+    Runner,
+    TimingConfig,
+    check_output,
+    run_benchmark,
+    time_interleaved,
+    timm_equivalent,
+    to_markdown,
+    write_results,
 )
 from benchmarks.harness import backends as backends_mod
 from benchmarks.harness import core as core_mod
@@ -48,12 +59,12 @@ def extra_backend(monkeypatch):
 
 def test_agreement_identical_and_perturbed():
     ref = np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)
-    same = check_agreement(ref.copy(), ref, 1e-4)
-    assert same["agrees"] and same["rel_err"] == 0 and same["top1_agreement"] == 1.0
+    same = check_output(ref.copy(), ref, 1e-4)
+    assert same["agrees"] and same["max_rel_err"] == 0 and same["top1_agreement"] == 1.0
     off = ref.copy()
     off[0, 0] += 0.01 * np.abs(ref).max()
-    bad = check_agreement(off, ref, 1e-4)
-    assert not bad["agrees"] and bad["rel_err"] == pytest.approx(0.01, rel=1e-3)
+    bad = check_output(off, ref, 1e-4)
+    assert not bad["agrees"] and bad["max_rel_err"] == pytest.approx(0.01, rel=1e-3)
     assert bad["max_abs_err"] == pytest.approx(0.01 * np.abs(ref).max(), rel=1e-3)
 
 
@@ -61,19 +72,19 @@ def test_agreement_allows_fp32_rounding_measured_against_fp64():
     exact = np.array([[1.0, -2.0, 0.5]])
     eager = exact + np.array([[1.5e-4, 0, 0]])  # eager fp32 itself is 7.5e-5 (relative) off the exact result
     other = exact - np.array([[1.5e-4, 0, 0]])  # rounds the other way: 1.5e-4 from eager, as close to exact
-    floor = check_agreement(eager, exact, 1.0)["rel_err"]
-    assert check_agreement(other, eager, 1e-4)["agrees"] is False  # without the fp64 run: flagged
-    fair = check_agreement(other, eager, 1e-4, ref64=exact, floor=floor)
+    floor = check_output(eager, exact, 1.0)["max_rel_err"]
+    assert check_output(other, eager, 1e-4)["agrees"] is False  # without the fp64 run: flagged
+    fair = check_output(other, eager, 1e-4, ref64=exact, floor=floor)
     assert fair["agrees"] and fair["fp64_err"] == pytest.approx(floor)
     broken = exact + np.array([[0, 0, 2e-3]])
-    assert not check_agreement(broken, eager, 1e-4, ref64=exact, floor=floor)["agrees"]
+    assert not check_output(broken, eager, 1e-4, ref64=exact, floor=floor)["agrees"]
 
 
 def test_agreement_nonfinite_is_wrong():
     ref = np.ones((1, 5), dtype=np.float32)
     out = ref.copy()
     out[0, 2] = np.nan
-    assert not check_agreement(out, ref, 1.0)["agrees"]
+    assert not check_output(out, ref, 1.0)["agrees"]
 
 
 class WrongBackend(Backend):
@@ -417,10 +428,10 @@ def test_int8_agreement_is_judged_with_pretrained_weights(one_torch_thread):
     flipped = float((exact.argmin(1) == exact.argmax(1)).mean())
     for pretrained, logits, agrees, top1 in ((True, exact, True, 1.0), (True, -exact, False, flipped),
                                              (False, -exact, True, flipped)):
-        result = core_mod._int8_agreement(tiny_config(pretrained=pretrained), subject, runner(logits), 2)
+        result = core_mod._check_int8(tiny_config(pretrained=pretrained), subject, runner(logits), 2)
         assert result["agrees"] is agrees and result["n"] == 42 and result["top1_agreement"] == top1
     nan = np.full_like(exact, np.nan)
-    assert not core_mod._int8_agreement(tiny_config(), subject, runner(nan), 2)["agrees"]  # never, judged or not
+    assert not core_mod._check_int8(tiny_config(), subject, runner(nan), 2)["agrees"]  # never, judged or not
 
 
 def test_summary_compares_best_paths_across_precisions():

@@ -24,15 +24,17 @@ from hgzoo.__main__ import main as hgzoo_main
 from hgzoo.deploy import (
     EXTENSIONS,
     FORMATS,
-    PRECISIONS,
     MIN_TOP1_AGREEMENT,
+    PRECISIONS,
     ExportError,
     ExportVerificationError,
+    agreement,
     eval_transform,
     image_set,
     load,
     sample_photo_views,
     unsupported_reason,
+    verdict,
 )
 from hgzoo.deploy import api as api_mod
 from hgzoo.deploy import cli as cli_mod
@@ -210,7 +212,7 @@ def test_export_that_changes_the_results_raises_and_leaves_no_file(model, tmp_pa
     """Simulate an exporter bug: the ONNX file is made from a model whose classifier was altered after export
     began. Verification must catch it, raise with the figures, and leave nothing at ``output`` (an older file
     there stays as it was) and no temporary file beside it."""
-    real_export = rt.export_onnx
+    real_export = rt.write_onnx
 
     def broken_export(m, path, *args, **kwargs):
         m = copy.deepcopy(m)
@@ -218,7 +220,7 @@ def test_export_that_changes_the_results_raises_and_leaves_no_file(model, tmp_pa
             m.head.fc.bias[torch.arange(CLASSES) % 2 == 0] += 3.0  # favours some classes: changes the top-1 too
         return real_export(m, path, *args, **kwargs)
 
-    monkeypatch.setattr(rt, "export_onnx", broken_export)
+    monkeypatch.setattr(rt, "write_onnx", broken_export)
     out = tmp_path / "m.onnx"
     out.write_bytes(b"an older export")
     with pytest.raises(ExportVerificationError) as exc:
@@ -236,13 +238,12 @@ def test_low_precisions_are_judged_by_top1_agreement():
     ref = np.array([[3.0, 1.0, 0.0]] * 10)
     one_flip = ref.copy()
     one_flip[0] = [0.0, 1.0, 3.0]
-    for precision, out, passed in (("fp32", ref + 1e-6, True), ("fp32", ref + 1e-3, False),
-                                   ("int8", ref * 1.5, True), ("int8", one_flip, True),  # 90% >= 90%
-                                   ("bf16", one_flip, False), ("int8", np.full_like(ref, np.nan), False)):
-        report = api_mod.ExportReport("m.onnx", "onnx", precision, "", [], 64, 3, True, verified=True)
-        api_mod._judge(report, api_mod.agreement(out, ref), "test", len(ref), None, None)
-        assert report.passed is passed, (precision, out)
-    assert report.criterion.startswith("top-1 agreement >= 90%")
+    for precision, out, expected in (("fp32", ref + 1e-6, True), ("fp32", ref + 1e-3, False),
+                                     ("int8", ref * 1.5, True), ("int8", one_flip, True),  # 90% >= 90%
+                                     ("bf16", one_flip, False), ("int8", np.full_like(ref, np.nan), False)):
+        passed, criterion = verdict(precision, agreement(out, ref))
+        assert passed is expected, (precision, out)
+    assert criterion == "top-1 agreement >= 90%"
 
 
 # --- calibration / verification sources ----------------------------------------------------------------------------

@@ -14,7 +14,13 @@ model or its timm equivalent), so a new backend or a new peer plugs in without t
 """
 from .backends import BACKENDS, Backend, Runner, get_backend
 from .core import (
-    DEFAULT_TOLERANCES, BenchmarkConfig, BenchmarkReport, Measurement, ModelInfo, check_agreement, resolve_models,
+    DEFAULT_TOLERANCES,
+    BenchmarkConfig,
+    BenchmarkReport,
+    Measurement,
+    ModelInfo,
+    check_output,
+    resolve_models,
     run_benchmark,
 )
 from .report import plot_latency_vs_top1, to_markdown, write_results
@@ -23,7 +29,7 @@ from .timing import TimingConfig, conv_roofline, time_interleaved
 
 __all__ = [
     "BACKENDS", "Backend", "Runner", "get_backend", "BenchmarkConfig", "BenchmarkReport", "Measurement",
-    "ModelInfo", "check_agreement", "resolve_models", "run_benchmark", "DEFAULT_TOLERANCES", "to_markdown",
+    "ModelInfo", "check_output", "resolve_models", "run_benchmark", "DEFAULT_TOLERANCES", "to_markdown",
     "write_results", "plot_latency_vs_top1", "BenchmarkInputError", "Subject", "timm_equivalent", "TimingConfig",
     "conv_roofline", "time_interleaved",
 ]

@@ -22,14 +22,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from hgzoo.deploy.runtimes import export_onnx, split_batches
 from hgzoo.deploy.runtimes import quiet as _quiet
+from hgzoo.deploy.runtimes import split_batches, write_onnx
 
 from .subjects import BenchmarkInputError, Subject
 
 __all__ = [
     "Runner", "Backend", "BACKENDS", "get_backend", "is_oom", "cpu_precision_skip",
-    "export_onnx", "int8_images", "INT8_CALIBRATION",
+    "int8_images", "INT8_CALIBRATION",
 ]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -124,7 +124,7 @@ def onnx_file(subject: Subject, img_size: int) -> str:
         tmp = subject.cache.setdefault("tmpdir", _TempDir())
         path = os.path.join(tmp.path, f"{subject.impl}-{subject.arch}-{img_size}.onnx")
         t = time.perf_counter()
-        export_onnx(subject.deploy_model(), path, img_size)
+        write_onnx(subject.deploy_model(), path, img_size)
         subject.cache[key] = path
         subject.cache[key + ":seconds"] = time.perf_counter() - t
         subject.cache[key + ":nodes"] = _onnx_nodes(path)
