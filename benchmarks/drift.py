@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="benchmarks/drift.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", metavar="FILE", help="weights; a train.py checkpoint brings its configuration")
-    ap.add_argument("--config", metavar="YAML", help="train.py's config.yaml (default: in the checkpoint, or beside it)")
+    ap.add_argument("--config", metavar="YAML",
+                    help="train.py's config.yaml (default: in the checkpoint, or beside it)")
     ap.add_argument("--model", help="model name (default: the training configuration's)")
     ap.add_argument("--pretrained", action="store_true", help="the published weights instead of --checkpoint")
     ap.add_argument("--num-classes", type=int)

@@ -34,7 +34,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         row += [
             cfg.name if cfg else "-",
             f"{cfg.top1:.2f}" if cfg and cfg.top1 is not None else "-",
-            f"resize {cfg.resize_short} {cfg.interpolation} ({cfg.resize_backend}), crop {cfg.crop_size}" if cfg else "-",
+            (f"resize {cfg.resize_short} {cfg.interpolation} ({cfg.resize_backend}), crop {cfg.crop_size}"
+             if cfg else "-"),
         ]
         rows.append(row)
         if not args.markdown:

@@ -287,7 +287,8 @@ def test_markdown_table_layout_and_ratios():
 
 def test_ratios_are_paired_by_round_when_timed_together():
     report = synthetic_report()
-    hg, peer = report.find("pphgnet_small", "hgzoo", "eager", "fp32", 1), report.find("pphgnet_small", "timm", "eager", "fp32", 1)
+    hg = report.find("pphgnet_small", "hgzoo", "eager", "fp32", 1)
+    peer = report.find("pphgnet_small", "timm", "eager", "fp32", 1)
     # the machine slowed down 3x in the middle rounds: pairing by round still sees a 0.9 ratio
     hg.round_medians_ms, peer.round_medians_ms = [45.0, 135.0, 135.0, 45.0], [50.0, 150.0, 150.0, 50.0]
     hg.median_ms, peer.median_ms = 90.0, 80.0  # the pooled medians could say anything
@@ -368,7 +369,8 @@ def test_tiny_real_run_per_cpu_backend(real_cpu_run, backend):
 def test_compare_timm_and_cli_outputs(tmp_path, capsys):
     pytest.importorskip("timm")
     csv_path, png = tmp_path / "out.csv", tmp_path / "out.png"
-    argv = ["--model", TINY, "--img-size", "64", "--backend", "eager,deploy", "--compare", "timm", "--precision", "fp32",
+    argv = ["--model", TINY, "--img-size", "64", "--backend", "eager,deploy", "--compare", "timm", "--precision",
+            "fp32",
             "--max-time", "0.02", "--min-iters", "2", "--warmup", "1", "--no-roofline", "--threads", "1", "-q",
             "--results-file", str(csv_path), "--plot", str(png)]
     assert cli_main(argv) == 0

@@ -238,7 +238,8 @@ class CompileBackend(Backend):
     description = "torch.compile (inductor) of the re-parameterized model; on CPU with freezing (weights folded)"
 
     def unavailable(self):
-        if self.device == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
+        if self.device == "cpu" and not any(shutil.which(c) for c in compilers if c):
             return "torch.compile on CPU needs a C++ compiler (g++ or clang++); none found"
         return None
 
@@ -380,7 +381,8 @@ class CudaBackend(Backend):
     name = "cuda"
     device = "cuda"
     uses_deploy_model = False
-    description = "the model as built, torch eager on the GPU (weights cast to the precision, TF32 off for fp32); CUDA events, synchronized"
+    description = ("the model as built, torch eager on the GPU (weights cast to the precision, TF32 off for fp32); "
+                   "CUDA events, synchronized")
 
     def unavailable(self):
         return _cuda_unavailable()
@@ -444,8 +446,9 @@ class TensorRTBackend(Backend):
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
         flags = 0
-        if hasattr(trt, "NetworkDefinitionCreationFlag") and hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
-            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
+        if creation is not None and hasattr(creation, "EXPLICIT_BATCH"):
+            flags = 1 << int(creation.EXPLICIT_BATCH)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(path):

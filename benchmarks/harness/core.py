@@ -356,7 +356,8 @@ def _bench_model(cfg, report, info, backends, peer_backends, log) -> None:
             except Exception as e:  # noqa: BLE001
                 info.peer[impl] = {"model": peer, "reason": _short(e)}
                 continue
-            info.peer[impl] = {"model": peer, "params": sub.params, "gflops": count_flops(sub.model, cfg.img_size) / 1e9}
+            info.peer[impl] = {"model": peer, "params": sub.params,
+                               "gflops": count_flops(sub.model, cfg.img_size) / 1e9}
             subjects.append(sub)
         log(f"{info.name}: {info.params / 1e6:.2f} M params, {info.gflops:.2f} GFLOPs at {cfg.img_size}"
             + "".join(f"; {impl}: {d.get('model', '-')}" for impl, d in info.peer.items()))
@@ -404,7 +405,8 @@ def _bench_group(cfg, report, info, subjects, backends, peer_backends, batch, pr
     notes = [note] if note else []
     while True:
         try:
-            results = _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision, report.roofline, log)
+            results = _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision,
+                                 report.roofline, log)
             break
         except _GroupOOM as e:
             if ran == 1:

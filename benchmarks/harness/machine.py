@@ -33,7 +33,8 @@ def _cpu_name() -> str:
 def environment(threads: int) -> dict:
     """Hardware, library versions and settings, for the table header and the JSON."""
     flags = cpu_flags()
-    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "avx512_vnni") if f in flags]
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "avx512_vnni")
+           if f in flags]
     versions = {}
     for lib in _LIBS:
         try:
