@@ -2,8 +2,8 @@
 OpenVINO (+ NNCF's int8 quantizer) and TorchScript, and :func:`load` to run any exported file.
 
 Each optional package is imported only when its format is used; :func:`missing_package` says which one a
-format needs. The benchmark (:mod:`hgzoo.benchmark.backends`) builds its ONNX and int8 models with these
-same functions.
+format needs. The benchmark harness beside the package (``benchmarks/harness/backends.py``) builds its ONNX
+and int8 models with these same functions.
 """
 from __future__ import annotations
 
