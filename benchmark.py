@@ -4,11 +4,11 @@ TensorRT), checked against eager fp32, optionally beside timm's equivalent model
 
     python benchmark.py --model pphgnet_small --batch-sizes 1,8 --compare timm
 
-See ``python benchmark.py --help``; the logic is in :mod:`hgzoo.benchmark`.
+See ``python benchmark.py --help``; the logic is in :mod:`benchmarks.harness` (a tool beside the package).
 """
 import sys
 
-from hgzoo.benchmark.cli import main
+from benchmarks.harness.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

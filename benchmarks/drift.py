@@ -9,7 +9,7 @@ with fp32 and logit errors, on a held-out labelled set.
     # published weights on an ImageFolder / PaddleClas label list, calibrated on training images
     python benchmarks/drift.py --model pphgnet_small --pretrained --data-dir val/ --calibration train_subset/
 
-The logic is :func:`hgzoo.deploy.drift.measure_drift`.
+The logic is :func:`benchmarks.harness.drift.measure_drift`.
 """
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ from pathlib import Path
 
 import torch
 
-from hgzoo.data import FASHION_MNIST_DIR, FashionMNIST, ImageFolder, LabelListDataset
-from hgzoo.deploy import ALL_TARGETS, ExportError, eval_transform
-from hgzoo.deploy.cli import build_model, train_data_config
-from hgzoo.deploy.drift import measure_drift
+if __package__ in (None, ""):  # run as `python benchmarks/drift.py`: the tools are importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness.drift import ALL_TARGETS, measure_drift  # noqa: E402
+from hgzoo.data import FASHION_MNIST_DIR, FashionMNIST, ImageFolder, LabelListDataset  # noqa: E402
+from hgzoo.deploy import ExportError, eval_transform  # noqa: E402
+from hgzoo.deploy.source import build_model, train_data_config  # noqa: E402
 
 
 def _targets(text: str) -> list[tuple[str, str]]:
@@ -41,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="benchmarks/drift.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", metavar="FILE", help="weights; a train.py checkpoint brings its configuration")
-    ap.add_argument("--config", metavar="YAML", help="train.py's config.yaml (default: in the checkpoint, or beside it)")
+    ap.add_argument("--config", metavar="YAML",
+                    help="train.py's config.yaml (default: in the checkpoint, or beside it)")
     ap.add_argument("--model", help="model name (default: the training configuration's)")
     ap.add_argument("--pretrained", action="store_true", help="the published weights instead of --checkpoint")
     ap.add_argument("--num-classes", type=int)

@@ -6,23 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 import hgzoo
 from hgzoo._cli import BadInput, guarded_main
+from hgzoo._flops import count_flops
 from hgzoo.hub import WeightsNotFoundError
 from hgzoo._registry import paddle_name
 from hgzoo.deploy.cli import add_parser as add_export_parser
 from hgzoo.predict import add_parser as add_predict_parser
-
-
-def count_flops(model: torch.nn.Module, size: int = 224) -> int:
-    """FLOPs of one forward pass at ``size``x``size`` (torch's count: one multiply-add = 2 FLOPs)."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
-    return counter.get_total_flops()
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -45,7 +35,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         row += [
             cfg.name if cfg else "-",
             f"{cfg.top1:.2f}" if cfg and cfg.top1 is not None else "-",
-            f"resize {cfg.resize_short} {cfg.interpolation} ({cfg.resize_backend}), crop {cfg.crop_size}" if cfg else "-",
+            (f"resize {cfg.resize_short} {cfg.interpolation} ({cfg.resize_backend}), crop {cfg.crop_size}"
+             if cfg else "-"),
         ]
         rows.append(row)
         if not args.markdown:

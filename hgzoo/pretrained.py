@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["PretrainedCfg", "IMAGENET_MEAN", "IMAGENET_STD", "PADDLE_URL_ROOT"]
+__all__ = ["PretrainedCfg", "paddle_cfg", "IMAGENET_MEAN", "IMAGENET_STD", "PADDLE_URL_ROOT"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,3 +49,16 @@ class PretrainedCfg:
         d = asdict(self)
         d["name"] = self.name
         return d
+
+
+def paddle_cfg(arch: str, tag: str, file: str, *, top1: float | None = None, top5: float | None = None,
+               notes: str = "", resize_short: int = 256, interpolation: str = "bilinear",
+               resize_backend: str = "cv2") -> PretrainedCfg:
+    """The configuration of weights PaddleClas publishes as ``{PADDLE_URL_ROOT}{file}.pdparams``, mirrored on the
+    Hub as ``hgzoo/{arch}.{tag}``: 1000 ImageNet classes, a 224 crop after resizing the short side to
+    ``resize_short`` (PaddleClas's evaluation configs; the defaults are those of every family but PP-HGNet)."""
+    return PretrainedCfg(
+        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams", hf_hub_id=f"hgzoo/{arch}.{tag}",
+        resize_short=resize_short, crop_size=224, interpolation=interpolation, resize_backend=resize_backend,
+        top1=top1, top5=top5, notes=notes,
+    )

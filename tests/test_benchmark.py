@@ -1,5 +1,6 @@
-"""benchmark.py and hgzoo.benchmark: tables, CSV/JSON, the agreement check, skipped backends, bad input,
-and one tiny real run per available CPU backend. No assertion here depends on how fast anything is."""
+"""benchmark.py and its harness (benchmarks/harness/): tables, CSV/JSON, the agreement check, skipped
+backends, bad input, and one tiny real run per available CPU backend. No assertion here depends on how fast
+anything is."""
 from __future__ import annotations
 
 import csv
@@ -10,15 +11,27 @@ import numpy as np
 import pytest
 import torch
 
-from hgzoo.benchmark import (
-    BACKENDS, Backend, BenchmarkConfig, BenchmarkInputError, Measurement, Runner, TimingConfig, check_agreement,
-    run_benchmark, time_interleaved, timm_equivalent, to_markdown, write_results,
+from benchmarks.harness import (
+    BACKENDS,
+    Backend,
+    BenchmarkConfig,
+    BenchmarkInputError,
+    Measurement,
+    Runner,
+    TimingConfig,
+    check_output,
+    run_benchmark,
+    time_interleaved,
+    timm_equivalent,
+    to_markdown,
+    write_results,
 )
-from hgzoo.benchmark import backends as backends_mod
-from hgzoo.benchmark import core as core_mod
-from hgzoo.benchmark.cli import main as cli_main
-from hgzoo.benchmark.core import BenchmarkReport, ModelInfo
-from hgzoo.benchmark.report import environment, plot_latency_vs_top1
+from benchmarks.harness import backends as backends_mod
+from benchmarks.harness import core as core_mod
+from benchmarks.harness.cli import main as cli_main
+from benchmarks.harness.core import BenchmarkReport, ModelInfo
+from benchmarks.harness.machine import environment
+from benchmarks.harness.report import plot_latency_vs_top1
 
 TINY = "pplcnetv2_small"
 FAST = TimingConfig(warmup=1, min_iters=2, max_iters=3, budget_s=0.02, block_s=0.005, gap_s=0.0)
@@ -46,12 +59,12 @@ def extra_backend(monkeypatch):
 
 def test_agreement_identical_and_perturbed():
     ref = np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)
-    same = check_agreement(ref.copy(), ref, 1e-4)
-    assert same["agrees"] and same["rel_err"] == 0 and same["top1_agreement"] == 1.0
+    same = check_output(ref.copy(), ref, 1e-4)
+    assert same["agrees"] and same["max_rel_err"] == 0 and same["top1_agreement"] == 1.0
     off = ref.copy()
     off[0, 0] += 0.01 * np.abs(ref).max()
-    bad = check_agreement(off, ref, 1e-4)
-    assert not bad["agrees"] and bad["rel_err"] == pytest.approx(0.01, rel=1e-3)
+    bad = check_output(off, ref, 1e-4)
+    assert not bad["agrees"] and bad["max_rel_err"] == pytest.approx(0.01, rel=1e-3)
     assert bad["max_abs_err"] == pytest.approx(0.01 * np.abs(ref).max(), rel=1e-3)
 
 
@@ -59,19 +72,19 @@ def test_agreement_allows_fp32_rounding_measured_against_fp64():
     exact = np.array([[1.0, -2.0, 0.5]])
     eager = exact + np.array([[1.5e-4, 0, 0]])  # eager fp32 itself is 7.5e-5 (relative) off the exact result
     other = exact - np.array([[1.5e-4, 0, 0]])  # rounds the other way: 1.5e-4 from eager, as close to exact
-    floor = check_agreement(eager, exact, 1.0)["rel_err"]
-    assert check_agreement(other, eager, 1e-4)["agrees"] is False  # without the fp64 run: flagged
-    fair = check_agreement(other, eager, 1e-4, ref64=exact, floor=floor)
+    floor = check_output(eager, exact, 1.0)["max_rel_err"]
+    assert check_output(other, eager, 1e-4)["agrees"] is False  # without the fp64 run: flagged
+    fair = check_output(other, eager, 1e-4, ref64=exact, floor=floor)
     assert fair["agrees"] and fair["fp64_err"] == pytest.approx(floor)
     broken = exact + np.array([[0, 0, 2e-3]])
-    assert not check_agreement(broken, eager, 1e-4, ref64=exact, floor=floor)["agrees"]
+    assert not check_output(broken, eager, 1e-4, ref64=exact, floor=floor)["agrees"]
 
 
 def test_agreement_nonfinite_is_wrong():
     ref = np.ones((1, 5), dtype=np.float32)
     out = ref.copy()
     out[0, 2] = np.nan
-    assert not check_agreement(out, ref, 1.0)["agrees"]
+    assert not check_output(out, ref, 1.0)["agrees"]
 
 
 class WrongBackend(Backend):
@@ -274,7 +287,8 @@ def test_markdown_table_layout_and_ratios():
 
 def test_ratios_are_paired_by_round_when_timed_together():
     report = synthetic_report()
-    hg, peer = report.find("pphgnet_small", "hgzoo", "eager", "fp32", 1), report.find("pphgnet_small", "timm", "eager", "fp32", 1)
+    hg = report.find("pphgnet_small", "hgzoo", "eager", "fp32", 1)
+    peer = report.find("pphgnet_small", "timm", "eager", "fp32", 1)
     # the machine slowed down 3x in the middle rounds: pairing by round still sees a 0.9 ratio
     hg.round_medians_ms, peer.round_medians_ms = [45.0, 135.0, 135.0, 45.0], [50.0, 150.0, 150.0, 50.0]
     hg.median_ms, peer.median_ms = 90.0, 80.0  # the pooled medians could say anything
@@ -355,7 +369,8 @@ def test_tiny_real_run_per_cpu_backend(real_cpu_run, backend):
 def test_compare_timm_and_cli_outputs(tmp_path, capsys):
     pytest.importorskip("timm")
     csv_path, png = tmp_path / "out.csv", tmp_path / "out.png"
-    argv = ["--model", TINY, "--img-size", "64", "--backend", "eager,deploy", "--compare", "timm", "--precision", "fp32",
+    argv = ["--model", TINY, "--img-size", "64", "--backend", "eager,deploy", "--compare", "timm", "--precision",
+            "fp32",
             "--max-time", "0.02", "--min-iters", "2", "--warmup", "1", "--no-roofline", "--threads", "1", "-q",
             "--results-file", str(csv_path), "--plot", str(png)]
     assert cli_main(argv) == 0
@@ -399,8 +414,8 @@ def one_torch_thread():
 
 def test_int8_agreement_is_judged_with_pretrained_weights(one_torch_thread):
     pytest.importorskip("skimage")
-    from hgzoo.benchmark.backends import int8_images
-    from hgzoo.benchmark.subjects import build_hgzoo
+    from benchmarks.harness.backends import int8_images
+    from benchmarks.harness.subjects import build_hgzoo
 
     subject = build_hgzoo(TINY, img_size=64)
     images = int8_images(64)
@@ -415,10 +430,10 @@ def test_int8_agreement_is_judged_with_pretrained_weights(one_torch_thread):
     flipped = float((exact.argmin(1) == exact.argmax(1)).mean())
     for pretrained, logits, agrees, top1 in ((True, exact, True, 1.0), (True, -exact, False, flipped),
                                              (False, -exact, True, flipped)):
-        result = core_mod._int8_agreement(tiny_config(pretrained=pretrained), subject, runner(logits), 2)
+        result = core_mod._check_int8(tiny_config(pretrained=pretrained), subject, runner(logits), 2)
         assert result["agrees"] is agrees and result["n"] == 42 and result["top1_agreement"] == top1
     nan = np.full_like(exact, np.nan)
-    assert not core_mod._int8_agreement(tiny_config(), subject, runner(nan), 2)["agrees"]  # never, judged or not
+    assert not core_mod._check_int8(tiny_config(), subject, runner(nan), 2)["agrees"]  # never, judged or not
 
 
 def test_summary_compares_best_paths_across_precisions():
@@ -468,7 +483,7 @@ def test_compare_unknown_peer_is_refused():
 def test_machine_load_is_measured_over_the_run():
     """The report's load line comes from the CPU time other processes used during the run (/proc/stat minus
     this process and its workers), not from the load average, which counts the benchmark itself."""
-    from hgzoo.benchmark.report import other_cpu_share
+    from benchmarks.harness.machine import other_cpu_share
     start = {"busy_s": 100.0, "steal_s": 5.0, "own_s": 10.0, "wall_s": 0.0}
     quiet = {"busy_s": 119.0, "steal_s": 5.0, "own_s": 29.5, "wall_s": 10.0}  # 20 CPU-s capacity, 19 s ours
     loud = {"busy_s": 119.0, "steal_s": 7.0, "own_s": 19.0, "wall_s": 10.0}
@@ -487,7 +502,7 @@ def test_own_worker_processes_count_as_the_benchmark():
     import sys
     import time
 
-    from hgzoo.benchmark.report import cpu_snapshot
+    from benchmarks.harness.machine import cpu_snapshot
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         a = cpu_snapshot()

@@ -1,6 +1,7 @@
 """hgzoo.deploy: export to every format × precision this machine runs, verified on real images; int8 calibration;
-the error paths (no calibration, unsupported precision, an export that changes the results); the drift report;
-``python -m hgzoo export`` end to end. No assertion here depends on speed."""
+the error paths (no calibration, unsupported precision, an export that changes the results); the drift study
+built on it (benchmarks/harness/drift.py, a tool); ``python -m hgzoo export`` end to end. No assertion here
+depends on speed."""
 from __future__ import annotations
 
 import copy
@@ -17,32 +18,36 @@ import torch
 from image_samples import write_photo_jpegs
 
 import hgzoo
+from benchmarks.harness import drift as drift_mod
+from benchmarks.harness.drift import measure_drift
 from hgzoo.__main__ import main as hgzoo_main
 from hgzoo.deploy import (
-    ALL_TARGETS,
     EXTENSIONS,
+    FORMATS,
     MIN_TOP1_AGREEMENT,
+    PRECISIONS,
     ExportError,
     ExportVerificationError,
+    agreement,
     eval_transform,
     image_set,
     load,
-    measure_drift,
     sample_photo_views,
     unsupported_reason,
+    verdict,
 )
 from hgzoo.deploy import api as api_mod
 from hgzoo.deploy import cli as cli_mod
-from hgzoo.deploy import drift as drift_mod
 from hgzoo.deploy import export as _export
 from hgzoo.deploy import runtimes as rt
-from hgzoo.deploy.cli import build_model, train_config
+from hgzoo.deploy.source import build_model, train_config
 
 pytest.importorskip("skimage", reason="scikit-image (the `test` extra) provides the sample photos")
 pytest.importorskip("onnx")
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME, SIZE, CLASSES = "pphgnetv2_b0", 64, 7  # 7 classes: one per scikit-image photo
+TARGETS = [(f, p) for f in FORMATS for p in PRECISIONS]
 # One thread per runtime: the models are tiny, and a busy machine stalls multi-threaded runtimes.
 export = functools.partial(_export, threads=1)
 
@@ -105,7 +110,7 @@ def test_the_fitted_model_classifies_the_photos(model):
 
 # --- every format × precision ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt, precision", ALL_TARGETS, ids=[f"{f}-{p}" for f, p in ALL_TARGETS])
+@pytest.mark.parametrize("fmt, precision", TARGETS, ids=[f"{f}-{p}" for f, p in TARGETS])
 def test_export_verifies_or_names_the_fallback(model, photo_dir, tmp_path, fmt, precision):
     """Each target this machine runs passes verification and reloads; the others raise naming the fallback.
     OpenVINO fp16 is exported with a fixed batch of 1, to cover that path too."""
@@ -207,7 +212,7 @@ def test_export_that_changes_the_results_raises_and_leaves_no_file(model, tmp_pa
     """Simulate an exporter bug: the ONNX file is made from a model whose classifier was altered after export
     began. Verification must catch it, raise with the figures, and leave nothing at ``output`` (an older file
     there stays as it was) and no temporary file beside it."""
-    real_export = rt.export_onnx
+    real_export = rt.write_onnx
 
     def broken_export(m, path, *args, **kwargs):
         m = copy.deepcopy(m)
@@ -215,7 +220,7 @@ def test_export_that_changes_the_results_raises_and_leaves_no_file(model, tmp_pa
             m.head.fc.bias[torch.arange(CLASSES) % 2 == 0] += 3.0  # favours some classes: changes the top-1 too
         return real_export(m, path, *args, **kwargs)
 
-    monkeypatch.setattr(rt, "export_onnx", broken_export)
+    monkeypatch.setattr(rt, "write_onnx", broken_export)
     out = tmp_path / "m.onnx"
     out.write_bytes(b"an older export")
     with pytest.raises(ExportVerificationError) as exc:
@@ -233,13 +238,12 @@ def test_low_precisions_are_judged_by_top1_agreement():
     ref = np.array([[3.0, 1.0, 0.0]] * 10)
     one_flip = ref.copy()
     one_flip[0] = [0.0, 1.0, 3.0]
-    for precision, out, passed in (("fp32", ref + 1e-6, True), ("fp32", ref + 1e-3, False),
-                                   ("int8", ref * 1.5, True), ("int8", one_flip, True),  # 90% >= 90%
-                                   ("bf16", one_flip, False), ("int8", np.full_like(ref, np.nan), False)):
-        report = api_mod.ExportReport("m.onnx", "onnx", precision, "", [], 64, 3, True, verified=True)
-        api_mod._judge(report, api_mod.agreement(out, ref), "test", len(ref), None, None)
-        assert report.passed is passed, (precision, out)
-    assert report.criterion.startswith("top-1 agreement >= 90%")
+    for precision, out, expected in (("fp32", ref + 1e-6, True), ("fp32", ref + 1e-3, False),
+                                     ("int8", ref * 1.5, True), ("int8", one_flip, True),  # 90% >= 90%
+                                     ("bf16", one_flip, False), ("int8", np.full_like(ref, np.nan), False)):
+        passed, criterion = verdict(precision, agreement(out, ref))
+        assert passed is expected, (precision, out)
+    assert criterion == "top-1 agreement >= 90%"
 
 
 # --- calibration / verification sources ----------------------------------------------------------------------------

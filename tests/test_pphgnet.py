@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import PARITY_SIZES, REF_SCRIPT, reference_python, relative_error
 from torch import nn
 
 import hgzoo
-from conftest import PARITY_SIZES, REF_SCRIPT, reference_python, relative_error
 from hgzoo.layers import ConvBNAct, Dropout, EffectiveSE, LearnableAffine, LearnableDownsample, pad_same
-from hgzoo.models.pphgnet import HGBlock, HGBlockV2, LightConvBNAct, MaxPool2dSame, PPHGNet, PPHGNetV2
+from hgzoo.models.pphgnet import HGBlock, HGBlockV2, LightConvBNAct, MaxPool2dSame, PPHGNetV2
 
 TOL = 1e-4
 
@@ -43,9 +43,7 @@ def test_feature_info(name):
     assert [f["reduction"] for f in model.feature_info] == [4, 8, 16, 32]
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
-        x = model.stem(x)
-        if isinstance(model, PPHGNet):
-            x = model.pool(x)
+        x = model.forward_stem(x)
         for info, stage in zip(model.feature_info, model.stages):
             x = stage(x)
             assert x.shape[1:] == (info["num_chs"], 64 // info["reduction"], 96 // info["reduction"])
@@ -139,8 +137,8 @@ def reference_with_negative_stem_bias(tmp_path_factory):
     out = tmp_path_factory.mktemp("paddle_ref_seed2")
     sizes = ",".join(f"{h}x{w}" for h, w in PARITY_SIZES)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run([python, str(REF_SCRIPT), "--out", str(out), "--seed", "2", "--tries", "1", "--sizes", sizes, "PPHGNetV2_B0"],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run([python, str(REF_SCRIPT), "--out", str(out), "--seed", "2", "--tries", "1", "--sizes", sizes,
+                           "PPHGNetV2_B0"], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"the PaddleClas reference failed:\n{proc.stdout}\n{proc.stderr[-4000:]}")
     data = np.load(out / "PPHGNetV2_B0.npz")

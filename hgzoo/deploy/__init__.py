@@ -9,20 +9,31 @@ verified against the eager fp32 model on real images.
     predictor = hgzoo.deploy.load("pphgnet_small-int8.xml")
     logits = predictor(batch)                       # float32 (N, 3, 224, 224) -> numpy logits
 
-``python -m hgzoo export --help`` is the command line.
+``python -m hgzoo export --help`` is the command line. The benchmark harness and the accuracy drift study
+that use this API are tools beside the package (``benchmarks/``).
 """
+from ..layers import reparameterize
 from .api import (
-    EXTENSIONS, FORMATS, FP32_MAX_REL_ERR, MIN_TOP1_AGREEMENT, PRECISIONS, ExportError, ExportReport,
-    ExportVerificationError, agreement, describe_compute, export, unsupported_reason,
+    EXTENSIONS,
+    FORMATS,
+    FP32_MAX_REL_ERR,
+    MIN_TOP1_AGREEMENT,
+    PRECISIONS,
+    ExportError,
+    ExportReport,
+    ExportVerificationError,
+    agreement,
+    describe_compute,
+    export,
+    unsupported_reason,
+    verdict,
 )
-from .drift import ALL_TARGETS, DriftReport, measure_drift
 from .images import ImageSet, eval_transform, image_set, sample_photo_views
-from .reparam import reparameterize
-from .runtimes import Predictor, export_onnx, load
+from .runtimes import Predictor, load
 
 __all__ = [
     "reparameterize", "export", "load", "Predictor", "ExportReport", "ExportError", "ExportVerificationError",
     "FORMATS", "PRECISIONS", "EXTENSIONS", "FP32_MAX_REL_ERR", "MIN_TOP1_AGREEMENT", "unsupported_reason",
-    "describe_compute", "agreement", "export_onnx", "measure_drift", "DriftReport", "ALL_TARGETS", "eval_transform",
+    "describe_compute", "agreement", "verdict", "eval_transform",
     "image_set", "ImageSet", "sample_photo_views",
 ]

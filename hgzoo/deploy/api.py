@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..layers import reparameterize
 from ..pretrained import PretrainedCfg
 from . import runtimes as rt
 from .images import ImageSource, eval_transform, image_set, split_indices
-from .reparam import reparameterize
 
 __all__ = [
     "export", "ExportReport", "ExportError", "ExportVerificationError", "FORMATS", "PRECISIONS", "EXTENSIONS",
-    "FP32_MAX_REL_ERR", "MIN_TOP1_AGREEMENT", "unsupported_reason", "describe_compute", "agreement",
+    "FP32_MAX_REL_ERR", "MIN_TOP1_AGREEMENT", "unsupported_reason", "describe_compute", "agreement", "verdict",
 ]
 
 FORMATS = ("onnx", "openvino", "torchscript")
@@ -113,7 +113,8 @@ def describe_compute(fmt: str, precision: str) -> str:
     """What an exported model computes in, in words (the report's ``compute``)."""
     return {
         ("onnx", "fp32"): "fp32, ONNX Runtime",
-        ("onnx", "fp16"): "fp16 weights and activations (fp32 input/output), for ONNX Runtime's CUDA provider, TensorRT",
+        ("onnx", "fp16"): "fp16 weights and activations (fp32 input/output), for ONNX Runtime's CUDA provider, "
+                          "TensorRT",
         ("onnx", "int8"): "int8 QDQ (ONNX Runtime quantize_static: per-channel int8 weights, uint8 activations)",
         ("openvino", "fp32"): "fp32 (compile with INFERENCE_PRECISION_HINT f32)",
         ("openvino", "bf16"): "bf16 compute (compile with INFERENCE_PRECISION_HINT bf16), fp32 weights in the file",
@@ -185,39 +186,70 @@ def agreement(out: np.ndarray, ref: np.ndarray) -> dict:
             "top1_agreement": top1, "finite": True}
 
 
+def verdict(precision: str, stats: dict, min_top1_agreement: float | None = None,
+            max_rel_err: float | None = None) -> tuple[bool, str]:
+    """Whether an export at ``precision`` whose :func:`agreement` with eager fp32 is ``stats`` passes, and the
+    criterion in words: fp32 by relative error (:data:`FP32_MAX_REL_ERR`), the lower precisions by top-1
+    agreement (:data:`MIN_TOP1_AGREEMENT`). Non-finite outputs never pass."""
+    if precision == "fp32":
+        bound = FP32_MAX_REL_ERR if max_rel_err is None else max_rel_err
+        return bool(stats["finite"] and stats["max_rel_err"] <= bound), f"max rel err <= {bound:.0e}"
+    bound = MIN_TOP1_AGREEMENT[precision] if min_top1_agreement is None else min_top1_agreement
+    return bool(stats["finite"] and stats["top1_agreement"] >= bound), f"top-1 agreement >= {bound:.0%}"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One export request, checked and resolved: what to write, where, for which input and preprocessing."""
+
+    format: str
+    precision: str
+    output: Path
+    img_size: int
+    in_chans: int
+    dynamic_batch: bool
+    transform: Callable
+    meta: dict  # stored in the file, for hgzoo.deploy.load and for the reader
+
+
 def _default_output(model: nn.Module, fmt: str, precision: str) -> Path:
     name = getattr(getattr(model, "pretrained_cfg", None), "architecture", None) or type(model).__name__.lower()
     return Path(f"{name}-{precision}{EXTENSIONS[fmt]}")
 
 
-def _eager_logits(model: nn.Module, x: torch.Tensor, batch: int = 32) -> np.ndarray:
-    with torch.inference_mode():
-        return torch.cat([model(x[i:i + batch]).float() for i in range(0, len(x), batch)]).numpy()
-
-
-def _build(deploy: nn.Module, fmt: str, precision: str, base: Path, img_size: int, in_chans: int,
-           dynamic_batch: bool, calibration: torch.Tensor | None, meta: dict) -> list[str]:
-    """Write the artifact for ``fmt``/``precision`` at ``base`` (+ the format's extension) in a work folder."""
-    path = base.with_suffix(EXTENSIONS[fmt])
-    if fmt == "torchscript":
-        device = _torch_fp16_device() if precision == "fp16" else "cpu"
-        module = rt.trace_torchscript(deploy, precision, in_chans, img_size, device=device)
-        return [rt.save_torchscript(module, path, {**meta, "device": device})]
-    fp32_onnx = base.with_name(base.name + ".fp32.onnx")
-    rt.export_onnx(deploy, fp32_onnx, img_size, dynamic_batch=dynamic_batch, in_chans=in_chans)
-    if fmt == "onnx":
-        if precision == "fp32":
-            fp32_onnx.replace(path)
-        elif precision == "int8":
-            rt.quantize_onnx_int8(fp32_onnx, path, calibration)
-        elif precision == "fp16":
-            rt.convert_onnx_fp16(fp32_onnx, path)
-        rt.set_onnx_meta(path, meta)
-        return [str(path)]
-    ov_model = rt.openvino_model(fp32_onnx)
-    if precision == "int8":
-        ov_model = rt.quantize_openvino_int8(ov_model, calibration)
-    return rt.save_openvino(ov_model, path, precision, meta)
+def _plan(model: nn.Module, fmt: str, precision: str, output: str | os.PathLike | None, calibration: object,
+          calibration_size: int, verify_size: int, dynamic_batch: bool, img_size: int | None, in_chans: int | None,
+          transform: Callable | None, data_config: dict | None) -> _Plan:
+    """Check the request before any work (:class:`ExportError`, or ``TypeError`` for clashing arguments)."""
+    reason = unsupported_reason(fmt, precision)
+    if reason:
+        raise ExportError(reason)
+    if precision == "int8" and calibration is None:
+        raise ExportError("int8 needs calibration images: pass calibration= a folder of a few hundred real images, "
+                          "an image list, a Dataset or a tensor, from the data the model will see "
+                          "(CLI: --calibration DIR_OR_LIST)")
+    if transform is not None and data_config is not None:
+        raise TypeError("pass either transform= or data_config= (overrides of the default transform), not both")
+    if calibration_size < 1 or verify_size < 1:
+        raise ExportError(f"calibration_size and verify_size must be positive, got {calibration_size}, {verify_size}")
+    pcfg = getattr(model, "pretrained_cfg", None)
+    pcfg = pcfg if isinstance(pcfg, PretrainedCfg) else None  # e.g. timm's dicts: PaddleClas's defaults
+    in_chans = in_chans or rt.input_channels(model)
+    img_size = img_size or getattr(pcfg, "crop_size", None) or 224
+    tf = transform or eval_transform(pcfg, img_size, in_chans, data_config)
+    output = Path(output) if output is not None else _default_output(model, fmt, precision)
+    if output.suffix.lower() != EXTENSIONS[fmt]:
+        raise ExportError(f"output {output} should end in {EXTENSIONS[fmt]} for format={fmt!r}")
+    if not output.parent.exists():
+        raise ExportError(f"output folder {output.parent} does not exist")
+    meta = {"model": getattr(pcfg, "architecture", None) or type(model).__name__, "format": fmt,
+            "precision": precision, "img_size": img_size, "in_chans": in_chans, "dynamic_batch": dynamic_batch,
+            "num_classes": getattr(model, "num_classes", None)}
+    if transform is None:
+        norm = next((t for t in tf.transforms[-1].transforms if hasattr(t, "mean")), None)
+        if norm is not None:
+            meta.update(mean=list(norm.mean), std=list(norm.std))
+    return _Plan(fmt, precision, output, img_size, in_chans, dynamic_batch, tf, meta)
 
 
 def _select_images(calibration, calibration_size: int, verify, verify_size: int, int8: bool, tf: Callable,
@@ -248,20 +280,69 @@ def _select_images(calibration, calibration_size: int, verify, verify_size: int,
     return cal_x, cal_desc, ver_set.load(ver_idx), ver_set.description, notes
 
 
-def _judge(report: ExportReport, stats: dict, images: str, n: int, min_top1: float | None,
-           max_rel: float | None) -> None:
-    """Fill ``report`` with the verification figures and the verdict (see :data:`MIN_TOP1_AGREEMENT`)."""
-    report.n_images, report.images = n, images
+def _write_artifact(deploy: nn.Module, plan: _Plan, base: Path, calibration: torch.Tensor | None) -> list[str]:
+    """Write the file(s) for ``plan`` at ``base`` (+ the format's extension), in a work folder; the first is the
+    one to open."""
+    fmt, precision, meta = plan.format, plan.precision, plan.meta
+    path = base.with_suffix(EXTENSIONS[fmt])
+    if fmt == "torchscript":
+        device = _torch_fp16_device() if precision == "fp16" else "cpu"
+        module = rt.trace_torchscript(deploy, precision, plan.in_chans, plan.img_size, device=device)
+        return [rt.save_torchscript(module, path, {**meta, "device": device})]
+    fp32_onnx = base.with_name(base.name + ".fp32.onnx")
+    rt.write_onnx(deploy, fp32_onnx, plan.img_size, dynamic_batch=plan.dynamic_batch, in_chans=plan.in_chans)
+    if fmt == "onnx":
+        if precision == "fp32":
+            fp32_onnx.replace(path)
+        elif precision == "int8":
+            rt.quantize_onnx_int8(fp32_onnx, path, calibration)
+        elif precision == "fp16":
+            rt.convert_onnx_fp16(fp32_onnx, path)
+        rt.set_onnx_meta(path, meta)
+        return [str(path)]
+    ov_model = rt.openvino_model(fp32_onnx)
+    if precision == "int8":
+        ov_model = rt.quantize_openvino_int8(ov_model, calibration)
+    return rt.save_openvino(ov_model, path, precision, meta)
+
+
+def _eager_logits(model: nn.Module, x: torch.Tensor, batch: int = 32) -> np.ndarray:
+    with torch.inference_mode():
+        return torch.cat([model(x[i:i + batch]).float() for i in range(0, len(x), batch)]).numpy()
+
+
+def _verify(report: ExportReport, file: str, reference: nn.Module, images: torch.Tensor, description: str,
+            min_top1: float | None, max_rel: float | None, threads: int | None) -> None:
+    """Run ``images`` through the written file and the eager fp32 model; fill ``report`` with the figures and the
+    verdict (see :func:`verdict`)."""
+    stats = agreement(rt.load(file, threads=threads)(images), _eager_logits(reference, images))
+    report.n_images, report.images = len(images), description
     report.max_abs_err, report.max_rel_err = stats["max_abs_err"], stats["max_rel_err"]
     report.top1_agreement = stats["top1_agreement"]
-    if report.precision == "fp32":
-        bound = FP32_MAX_REL_ERR if max_rel is None else max_rel
-        report.criterion = f"max rel err <= {bound:.0e}"
-        report.passed = stats["finite"] and stats["max_rel_err"] <= bound
-    else:
-        bound = MIN_TOP1_AGREEMENT[report.precision] if min_top1 is None else min_top1
-        report.criterion = f"top-1 agreement >= {bound:.0%} (logit errors reported, not judged)"
-        report.passed = stats["finite"] and stats["top1_agreement"] >= bound
+    report.passed, report.criterion = verdict(report.precision, stats, min_top1, max_rel)
+    if report.precision != "fp32":
+        report.criterion += " (logit errors reported, not judged)"
+
+
+def _refuse(report: ExportReport) -> ExportVerificationError:
+    """The error for a file that failed verification: its figures, and what to try."""
+    hint = ("Try more representative calibration images, or a higher precision; min_top1_agreement= sets the bound."
+            if report.precision != "fp32" else
+            "This is a bug in the export path: please report it with the model name.")
+    return ExportVerificationError(
+        f"the exported {report.format} {report.precision} model disagrees with the eager fp32 model on "
+        f"{report.n_images} images ({report.images}): top-1 agreement {report.top1_agreement:.1%}, max abs err "
+        f"{report.max_abs_err:.3g}, max rel err {report.max_rel_err:.3g}; required: {report.criterion}. "
+        f"Nothing was written to {report.path}. {hint}", report)
+
+
+def _move_into_place(files: list[str], output: Path) -> list[str]:
+    """Rename the verified files to ``output`` (and its companions): the companion files first, the file that
+    is opened last."""
+    targets = [output.with_suffix(Path(f).suffix) for f in files]
+    for src, dst in reversed(list(zip(files, targets))):
+        os.replace(src, dst)
+    return [str(t) for t in targets]
 
 
 def export(
@@ -311,74 +392,30 @@ def export(
         max_rel_err: the bound for fp32 (default :data:`FP32_MAX_REL_ERR`).
     """
     t_start = time.perf_counter()
-    reason = unsupported_reason(format, precision)
-    if reason:
-        raise ExportError(reason)
-    if precision == "int8" and calibration is None:
-        raise ExportError("int8 needs calibration images: pass calibration= a folder of a few hundred real images, "
-                          "an image list, a Dataset or a tensor, from the data the model will see "
-                          "(CLI: --calibration DIR_OR_LIST)")
-    if transform is not None and data_config is not None:
-        raise TypeError("pass either transform= or data_config= (overrides of the default transform), not both")
-    if calibration_size < 1 or verify_size < 1:
-        raise ExportError(f"calibration_size and verify_size must be positive, got {calibration_size}, {verify_size}")
-    pcfg = getattr(model, "pretrained_cfg", None)
-    pcfg = pcfg if isinstance(pcfg, PretrainedCfg) else None  # e.g. timm's dicts: PaddleClas's defaults
-    in_chans = in_chans or rt.input_channels(model)
-    img_size = img_size or getattr(pcfg, "crop_size", None) or 224
-    tf = transform or eval_transform(pcfg, img_size, in_chans, data_config)
-    output = Path(output) if output is not None else _default_output(model, format, precision)
-    if output.suffix.lower() != EXTENSIONS[format]:
-        raise ExportError(f"output {output} should end in {EXTENSIONS[format]} for format={format!r}")
-    if not output.parent.exists():
-        raise ExportError(f"output folder {output.parent} does not exist")
-
+    plan = _plan(model, format, precision, output, calibration, calibration_size, verify_size, dynamic_batch,
+                 img_size, in_chans, transform, data_config)
     cal_x, cal_desc, ver_x, ver_desc, notes = _select_images(calibration, calibration_size, verify, verify_size,
-                                                             precision == "int8", tf, seed)
-    if ver_x is not None and ver_x.shape[1:] != (in_chans, img_size, img_size):
+                                                             precision == "int8", plan.transform, seed)
+    if ver_x is not None and ver_x.shape[1:] != (plan.in_chans, plan.img_size, plan.img_size):
         raise ExportError(f"the verification images are {tuple(ver_x.shape[1:])} after preprocessing; the export "
-                          f"takes ({in_chans}, {img_size}, {img_size}): check transform/img_size")
-
-    reference = copy.deepcopy(model).float().cpu().eval()
-    deploy = reparameterize(copy.deepcopy(model).float().cpu())
-    meta = {"model": getattr(pcfg, "architecture", None) or type(model).__name__, "format": format,
-            "precision": precision, "img_size": img_size, "in_chans": in_chans, "dynamic_batch": dynamic_batch,
-            "num_classes": getattr(model, "num_classes", None)}
-    if transform is None:
-        norm = next((t for t in tf.transforms[-1].transforms if hasattr(t, "mean")), None)
-        if norm is not None:
-            meta.update(mean=list(norm.mean), std=list(norm.std))
-    report = ExportReport(str(output), format, precision, describe_compute(format, precision), [], img_size, in_chans,
-                          dynamic_batch, verified=verify is not False, calibration=cal_desc,
-                          n_calibration=0 if cal_x is None else len(cal_x), notes=notes)
-
-    workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+                          f"takes ({plan.in_chans}, {plan.img_size}, {plan.img_size}): check transform/img_size")
+    if format == "openvino":
+        notes.append(f"run it with hgzoo.deploy.load, or core.compile_model(xml, 'CPU', {{'INFERENCE_PRECISION_HINT': "
+                     f"'{rt.OPENVINO_HINTS[precision]}'}}): OpenVINO's CPU default is bf16 on CPUs that have it")
+    report = ExportReport(str(plan.output), format, precision, describe_compute(format, precision), [],
+                          plan.img_size, plan.in_chans, dynamic_batch, verified=verify is not False,
+                          calibration=cal_desc, n_calibration=0 if cal_x is None else len(cal_x), notes=notes)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{plan.output.name}.", dir=plan.output.parent))
     try:
-        files = _build(deploy, format, precision, workdir / output.stem, img_size, in_chans, dynamic_batch, cal_x,
-                       meta)
-        if format == "openvino":
-            hint = rt.OPENVINO_HINTS[precision]
-            notes.append(f"run it with hgzoo.deploy.load, or core.compile_model(xml, 'CPU', "
-                         f"{{'INFERENCE_PRECISION_HINT': '{hint}'}}): OpenVINO's CPU default is bf16 on CPUs that have it")
+        deploy = reparameterize(copy.deepcopy(model).float().cpu())
+        files = _write_artifact(deploy, plan, workdir / plan.output.stem, cal_x)
         if ver_x is not None:
-            predictor = rt.load(files[0], threads=threads)
-            _judge(report, agreement(predictor(ver_x), _eager_logits(reference, ver_x)), ver_desc, len(ver_x),
-                   min_top1_agreement, max_rel_err)
+            _verify(report, files[0], copy.deepcopy(model).float().cpu().eval(), ver_x, ver_desc,
+                    min_top1_agreement, max_rel_err, threads)
             if not report.passed:
                 report.seconds = time.perf_counter() - t_start
-                hint = ("Try more representative calibration images, or a higher precision; min_top1_agreement= "
-                        "sets the bound." if precision != "fp32" else
-                        "This is a bug in the export path: please report it with the model name.")
-                raise ExportVerificationError(
-                    f"the exported {format} {precision} model disagrees with the eager fp32 model on {report.n_images} "
-                    f"images ({ver_desc}): top-1 agreement {report.top1_agreement:.1%}, max abs err "
-                    f"{report.max_abs_err:.3g}, max rel err {report.max_rel_err:.3g}; required: {report.criterion}. "
-                    f"Nothing was written to {output}. {hint}", report)
-        # Into place: the companion files first, the file that is opened last.
-        targets = [output.with_suffix(Path(f).suffix) for f in files]
-        for src, dst in reversed(list(zip(files, targets))):
-            os.replace(src, dst)
-        report.files = [str(t) for t in targets]
+                raise _refuse(report)
+        report.files = _move_into_place(files, plan.output)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report.seconds = time.perf_counter() - t_start

@@ -2,8 +2,8 @@
 OpenVINO (+ NNCF's int8 quantizer) and TorchScript, and :func:`load` to run any exported file.
 
 Each optional package is imported only when its format is used; :func:`missing_package` says which one a
-format needs. The benchmark (:mod:`hgzoo.benchmark.backends`) builds its ONNX and int8 models with these
-same functions.
+format needs. The benchmark harness beside the package (``benchmarks/harness/backends.py``) builds its ONNX
+and int8 models with these same functions.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "export_onnx", "quantize_onnx_int8", "convert_onnx_fp16", "onnx_session", "set_onnx_meta", "openvino_model",
+    "write_onnx", "quantize_onnx_int8", "convert_onnx_fp16", "onnx_session", "set_onnx_meta", "openvino_model",
     "quantize_openvino_int8", "save_openvino", "openvino_config", "trace_torchscript", "save_torchscript",
     "Predictor", "load", "quiet", "split_batches", "missing_package", "input_channels", "cpu_flags", "has_vnni",
     "openvino_has_bf16", "ort_cuda_available", "OPENVINO_HINTS",
@@ -106,7 +106,7 @@ def input_channels(model: nn.Module) -> int:
 
 # --- ONNX ------------------------------------------------------------------------------------------------------------
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, img_size: int, dynamic_batch: bool = True,
+def write_onnx(model: nn.Module, path: str | os.PathLike, img_size: int, dynamic_batch: bool = True,
                 in_chans: int | None = None, external_data: bool | None = None) -> str:
     """Export ``model`` (eval, fp32) to ONNX; the input is named ``x``, the output ``logits``.
 

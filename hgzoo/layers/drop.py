@@ -1,10 +1,24 @@
-"""Stochastic depth."""
+"""Stochastic depth: the layer, and the schedule every family uses."""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["DropPath"]
+__all__ = ["DropPath", "drop_path_schedule"]
+
+
+def drop_path_schedule(drop_path_rate: float, depths: Sequence[int]) -> list[list[float]]:
+    """Drop-path rates rising linearly from 0 at the first block to ``drop_path_rate`` at the last, over
+    ``sum(depths)`` blocks in order, split into groups of ``depths`` (one list per stage, say)."""
+    n = sum(depths)
+    rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
+    groups, start = [], 0
+    for depth in depths:
+        groups.append(rates[start:start + depth])
+        start += depth
+    return groups
 
 
 class DropPath(nn.Module):

@@ -1,4 +1,5 @@
-"""PP-LCNetV2's re-parameterizable depthwise conv: parallel k, k-2, ..., 1 depthwise conv-BN branches."""
+"""Re-parameterization: PP-LCNetV2's multi-branch depthwise conv, and :func:`reparameterize`, which fuses a whole
+model for inference."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,7 @@ from torch import nn
 
 from .conv import ConvBNAct, fuse_conv_bn
 
-__all__ = ["RepDepthwiseConv"]
+__all__ = ["RepDepthwiseConv", "reparameterize"]
 
 
 class RepDepthwiseConv(nn.Module):
@@ -54,3 +55,17 @@ class RepDepthwiseConv(nn.Module):
         fused.bias.copy_(bias)
         self.fused = fused
         del self.branches
+
+
+def reparameterize(model: nn.Module) -> nn.Module:
+    """Fuse, in place, every conv+BN into one conv, merge every multi-branch depthwise conv into one,
+    and fold eval-time dropout scales into the classifier. For inference only: puts the model in
+    eval mode, since the BatchNorm statistics are baked in. Returns the model.
+    """
+    model.eval()
+    # Snapshot first: reparameterizing replaces submodules while we walk.
+    for module in list(model.modules()):
+        fn = getattr(module, "reparameterize", None)
+        if module is not model and callable(fn):
+            fn()
+    return model

@@ -17,11 +17,12 @@ class ClassifierModel(nn.Module):
     """Base of every hgzoo classifier.
 
     Subclasses build ``self.stem``, ``self.stages`` and ``self.head`` (a :class:`~hgzoo.layers.ClassifierHead`),
-    override :meth:`forward_stem` when more than ``self.stem`` precedes the stages (or :meth:`forward_stages`
-    and :meth:`feature_levels` when the stages are not a chain); they set ``num_features`` (channels of the final feature map),
-    ``feature_info`` (one dict per stage: ``num_chs``, ``reduction``, ``module``) and the class
-    attributes ``paddle_key_map`` (an instance may carry its own, when the map depends on the variant) and
-    ``first_conv`` (the state-dict prefix of the stem conv).
+    override :meth:`forward_stem` when more than ``self.stem`` precedes the stages (``self.stem_pool``), or
+    :meth:`forward_stages` and :meth:`feature_levels` when the stages are not a chain; they set ``num_features``
+    (channels of the final feature map), ``feature_info`` (one dict per stage: ``num_chs``, ``reduction``,
+    ``module``) and the class attributes ``paddle_key_map`` (the family's ``PADDLE_KEY_MAP``; an instance may
+    carry its own, when the map depends on the variant) and ``first_conv`` (the state-dict prefix of the stem
+    conv). They end ``__init__`` with ``self._init_weights()``, PaddleClas's initialization.
 
     Backbone use: :meth:`stage_modules` lists the stem and the stages (override it when the stages are
     not ``self.stages``), :meth:`freeze_stages` and :meth:`set_norm_eval` keep parts in eval mode through

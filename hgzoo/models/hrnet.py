@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..convert.keymap import PaddleKeyMap
-from ..layers import ClassifierHead, ConvBNAct, DropPath, SqueezeExcite
-from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
 from .._registry import register_model
+from ..convert.keymap import PaddleKeyMap
+from ..layers import ClassifierHead, ConvBNAct, DropPath, SqueezeExcite, drop_path_schedule
+from ..pretrained import paddle_cfg
 from ._base import ClassifierModel
 
 __all__ = ["HRNet", "BasicBlock", "Bottleneck", "HighResolutionModule", "fuse_conv_order"]
@@ -47,8 +47,8 @@ def _upsample_to(x: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Te
     Every stride-2 conv rounds up, so a coarser branch has ``ceil(side / scale)`` pixels and its
     upsampled map is never smaller than the finer one. PaddleClas upsamples by the scale factor alone,
     which lines up only when each side of the stride-4 map is a multiple of 8 (inputs of 221-224 or
-    253-256 pixels, not 193 or 257), and raises otherwise. Cropping keeps pixel ``i`` of the finer map on pixel ``i // scale`` of the coarser
-    one: PaddleClas's result wherever it runs, and defined at every input size.
+    253-256 pixels, not 193 or 257), and raises otherwise. Cropping keeps pixel ``i`` of the finer map on
+    pixel ``i // scale`` of the coarser one: PaddleClas's result wherever it runs, and defined at every input size.
     """
     x = F.interpolate(x, scale_factor=float(scale), mode="nearest")
     return x[..., : size[0], : size[1]]
@@ -185,6 +185,9 @@ def _paddle_renames() -> tuple[tuple[str, str], ...]:
     )
 
 
+PADDLE_KEY_MAP = PaddleKeyMap(renames=_paddle_renames())
+
+
 class HRNet(ClassifierModel):
     """HRNet-C: stem (two stride-2 3x3 conv-BN-ReLU) → 4 bottlenecks → stages 2-4 of 1, 4 and 3
     high-resolution modules on 2, 3 and 4 branches (widths ``width * (1, 2, 4, 8)``) → per-branch incre
@@ -207,7 +210,7 @@ class HRNet(ClassifierModel):
     """
 
     first_conv = "stem.0.conv"
-    paddle_key_map = PaddleKeyMap(renames=_paddle_renames())
+    paddle_key_map = PADDLE_KEY_MAP
 
     def __init__(
         self,
@@ -223,9 +226,11 @@ class HRNet(ClassifierModel):
         chs = tuple(width * 2**i for i in range(4))
         expansion = Bottleneck.expansion
 
-        # Stochastic depth over the depth of the network: layer1's blocks, each module's blocks, the incre blocks.
-        depth = 4 + sum(STAGE_MODULES) * BLOCKS_PER_BRANCH + 1
-        dpr = [drop_path_rate * d / (depth - 1) for d in range(depth)]
+        # Stochastic depth over the depth of the network: layer1's 4 blocks, each module's blocks (parallel branches
+        # share their depth's rate), the incre blocks.
+        rates = drop_path_schedule(drop_path_rate, (4, *(BLOCKS_PER_BRANCH,) * sum(STAGE_MODULES), 1))
+        layer1_rates, module_rates, incre_rate = rates[0], rates[1:-1], rates[-1][0]
+        ends = [sum(STAGE_MODULES[:s + 1]) for s in range(3)]
 
         self.stem = nn.Sequential(
             ConvBNAct(in_chans, STEM_CHS, 3, stride=2),
@@ -234,25 +239,23 @@ class HRNet(ClassifierModel):
         layer1_chs = LAYER1_PLANES * expansion
         self.layer1 = nn.Sequential(*(
             Bottleneck(STEM_CHS if d == 0 else layer1_chs, LAYER1_PLANES, has_se, downsample=d == 0,
-                       drop_path_rate=dpr[d])
-            for d in range(4)
+                       drop_path_rate=rate)
+            for d, rate in enumerate(layer1_rates)
         ))
         self.transition1 = nn.ModuleList([
             ConvBNAct(layer1_chs, chs[0], 3),
             ConvBNAct(layer1_chs, chs[1], 3, stride=2),
         ])
-        # Each module of stage s runs BLOCKS_PER_BRANCH blocks deep; stage2 starts after layer1's 4 blocks.
-        starts = [4 + BLOCKS_PER_BRANCH * sum(STAGE_MODULES[:s]) for s in range(3)]
-        self.stage2 = self._make_stage(chs[:2], has_se, dpr[starts[0]:starts[1]])
+        self.stage2 = self._make_stage(chs[:2], has_se, module_rates[:ends[0]])
         self.transition2 = ConvBNAct(chs[1], chs[2], 3, stride=2)
-        self.stage3 = self._make_stage(chs[:3], has_se, dpr[starts[1]:starts[2]])
+        self.stage3 = self._make_stage(chs[:3], has_se, module_rates[ends[0]:ends[1]])
         self.transition3 = ConvBNAct(chs[2], chs[3], 3, stride=2)
-        self.stage4 = self._make_stage(chs, has_se, dpr[starts[2]:-1])
+        self.stage4 = self._make_stage(chs, has_se, module_rates[ends[1]:ends[2]])
 
         # Classification head: incre bottlenecks, the fine-to-coarse merge, the projection to 2048.
         incre_chs = [p * expansion for p in INCRE_PLANES]
         self.incre_modules = nn.ModuleList(
-            Bottleneck(c, p, has_se, downsample=True, drop_path_rate=dpr[-1]) for c, p in zip(chs, INCRE_PLANES)
+            Bottleneck(c, p, has_se, downsample=True, drop_path_rate=incre_rate) for c, p in zip(chs, INCRE_PLANES)
         )
         self.downsamples = nn.ModuleList(
             ConvBNAct(incre_chs[i], incre_chs[i + 1], 3, stride=2) for i in range(3)
@@ -271,13 +274,11 @@ class HRNet(ClassifierModel):
         self._init_weights()
 
     @staticmethod
-    def _make_stage(channels: tuple[int, ...], has_se: bool, rates: list[float]) -> nn.Sequential:
-        """One high-resolution module per ``BLOCKS_PER_BRANCH`` drop-path rates."""
-        n = BLOCKS_PER_BRANCH
-        return nn.Sequential(*(
-            HighResolutionModule(channels, has_se, tuple(rates[i:i + n])) for i in range(0, len(rates), n)
-        ))
+    def _make_stage(channels: tuple[int, ...], has_se: bool, rates: list[list[float]]) -> nn.Sequential:
+        """One high-resolution module per list of drop-path rates (one rate per block of each branch)."""
+        return nn.Sequential(*(HighResolutionModule(channels, has_se, tuple(r)) for r in rates))
 
+    @torch.no_grad()
     def _init_weights(self) -> None:
         # PaddleClas: Paddle's default conv init (Kaiming normal, fan in), BN 1/0, Linear (SE and fc)
         # weights uniform in +-1/sqrt(fan_in) with zero bias.
@@ -366,116 +367,123 @@ VARIANTS = {
     "se_hrnet_w64_c": VariantCfg(64, has_se=True),
 }
 
-_DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/HRNet.md"
-
-
-def _cfg(arch: str, tag: str, file: str, top1: float | None, top5: float | None, notes: str = "") -> PretrainedCfg:
-    # Evaluation preprocessing of ppcls/configs/ImageNet/HRNet/*.yaml: resize short 256 (cv2, bilinear), crop 224.
-    return PretrainedCfg(
-        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams",
-        hf_hub_id=f"hgzoo/{arch}.{tag}", resize_short=256, crop_size=224, interpolation="bilinear",
-        resize_backend="cv2", top1=top1, top5=top5, notes=notes or f"Accuracy from {_DOC}.",
-    )
-
-
-def _paddle(arch: str, file: str, top1: float, top5: float) -> PretrainedCfg:
-    return _cfg(arch, "paddle_in1k", file, top1, top5)
-
-
-def _create(name: str, num_classes: int, in_chans: int, drop_rate: float, drop_path_rate: float) -> HRNet:
+def _create(name: str, **kwargs) -> HRNet:
     v = VARIANTS[name]
-    return HRNet(v.width, v.has_se, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                 drop_path_rate=drop_path_rate)
+    return HRNet(v.width, v.has_se, **kwargs)
+
+
+# Pretrained configurations. Evaluation preprocessing of ppcls/configs/ImageNet/HRNet/*.yaml: resize short 256
+# (cv2, bilinear), crop 224: paddle_cfg's defaults.
+_DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/HRNet.md"
+_ACCURACY = f"Accuracy from {_DOC}."
 
 
 @register_model(
     paddle_name="HRNet_W18_C",
     pretrained_cfgs=(
-        _cfg("hrnet_w18_c", "ssld_in1k", "HRNet_W18_C_ssld_pretrained", 81.6, 95.8,
-             notes=f"SSLD distillation. Accuracy from {_DOC}; PaddleClas's SSLD docs list top-1 81.2 "
-                   "and its 2020-09-07 changelog 81.16."),
-        _paddle("hrnet_w18_c", "HRNet_W18_C_pretrained", 76.9, 93.4),
+        paddle_cfg("hrnet_w18_c", "ssld_in1k", "HRNet_W18_C_ssld_pretrained", top1=81.6, top5=95.8,
+                   notes=f"SSLD distillation. Accuracy from {_DOC}; PaddleClas's SSLD docs list top-1 81.2 "
+                         "and its 2020-09-07 changelog 81.16."),
+        paddle_cfg("hrnet_w18_c", "paddle_in1k", "HRNet_W18_C_pretrained", top1=76.9, top5=93.4, notes=_ACCURACY),
     ),
 )
 def hrnet_w18_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W18-C."""
-    return _create("hrnet_w18_c", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("hrnet_w18_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="HRNet_W30_C",
-    pretrained_cfgs=(_paddle("hrnet_w30_c", "HRNet_W30_C_pretrained", 78.0, 94.0),),
+    pretrained_cfgs=(
+        paddle_cfg("hrnet_w30_c", "paddle_in1k", "HRNet_W30_C_pretrained", top1=78.0, top5=94.0, notes=_ACCURACY),
+    ),
 )
 def hrnet_w30_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W30-C."""
-    return _create("hrnet_w30_c", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("hrnet_w30_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="HRNet_W32_C",
-    pretrained_cfgs=(_paddle("hrnet_w32_c", "HRNet_W32_C_pretrained", 78.3, 94.2),),
+    pretrained_cfgs=(
+        paddle_cfg("hrnet_w32_c", "paddle_in1k", "HRNet_W32_C_pretrained", top1=78.3, top5=94.2, notes=_ACCURACY),
+    ),
 )
 def hrnet_w32_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W32-C."""
-    return _create("hrnet_w32_c", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("hrnet_w32_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="HRNet_W40_C",
-    pretrained_cfgs=(_paddle("hrnet_w40_c", "HRNet_W40_C_pretrained", 78.8, 94.5),),
+    pretrained_cfgs=(
+        paddle_cfg("hrnet_w40_c", "paddle_in1k", "HRNet_W40_C_pretrained", top1=78.8, top5=94.5, notes=_ACCURACY),
+    ),
 )
 def hrnet_w40_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W40-C."""
-    return _create("hrnet_w40_c", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("hrnet_w40_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="HRNet_W44_C",
-    pretrained_cfgs=(_paddle("hrnet_w44_c", "HRNet_W44_C_pretrained", 79.0, 94.5),),
+    pretrained_cfgs=(
+        paddle_cfg("hrnet_w44_c", "paddle_in1k", "HRNet_W44_C_pretrained", top1=79.0, top5=94.5, notes=_ACCURACY),
+    ),
 )
 def hrnet_w44_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W44-C."""
-    return _create("hrnet_w44_c", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("hrnet_w44_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="HRNet_W48_C",
     pretrained_cfgs=(
-        _cfg("hrnet_w48_c", "ssld_in1k", "HRNet_W48_C_ssld_pretrained", 83.6, 96.8,
-             notes=f"SSLD distillation. Accuracy from {_DOC}."),
-        _paddle("hrnet_w48_c", "HRNet_W48_C_pretrained", 79.0, 94.4),
+        paddle_cfg("hrnet_w48_c", "ssld_in1k", "HRNet_W48_C_ssld_pretrained", top1=83.6, top5=96.8,
+                   notes=f"SSLD distillation. Accuracy from {_DOC}."),
+        paddle_cfg("hrnet_w48_c", "paddle_in1k", "HRNet_W48_C_pretrained", top1=79.0, top5=94.4, notes=_ACCURACY),
     ),
 )
 def hrnet_w48_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W48-C."""
-    return _create("hrnet_w48_c", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("hrnet_w48_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="HRNet_W64_C",
-    pretrained_cfgs=(_paddle("hrnet_w64_c", "HRNet_W64_C_pretrained", 79.3, 94.6),),
+    pretrained_cfgs=(
+        paddle_cfg("hrnet_w64_c", "paddle_in1k", "HRNet_W64_C_pretrained", top1=79.3, top5=94.6, notes=_ACCURACY),
+    ),
 )
 def hrnet_w64_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W64-C."""
-    return _create("hrnet_w64_c", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("hrnet_w64_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="SE_HRNet_W64_C",
     pretrained_cfgs=(
-        _cfg("se_hrnet_w64_c", "ssld_in1k", "SE_HRNet_W64_C_ssld_pretrained", 84.7, 97.3,
-             notes=f"SSLD distillation; the only published SE-HRNet checkpoint (not in ppcls MODEL_URLS; URL from "
-                   f"PaddleClas's SSLD docs). Accuracy from {_DOC}; the SSLD docs list top-1 84.8."),
+        paddle_cfg("se_hrnet_w64_c", "ssld_in1k", "SE_HRNet_W64_C_ssld_pretrained", top1=84.7, top5=97.3,
+                   notes=f"SSLD distillation; the only published SE-HRNet checkpoint (not in ppcls MODEL_URLS; URL "
+                         f"from PaddleClas's SSLD docs). Accuracy from {_DOC}; the SSLD docs list top-1 84.8."),
     ),
 )
 def se_hrnet_w64_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                    drop_path_rate: float = 0.0) -> HRNet:
     """SE-HRNet-W64-C: HRNet-W64-C with squeeze-excitation in every block."""
-    return _create("se_hrnet_w64_c", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("se_hrnet_w64_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)

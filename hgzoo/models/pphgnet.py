@@ -16,31 +16,35 @@ starts with a learnable downsample (a depthwise 3x3 stride-2 conv-BN), except th
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..convert.keymap import PaddleKeyMap
-from ..layers import (ClassifierHead, ConvBNAct, DropPath, EffectiveSE, LearnableAffine, LearnableDownsample,
-                      paddle_default_init_, pad_same)
-from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
 from .._registry import register_model
+from ..convert.keymap import PaddleKeyMap
+from ..layers import (
+    ClassifierHead,
+    ConvBNAct,
+    DropPath,
+    EffectiveSE,
+    LearnableAffine,
+    LearnableDownsample,
+    drop_path_schedule,
+    pad_same,
+    paddle_default_init_,
+)
+from ..pretrained import PretrainedCfg, paddle_cfg
 from ._base import ClassifierModel
 
 __all__ = [
-    "HGBlock", "HGBlockV2", "HGStage", "LightConvBNAct", "MaxPool2dSame", "PPHGNet", "PPHGNetV2", "StemV2",
+    "HGBlock", "HGBlockV2", "HGStage", "LightConvBNAct", "MaxPool2dSame", "PPHGNet", "PPHGNetV2", "StageCfg",
+    "StemV2",
 ]
-
-# Paddle's keys match ours except for the head (and v2's head affine block, top-level ``lab.*`` in Paddle).
-_KEY_MAP = PaddleKeyMap(renames=(
-    (r"^last_conv\.", "head.last_conv."),
-    (r"^lab\.", "head.act.lab."),
-    (r"^fc\.", "head.fc."),
-))
 
 
 def _dense_aggregate(layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
@@ -108,18 +112,31 @@ class HGBlockV2(nn.Module):
         return self.drop_path(out) + x if self.residual else out
 
 
+@dataclass(frozen=True)
+class StageCfg:
+    """One stage: widths, number of blocks, whether it downsamples, and its layers."""
+
+    in_chs: int
+    mid_chs: int
+    out_chs: int
+    depth: int
+    downsample: bool
+    layer_num: int
+    light_block: bool = False  # v2 only: 1x1 + depthwise layers
+    kernel_size: int = 3  # v2 only
+
+
 class HGStage(nn.Module):
-    """An optional learnable downsample (depthwise 3x3, stride 2, BN), then ``depth`` blocks.
+    """An optional learnable downsample (depthwise 3x3, stride 2, BN), then ``cfg.depth`` blocks, each made by
+    ``make_block(cfg, in_chs, residual, drop_path_rate)``; every block but the first has an identity shortcut."""
 
-    ``block(in_chs, residual, drop_path_rate)`` builds one block; the first has no shortcut.
-    """
-
-    def __init__(self, in_chs: int, out_chs: int, depth: int, downsample: bool,
-                 block: Callable[[int, bool, float], nn.Module], drop_path_rates: list[float]) -> None:
+    def __init__(self, cfg: StageCfg, drop_path_rates: Sequence[float],
+                 make_block: Callable[[StageCfg, int, bool, float], nn.Module]) -> None:
         super().__init__()
-        self.downsample = LearnableDownsample(in_chs) if downsample else nn.Identity()
+        self.downsample = LearnableDownsample(cfg.in_chs) if cfg.downsample else nn.Identity()
         self.blocks = nn.Sequential(*(
-            block(in_chs if i == 0 else out_chs, i > 0, drop_path_rates[i]) for i in range(depth)
+            make_block(cfg, cfg.in_chs if i == 0 else cfg.out_chs, i > 0, rate)
+            for i, rate in enumerate(drop_path_rates)
         ))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,45 +187,29 @@ class ReLUAffine(nn.Module):
         return self.lab(self.act(x))
 
 
-@dataclass(frozen=True)
-class StageCfg:
-    """One stage: widths, number of blocks, whether it downsamples, and its layers."""
-
-    in_chs: int
-    mid_chs: int
-    out_chs: int
-    depth: int
-    downsample: bool
-    layer_num: int
-    light_block: bool = False  # v2 only: 1x1 + depthwise layers
-    kernel_size: int = 3  # v2 only
-
-
-def _drop_path_rates(stages: tuple[StageCfg, ...], drop_path_rate: float) -> list[list[float]]:
-    """Stochastic depth rising linearly over every block; only the residual blocks use it."""
-    n = sum(s.depth for s in stages)
-    rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
-    out, start = [], 0
-    for s in stages:
-        out.append(rates[start:start + s.depth])
-        start += s.depth
-    return out
+# Paddle's keys match ours except for the head (and v2's head affine block, top-level ``lab.*`` in Paddle).
+PADDLE_KEY_MAP = PaddleKeyMap(renames=(
+    (r"^last_conv\.", "head.last_conv."),
+    (r"^lab\.", "head.act.lab."),
+    (r"^fc\.", "head.fc."),
+))
 
 
 class _HGNetBase(ClassifierModel):
-    paddle_key_map = _KEY_MAP
+    paddle_key_map = PADDLE_KEY_MAP
 
     def _build_stages(self, stages: tuple[StageCfg, ...], drop_path_rate: float,
-                      make_block: Callable[[StageCfg], Callable[[int, bool, float], nn.Module]]) -> None:
-        dprs = _drop_path_rates(stages, drop_path_rate)
+                      make_block: Callable[[StageCfg, int, bool, float], nn.Module]) -> None:
+        rates = drop_path_schedule(drop_path_rate, [s.depth for s in stages])
         reduction, self.feature_info, modules = 4, [], []
         for i, s in enumerate(stages):
-            modules.append(HGStage(s.in_chs, s.out_chs, s.depth, s.downsample, make_block(s), dprs[i]))
+            modules.append(HGStage(s, rates[i], make_block))
             reduction *= 2 if s.downsample else 1
             self.feature_info.append({"num_chs": s.out_chs, "reduction": reduction, "module": f"stages.{i}"})
         self.stages = nn.ModuleList(modules)
         self.num_features = stages[-1].out_chs
 
+    @torch.no_grad()
     def _init_weights(self) -> None:
         # PaddleClas: Kaiming-normal convs, BN ones/zeros, Paddle's defaults elsewhere (zero conv biases in
         # ESE, Xavier-uniform fc).
@@ -219,8 +220,8 @@ class _HGNetBase(ClassifierModel):
 
 
 class PPHGNet(_HGNetBase):
-    """PP-HGNet (v1): stem (3x3/2, 3x3, 3x3 conv-BN-ReLU) and 3x3/2 max-pool (stride 4), four stages of
-    :class:`HGBlock`, and a head of global pool → 1x1 conv to ``class_expand`` → ReLU → dropout → fc.
+    """PP-HGNet (v1): stem (3x3/2, 3x3, 3x3 conv-BN-ReLU) and 3x3/2 max-pool (``stem_pool``, stride 4), four
+    stages of :class:`HGBlock`, and a head of global pool → 1x1 conv to ``class_expand`` → ReLU → dropout → fc.
 
     The head's dropout is Paddle's ``downscale_in_infer``: no scaling in training, times ``1 - p`` at eval
     (PPHGNet_base uses p = 0.2).
@@ -246,15 +247,18 @@ class PPHGNet(_HGNetBase):
         self.stem = nn.Sequential(*(
             ConvBNAct(chs[i], chs[i + 1], 3, stride=2 if i == 0 else 1) for i in range(len(stem_chs))
         ))
-        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
-        self._build_stages(stages, drop_path_rate, lambda s: lambda c, res, dpr: HGBlock(
-            c, s.mid_chs, s.out_chs, s.layer_num, residual=res, drop_path_rate=dpr))
+        self.stem_pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self._build_stages(stages, drop_path_rate, self._make_block)
         self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
                                    act_layer=nn.ReLU, drop_rate=drop_rate)
         self._init_weights()
 
+    @staticmethod
+    def _make_block(s: StageCfg, in_chs: int, residual: bool, drop_path_rate: float) -> HGBlock:
+        return HGBlock(in_chs, s.mid_chs, s.out_chs, s.layer_num, residual=residual, drop_path_rate=drop_path_rate)
+
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.stem(x))
+        return self.stem_pool(self.stem(x))
 
 
 class PPHGNetV2(_HGNetBase):
@@ -276,23 +280,26 @@ class PPHGNetV2(_HGNetBase):
                  num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> None:
         super().__init__()
+        self.use_lab = use_lab
         self.stem = StemV2(in_chans, stem_chs[0], stem_chs[1], use_lab=use_lab)
-        self._build_stages(stages, drop_path_rate, lambda s: lambda c, res, dpr: HGBlockV2(
-            c, s.mid_chs, s.out_chs, s.layer_num, residual=res, drop_path_rate=dpr, kernel_size=s.kernel_size,
-            light_block=s.light_block, use_lab=use_lab))
+        self._build_stages(stages, drop_path_rate, self._make_block)
         self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
                                    act_layer=ReLUAffine if use_lab else nn.ReLU, drop_rate=drop_rate)
         self._init_weights()
 
+    def _make_block(self, s: StageCfg, in_chs: int, residual: bool, drop_path_rate: float) -> HGBlockV2:
+        return HGBlockV2(in_chs, s.mid_chs, s.out_chs, s.layer_num, residual=residual, drop_path_rate=drop_path_rate,
+                         kernel_size=s.kernel_size, light_block=s.light_block, use_lab=self.use_lab)
+
 
 @dataclass(frozen=True)
 class VariantCfg:
-    """A variant: stem widths, stages, affine blocks (v2), and PaddleClas's default head dropout."""
+    """A variant: PP-HGNet (``version`` 1) or PP-HGNetV2 (2), stem widths, stages, affine blocks (v2 only)."""
 
+    version: Literal[1, 2]
     stem_chs: tuple[int, ...]
     stages: tuple[StageCfg, ...]
     use_lab: bool = False
-    drop_rate: float = 0.0
 
 
 def _v1(layer_num: int, *rows: tuple[int, int, int, int]) -> tuple[StageCfg, ...]:
@@ -307,97 +314,92 @@ def _v2(layer_num: int, *rows: tuple[int, int, int, int]) -> tuple[StageCfg, ...
 
 
 VARIANTS: dict[str, VariantCfg] = {
-    "pphgnet_tiny": VariantCfg((48, 48, 96), _v1(5, (96, 96, 224, 1), (224, 128, 448, 1), (448, 160, 512, 2),
-                                                 (512, 192, 768, 1))),
-    "pphgnet_small": VariantCfg((64, 64, 128), _v1(6, (128, 128, 256, 1), (256, 160, 512, 1), (512, 192, 768, 2),
-                                                   (768, 224, 1024, 1))),
-    "pphgnet_base": VariantCfg((96, 96, 160), _v1(7, (160, 192, 320, 1), (320, 224, 640, 2), (640, 256, 960, 3),
-                                                  (960, 288, 1280, 2)), drop_rate=0.2),
-    "pphgnetv2_b0": VariantCfg((16, 16), _v2(3, (16, 16, 64, 1), (64, 32, 256, 1), (256, 64, 512, 2),
-                                             (512, 128, 1024, 1)), use_lab=True),
-    "pphgnetv2_b1": VariantCfg((24, 32), _v2(3, (32, 32, 64, 1), (64, 48, 256, 1), (256, 96, 512, 2),
-                                             (512, 192, 1024, 1)), use_lab=True),
-    "pphgnetv2_b2": VariantCfg((24, 32), _v2(4, (32, 32, 96, 1), (96, 64, 384, 1), (384, 128, 768, 3),
-                                             (768, 256, 1536, 1)), use_lab=True),
-    "pphgnetv2_b3": VariantCfg((24, 32), _v2(5, (32, 32, 128, 1), (128, 64, 512, 1), (512, 128, 1024, 3),
-                                             (1024, 256, 2048, 1)), use_lab=True),
-    "pphgnetv2_b4": VariantCfg((32, 48), _v2(6, (48, 48, 128, 1), (128, 96, 512, 1), (512, 192, 1024, 3),
-                                             (1024, 384, 2048, 1))),
-    "pphgnetv2_b5": VariantCfg((32, 64), _v2(6, (64, 64, 128, 1), (128, 128, 512, 2), (512, 256, 1024, 5),
-                                             (1024, 512, 2048, 2))),
-    "pphgnetv2_b6": VariantCfg((48, 96), _v2(6, (96, 96, 192, 2), (192, 192, 512, 3), (512, 384, 1024, 6),
-                                             (1024, 768, 2048, 3))),
+    "pphgnet_tiny": VariantCfg(1, (48, 48, 96), _v1(
+        5, (96, 96, 224, 1), (224, 128, 448, 1), (448, 160, 512, 2), (512, 192, 768, 1))),
+    "pphgnet_small": VariantCfg(1, (64, 64, 128), _v1(
+        6, (128, 128, 256, 1), (256, 160, 512, 1), (512, 192, 768, 2), (768, 224, 1024, 1))),
+    "pphgnet_base": VariantCfg(1, (96, 96, 160), _v1(
+        7, (160, 192, 320, 1), (320, 224, 640, 2), (640, 256, 960, 3), (960, 288, 1280, 2))),
+    "pphgnetv2_b0": VariantCfg(2, (16, 16), _v2(
+        3, (16, 16, 64, 1), (64, 32, 256, 1), (256, 64, 512, 2), (512, 128, 1024, 1)), use_lab=True),
+    "pphgnetv2_b1": VariantCfg(2, (24, 32), _v2(
+        3, (32, 32, 64, 1), (64, 48, 256, 1), (256, 96, 512, 2), (512, 192, 1024, 1)), use_lab=True),
+    "pphgnetv2_b2": VariantCfg(2, (24, 32), _v2(
+        4, (32, 32, 96, 1), (96, 64, 384, 1), (384, 128, 768, 3), (768, 256, 1536, 1)), use_lab=True),
+    "pphgnetv2_b3": VariantCfg(2, (24, 32), _v2(
+        5, (32, 32, 128, 1), (128, 64, 512, 1), (512, 128, 1024, 3), (1024, 256, 2048, 1)), use_lab=True),
+    "pphgnetv2_b4": VariantCfg(2, (32, 48), _v2(
+        6, (48, 48, 128, 1), (128, 96, 512, 1), (512, 192, 1024, 3), (1024, 384, 2048, 1))),
+    "pphgnetv2_b5": VariantCfg(2, (32, 64), _v2(
+        6, (64, 64, 128, 1), (128, 128, 512, 2), (512, 256, 1024, 5), (1024, 512, 2048, 2))),
+    "pphgnetv2_b6": VariantCfg(2, (48, 96), _v2(
+        6, (96, 96, 192, 2), (192, 192, 512, 3), (512, 384, 1024, 6), (1024, 768, 2048, 3))),
 }
+
+
+def _create(name: str, **kwargs) -> PPHGNet | PPHGNetV2:
+    v = VARIANTS[name]
+    if v.version == 1:
+        return PPHGNet(v.stem_chs, v.stages, **kwargs)
+    return PPHGNetV2(v.stem_chs, v.stages, use_lab=v.use_lab, **kwargs)
+
 
 # Pretrained configurations. Evaluation preprocessing from ppcls/configs/ImageNet/PPHGNet*/*.yaml:
 # resize short 232 (PPHGNet_tiny, every PPHGNetV2) or 236 (PPHGNet_small/base), bicubic, PIL; crop 224.
+_EVAL_232 = dict(resize_short=232, interpolation="bicubic", resize_backend="pil")
+_EVAL_236 = dict(resize_short=236, interpolation="bicubic", resize_backend="pil")
 _DOC_V1 = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-HGNet.md"
 _DOC_V2 = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-HGNetV2.md"
 
 
-def _cfg(arch: str, tag: str, file: str, resize_short: int, top1: float | None = None, top5: float | None = None,
-         notes: str = "") -> PretrainedCfg:
-    return PretrainedCfg(
-        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams", hf_hub_id=f"hgzoo/{arch}.{tag}",
-        resize_short=resize_short, crop_size=224, interpolation="bicubic", resize_backend="pil",
-        top1=top1, top5=top5, notes=notes,
-    )
-
-
 def _v2_cfgs(arch: str, paddle_name: str, top1: float, top5: float) -> tuple[PretrainedCfg, ...]:
+    """The two SSLD tags every PP-HGNetV2 variant publishes."""
     return (
-        _cfg(arch, "ssld_stage2_ft_in1k", f"{paddle_name}_ssld_pretrained", 232, top1, top5,
-             notes=f"SSLD stage 2 (distillation fine-tuned on ImageNet-1k). Accuracy (stage-2) from {_DOC_V2}. "
-                   "PaddleClas's SSLD stage-2 config (PPHGNetV2_B4_ssld_stage2.yaml) evaluates at resize 236; "
-                   "the model configs say 232."),
-        _cfg(arch, "ssld_stage1_in22k_in1k", f"{paddle_name}_ssld_stage1_pretrained", 232,
-             notes="SSLD stage 1 (distilled on ImageNet-1k + mined ImageNet-22k images); what PaddleClas's "
-                   "pretrained=True loads, and what it recommends for downstream fine-tuning. "
-                   f"No accuracy published ({_DOC_V2})."),
+        paddle_cfg(arch, "ssld_stage2_ft_in1k", f"{paddle_name}_ssld_pretrained", top1=top1, top5=top5, **_EVAL_232,
+                   notes=f"SSLD stage 2 (distillation fine-tuned on ImageNet-1k). Accuracy (stage-2) from {_DOC_V2}. "
+                         "PaddleClas's SSLD stage-2 config (PPHGNetV2_B4_ssld_stage2.yaml) evaluates at resize 236; "
+                         "the model configs say 232."),
+        paddle_cfg(arch, "ssld_stage1_in22k_in1k", f"{paddle_name}_ssld_stage1_pretrained", **_EVAL_232,
+                   notes="SSLD stage 1 (distilled on ImageNet-1k + mined ImageNet-22k images); what PaddleClas's "
+                         "pretrained=True loads, and what it recommends for downstream fine-tuning. "
+                         f"No accuracy published ({_DOC_V2})."),
     )
-
-
-def _create(cls: type[_HGNetBase], name: str, **kwargs) -> _HGNetBase:
-    v = VARIANTS[name]
-    if cls is PPHGNetV2:
-        kwargs["use_lab"] = v.use_lab
-    return cls(v.stem_chs, v.stages, **kwargs)
 
 
 @register_model(paddle_name="PPHGNet_tiny", pretrained_cfgs=(
-    _cfg("pphgnet_tiny", "ssld_in1k", "PPHGNet_tiny_ssld_pretrained", 232, 81.95, 96.12,
-         notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
-    _cfg("pphgnet_tiny", "paddle_in1k", "PPHGNet_tiny_pretrained", 232, 79.83, 95.04,
-         notes=f"Accuracy from {_DOC_V1}."),
+    paddle_cfg("pphgnet_tiny", "ssld_in1k", "PPHGNet_tiny_ssld_pretrained", top1=81.95, top5=96.12, **_EVAL_232,
+               notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
+    paddle_cfg("pphgnet_tiny", "paddle_in1k", "PPHGNet_tiny_pretrained", top1=79.83, top5=95.04, **_EVAL_232,
+               notes=f"Accuracy from {_DOC_V1}."),
 ))
 def pphgnet_tiny(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
     """PP-HGNet tiny (stem 48-48-96, 5 layers per block, depths 1-1-2-1)."""
-    return _create(PPHGNet, "pphgnet_tiny", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnet_tiny", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
 
 
 @register_model(paddle_name="PPHGNet_small", pretrained_cfgs=(
-    _cfg("pphgnet_small", "ssld_in1k", "PPHGNet_small_ssld_pretrained", 236, 83.82, 96.81,
-         notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
-    _cfg("pphgnet_small", "paddle_in1k", "PPHGNet_small_pretrained", 236, 81.51, 95.82,
-         notes=f"Accuracy from {_DOC_V1}."),
+    paddle_cfg("pphgnet_small", "ssld_in1k", "PPHGNet_small_ssld_pretrained", top1=83.82, top5=96.81, **_EVAL_236,
+               notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
+    paddle_cfg("pphgnet_small", "paddle_in1k", "PPHGNet_small_pretrained", top1=81.51, top5=95.82, **_EVAL_236,
+               notes=f"Accuracy from {_DOC_V1}."),
 ))
 def pphgnet_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                   use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
     """PP-HGNet small (stem 64-64-128, 6 layers per block, depths 1-1-2-1)."""
-    return _create(PPHGNet, "pphgnet_small", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnet_small", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
 
 
 @register_model(paddle_name="PPHGNet_base", pretrained_cfgs=(
-    _cfg("pphgnet_base", "ssld_in1k", "PPHGNet_base_ssld_pretrained", 236, 85.00, 97.35,
-         notes=f"SSLD distillation; the only published PPHGNet_base weights. Accuracy from {_DOC_V1}."),
+    paddle_cfg("pphgnet_base", "ssld_in1k", "PPHGNet_base_ssld_pretrained", top1=85.00, top5=97.35, **_EVAL_236,
+               notes=f"SSLD distillation; the only published PPHGNet_base weights. Accuracy from {_DOC_V1}."),
 ))
 def pphgnet_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
     """PP-HGNet base (stem 96-96-160, 7 layers per block, depths 1-2-3-2, head dropout 0.2)."""
-    return _create(PPHGNet, "pphgnet_base", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnet_base", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
 
 
@@ -405,7 +407,7 @@ def pphgnet_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 def pphgnetv2_b0(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B0 (stem 16-16, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
-    return _create(PPHGNetV2, "pphgnetv2_b0", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnetv2_b0", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
 
 
@@ -413,7 +415,7 @@ def pphgnetv2_b0(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 def pphgnetv2_b1(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B1 (stem 24-32, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
-    return _create(PPHGNetV2, "pphgnetv2_b1", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnetv2_b1", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
 
 
@@ -421,7 +423,7 @@ def pphgnetv2_b1(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 def pphgnetv2_b2(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B2 (stem 24-32, 4 layers per block, depths 1-1-3-1, learnable affine blocks)."""
-    return _create(PPHGNetV2, "pphgnetv2_b2", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnetv2_b2", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
 
 
@@ -429,7 +431,7 @@ def pphgnetv2_b2(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 def pphgnetv2_b3(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B3 (stem 24-32, 5 layers per block, depths 1-1-3-1, learnable affine blocks)."""
-    return _create(PPHGNetV2, "pphgnetv2_b3", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnetv2_b3", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
 
 
@@ -437,7 +439,7 @@ def pphgnetv2_b3(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 def pphgnetv2_b4(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B4 (stem 32-48, 6 layers per block, depths 1-1-3-1)."""
-    return _create(PPHGNetV2, "pphgnetv2_b4", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnetv2_b4", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
 
 
@@ -445,7 +447,7 @@ def pphgnetv2_b4(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 def pphgnetv2_b5(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B5 (stem 32-64, 6 layers per block, depths 1-2-5-2)."""
-    return _create(PPHGNetV2, "pphgnetv2_b5", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnetv2_b5", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
 
 
@@ -453,5 +455,5 @@ def pphgnetv2_b5(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 def pphgnetv2_b6(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B6 (stem 48-96, 6 layers per block, depths 2-3-6-3)."""
-    return _create(PPHGNetV2, "pphgnetv2_b6", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+    return _create("pphgnetv2_b6", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                    drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)

@@ -11,11 +11,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..convert.keymap import PaddleKeyMap
-from ..layers import (ClassifierHead, ConvBNAct, DropPath, RepDepthwiseConv, SqueezeExcite, create_act,
-                      paddle_default_init_)
-from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
 from .._registry import register_model
+from ..convert.keymap import PaddleKeyMap
+from ..layers import (
+    ClassifierHead,
+    ConvBNAct,
+    DropPath,
+    RepDepthwiseConv,
+    SqueezeExcite,
+    create_act,
+    drop_path_schedule,
+    paddle_default_init_,
+)
+from ..pretrained import paddle_cfg
 from ._base import ClassifierModel
 
 __all__ = ["PPLCNetV2", "RepDepthwiseSeparable", "make_divisible"]
@@ -98,6 +106,19 @@ STAGES = (
 )
 
 
+# Paddle's keys match ours except for the re-parameterizable branches and the head.
+PADDLE_KEY_MAP = PaddleKeyMap(
+    renames=(
+        (r"\.dw_conv_list\.", ".dw_conv.branches."),
+        (r"^last_conv\.", "head.last_conv."),
+        (r"^fc\.", "head.fc."),
+    ),
+    # The unused pre-fused conv of the re-parameterizable blocks. The plain blocks' dw_conv is a
+    # conv-BN whose keys are dw_conv.conv.* / dw_conv.bn.*, which this does not match.
+    drop=(r"\.dw_conv\.(weight|bias)$",),
+)
+
+
 class PPLCNetV2(ClassifierModel):
     """PP-LCNetV2: a stem (3x3 conv, stride 2, and one depthwise-separable block), four stages, and a
     head of global pool → 1x1 conv to ``class_expand`` → act → dropout → fc.
@@ -124,16 +145,7 @@ class PPLCNetV2(ClassifierModel):
     """
 
     first_conv = "stem.0.conv"
-    paddle_key_map = PaddleKeyMap(
-        renames=(
-            (r"\.dw_conv_list\.", ".dw_conv.branches."),
-            (r"^last_conv\.", "head.last_conv."),
-            (r"^fc\.", "head.fc."),
-        ),
-        # The unused pre-fused conv of the re-parameterizable blocks. The plain blocks' dw_conv is a
-        # conv-BN whose keys are dw_conv.conv.* / dw_conv.bn.*, which this does not match.
-        drop=(r"\.dw_conv\.(weight|bias)$",),
-    )
+    paddle_key_map = PADDLE_KEY_MAP
 
     def __init__(
         self,
@@ -158,20 +170,19 @@ class PPLCNetV2(ClassifierModel):
         )
 
         # Stochastic depth rises linearly over every block (stem block first); only residual blocks use it.
-        n_blocks = 1 + sum(depths)
-        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
-        block_idx, reduction = 1, 2
+        rates = drop_path_schedule(drop_path_rate, (1, *depths))[1:]
+        reduction = 2
         stages, self.feature_info = [], []
-        for i, (cfg, depth) in enumerate(zip(STAGES, depths)):
+        for i, (cfg, stage_rates) in enumerate(zip(STAGES, rates)):
             out_chs = make_divisible(cfg.channels * 2 * scale)
             blocks = []
-            for j in range(depth):
+            for j, rate in enumerate(stage_rates):
                 blocks.append(RepDepthwiseSeparable(
                     in_chs, out_chs, stride=2 if j == 0 else 1, dw_size=cfg.kernel_size,
                     split_pw=cfg.split_pw, use_rep=cfg.use_rep, use_se=cfg.use_se,
-                    use_shortcut=cfg.use_shortcut, act_layer=act_layer, drop_path_rate=dpr[block_idx],
+                    use_shortcut=cfg.use_shortcut, act_layer=act_layer, drop_path_rate=rate,
                 ))
-                in_chs, block_idx = out_chs, block_idx + 1
+                in_chs = out_chs
             reduction *= 2
             stages.append(nn.Sequential(*blocks))
             self.feature_info.append({"num_chs": out_chs, "reduction": reduction, "module": f"stages.{i}"})
@@ -184,6 +195,7 @@ class PPLCNetV2(ClassifierModel):
         )
         self._init_weights()
 
+    @torch.no_grad()
     def _init_weights(self) -> None:
         # PaddleClas: Kaiming-normal convs in the conv-BN layers, Paddle's defaults elsewhere (SE, head).
         paddle_default_init_(self)
@@ -206,6 +218,15 @@ VARIANTS = {
     "pplcnetv2_large": VariantCfg(scale=1.25, depths=(2, 2, 8, 2)),
 }
 
+
+
+def _create(name: str, **kwargs) -> PPLCNetV2:
+    v = VARIANTS[name]
+    return PPLCNetV2(v.scale, v.depths, **kwargs)
+
+
+# Pretrained configurations. Evaluation preprocessing of ppcls/configs/ImageNet/PPLCNetV2/*.yaml: resize short 256
+# (cv2, bilinear), crop 224: paddle_cfg's defaults.
 _DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-LCNetV2.md"
 _UNPUBLISHED = (
     "Listed in ppcls MODEL_URLS (PaddleClas 2.6); PaddleClas publishes no accuracy for it "
@@ -213,61 +234,45 @@ _UNPUBLISHED = (
 )
 
 
-def _cfg(arch: str, tag: str, file: str, top1: float | None = None, top5: float | None = None,
-         notes: str = "") -> PretrainedCfg:
-    # Evaluation preprocessing of ppcls/configs/ImageNet/PPLCNetV2/*.yaml: resize short 256 (cv2, bilinear), crop 224.
-    return PretrainedCfg(
-        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams",
-        hf_hub_id=f"hgzoo/{arch}.{tag}", resize_short=256, crop_size=224, interpolation="bilinear",
-        resize_backend="cv2", top1=top1, top5=top5, notes=notes,
-    )
-
-
-def _create(name: str, num_classes: int, in_chans: int, drop_rate: float, drop_path_rate: float,
-            use_last_conv: bool, class_expand: int, act_layer: type[nn.Module]) -> PPLCNetV2:
-    v = VARIANTS[name]
-    return PPLCNetV2(
-        v.scale, v.depths, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand, act_layer=act_layer,
-    )
-
-
 @register_model(
     paddle_name="PPLCNetV2_small",
-    pretrained_cfgs=(_cfg("pplcnetv2_small", "paddle_in1k", "PPLCNetV2_small_pretrained", notes=_UNPUBLISHED),),
+    pretrained_cfgs=(paddle_cfg("pplcnetv2_small", "paddle_in1k", "PPLCNetV2_small_pretrained", notes=_UNPUBLISHED),),
 )
 def pplcnetv2_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
                     drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
                     act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
     """PP-LCNetV2 small (scale 0.75, depths 2-2-4-2)."""
-    return _create("pplcnetv2_small", num_classes, in_chans, drop_rate, drop_path_rate,
-                   use_last_conv, class_expand, act_layer)
+    return _create("pplcnetv2_small", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand,
+                   act_layer=act_layer)
 
 
 @register_model(
     paddle_name="PPLCNetV2_base",
     pretrained_cfgs=(
-        _cfg("pplcnetv2_base", "ssld_in1k", "PPLCNetV2_base_ssld_pretrained", 80.07, 94.87,
-             notes=f"SSLD distillation. Accuracy from {_DOC}."),
-        _cfg("pplcnetv2_base", "paddle_in1k", "PPLCNetV2_base_pretrained", 77.04, 93.27,
-             notes=f"Accuracy from {_DOC}."),
+        paddle_cfg("pplcnetv2_base", "ssld_in1k", "PPLCNetV2_base_ssld_pretrained", top1=80.07, top5=94.87,
+                   notes=f"SSLD distillation. Accuracy from {_DOC}."),
+        paddle_cfg("pplcnetv2_base", "paddle_in1k", "PPLCNetV2_base_pretrained", top1=77.04, top5=93.27,
+                   notes=f"Accuracy from {_DOC}."),
     ),
 )
 def pplcnetv2_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
                    drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
                    act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
     """PP-LCNetV2 base (scale 1.0, depths 2-2-6-2)."""
-    return _create("pplcnetv2_base", num_classes, in_chans, drop_rate, drop_path_rate,
-                   use_last_conv, class_expand, act_layer)
+    return _create("pplcnetv2_base", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand,
+                   act_layer=act_layer)
 
 
 @register_model(
     paddle_name="PPLCNetV2_large",
-    pretrained_cfgs=(_cfg("pplcnetv2_large", "paddle_in1k", "PPLCNetV2_large_pretrained", notes=_UNPUBLISHED),),
+    pretrained_cfgs=(paddle_cfg("pplcnetv2_large", "paddle_in1k", "PPLCNetV2_large_pretrained", notes=_UNPUBLISHED),),
 )
 def pplcnetv2_large(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
                     drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
                     act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
     """PP-LCNetV2 large (scale 1.25, depths 2-2-8-2)."""
-    return _create("pplcnetv2_large", num_classes, in_chans, drop_rate, drop_path_rate,
-                   use_last_conv, class_expand, act_layer)
+    return _create("pplcnetv2_large", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand,
+                   act_layer=act_layer)

@@ -23,8 +23,8 @@ from torch import nn
 
 from .._registry import register_model
 from ..convert.keymap import PaddleKeyMap
-from ..layers import ClassifierHead, ConvBNAct, DropPath
-from ..pretrained import PADDLE_URL_ROOT, PretrainedCfg
+from ..layers import ClassifierHead, ConvBNAct, DropPath, drop_path_schedule
+from ..pretrained import paddle_cfg
 from ._base import ClassifierModel
 
 __all__ = [
@@ -162,18 +162,16 @@ class ResNetVd(ClassifierModel):
         )
         self.stem_pool = nn.MaxPool2d(3, stride=2, padding=1)
 
-        n_blocks = sum(depths)
-        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
-        in_chs, block_idx, reduction = 64, 0, 4
+        in_chs, reduction = 64, 4
         stages, self.feature_info = [], []
-        for i, (width, depth) in enumerate(zip(STAGE_WIDTHS, depths)):
+        for i, (width, rates) in enumerate(zip(STAGE_WIDTHS, drop_path_schedule(drop_path_rate, depths))):
             stride = 1 if i == 0 else 2
             out_chs = width * block_cls.expansion
             blocks = []
-            for j in range(depth):
+            for j, rate in enumerate(rates):
                 shortcut = ResNetVdShortcut(in_chs, out_chs, stride) if j == 0 else None
-                blocks.append(block_cls(in_chs, width, stride if j == 0 else 1, shortcut, dpr[block_idx]))
-                in_chs, block_idx = out_chs, block_idx + 1
+                blocks.append(block_cls(in_chs, width, stride if j == 0 else 1, shortcut, rate))
+                in_chs = out_chs
             reduction *= stride
             stages.append(nn.Sequential(*blocks))
             self.feature_info.append({"num_chs": out_chs, "reduction": reduction, "module": f"stages.{i}"})
@@ -218,108 +216,101 @@ VARIANTS = {
 }
 
 
+def _create(name: str, **kwargs) -> ResNetVd:
+    v = VARIANTS[name]
+    return ResNetVd(v.block, v.depths, **kwargs)
 
 
-
-
-
-
+# Pretrained configurations. Evaluation preprocessing of ppcls/configs/ImageNet/ResNet/*.yaml: resize short 256
+# (cv2, bilinear), crop 224: paddle_cfg's defaults.
 _DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/README.md (ResNet table)"
 _SSLD_DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/README.md (SSLD and ResNet tables)"
-
-
-def _cfg(arch: str, tag: str, file: str, top1: float | None, top5: float | None, notes: str) -> PretrainedCfg:
-    # Evaluation preprocessing of ppcls/configs/ImageNet/ResNet/*.yaml: resize short 256 (cv2, bilinear), crop 224.
-    return PretrainedCfg(
-        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams",
-        hf_hub_id=f"hgzoo/{arch}.{tag}", resize_short=256, crop_size=224, interpolation="bilinear",
-        resize_backend="cv2", top1=top1, top5=top5, notes=notes,
-    )
-
-
-def _create(name: str, num_classes: int, in_chans: int, drop_rate: float,
-            drop_path_rate: float) -> ResNetVd:
-    v = VARIANTS[name]
-    return ResNetVd(v.block, v.depths, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-               drop_path_rate=drop_path_rate)
+_ACCURACY = f"Accuracy from {_DOC}."
 
 
 @register_model(
     paddle_name="ResNet18_vd",
     pretrained_cfgs=(
-        _cfg("resnet18_vd", "paddle_in1k", "ResNet18_vd_pretrained", 72.26, 90.80, f"Accuracy from {_DOC}."),
+        paddle_cfg("resnet18_vd", "paddle_in1k", "ResNet18_vd_pretrained", top1=72.26, top5=90.80, notes=_ACCURACY),
     ),
 )
 def resnet18_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet18_vd (basic blocks, depths 2-2-2-2)."""
-    return _create("resnet18_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("resnet18_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="ResNet34_vd",
     pretrained_cfgs=(
-        _cfg("resnet34_vd", "ssld_in1k", "ResNet34_vd_ssld_pretrained", 79.72, 94.90,
-             f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
-        _cfg("resnet34_vd", "paddle_in1k", "ResNet34_vd_pretrained", 75.98, 92.98, f"Accuracy from {_DOC}."),
+        paddle_cfg("resnet34_vd", "ssld_in1k", "ResNet34_vd_ssld_pretrained", top1=79.72, top5=94.90,
+                   notes=f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
+        paddle_cfg("resnet34_vd", "paddle_in1k", "ResNet34_vd_pretrained", top1=75.98, top5=92.98, notes=_ACCURACY),
     ),
 )
 def resnet34_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet34_vd (basic blocks, depths 3-4-6-3)."""
-    return _create("resnet34_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("resnet34_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="ResNet50_vd",
     pretrained_cfgs=(
-        _cfg("resnet50_vd", "ssld_in1k", "ResNet50_vd_ssld_pretrained", 82.39, 96.10,
-             "SSLD distillation. 82.39 top-1 from PaddleClas docs/en/models/ResNet_and_vd_en.md (text; its table: "
-             "0.824 / 0.961). PaddleClas's later model-zoo tables (docs/zh_CN/models/ImageNet1k/README.md, "
-             "ResNet.md) list ResNet50_vd_ssld at 83.00 / 96.40, the figure of the former ResNet50_vd_ssld_v2, "
-             "so the file now behind this URL may be those weights."),
-        _cfg("resnet50_vd", "paddle_in1k", "ResNet50_vd_pretrained", 79.12, 94.44, f"Accuracy from {_DOC}."),
+        paddle_cfg("resnet50_vd", "ssld_in1k", "ResNet50_vd_ssld_pretrained", top1=82.39, top5=96.10,
+                   notes="SSLD distillation. 82.39 top-1 from PaddleClas docs/en/models/ResNet_and_vd_en.md (text; "
+                         "its table: 0.824 / 0.961). PaddleClas's later model-zoo tables "
+                         "(docs/zh_CN/models/ImageNet1k/README.md, ResNet.md) list ResNet50_vd_ssld at 83.00 / 96.40, "
+                         "the figure of the former ResNet50_vd_ssld_v2, so the file now behind this URL may be those "
+                         "weights."),
+        paddle_cfg("resnet50_vd", "paddle_in1k", "ResNet50_vd_pretrained", top1=79.12, top5=94.44, notes=_ACCURACY),
     ),
 )
 def resnet50_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet50_vd (bottlenecks, depths 3-4-6-3)."""
-    return _create("resnet50_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("resnet50_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="ResNet101_vd",
     pretrained_cfgs=(
-        _cfg("resnet101_vd", "ssld_in1k", "ResNet101_vd_ssld_pretrained", 83.73, 96.69,
-             f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
-        _cfg("resnet101_vd", "paddle_in1k", "ResNet101_vd_pretrained", 80.17, 94.97, f"Accuracy from {_DOC}."),
+        paddle_cfg("resnet101_vd", "ssld_in1k", "ResNet101_vd_ssld_pretrained", top1=83.73, top5=96.69,
+                   notes=f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
+        paddle_cfg("resnet101_vd", "paddle_in1k", "ResNet101_vd_pretrained", top1=80.17, top5=94.97, notes=_ACCURACY),
     ),
 )
 def resnet101_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet101_vd (bottlenecks, depths 3-4-23-3)."""
-    return _create("resnet101_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("resnet101_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="ResNet152_vd",
     pretrained_cfgs=(
-        _cfg("resnet152_vd", "paddle_in1k", "ResNet152_vd_pretrained", 80.59, 95.30, f"Accuracy from {_DOC}."),
+        paddle_cfg("resnet152_vd", "paddle_in1k", "ResNet152_vd_pretrained", top1=80.59, top5=95.30, notes=_ACCURACY),
     ),
 )
 def resnet152_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet152_vd (bottlenecks, depths 3-8-36-3)."""
-    return _create("resnet152_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("resnet152_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)
 
 
 @register_model(
     paddle_name="ResNet200_vd",
     pretrained_cfgs=(
-        _cfg("resnet200_vd", "paddle_in1k", "ResNet200_vd_pretrained", 80.93, 95.33, f"Accuracy from {_DOC}."),
+        paddle_cfg("resnet200_vd", "paddle_in1k", "ResNet200_vd_pretrained", top1=80.93, top5=95.33, notes=_ACCURACY),
     ),
 )
 def resnet200_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet200_vd (bottlenecks, depths 3-12-48-3)."""
-    return _create("resnet200_vd", num_classes, in_chans, drop_rate, drop_path_rate)
+    return _create("resnet200_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                   drop_path_rate=drop_path_rate)

@@ -2,130 +2,22 @@
 from __future__ import annotations
 
 import csv
-import datetime
-import importlib.metadata
 import json
 import os
-import platform
-import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import torch
-
-from ..deploy.runtimes import cpu_flags
 from .backends import BACKENDS, INT8_CALIBRATION
 from .core import INT8_MIN_TOP1, BenchmarkReport, Measurement
 from .timing import paired_ratio
 
-__all__ = ["environment", "to_markdown", "write_results", "plot_latency_vs_top1", "CSV_FIELDS"]
+__all__ = ["to_markdown", "write_results", "plot_latency_vs_top1", "CSV_FIELDS"]
 
 CSV_FIELDS = [f.name for f in fields(Measurement)] + ["throughput_img_s"]
-_LIBS = ("torch", "hgzoo", "timm", "numpy", "onnx", "onnxscript", "onnxruntime", "openvino", "tensorrt",
-         "torch_tensorrt")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(threads: int) -> dict:
-    """Hardware, library versions and settings, for the table header and the JSON."""
-    flags = cpu_flags()
-    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "avx512_vnni") if f in flags]
-    versions = {}
-    for lib in _LIBS:
-        try:
-            versions[lib] = importlib.metadata.version(lib.replace("_", "-"))
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    env = {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "cpu_isa": isa,
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": threads,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-        "load_avg_start": _load_avg(),
-        "cpu_start": cpu_snapshot(),
-    }
-    return env
-
-
 _BUSY = (". **Other processes were competing for the CPUs: absolute times are inflated and noisy. "
          "Ratios between two models on the same backend (timed interleaved, paired by round) stay fair; "
          "ratios across runtimes do not, since torch's OpenMP threads suffer most from contention. "
          "For a reference table run on an idle machine (or at a higher priority).**")
-
-
-def _descendants_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by the live descendants of ``pid`` (e.g. torch.compile's worker pool)."""
-    parent: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    hz = os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process ended while we looked
-        parent[int(entry)] = int(rest[1])
-        cpu[int(entry)] = (int(rest[11]) + int(rest[12])) / hz  # utime, stime
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        for child, ppid in parent.items():
-            if ppid == p:
-                total += cpu[child]
-                todo.append(child)
-    return total
-
-
-def cpu_snapshot() -> dict | None:
-    """Machine-wide busy and stolen CPU seconds (/proc/stat) and those of this process and its children, so
-    that :func:`other_cpu_share` can tell how much of the machine other processes took during a run."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-        hz = os.sysconf("SC_CLK_TCK")
-        t = os.times()
-        own = t.user + t.system + t.children_user + t.children_system + _descendants_cpu_s(os.getpid())
-    except (OSError, ValueError, AttributeError):
-        return None  # not Linux: the load average is all the report gives
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (v + [0] * 8)[:8]
-    return {"busy_s": (user + nice + system + irq + softirq) / hz, "steal_s": steal / hz, "own_s": own,
-            "wall_s": time.monotonic()}
-
-
-def other_cpu_share(start: dict | None, end: dict | None, cpus: int) -> dict | None:
-    """Shares of the machine's CPU time, between two :func:`cpu_snapshot` s, that other processes used
-    (``others``) and that the hypervisor gave to other guests (``steal``)."""
-    if not start or not end or end["wall_s"] <= start["wall_s"]:
-        return None
-    capacity = (end["wall_s"] - start["wall_s"]) * cpus
-    others = (end["busy_s"] - start["busy_s"]) - (end["own_s"] - start["own_s"])
-    return {"others": round(max(0.0, others) / capacity, 3),
-            "steal": round(max(0.0, end["steal_s"] - start["steal_s"]) / capacity, 3)}
-
-
-def _load_avg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
 
 
 def _threads(n: int) -> str:
@@ -177,7 +69,7 @@ def best_of(report: BenchmarkReport, model: str, impl: str, precision: str, batc
 def _method(report: BenchmarkReport) -> list[str]:
     cfg, env = report.config, report.env
     v = env["versions"]
-    libs = ", ".join(f"{k} {v[k]}" for k in _LIBS if k in v)
+    libs = ", ".join(f"{k} {ver}" for k, ver in v.items())  # machine.environment's order
     lines = [
         f"- **Hardware:** {env['cpu']} ({env['cpu_count']} logical CPUs; {', '.join(env['cpu_isa']) or 'no AVX'}; "
         f"torch CPU capability {env['torch_cpu_capability']})" + (f"; GPU {env['gpu']}" if env["gpu"] else "; no GPU"),
@@ -186,7 +78,8 @@ def _method(report: BenchmarkReport) -> list[str]:
         "INFERENCE_NUM_THREADS, one stream); denormals flushed to zero (torch.set_flush_denormal)",
         f"- **Input:** a fixed random batch, {cfg.img_size}x{cfg.img_size}, float32 NCHW on the host; "
         + ("pretrained weights" if cfg.pretrained else
-           "random weights, BatchNorm statistics calibrated on one random batch (latency does not depend on the weights)"),
+           "random weights, BatchNorm statistics calibrated on one random batch (latency does not depend on the "
+           "weights)"),
         f"- **Timing:** {cfg.timing.describe()}. Wall clock (perf_counter) on the CPU; CUDA events with "
         "synchronization on the GPU (input already on the device). Reported: median and p90 in ms.",
         "- **Precision:** " + ", ".join(cfg.precisions) + ". fp32 is true fp32 (TF32 off on GPUs). "
@@ -196,8 +89,8 @@ def _method(report: BenchmarkReport) -> list[str]:
                                                                if p in cfg.precisions)
         + (" unless, on the first image, the result is within twice eager fp32's own error of an exact fp64 run "
            "(eager fp32 rounds too: both errors are in the details)" if cfg.fp64_check else "") + ".",
-        *([f"- **int8:** post-training static quantization, calibrated on {INT8_CALIBRATION}. Checked against eager fp32 "
-           "on those same photos (not on the random timing batch): top-1 agreement and errors are reported; "
+        *([f"- **int8:** post-training static quantization, calibrated on {INT8_CALIBRATION}. Checked against eager "
+           "fp32 on those same photos (not on the random timing batch): top-1 agreement and errors are reported; "
            + (f"flagged ✗ below {INT8_MIN_TOP1:.0%} top-1 agreement." if cfg.pretrained else
               "not judged, since with random weights the near-flat logits flip under any rounding: run with "
               "--pretrained to judge, and see benchmarks/drift.py for int8 accuracy with trained weights.")]
@@ -226,6 +119,51 @@ def _method(report: BenchmarkReport) -> list[str]:
     return lines
 
 
+def _label(backend: str, b: int, batches: list[int]) -> str:
+    return f"{backend} bs{b}" if len(batches) > 1 else backend
+
+
+def _suffix(b: int, batches: list[int]) -> str:
+    return f" bs{b}" if len(batches) > 1 else ""
+
+
+def _table_header(cfg, backends: list[str], peer_backends: list[str]) -> list[str]:
+    batches = cfg.batch_sizes
+    header = ["model", "params (M)", "GFLOPs", "top-1"] + [_label(bk, b, batches) for b in batches for bk in backends]
+    header.append("max rel err")
+    header += [f"best GFLOP/s (% roofline){_suffix(b, batches)}" for b in batches]
+    for impl in cfg.compare:
+        header.append(f"{impl} model")
+        for b in batches:
+            header += [f"{impl} {_label(bk, b, batches)}" for bk in peer_backends]
+            header += [f"{_label(bk, b, batches)} ÷ {impl}" for bk in peer_backends if bk in backends]
+            header.append(f"best vs {impl} eager{_suffix(b, batches)}")
+            if len(peer_backends) > 1:
+                header.append(f"best vs best {impl}{_suffix(b, batches)}")
+    return header
+
+
+def _peer_cells(report: BenchmarkReport, name: str, impl: str, peer: dict, precision: str, backends: list[str],
+                peer_backends: list[str]) -> list[str]:
+    """One peer's cells in a model's row: its model, its latencies, and the ratios against hgzoo's."""
+    cells = [f"– ({peer['reason']})" if "reason" in peer else f"{peer['model']} ({peer['params'] / 1e6:.2f} M)"]
+    for b in report.config.batch_sizes:
+        cells += [_fmt_ms(report.find(name, impl, bk, precision, b)) if "reason" not in peer else "–"
+                  for bk in peer_backends]
+        for bk in peer_backends:
+            if bk in backends:
+                r = _ratio(report.find(name, "hgzoo", bk, precision, b), report.find(name, impl, bk, precision, b))
+                cells.append(f"{r:.2f}" if r else "–")
+        best = best_of(report, name, "hgzoo", precision, b)
+        r = _ratio(report.find(name, impl, "eager", precision, b), best)
+        cells.append(f"{r:.2f}× ({best.backend})" if r and best else "–")
+        if len(peer_backends) > 1:
+            peer_best = best_of(report, name, impl, precision, b)
+            r = _ratio(peer_best, best)
+            cells.append(f"{r:.2f}× ({best.backend} vs {peer_best.backend})" if r and best and peer_best else "–")
+    return cells
+
+
 def latency_table(report: BenchmarkReport, precision: str) -> list[str]:
     """PaddleClas-style table for one precision: a row per model; params, GFLOPs, published top-1, the
     median latency per backend × batch size, the worst relative error among them, then the peer's
@@ -234,24 +172,7 @@ def latency_table(report: BenchmarkReport, precision: str) -> list[str]:
     backends = list(dict.fromkeys(cfg.backends))
     peer_backends = list(dict.fromkeys(cfg.compare_backends or ["eager"]))
     batches = cfg.batch_sizes
-
-    def label(backend: str, b: int) -> str:
-        return f"{backend} bs{b}" if len(batches) > 1 else backend
-
-    def suffix(b: int) -> str:
-        return f" bs{b}" if len(batches) > 1 else ""
-
-    header = ["model", "params (M)", "GFLOPs", "top-1"] + [label(bk, b) for b in batches for bk in backends]
-    header.append("max rel err")
-    header += [f"best GFLOP/s (% roofline){suffix(b)}" for b in batches]
-    for impl in cfg.compare:
-        header.append(f"{impl} model")
-        for b in batches:
-            header += [f"{impl} {label(bk, b)}" for bk in peer_backends]
-            header += [f"{label(bk, b)} ÷ {impl}" for bk in peer_backends if bk in backends]
-            header.append(f"best vs {impl} eager{suffix(b)}")
-            if len(peer_backends) > 1:
-                header.append(f"best vs best {impl}{suffix(b)}")
+    header = _table_header(cfg, backends, peer_backends)
     rows = []
     for info in report.models:
         row = [info.name, f"{info.params / 1e6:.2f}" if info.params else "–",
@@ -271,26 +192,7 @@ def latency_table(report: BenchmarkReport, precision: str) -> list[str]:
                 pct = f" ({best.roofline_pct:.0f}%)" if best.roofline_pct is not None else ""
                 row.append(f"{best.achieved_gflops_s:.0f}{pct} {best.backend}")
         for impl in cfg.compare:
-            peer = info.peer.get(impl, {})
-            if "reason" in peer:
-                row.append(f"– ({peer['reason']})")
-            else:
-                row.append(f"{peer['model']} ({peer['params'] / 1e6:.2f} M)")
-            for b in batches:
-                row += [_fmt_ms(report.find(info.name, impl, bk, precision, b)) if "reason" not in peer else "–"
-                        for bk in peer_backends]
-                for bk in peer_backends:
-                    if bk in backends:
-                        r = _ratio(report.find(info.name, "hgzoo", bk, precision, b),
-                                   report.find(info.name, impl, bk, precision, b))
-                        row.append(f"{r:.2f}" if r else "–")
-                best = best_of(report, info.name, "hgzoo", precision, b)
-                r = _ratio(report.find(info.name, impl, "eager", precision, b), best)
-                row.append(f"{r:.2f}× ({best.backend})" if r and best else "–")
-                if len(peer_backends) > 1:
-                    peer_best = best_of(report, info.name, impl, precision, b)
-                    r = _ratio(peer_best, best)
-                    row.append(f"{r:.2f}× ({best.backend} vs {peer_best.backend})" if r and best and peer_best else "–")
+            row += _peer_cells(report, info.name, impl, info.peer.get(impl, {}), precision, backends, peer_backends)
         rows.append(row)
     title = f"### {precision}" + (f", batch {batches[0]}" if len(batches) == 1 else "") + " — median latency (ms)"
     return [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
@@ -307,16 +209,18 @@ def to_markdown(report: BenchmarkReport, details: bool = True) -> str:
     out.append("")
     for precision in cfg.precisions:
         out += latency_table(report, precision)
-    legend = ["top-1: the published ImageNet-1k top-1 of the model's default weights. Median latency in ms. ✗: output disagrees with eager fp32; ~: median not stable (its 95% confidence "
+    legend = ["top-1: the published ImageNet-1k top-1 of the model's default weights. Median latency in ms. ✗: output "
+              "disagrees with eager fp32; ~: median not stable (its 95% confidence "
               "interval wider than the bar) when the time budget ran out; (bsN): ran a smaller batch after running "
-              "out of memory. max rel err: the largest relative error against eager fp32 among the backends in the row. "
-              "best GFLOP/s: the model's FLOPs per second on its fastest agreeing backend, and that as a share of the "
-              "roofline (the rate of a large 3x3 convolution, measured in this run)."]
+              "out of memory. max rel err: the largest relative error against eager fp32 among the backends in the "
+              "row. best GFLOP/s: the model's FLOPs per second on its fastest agreeing backend, and that as a share of "
+              "the roofline (the rate of a large 3x3 convolution, measured in this run)."]
     if cfg.compare:
-        legend.append(f"`X ÷ {cfg.compare[0]}`: hgzoo's median over the peer's on the same backend (< 1: hgzoo faster). "
-                      f"`best vs {cfg.compare[0]} eager`: the peer's eager median over hgzoo's fastest agreeing backend "
-                      "(> 1: hgzoo faster). Both from the same run, timed interleaved; a ratio is the median over the rounds "
-                      "of the two block medians' ratio in that round, so a slow spell of the machine cancels.")
+        legend.append(f"`X ÷ {cfg.compare[0]}`: hgzoo's median over the peer's on the same backend (< 1: hgzoo "
+                      f"faster). `best vs {cfg.compare[0]} eager`: the peer's eager median over hgzoo's fastest "
+                      "agreeing backend (> 1: hgzoo faster). Both from the same run, timed interleaved; a ratio is the "
+                      "median over the rounds of the two block medians' ratio in that round, so a slow spell of the "
+                      "machine cancels.")
     out += legend + [""]
 
     out += _summary(report)
@@ -389,13 +293,14 @@ def _summary(report: BenchmarkReport) -> list[str]:
                 vs(peer_any, best_any),
             ]) + " |")
     return out + ["", f"`R× (ours vs theirs)`: {impl}'s median over hgzoo's (> 1: hgzoo faster); `best`: the fastest "
-                  "path whose output agrees with eager fp32, among the backends run for each. Speed-ups across precisions are ratios of medians from different rounds of the same "
-                  "run. top-1 agree: over the timing batch, or for int8 over the real photos it is checked on.", ""]
+                  "path whose output agrees with eager fp32, among the backends run for each. Speed-ups across "
+                  "precisions are ratios of medians from different rounds of the same run. top-1 agree: over the "
+                  "timing batch, or for int8 over the real photos it is checked on.", ""]
 
 
 def _details(report: BenchmarkReport) -> list[str]:
-    header = ["model", "impl", "backend", "prec", "batch", "median ms", "±95% CI", "p90 ms", "iters", "img/s", "GFLOP/s",
-              "% roofline", "max abs err", "rel err", "vs fp64 (eager)", "top-1 agree", "status", "note"]
+    header = ["model", "impl", "backend", "prec", "batch", "median ms", "±95% CI", "p90 ms", "iters", "img/s",
+              "GFLOP/s", "% roofline", "max abs err", "rel err", "vs fp64 (eager)", "top-1 agree", "status", "note"]
     out = ["### Details", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in report.measurements:
         if m.status == "skipped":

@@ -35,7 +35,8 @@ class TimingConfig:
     def describe(self) -> str:
         return (f"{self.warmup} warm-up calls; then rounds in which each backend runs a ~{self.block_s:g} s block "
                 f"(first call of each block discarded), interleaved, until every median's 95% confidence interval is "
-                f"within ±{self.rel_tol:.0%} with >= {self.min_iters} samples, or {self.budget_s:g} s per backend is spent")
+                f"within ±{self.rel_tol:.0%} with >= {self.min_iters} samples, or {self.budget_s:g} s per backend is "
+                "spent")
 
 
 @dataclass

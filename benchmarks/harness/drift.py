@@ -1,5 +1,7 @@
 """Accuracy drift of exported models: top-1 accuracy of every format × precision against eager fp32 on a held-out
-labelled set, with top-1 agreement and logit errors. ``benchmarks/drift.py`` is the command line."""
+labelled set, with top-1 agreement and logit errors. ``benchmarks/drift.py`` is the command line.
+
+A study on top of the library: every file goes through :func:`hgzoo.deploy.export` and :func:`hgzoo.deploy.load`."""
 from __future__ import annotations
 
 import csv
@@ -15,18 +17,24 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .api import (
+from hgzoo.deploy import (
     EXTENSIONS,
     FORMATS,
     FP32_MAX_REL_ERR,
     MIN_TOP1_AGREEMENT,
     PRECISIONS,
+    ExportReport,
+    Predictor,
+    agreement,
     describe_compute,
     export,
+    load,
     unsupported_reason,
+    verdict,
 )
-from .images import ImageSource
-from .runtimes import Predictor, load
+from hgzoo.deploy.images import ImageSource
+
+from .machine import environment
 
 __all__ = ["DriftRow", "DriftReport", "measure_drift", "ALL_TARGETS"]
 
@@ -136,14 +144,76 @@ class _Transformed(Dataset):
 
 
 def _environment() -> dict:
-    from ..benchmark.report import environment
-
     env = environment(torch.get_num_threads())
     return {"date": env["date"], "cpu": env["cpu"], "versions": env["versions"]}
 
 
 def _file_mb(files: list[str]) -> float:
     return sum(os.path.getsize(f) for f in files) / 2**20
+
+
+def _export_target(row: DriftRow, model: nn.Module, workdir: Path, export_kwargs: dict,
+                   log: Callable[[str], None]) -> tuple[Predictor | None, ExportReport | None]:
+    """Export ``model`` to ``row``'s target without :func:`export`'s own gate and load the file; a target this
+    machine cannot make is skipped, one that fails is an error (the row says why either way)."""
+    reason = unsupported_reason(row.format, row.precision)
+    if reason is None and row.precision == "int8" and export_kwargs["calibration"] is None:
+        reason = "int8 needs calibration images (--calibration)"
+    if reason:
+        row.status, row.reason = "skipped", reason
+        return None, None
+    row.compute = describe_compute(row.format, row.precision)
+    out = workdir / f"model-{row.precision}{EXTENSIONS[row.format]}"
+    try:
+        t = time.perf_counter()
+        rep = export(model, row.format, row.precision, output=out, verify=False, **export_kwargs)
+        row.export_s = time.perf_counter() - t
+        row.file, row.size_mb = rep.path, _file_mb(rep.files)
+        predictor = load(rep.path, threads=export_kwargs["threads"])
+    except Exception as e:  # noqa: BLE001 - one broken target must not end the report
+        row.status, row.reason = "error", f"{type(e).__name__}: {e}"
+        log(f"{row.target}: error: {row.reason}")
+        return None, None
+    log(f"{row.target}: exported in {row.export_s:.1f} s ({row.size_mb:.1f} MB)")
+    return predictor, rep
+
+
+def _run_heldout(model: nn.Module, data: DataLoader, predictors: dict[str, Predictor],
+                 log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Eager fp32 logits, the labels, and every predictor's logits over the held-out set."""
+    ref_all, labels, outs = [], [], {k: [] for k in predictors}
+    t = time.perf_counter()
+    for x, y in data:
+        with torch.inference_mode():
+            ref_all.append(model(x.float()).float().numpy())
+        labels.append(y.numpy())
+        for key, predictor in predictors.items():
+            outs[key].append(predictor(x))
+    log(f"held-out set: {sum(len(y) for y in labels)} images through {len(predictors) + 1} models in "
+        f"{time.perf_counter() - t:.0f} s")
+    return np.concatenate(ref_all), np.concatenate(labels), {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def _score(rows: list[DriftRow], ref: np.ndarray, labels: np.ndarray, outs: dict[str, np.ndarray]) -> None:
+    """Accuracy of every row on ``labels``, its :func:`agreement` with eager fp32 (``rows[0]``), and the verdict
+    by the bounds of :func:`export` (:func:`verdict`)."""
+    acc_ref = 100.0 * float((ref.argmax(1) == labels).mean())
+    rows[0].n, rows[0].top1, rows[0].agreement = len(labels), acc_ref, 1.0
+    for row in rows[1:]:
+        if row.target not in outs:
+            continue
+        out, row.n = outs[row.target], len(labels)
+        stats = agreement(out, ref)
+        if not stats["finite"]:
+            row.status, row.reason = "fail", "non-finite outputs"
+            continue
+        row.top1 = 100.0 * float((out.argmax(1) == labels).mean())
+        row.top1_delta = row.top1 - acc_ref
+        row.agreement, row.max_abs_err, row.max_rel_err = (
+            stats["top1_agreement"], stats["max_abs_err"], stats["max_rel_err"])
+        ok, row.criterion = verdict(row.precision, stats)
+        if not ok:
+            row.status, row.reason = "fail", f"beyond the export bound ({row.criterion})"
 
 
 def measure_drift(
@@ -177,74 +247,22 @@ def measure_drift(
     model = model.eval()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    export_kwargs = dict(calibration=calibration, calibration_size=calibration_size, img_size=img_size,
+                         data_config=data_config, threads=threads)
     rows = [DriftRow("eager fp32", "eager", "fp32", "reference", compute="fp32, torch eager (the model as trained)")]
     predictors: dict[str, Predictor] = {}
     calibrated = "none (no int8 target exported)"
     for fmt, precision in targets or ALL_TARGETS:
         row = DriftRow(f"{fmt} {precision}", fmt, precision, "ok")
         rows.append(row)
-        reason = unsupported_reason(fmt, precision)
-        if reason is None and precision == "int8" and calibration is None:
-            reason = "int8 needs calibration images (--calibration)"
-        if reason:
-            row.status, row.reason = "skipped", reason
-            continue
-        row.compute = describe_compute(fmt, precision)
-        out = workdir / f"model-{precision}{EXTENSIONS[fmt]}"
-        try:
-            t = time.perf_counter()
-            rep = export(model, fmt, precision, output=out, calibration=calibration, calibration_size=calibration_size,
-                         verify=False, img_size=img_size, data_config=data_config, threads=threads)
-            row.export_s = time.perf_counter() - t
-            if rep.n_calibration:
-                calibrated = f"{rep.n_calibration} random images of {calibration_name or rep.calibration}"
-            row.file, row.size_mb = rep.path, _file_mb(rep.files)
-            predictors[row.target] = load(rep.path, threads=threads)
-            log(f"{row.target}: exported in {row.export_s:.1f} s ({row.size_mb:.1f} MB)")
-        except Exception as e:  # noqa: BLE001 - one broken target must not end the report
-            row.status, row.reason = "error", f"{type(e).__name__}: {e}"
-            log(f"{row.target}: error: {row.reason}")
+        predictor, rep = _export_target(row, model, workdir, export_kwargs, log)
+        if predictor is not None:
+            predictors[row.target] = predictor
+        if rep is not None and rep.n_calibration:
+            calibrated = f"{rep.n_calibration} random images of {calibration_name or rep.calibration}"
 
     data = DataLoader(_Transformed(heldout, transform, limit), batch_size=batch_size, num_workers=workers)
-    ref_all, labels, outs = [], [], {k: [] for k in predictors}
-    t = time.perf_counter()
-    for x, y in data:
-        with torch.inference_mode():
-            ref_all.append(model(x.float()).float().numpy())
-        labels.append(y.numpy())
-        for key, predictor in predictors.items():
-            outs[key].append(predictor(x))
-    log(f"held-out set: {sum(len(y) for y in labels)} images through {len(predictors) + 1} models in "
-        f"{time.perf_counter() - t:.0f} s")
-    ref, y = np.concatenate(ref_all), np.concatenate(labels)
-    ref_top1 = ref.argmax(1)
-    scale = max(float(np.abs(ref).max()), 1e-12)
-    acc_ref = 100.0 * float((ref_top1 == y).mean())
-    rows[0].n, rows[0].top1, rows[0].agreement = len(y), acc_ref, 1.0
-    for row in rows[1:]:
-        if row.target not in outs:
-            continue
-        out = np.concatenate(outs[row.target])
-        row.n = len(y)
-        if not np.all(np.isfinite(out)):
-            row.status, row.reason = "fail", "non-finite outputs"
-            continue
-        top1 = out.argmax(1)
-        row.top1 = 100.0 * float((top1 == y).mean())
-        row.top1_delta = row.top1 - acc_ref
-        row.agreement = float((top1 == ref_top1).mean())
-        row.max_abs_err = float(np.abs(out - ref).max())
-        row.max_rel_err = row.max_abs_err / scale
-        if row.precision == "fp32":
-            row.criterion = f"max rel err <= {FP32_MAX_REL_ERR:.0e}"
-            ok = row.max_rel_err <= FP32_MAX_REL_ERR
-        else:
-            bound = MIN_TOP1_AGREEMENT[row.precision]
-            row.criterion = f"top-1 agreement >= {bound:.0%}"
-            ok = row.agreement >= bound
-        if not ok:
-            row.status, row.reason = "fail", f"beyond the export bound ({row.criterion})"
+    _score(rows, *_run_heldout(model, data, predictors, log))
     name = getattr(getattr(model, "pretrained_cfg", None), "architecture", None) or type(model).__name__
     return DriftReport(name, weights, heldout_name or type(heldout).__name__, calibrated, rows, _environment(),
                        time.perf_counter() - t0)
-

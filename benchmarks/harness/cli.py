@@ -1,4 +1,4 @@
-"""``python benchmark.py``: the command line over :func:`hgzoo.benchmark.run_benchmark`."""
+"""``python benchmark.py``: the command line over :func:`benchmarks.harness.run_benchmark`."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,9 @@ import os
 import sys
 import traceback
 
-from .backends import BACKENDS, PRECISIONS, cpu_precision_skip
+from hgzoo.deploy import PRECISIONS
+
+from .backends import BACKENDS, cpu_precision_skip
 from .core import BenchmarkConfig, run_benchmark
 from .report import plot_latency_vs_top1, to_markdown, write_results
 from .subjects import BenchmarkInputError
@@ -36,7 +38,8 @@ def _csv(kind):
         try:
             return [kind(t.strip()) for t in text.split(",") if t.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
     return parse
 
 
@@ -83,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Latency of hgzoo models per backend, precision and batch size, checked against eager fp32, "
                     "optionally side by side with timm's equivalent models.")
     ap.add_argument("--model", "-m", action="append", type=_csv(str), metavar="NAME",
-                    help=f"model name or wildcard ('pphgnet*'); repeat or comma-separate (default: {','.join(DEFAULT_MODELS)})")
+                    help="model name or wildcard ('pphgnet*'); repeat or comma-separate "
+                         f"(default: {','.join(DEFAULT_MODELS)})")
     ap.add_argument("--batch-sizes", "-b", type=_batch_sizes, default=[1], metavar="N,N", help="default: 1")
     ap.add_argument("--img-size", type=_positive_int, default=224, help="default: 224")
     ap.add_argument("--precision", "-p", type=_csv(str), default=None, metavar="P,P",
@@ -98,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--compare-backends", type=_csv(str), default=None, metavar="B,B",
                     help="backends for the compared models: a list, or 'same' (as --backend); default: eager")
     ap.add_argument("--threads", type=_positive_int, default=None, help=f"default: all CPUs ({os.cpu_count()})")
-    ap.add_argument("--pretrained", action="store_true", help="load the default weights (latency does not depend on them)")
+    ap.add_argument("--pretrained", action="store_true",
+                    help="load the default weights (latency does not depend on them)")
     ap.add_argument("--results-file", metavar="FILE", help="write the results: .csv, .json or .md")
     ap.add_argument("--plot", metavar="PNG", help="latency against published top-1 (needs matplotlib)")
     ap.add_argument("--warmup", type=_positive_int, default=3, help="warm-up calls per backend (default: 3)")

@@ -1,4 +1,4 @@
-"""Inference backends: each turns a :class:`~hgzoo.benchmark.subjects.Subject` and an input batch into a
+"""Inference backends: each turns a :class:`~benchmarks.harness.subjects.Subject` and an input batch into a
 :class:`Runner`, a zero-argument call that runs one batch.
 
 A backend whose package or hardware is missing says why in :meth:`Backend.skip_reason`; nothing here
@@ -22,17 +22,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from hgzoo.deploy.runtimes import export_onnx, split_batches
 from hgzoo.deploy.runtimes import quiet as _quiet
+from hgzoo.deploy.runtimes import split_batches, write_onnx
 
 from .subjects import BenchmarkInputError, Subject
 
 __all__ = [
-    "Runner", "Backend", "BACKENDS", "PRECISIONS", "get_backend", "is_oom", "cpu_precision_skip",
-    "export_onnx", "int8_images", "INT8_CALIBRATION",
+    "Runner", "Backend", "BACKENDS", "get_backend", "is_oom", "cpu_precision_skip",
+    "int8_images", "INT8_CALIBRATION",
 ]
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -125,7 +124,7 @@ def onnx_file(subject: Subject, img_size: int) -> str:
         tmp = subject.cache.setdefault("tmpdir", _TempDir())
         path = os.path.join(tmp.path, f"{subject.impl}-{subject.arch}-{img_size}.onnx")
         t = time.perf_counter()
-        export_onnx(subject.deploy_model(), path, img_size)
+        write_onnx(subject.deploy_model(), path, img_size)
         subject.cache[key] = path
         subject.cache[key + ":seconds"] = time.perf_counter() - t
         subject.cache[key + ":nodes"] = _onnx_nodes(path)
@@ -239,7 +238,8 @@ class CompileBackend(Backend):
     description = "torch.compile (inductor) of the re-parameterized model; on CPU with freezing (weights folded)"
 
     def unavailable(self):
-        if self.device == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
+        if self.device == "cpu" and not any(shutil.which(c) for c in compilers if c):
             return "torch.compile on CPU needs a C++ compiler (g++ or clang++); none found"
         return None
 
@@ -381,7 +381,8 @@ class CudaBackend(Backend):
     name = "cuda"
     device = "cuda"
     uses_deploy_model = False
-    description = "the model as built, torch eager on the GPU (weights cast to the precision, TF32 off for fp32); CUDA events, synchronized"
+    description = ("the model as built, torch eager on the GPU (weights cast to the precision, TF32 off for fp32); "
+                   "CUDA events, synchronized")
 
     def unavailable(self):
         return _cuda_unavailable()
@@ -445,8 +446,9 @@ class TensorRTBackend(Backend):
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
         flags = 0
-        if hasattr(trt, "NetworkDefinitionCreationFlag") and hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
-            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
+        if creation is not None and hasattr(creation, "EXPLICIT_BATCH"):
+            flags = 1 << int(creation.EXPLICIT_BATCH)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(path):

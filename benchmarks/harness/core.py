@@ -14,20 +14,26 @@ import numpy as np
 import torch
 
 import hgzoo
+from hgzoo._flops import count_flops
 from hgzoo._registry import UnknownModelError, model_entrypoint, resolve_model_name
+from hgzoo.deploy import MIN_TOP1_AGREEMENT, PRECISIONS, agreement
 
-from hgzoo.deploy import MIN_TOP1_AGREEMENT
-
-from .backends import BACKENDS, DTYPES, PRECISIONS, Backend, Runner, get_backend, int8_images, is_oom
+from .backends import BACKENDS, DTYPES, Backend, Runner, get_backend, int8_images, is_oom
+from .machine import cpu_snapshot, environment, other_cpu_share
 from .subjects import (
-    BenchmarkInputError, Subject, activation_bytes_per_image, build_hgzoo, build_timm, timm_equivalent,
+    BenchmarkInputError,
+    Subject,
+    activation_bytes_per_image,
+    build_hgzoo,
+    build_timm,
+    timm_equivalent,
     total_stride,
 )
 from .timing import Timing, TimingConfig, conv_roofline, time_interleaved
 
 __all__ = [
     "BenchmarkConfig", "Measurement", "ModelInfo", "BenchmarkReport", "run_benchmark", "resolve_models",
-    "check_agreement", "fixed_input", "DEFAULT_TOLERANCES", "COMPARE_IMPLS", "INT8_MIN_TOP1",
+    "check_config", "check_output", "fixed_input", "DEFAULT_TOLERANCES", "COMPARE_IMPLS", "INT8_MIN_TOP1",
 ]
 
 # Largest relative error (max |ours - eager fp32| / max |eager fp32|) that still counts as the same result.
@@ -59,7 +65,7 @@ class BenchmarkConfig:
     timing: TimingConfig = field(default_factory=TimingConfig)
     roofline: bool = True
     tolerances: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
-    fp64_check: bool = True  # also compare against an fp64 run of the first image (see check_agreement)
+    fp64_check: bool = True  # also compare against an fp64 run of the first image (see check_output)
     memory_fraction: float = 0.5  # of the available memory a batch may use (several backends coexist)
     log: Callable[[str], None] | None = None  # progress messages (default: stderr)
 
@@ -142,10 +148,10 @@ class BenchmarkReport:
                 "models": [asdict(m) for m in self.models], "results": [asdict(m) for m in self.measurements]}
 
 
-def check_agreement(out: np.ndarray, ref: np.ndarray, tolerance: float, ref64: np.ndarray | None = None,
-                    floor: float | None = None) -> dict:
-    """Compare a backend's logits with eager fp32's on the same input: max abs error, relative error
-    (max abs error over the reference's largest magnitude, as in the parity tests), top-1 agreement.
+def check_output(out: np.ndarray, ref: np.ndarray, tolerance: float, ref64: np.ndarray | None = None,
+                 floor: float | None = None) -> dict:
+    """:func:`hgzoo.deploy.agreement` of a backend's logits with eager fp32's on the same input (max abs error,
+    relative error, top-1 agreement), and whether they ``agree``: relative error within ``tolerance``.
 
     fp32 itself rounds: in a deep network eager fp32 can sit ~1e-4 away from the exact (fp64) result,
     and a backend that rounds differently (a fused conv+BN, another summation order) lands as far on
@@ -153,20 +159,15 @@ def check_agreement(out: np.ndarray, ref: np.ndarray, tolerance: float, ref64: n
     own relative error against it), a result beyond ``tolerance`` of eager fp32 still agrees when it is
     within twice eager fp32's own error of the exact result; ``fp64_err`` is reported either way.
     """
-    out = np.asarray(out, dtype=np.float64).reshape(ref.shape)
-    ref = np.asarray(ref, dtype=np.float64)
-    if not np.all(np.isfinite(out)):
-        return {"max_abs_err": float("inf"), "rel_err": float("inf"), "top1_agreement": 0.0, "agrees": False,
-                "fp64_err": None}
-    abs_err = float(np.abs(out - ref).max()) if out.size else 0.0
-    rel = abs_err / max(float(np.abs(ref).max()), 1e-12)
-    top1 = float((out.argmax(-1) == ref.argmax(-1)).mean()) if out.ndim == 2 and out.shape[-1] > 1 else 1.0
+    stats = agreement(out, ref)
+    if not stats["finite"]:
+        return {**stats, "agrees": False, "fp64_err": None}
     fp64_err = None
     if ref64 is not None:
-        r64 = np.asarray(ref64, dtype=np.float64).reshape(-1)
-        fp64_err = float(np.abs(out.reshape(out.shape[0], -1)[0] - r64).max() / max(np.abs(r64).max(), 1e-12))
-    agrees = rel <= tolerance or (fp64_err is not None and floor is not None and fp64_err <= 2 * floor)
-    return {"max_abs_err": abs_err, "rel_err": rel, "top1_agreement": top1, "agrees": agrees, "fp64_err": fp64_err}
+        first = np.asarray(out).reshape(ref.shape)[:1].reshape(1, -1)
+        fp64_err = agreement(first, np.asarray(ref64).reshape(1, -1))["max_rel_err"]
+    agrees = stats["max_rel_err"] <= tolerance or (fp64_err is not None and floor is not None and fp64_err <= 2 * floor)
+    return {**stats, "agrees": agrees, "fp64_err": fp64_err}
 
 
 def fixed_input(batch: int, img_size: int, seed: int) -> torch.Tensor:
@@ -175,20 +176,18 @@ def fixed_input(batch: int, img_size: int, seed: int) -> torch.Tensor:
                       for i in range(batch)])
 
 
-def _int8_agreement(cfg: BenchmarkConfig, subject: Subject, runner: Runner, batch: int) -> dict:
-    """An int8 runner against eager fp32 on real photos (the calibration images' set): errors and top-1
-    agreement; ``agrees`` needs finite outputs, and with pretrained weights :data:`INT8_MIN_TOP1`."""
+def _check_int8(cfg: BenchmarkConfig, subject: Subject, runner: Runner, batch: int) -> dict:
+    """An int8 runner against eager fp32 on real photos (the calibration images' set): :func:`agreement`, and
+    whether it ``agrees``: finite outputs, and with pretrained weights top-1 agreement >= :data:`INT8_MIN_TOP1`."""
     images = int8_images(cfg.img_size)
     key = f"photo-logits@{cfg.img_size}"
     if key not in subject.cache:
         with torch.inference_mode():
             subject.cache[key] = torch.cat([subject.model(images[i:i + 16]) for i in range(0, len(images), 16)]).numpy()
     out = runner.outputs_for(images, batch)
-    result = check_agreement(out, subject.cache[key], float("inf"))
-    result["finite"] = bool(np.all(np.isfinite(out)))
-    result["agrees"] = result["finite"] and (not cfg.pretrained or result["top1_agreement"] >= INT8_MIN_TOP1)
-    result["n"] = len(images)
-    return result
+    stats = agreement(out, subject.cache[key])
+    agrees = stats["finite"] and (not cfg.pretrained or stats["top1_agreement"] >= INT8_MIN_TOP1)
+    return {**stats, "agrees": agrees, "fp64_err": None, "n": len(images)}
 
 
 def _fp64_reference(subject: Subject, x0: torch.Tensor) -> np.ndarray:
@@ -240,7 +239,7 @@ def _meta_stride(name: str) -> int | None:
         return None
 
 
-def validate(cfg: BenchmarkConfig) -> tuple[list[str], list[Backend], list[Backend]]:
+def check_config(cfg: BenchmarkConfig) -> tuple[list[str], list[Backend], list[Backend]]:
     """Check everything the user typed before spending any time; raise :class:`BenchmarkInputError`."""
     models = resolve_models(cfg.models)
     backends = [get_backend(b) for b in dict.fromkeys(cfg.backends)]
@@ -284,7 +283,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkReport:
     """Run the benchmark described by ``cfg``. Bad input raises :class:`BenchmarkInputError` before any
     work; a backend that cannot run is reported (skipped/error), never raised."""
     log = cfg.log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    models, backends, peer_backends = validate(cfg)
+    models, backends, peer_backends = check_config(cfg)
     threads = cfg.threads or os.cpu_count() or 1
     cfg.threads = threads
     saved_threads = torch.get_num_threads()
@@ -298,8 +297,6 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkReport:
 
 
 def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
-    from .report import cpu_snapshot, environment, other_cpu_share
-
     t_start = time.perf_counter()
     roofline: dict[str, dict] = {}
     if cfg.roofline:
@@ -330,8 +327,6 @@ def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
 
 
 def _bench_model(cfg, report, info, backends, peer_backends, log) -> None:
-    from hgzoo.__main__ import count_flops
-
     subjects: list[Subject] = []
     try:
         hg = build_hgzoo(info.name, pretrained=cfg.pretrained, img_size=cfg.img_size, seed=cfg.seed)
@@ -361,7 +356,8 @@ def _bench_model(cfg, report, info, backends, peer_backends, log) -> None:
             except Exception as e:  # noqa: BLE001
                 info.peer[impl] = {"model": peer, "reason": _short(e)}
                 continue
-            info.peer[impl] = {"model": peer, "params": sub.params, "gflops": count_flops(sub.model, cfg.img_size) / 1e9}
+            info.peer[impl] = {"model": peer, "params": sub.params,
+                               "gflops": count_flops(sub.model, cfg.img_size) / 1e9}
             subjects.append(sub)
         log(f"{info.name}: {info.params / 1e6:.2f} M params, {info.gflops:.2f} GFLOPs at {cfg.img_size}"
             + "".join(f"; {impl}: {d.get('model', '-')}" for impl, d in info.peer.items()))
@@ -409,7 +405,8 @@ def _bench_group(cfg, report, info, subjects, backends, peer_backends, batch, pr
     notes = [note] if note else []
     while True:
         try:
-            results = _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision, report.roofline, log)
+            results = _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision,
+                                 report.roofline, log)
             break
         except _GroupOOM as e:
             if ran == 1:
@@ -431,65 +428,90 @@ class _GroupOOM(Exception):
     pass
 
 
-def _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision, roofline, log) -> list[Measurement]:
+def _references(cfg: BenchmarkConfig, s: Subject, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None,
+                                                                             float | None]:
+    """Eager fp32 logits of ``x``; with ``cfg.fp64_check`` the exact (fp64) logits of its first image and eager
+    fp32's own relative error against them (the rounding floor, see :func:`check_output`)."""
+    with torch.inference_mode():
+        try:
+            ref = s.model(x).float().numpy()
+        except Exception as e:  # noqa: BLE001
+            if is_oom(e):
+                raise _GroupOOM(_short(e, 120)) from None
+            raise RuntimeError(f"{s.label} cannot run a {'x'.join(map(str, x.shape))} input: {_short(e)}") from None
+    if not cfg.fp64_check:
+        return ref, None, None
+    ref64 = _fp64_reference(s, x[:1])
+    return ref, ref64, agreement(ref[:1], ref64)["max_rel_err"]
+
+
+def _record_check(cfg: BenchmarkConfig, m: Measurement, check: dict, floor: float | None) -> None:
+    """Fill ``m`` with a backend's output check (:func:`check_output` or, for int8, :func:`_check_int8`)."""
+    m.max_abs_err, m.rel_err, m.top1_agreement, m.fp64_err = (
+        check["max_abs_err"], check["max_rel_err"], check["top1_agreement"], check["fp64_err"])
+    m.eager_fp64_err = floor
+    if m.precision == "int8":
+        m.tolerance, m.eager_fp64_err = None, None
+        judged = f"judged: top-1 agreement >= {INT8_MIN_TOP1:.0%}" if cfg.pretrained else "not judged (random weights)"
+        m.note += f"; checked against eager fp32 on {check['n']} real photos, {judged}"
+        if not check["agrees"]:
+            m.status = "mismatch"
+            m.reason = (f"top-1 agreement with eager fp32 on {check['n']} real photos {m.top1_agreement:.0%} < "
+                        f"{INT8_MIN_TOP1:.0%}" if check["finite"] else "non-finite outputs")
+    elif not check["agrees"]:
+        m.status = "mismatch"
+        m.reason = f"output differs from eager fp32: relative error {m.rel_err:.2e} > {m.tolerance:.0e}"
+        if m.fp64_err is not None:
+            m.reason += f", and {m.fp64_err:.1e} from the exact fp64 result (eager fp32: {floor:.1e})"
+
+
+def _prepare(cfg: BenchmarkConfig, m: Measurement, s: Subject, b: Backend, x: torch.Tensor,
+             refs: tuple[np.ndarray, np.ndarray | None, float | None], log: Callable[[str], None]) -> Runner | None:
+    """Backend ``b`` ready to run subject ``s`` on ``x``, its output checked against eager fp32 (``refs``, from
+    :func:`_references`) and recorded in ``m``; None when it is skipped or fails (``m`` says why)."""
+    reason = b.skip_reason(m.precision)
+    if reason:
+        m.status, m.reason, m.ran_batch_size, m.tolerance = "skipped", reason, None, None
+        return None
+    ref, ref64, floor = refs
+    try:
+        t = time.perf_counter()
+        runner = b.prepare(s, x, m.precision, cfg.threads)
+        if m.precision == "int8":
+            check = _check_int8(cfg, s, runner, len(x))
+        else:
+            check = check_output(runner.output(), ref, m.tolerance, ref64, floor)
+    except Exception as e:  # noqa: BLE001 - reported in the table
+        if is_oom(e):
+            raise _GroupOOM(_short(e, 120)) from None
+        m.status, m.reason = "error", _short(e)
+        log(f"{m.model} bs{m.batch_size} {m.precision} {s.label} {b.name}: error: {m.reason}")
+        return None
+    m.note = runner.note
+    _record_check(cfg, m, check, floor)
+    log(f"{m.model} bs{len(x)} {m.precision} {s.label} {b.name}: ready in {time.perf_counter() - t:.1f} s, "
+        f"rel err {m.rel_err:.1e}" + (f" ({runner.note})" if runner.note else ""))
+    return runner
+
+
+def _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision, roofline,
+               log) -> list[Measurement]:
+    """Every backend of every subject on one input batch of ``ran`` images: prepared and checked one by one,
+    then timed together (interleaved). Running out of memory raises :class:`_GroupOOM`."""
     x = fixed_input(ran, cfg.img_size, cfg.seed)
     tol = cfg.tolerances.get(precision, 1e-4)
     results: dict[tuple[str, str], Measurement] = {}
     runners: dict[tuple[str, str], Runner] = {}
     try:
         for s in subjects:
-            with torch.inference_mode():
-                try:
-                    ref = s.model(x).float().numpy()
-                except Exception as e:  # noqa: BLE001
-                    if is_oom(e):
-                        raise _GroupOOM(_short(e, 120)) from None
-                    raise RuntimeError(f"{s.label} cannot run a {ran}x3x{cfg.img_size}x{cfg.img_size} input: {_short(e)}") from None
-            ref64 = _fp64_reference(s, x[:1]) if cfg.fp64_check else None
-            floor = check_agreement(ref[:1], ref64, 1.0)["rel_err"] if ref64 is not None else None
+            refs = _references(cfg, s, x)
             for b in (backends if s.impl == "hgzoo" else peer_backends):
                 m = Measurement(info.name, s.impl, s.arch, b.name, precision, batch, cfg.img_size, "ok",
                                 ran_batch_size=ran, tolerance=tol)
                 results[(s.impl, b.name)] = m
-                reason = b.skip_reason(precision)
-                if reason:
-                    m.status, m.reason, m.ran_batch_size, m.tolerance = "skipped", reason, None, None
-                    continue
-                try:
-                    t = time.perf_counter()
-                    runner = b.prepare(s, x, precision, cfg.threads)
-                    if precision == "int8":
-                        agreement = _int8_agreement(cfg, s, runner, ran)
-                    else:
-                        agreement = check_agreement(runner.output(), ref, tol, ref64, floor)
-                except Exception as e:  # noqa: BLE001 - reported in the table
-                    if is_oom(e):
-                        raise _GroupOOM(_short(e, 120)) from None
-                    m.status, m.reason = "error", _short(e)
-                    log(f"{info.name} bs{batch} {precision} {s.label} {b.name}: error: {m.reason}")
-                    continue
-                m.note = runner.note
-                m.max_abs_err, m.rel_err, m.top1_agreement, m.fp64_err = (
-                    agreement["max_abs_err"], agreement["rel_err"], agreement["top1_agreement"], agreement["fp64_err"])
-                m.eager_fp64_err = floor
-                if precision == "int8":
-                    m.tolerance, m.fp64_err, m.eager_fp64_err = None, None, None
-                    judged = f"judged: top-1 agreement >= {INT8_MIN_TOP1:.0%}" if cfg.pretrained else \
-                        "not judged (random weights)"
-                    m.note += f"; checked against eager fp32 on {agreement['n']} real photos, {judged}"
-                    if not agreement["agrees"]:
-                        m.status = "mismatch"
-                        m.reason = (f"top-1 agreement with eager fp32 on {agreement['n']} real photos "
-                                    f"{m.top1_agreement:.0%} < {INT8_MIN_TOP1:.0%}" if agreement["finite"]
-                                    else "non-finite outputs")
-                elif not agreement["agrees"]:
-                    m.status = "mismatch"
-                    m.reason = f"output differs from eager fp32: relative error {m.rel_err:.2e} > {tol:.0e}"
-                    if m.fp64_err is not None:
-                        m.reason += (f", and {m.fp64_err:.1e} from the exact fp64 result (eager fp32: {floor:.1e})")
-                runners[(s.impl, b.name)] = runner
-                log(f"{info.name} bs{ran} {precision} {s.label} {b.name}: ready in {time.perf_counter() - t:.1f} s, "
-                    f"rel err {m.rel_err:.1e}" + (f" ({runner.note})" if runner.note else ""))
+                runner = _prepare(cfg, m, s, b, x, refs, log)
+                if runner is not None:
+                    runners[(s.impl, b.name)] = runner
         try:
             timings = time_interleaved(runners, cfg.timing)
         except Exception as e:  # noqa: BLE001
