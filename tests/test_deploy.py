@@ -125,10 +125,15 @@ def test_export_verifies_or_names_the_fallback(model, photo_dir, tmp_path, fmt, 
         assert not list(tmp_path.iterdir())
         pytest.skip(reason)
     before = copy.deepcopy(model.state_dict())
-    report = export(model, fmt, precision, output=out, calibration=calibration, img_size=SIZE, dynamic_batch=dynamic)
+    # Verified on the 42 photo views for every precision: on the 7 calibration images alone one flipped image is
+    # 14% (seen with OpenVINO 2026.4 + NNCF 3.4 int8: 6 of 7), on 42 it is 2%, well inside the 90% bound.
+    tf = eval_transform(model.pretrained_cfg, SIZE)
+    views = torch.stack([tf(v) for v in sample_photo_views()])
+    report = export(model, fmt, precision, output=out, calibration=calibration, img_size=SIZE, dynamic_batch=dynamic,
+                    verify=views)
     assert report.passed and report.verified and report.path == str(out) and out.is_file()
     assert all(Path(f).is_file() for f in report.files) and len(list(tmp_path.iterdir())) == len(report.files)
-    assert report.n_images == (7 if precision == "int8" else 42)  # the calibration folder, else the photo views
+    assert report.n_images == 42
     assert report.max_abs_err is not None and report.top1_agreement is not None
     if precision == "fp32":
         assert report.max_rel_err <= 1e-4 and report.top1_agreement == 1.0

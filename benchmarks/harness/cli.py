@@ -9,6 +9,8 @@ import traceback
 
 from hgzoo.deploy import PRECISIONS
 
+from hgzoo._cli import BadInput, writable_file
+
 from .backends import BACKENDS, cpu_precision_skip
 from .core import BenchmarkConfig, run_benchmark
 from .report import plot_latency_vs_top1, to_markdown, write_results
@@ -133,6 +135,12 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         raise BenchmarkInputError(f"--max-time must be positive, got {args.max_time}")
     if args.results_file and not args.results_file.lower().endswith((".csv", ".json", ".md", ".markdown")):
         raise BenchmarkInputError(f"--results-file must end in .csv, .json or .md, not {args.results_file!r}")
+    for flag, path in (("--results-file", args.results_file), ("--plot", args.plot)):
+        if path:
+            try:
+                writable_file(path, flag)  # now, not after the measurements
+            except BadInput as e:
+                raise BenchmarkInputError(str(e)) from None
     if args.plot:
         try:
             import matplotlib  # noqa: F401

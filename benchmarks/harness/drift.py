@@ -5,6 +5,7 @@ A study on top of the library: every file goes through :func:`hgzoo.deploy.expor
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from hgzoo._files import atomic_write
 from hgzoo.deploy import (
     EXTENSIONS,
     FORMATS,
@@ -116,15 +118,16 @@ class DriftReport:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix in (".md", ".markdown"):
-            path.write_text(self.to_markdown())
+            atomic_write(path, self.to_markdown())
         elif suffix == ".json":
-            path.write_text(json.dumps(self.to_dict(), indent=1, default=str))
+            atomic_write(path, json.dumps(self.to_dict(), indent=1, default=str))
         elif suffix == ".csv":
-            with open(path, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=[f.name for f in fields(DriftRow)])
-                w.writeheader()
-                for r in self.rows:
-                    w.writerow(asdict(r))
+            text = io.StringIO()
+            w = csv.DictWriter(text, fieldnames=[f.name for f in fields(DriftRow)])
+            w.writeheader()
+            for r in self.rows:
+                w.writerow(asdict(r))
+            atomic_write(path, text.getvalue())
         else:
             raise ValueError(f"results file must end in .md, .json or .csv, not {path.name!r}")
         return str(path)

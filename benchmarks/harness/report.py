@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import asdict, fields
 from pathlib import Path
+
+from hgzoo._files import atomic_write
 
 from .backends import BACKENDS, INT8_CALIBRATION
 from .core import INT8_MIN_TOP1, BenchmarkReport, Measurement
@@ -326,15 +329,16 @@ def write_results(report: BenchmarkReport, path: str | os.PathLike) -> str:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            w.writeheader()
-            for m in report.measurements:
-                w.writerow({**asdict(m), "throughput_img_s": m.throughput})
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for m in report.measurements:
+            w.writerow({**asdict(m), "throughput_img_s": m.throughput})
+        atomic_write(path, text.getvalue())
     elif suffix == ".json":
-        path.write_text(json.dumps(report.to_dict(), indent=1, default=str))
+        atomic_write(path, json.dumps(report.to_dict(), indent=1, default=str))
     elif suffix in (".md", ".markdown"):
-        path.write_text(to_markdown(report) + "\n")
+        atomic_write(path, to_markdown(report) + "\n")
     else:
         raise ValueError(f"--results-file must end in .csv, .json or .md, not {path.name!r}")
     return str(path)

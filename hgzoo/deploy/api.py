@@ -232,6 +232,9 @@ def _plan(model: nn.Module, fmt: str, precision: str, output: str | os.PathLike 
         raise TypeError("pass either transform= or data_config= (overrides of the default transform), not both")
     if calibration_size < 1 or verify_size < 1:
         raise ExportError(f"calibration_size and verify_size must be positive, got {calibration_size}, {verify_size}")
+    for name, value in (("img_size", img_size), ("in_chans", in_chans)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ExportError(f"{name} must be a whole number >= 1, got {value!r}")
     pcfg = getattr(model, "pretrained_cfg", None)
     pcfg = pcfg if isinstance(pcfg, PretrainedCfg) else None  # e.g. timm's dicts: PaddleClas's defaults
     in_chans = in_chans or rt.input_channels(model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._cli import BadInput, RunFailed, positive_int
 from .api import FORMATS, PRECISIONS, ExportError, ExportVerificationError, export
 from .source import build_model, train_data_config
 
@@ -27,19 +28,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", action="store_true", help="the published weights")
     weights.add_argument("--checkpoint", metavar="FILE", help=".pdparams, .safetensors, .pth or a train.py .pt")
-    p.add_argument("--num-classes", type=int)
-    p.add_argument("--in-chans", type=int)
-    p.add_argument("--img-size", type=int, help="input size (default: the weights' crop size, or train.py's img_size)")
+    p.add_argument("--num-classes", type=positive_int)
+    p.add_argument("--in-chans", type=positive_int)
+    p.add_argument("--img-size", type=positive_int, help="input size (default: the weights' crop size, or train.py's img_size)")
     p.add_argument("--format", "-f", choices=FORMATS, default="onnx")
     p.add_argument("--precision", "-p", choices=PRECISIONS, default="fp32")
     p.add_argument("--calibration", metavar="DIR_OR_LIST",
                    help="real images for int8 (required): a folder, or a label list / list of image paths")
-    p.add_argument("--calibration-size", type=int, default=300, metavar="N", help="images used (default: 300)")
+    p.add_argument("--calibration-size", type=positive_int, default=300, metavar="N", help="images used (default: 300)")
     check = p.add_mutually_exclusive_group()
     check.add_argument("--verify", metavar="DIR_OR_LIST",
                        help="verification images (default: the calibration source, else scikit-image's photos)")
     check.add_argument("--no-verify", action="store_true", help="skip the verification (not advised)")
-    p.add_argument("--verify-size", type=int, default=64, metavar="N", help="images verified on (default: 64)")
+    p.add_argument("--verify-size", type=positive_int, default=64, metavar="N", help="images verified on (default: 64)")
     p.add_argument("--min-top1-agreement", type=_fraction, metavar="F",
                    help="the bound for fp16/bf16/int8 (default: 0.97/0.95/0.90)")
     p.add_argument("--static-batch", action="store_true", help="a fixed batch of 1 instead of a dynamic batch axis")
@@ -67,10 +68,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             data_config=data_config, min_top1_agreement=args.min_top1_agreement)
     except ExportVerificationError as e:
         print(e.report.to_json() if args.json else str(e.report), file=sys.stdout)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (ExportError, FileNotFoundError, ValueError, TypeError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise RunFailed(str(e)) from None
+    except (ExportError, ImportError) as e:
+        raise BadInput(str(e)) from None
     print(report.to_json() if args.json else str(report))
     return 0

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .._builder import create_model, load_checkpoint
+from .._files import safe_load
 from .api import ExportError
 
 __all__ = ["build_model", "train_config", "train_data_config"]
@@ -19,10 +19,7 @@ def train_config(checkpoint: str | Path) -> dict | None:
     """The training configuration of a train.py checkpoint: stored inside it, or ``config.yaml`` beside it."""
     checkpoint = Path(checkpoint)
     if checkpoint.suffix.lower() in (".pt", ".pth"):
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - not a train.py checkpoint; the loader reports real problems
-            state = None
+        state = safe_load(checkpoint)  # unsafe, corrupt or missing files are reported here, in one line
         if isinstance(state, dict) and isinstance(state.get("config"), dict):
             return state["config"]
     beside = checkpoint.parent / "config.yaml"
