@@ -34,7 +34,7 @@ from image_samples import photos, write_png
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "pplcnetv2_small"
 TRAIN = ["--model", MODEL, "--img-size", "32", "--batch-size", "4", "--workers", "0", "--no-progress", "--epochs",
-         "1", "--max-steps-per-epoch", "1", "--lr", "0.01", "--recipe-batch-size", "0", "--warmup-epochs", "0",
+         "1", "--max-steps-per-epoch", "1", "--lr", "0.01", "--warmup-epochs", "0",
          "--threads", "1", "--plot", "false"]
 
 

@@ -25,7 +25,7 @@ import train as train_cli  # noqa: E402
 
 MODEL = "pphgnetv2_b0"
 COMMON = ["--model", MODEL, "--img-size", "32", "--batch-size", "4", "--workers", "0", "--no-progress",
-          "--recipe-batch-size", "0", "--lr", "0.05", "--warmup-epochs", "0", "--randaugment", "rand-m7-mstd0.5-inc1"]
+          "--lr", "0.05", "--warmup-epochs", "0", "--randaugment", "rand-m7-mstd0.5-inc1"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -132,11 +132,11 @@ def test_none_turns_off_a_recipe_setting():
 
 
 def test_fashion_mnist_recipe_is_complete():
-    """The README's real-data command reads everything from configs/fashion_mnist.yaml."""
-    from hgzoo.train.config import resolve_config
-    cfg = resolve_config(["--config", str(ROOT / "configs" / "fashion_mnist.yaml")])
+    """The README's real-data command reads everything from the shipped fashion_mnist recipe."""
+    from hgzoo.train.config import effective_lr, resolve_config
+    cfg = resolve_config(["--config", "fashion_mnist"])
     assert (cfg["model"], cfg["dataset"], cfg["in_chans"], cfg["num_classes"]) == ("pplcnetv2_small", "fashion_mnist", 1, 10)
-    assert cfg["randaugment"] is None and cfg["mixup_alpha"] == 0 and cfg["recipe_batch_size"] == 0
+    assert cfg["randaugment"] is None and cfg["mixup_alpha"] == 0 and effective_lr(cfg, 512)[0] == 0.1
 
 
 def test_lr_schedule_and_param_groups():
@@ -252,3 +252,116 @@ def test_resume_without_saved_config_says_what_to_give(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"")
     with pytest.raises(ConfigError, match="no config.yaml beside it"):
         resolve_config(["--resume", str(tmp_path / "last.pt")])
+
+
+# ---------------------------------------------------------------------------------------------- the journey's flags
+
+def test_lr_is_absolute_and_lr_base_scales():
+    """timm's split: --lr is used as given; --lr-base is the recipe's LR at --lr-base-size, scaled linearly."""
+    from hgzoo.train.config import effective_lr, resolve_config
+    cfg = resolve_config(["--model", "pphgnet_small", "--lr", "0.01", "-b", "32"])
+    assert effective_lr(cfg, 32) == (0.01, "lr 0.01 (--lr, absolute)")
+    cfg = resolve_config(["--model", "pphgnet_small", "-b", "32"])  # the recipe: 0.5 at 1024
+    assert effective_lr(cfg, 64)[0] == pytest.approx(0.5 * 64 / 1024)
+    cfg = resolve_config(["--config", "fashion_mnist", "--lr-base", "0.2", "--lr-base-size", "256"])
+    assert cfg["lr"] is None and effective_lr(cfg, 128)[0] == pytest.approx(0.1)  # --lr-base beats the recipe's lr
+
+
+def test_run_header_says_which_lr_applies(data, tmp_path, capsys):
+    code, log = _run(COMMON + ["--data-dir", str(data), "--epochs", "1", "--max-steps-per-epoch", "1",
+                               "--output", str(tmp_path / "o")], capsys)
+    assert code == 0 and "lr 0.05 (--lr, absolute)" in log, log
+
+
+def test_timm_spellings_are_aliases():
+    from hgzoo.train.config import resolve_config
+    cfg = resolve_config(["--model", "pphgnet_tiny", "-b", "8", "-j", "0", "--smoothing", "0.2", "--drop-path", "0.1",
+                          "--drop", "0.3", "--model-ema", "--model-ema-decay", "0.99", "--aa", "rand-m9-mstd0.5",
+                          "--reprob", "0.3", "--mixup", "0.4", "--cutmix", "0.5", "--grad-accum-steps", "2",
+                          "--opt", "adamw", "--warmup-lr", "1e-5"])
+    assert (cfg["batch_size"], cfg["workers"], cfg["label_smoothing"], cfg["drop_path_rate"], cfg["drop_rate"]) == \
+        (8, 0, 0.2, 0.1, 0.3)
+    assert cfg["ema"] is True and cfg["ema_decay"] == 0.99 and cfg["randaugment"] == "rand-m9-mstd0.5"
+    assert (cfg["random_erasing"], cfg["mixup_alpha"], cfg["cutmix_alpha"], cfg["accum_steps"]) == (0.3, 0.4, 0.5, 2)
+    assert cfg["opt"] == "adamw" and cfg["warmup_start_lr"] == 1e-5
+
+
+@pytest.mark.parametrize("opt, cls, nesterov", [("momentum", "SGD", False), ("sgd", "SGD", True),
+                                                ("adamw", "AdamW", None)])
+def test_optimizers(opt, cls, nesterov):
+    import hgzoo
+    from hgzoo.train.config import resolve_config
+    from hgzoo.train.optim import create_optimizer
+    cfg = resolve_config(["--model", "pplcnetv2_small", "--opt", opt, "--no-weight-decay", "bn"])
+    o = create_optimizer(hgzoo.create_model("pplcnetv2_small", num_classes=3), cfg, 0.1)
+    assert type(o).__name__ == cls
+    if nesterov is not None:
+        assert o.defaults["nesterov"] is nesterov
+    assert {g["weight_decay"] for g in o.param_groups} == {0.0, cfg["weight_decay"]}  # BN excluded, per group
+
+
+def test_help_describes_every_flag():
+    from hgzoo.train.config import SETTINGS, build_parser
+    text = build_parser().format_help()
+    for s in SETTINGS:
+        assert "--" + s.key.replace("_", "-") in text
+        assert len(s.help) > 10, s.key
+    assert "default: 'pphgnet" not in text
+
+
+def test_a_missing_recipe_is_an_error(tmp_path, monkeypatch):
+    from hgzoo.train import config
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)  # a package without its recipes
+    with pytest.raises(config.ConfigError, match="no recipe for pphgnet_small"):
+        config.resolve_config(["--model", "pphgnet_small"])
+    with pytest.raises(config.ConfigError, match="not a shipped recipe"):
+        config.resolve_config(["--config", "nope"])
+
+
+def test_tensorboard_needs_its_extra(data, tmp_path, capsys):
+    import importlib.util
+    code, log = _run(COMMON + ["--data-dir", str(data), "--epochs", "1", "--max-steps-per-epoch", "1",
+                               "--output", str(tmp_path / "o"), "--tensorboard"], capsys)
+    if importlib.util.find_spec("tensorboard") is None:
+        assert code == 2 and "pip install 'hgzoo[tensorboard]'" in log, log
+    else:
+        assert code == 0 and any((tmp_path / "o" / "tb").iterdir()), log
+
+
+def test_grayscale_folder_with_one_input_channel(data, tmp_path, capsys):
+    """RGB files, --in-chans 1: the loader converts them to grayscale (timm's --input-img-mode L)."""
+    code, log = _run(COMMON + ["--data-dir", str(data), "--epochs", "1", "--max-steps-per-epoch", "1",
+                               "--in-chans", "1", "--output", str(tmp_path / "g")], capsys)
+    assert code == 0, log
+    ckpt = safe_load(tmp_path / "g" / "last.pt")
+    assert ckpt["in_chans"] == 1 and ckpt["model"]["stem.stem1.conv.weight"].shape[1] == 1
+    assert ckpt["class_names"] == ["chelsea", "coffee"]
+
+
+def test_recipes_ship_in_the_wheel(tmp_path):
+    """A wheel install (no repository around it) trains with PaddleClas's recipe: --print-config shows it."""
+    import yaml
+
+    from hgzoo.train.config import find_recipe, load_recipe
+    wheel_dir = tmp_path / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+                    "-w", str(wheel_dir)], check=True, capture_output=True, timeout=300)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site),
+                    str(next(wheel_dir.glob("*.whl")))], check=True, capture_output=True, timeout=300)
+    # hgzoo's dependencies (torch, ...) from this environment; hgzoo itself only from the wheel
+    deps = [p for p in sys.path if p.endswith("site-packages")]
+    (site / "_deps.pth").write_text("\n".join(deps) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", "import hgzoo; print(hgzoo.__file__)"], env=env,
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and str(site) in r.stdout, r.stderr
+    r = subprocess.run([str(venv / "bin" / "python"), "-m", "hgzoo", "train", "--model", "pphgnet_small",
+                        "--print-config"], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    printed = yaml.safe_load(r.stdout)
+    recipe = load_recipe(find_recipe("pphgnet_small"))
+    assert {k: printed[k] for k in recipe} == recipe
+    assert printed["epochs"] == 600 and printed["lr_base"] == 0.5 and printed["lr_base_size"] == 1024

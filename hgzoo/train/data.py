@@ -124,6 +124,11 @@ def build_datasets(cfg: dict, eval_cfg: dict) -> Datasets:
     else:
         if not data_dir or not Path(data_dir).is_dir():
             raise ConfigError(f"data dir {data_dir!r} not found")
+        if cfg["in_chans"] not in (1, 3):
+            raise ConfigError(f"--in-chans {cfg['in_chans']}: image files are read as RGB (3) or converted to "
+                              "grayscale (1); other channel counts need a dataset of your own")
+        if cfg["in_chans"] == 1:  # grayscale images for a 1-channel model, as timm's --input-img-mode L
+            tt, et = v2.Compose([tt, v2.Grayscale(1)]), v2.Compose([et, v2.Grayscale(1)])
         if kind == "folder":
             train = _folder(Path(data_dir) / cfg["train_split"], tt)
             val = _folder(Path(data_dir) / cfg["val_split"], et)

@@ -30,7 +30,7 @@ from .._builder import state_dict_of
 from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, atomic_write, safe_load
 from ..data import Normalizer
 from ..data.mixup import MixUpCutMix, soft_cross_entropy
-from .config import ConfigError, canonical_model_name
+from .config import ConfigError, canonical_model_name, effective_lr
 from .data import Datasets, ResumableSampler, build_datasets, eval_data_config, shard
 from .optim import LRSchedule, create_optimizer, freeze_units
 from .utils import (DistillationLoss, ModelEMA, atomic_save, init_distributed, read_train_state, rng_state,
@@ -75,6 +75,11 @@ def _check_compatible(model: nn.Module, state: dict, what: str) -> None:
 def prepare_output(cfg: dict, main: bool = True) -> Path:
     """The run's output folder, checked before any work: not a file, writable, and not holding another run
     (unless ``--resume`` continues the run that is there, or ``--overwrite`` replaces it)."""
+    if cfg["tensorboard"]:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("--tensorboard needs the tensorboard package: pip install 'hgzoo[tensorboard]'")
     out = Path(cfg["output"] or f"output/{cfg['model'].split('.')[0]}")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out} is a file, not a folder; give a folder for the run's checkpoints")
@@ -84,6 +89,8 @@ def prepare_output(cfg: dict, main: bool = True) -> Path:
         raise ConfigError(f"--output {out} already holds files ({', '.join(existing[:4])}"
                           f"{', ...' if len(existing) > 4 else ''}); give --resume {out / 'last.pt'} to continue that "
                           "run, --overwrite to replace it, or another --output")
+    if dist.is_initialized():
+        dist.barrier()  # every rank has seen the folder as it was before rank 0 writes into it
     if main:
         try:
             if cfg["overwrite"] and not resuming_here:
@@ -208,6 +215,7 @@ class _Run:
     steps_per_epoch: int
     global_batch: int
     lr: float
+    lr_source: str
     optimizer: torch.optim.Optimizer
     sched: LRSchedule
     scaler: torch.amp.GradScaler
@@ -271,7 +279,7 @@ def build_run(cfg: dict, out: Path, device, rank: int, world: int, inputs: _Inpu
     sampler, loader_args, val_loader, micro_per_epoch, steps_per_epoch = _loaders(cfg, inputs.data, device, rank,
                                                                                   world)
     global_batch = cfg["batch_size"] * world * cfg["accum_steps"]
-    lr = cfg["lr"] * (global_batch / cfg["recipe_batch_size"] if cfg["recipe_batch_size"] else 1.0)
+    lr, lr_source = effective_lr(cfg, global_batch)
     optimizer = create_optimizer(model, cfg, lr)
     sched = LRSchedule(optimizer, lr, steps_per_epoch, cfg["epochs"], cfg["sched"], cfg["warmup_epochs"],
                        cfg["warmup_start_lr"], cfg["decay_epochs"], cfg["decay_gamma"], cfg["min_lr"])
@@ -285,6 +293,7 @@ def build_run(cfg: dict, out: Path, device, rank: int, world: int, inputs: _Inpu
         cfg=cfg, out=out, device=device, rank=rank, world=world, inputs=inputs, model=model, ddp=ddp, fwd=fwd,
         ema=ema, frozen=frozen, sampler=sampler, loader_args=loader_args, val_loader=val_loader,
         micro_per_epoch=micro_per_epoch, steps_per_epoch=steps_per_epoch, global_batch=global_batch, lr=lr,
+        lr_source=lr_source,
         optimizer=optimizer, sched=sched, scaler=torch.amp.GradScaler("cuda", enabled=use_cuda_amp),
         amp_ctx=(lambda: torch.autocast(device.type, dtype=amp_dtype)) if cfg["amp"] else nullcontext,
         mixer=MixUpCutMix(inputs.num_classes, cfg["mixup_alpha"], cfg["cutmix_alpha"], cfg["mixup_prob"],
@@ -437,12 +446,10 @@ def _progress(r: _Run, epoch: int):
 class _Logger:
     def __init__(self, out: Path, tensorboard: bool) -> None:
         self.out, self.writer = out, None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(str(out / "tb"))
-            except ImportError:
-                print("warning: --tensorboard needs the tensorboard package; skipped", file=sys.stderr)
+        if tensorboard:  # checked before training by prepare_output
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tb"))
 
     def epoch(self, row: dict) -> None:
         path = self.out / "summary.csv"
@@ -485,10 +492,14 @@ def plot_summary(out: Path) -> Path | None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, normalizer: Normalizer, device, channels_last: bool,
-             amp_ctx) -> tuple[float, float]:
-    """Top-1/top-5 (%) over this rank's shard, summed across ranks."""
+             amp_ctx, desc: str | None = None) -> tuple[float, float]:
+    """Top-1/top-5 (%) over this rank's shard, summed across ranks; a progress bar named ``desc`` if given."""
     model.eval()
     stats = torch.zeros(3, dtype=torch.float64)
+    if desc is not None:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc=desc, dynamic_ncols=True, file=sys.stdout, mininterval=2.0, leave=False)
     for x, y in loader:
         x = normalizer(x.to(device))
         if channels_last:
@@ -510,9 +521,11 @@ def _end_of_epoch(r: _Run, epoch: int, trained: dict, logger) -> None:
     cfg = r.cfg
     if (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]:
         args = (r.val_loader, r.normalizer, r.device, cfg["channels_last"], r.amp_ctx)
-        r.metrics["top1"], r.metrics["top5"] = evaluate(r.fwd if not cfg["torchcompile"] else r.ddp, *args)
+        bar = r.main and cfg["progress"]
+        r.metrics["top1"], r.metrics["top5"] = evaluate(r.fwd if not cfg["torchcompile"] else r.ddp, *args,
+                                                        desc=f"eval {epoch + 1}" if bar else None)
         if r.ema is not None:
-            r.metrics["ema_top1"], _ = evaluate(r.ema.module, *args)
+            r.metrics["ema_top1"], _ = evaluate(r.ema.module, *args, desc=f"eval EMA {epoch + 1}" if bar else None)
     top1, top5 = r.metrics["top1"], r.metrics["top5"]
     is_best = top1 > r.best
     r.best = max(r.best, top1) if not math.isnan(top1) else r.best
@@ -548,8 +561,8 @@ def run(cfg: dict) -> dict:
         extra = inputs.data.extra
         print(f"{cfg['model']}: {n_params / 1e6:.2f}M params, {inputs.num_classes} classes, "
               f"{len(inputs.data.train)} train images{f' ({len(extra)} unlabeled)' if extra is not None else ''}, "
-              f"{len(inputs.data.val)} eval; {world} process(es) on {device}; global batch {r.global_batch}, "
-              f"lr {r.lr:g}; {r.steps_per_epoch} steps/epoch; output {out}")
+              f"{len(inputs.data.val)} eval; {world} process(es) on {device}; global batch {r.global_batch}; "
+              f"{r.lr_source}; {r.steps_per_epoch} steps/epoch; output {out}")
     for epoch in range(r.start_epoch, cfg["epochs"]):
         _end_of_epoch(r, epoch, train_one_epoch(r, epoch), logger)
     if r.main and cfg["plot"] and (out / "summary.csv").exists():

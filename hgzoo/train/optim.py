@@ -70,11 +70,18 @@ def param_groups(model: nn.Module, weight_decay: float, no_weight_decay: str = "
 
 
 def create_optimizer(model: nn.Module, cfg: dict, lr: float) -> torch.optim.Optimizer:
-    """Paddle's Momentum (``v = mu * v + g; p -= lr * v``) with L2 regularisation = torch SGD, no dampening."""
+    """``cfg["opt"]``: ``momentum``, Paddle's Momentum (``v = mu * v + g; p -= lr * v``) with L2 regularisation =
+    torch SGD without dampening or Nesterov; ``sgd``, timm's meaning: the same with Nesterov momentum; ``adamw``:
+    AdamW, decoupled weight decay, ``momentum`` as beta1. Weight decay is set per parameter group."""
     groups = param_groups(model, cfg["weight_decay"], cfg["no_weight_decay"], cfg["lr_mult_list"], cfg["lab_lr"])
     for g in groups:
         g["lr"] = lr * g["lr_mult"]
-    return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], weight_decay=0.0)
+    opt = cfg.get("opt", "momentum")
+    if opt == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(cfg["momentum"], 0.999))
+    if opt not in ("momentum", "sgd"):
+        raise ValueError(f"unknown optimizer {opt!r}: momentum, sgd or adamw")
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], weight_decay=0.0, nesterov=opt == "sgd")
 
 
 class LRSchedule:

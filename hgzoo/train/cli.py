@@ -1,0 +1,36 @@
+"""``python -m hgzoo train`` and ``train.py``: train an hgzoo model with its PaddleClas recipe.
+
+Exit codes: 0 done, 1 the run failed (a diverging loss, an undecodable image, a full disk), 2 bad input
+(reported before training).
+"""
+from __future__ import annotations
+
+from .._cli import guarded_main
+
+__all__ = ["main"]
+
+
+def _train(argv: list[str] | None) -> int:
+    from ..data.transforms import ImageDecodeError
+    from .config import resolve_config
+    from .engine import run
+
+    cfg = resolve_config(argv)
+    try:
+        run(cfg)
+    except ImageDecodeError as e:
+        from .._cli import RunFailed
+
+        raise RunFailed(f"{e} (remove or fix the file; the last checkpoint is kept)") from None
+    finally:
+        import torch.distributed as dist
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train as the arguments say (see ``--help``); returns the exit code."""
+    from .config import ConfigError
+
+    return guarded_main(_train, argv, bad_input=(ConfigError,), failed=(FloatingPointError,))
