@@ -365,3 +365,17 @@ def test_recipes_ship_in_the_wheel(tmp_path):
     recipe = load_recipe(find_recipe("pphgnet_small"))
     assert {k: printed[k] for k in recipe} == recipe
     assert printed["epochs"] == 600 and printed["lr_base"] == 0.5 and printed["lr_base_size"] == 1024
+
+
+@pytest.mark.parametrize("name", ["pphgnet_tiny", "hrnet_w18_c"])
+def test_layer_decay_scales_each_stage(name):
+    """--layer-decay d: stage i of n (the stem is 0) trains at d ** (n - i) of the LR, the head at 1."""
+    import hgzoo
+    from hgzoo.train.optim import param_groups
+    model = hgzoo.create_model(name, num_classes=3)
+    groups = model.stage_modules()
+    scale = {id(p): g["lr_mult"] for g in param_groups(model, 1e-4, layer_decay=0.5) for p in g["params"]}
+    for i, group in enumerate(groups):
+        for module in group:
+            assert {scale[id(p)] for p in module.parameters()} == {0.5 ** (len(groups) - i)}
+    assert {scale[id(p)] for p in model.get_classifier().parameters()} == {1.0}

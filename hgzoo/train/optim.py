@@ -9,7 +9,7 @@ from torch import nn
 
 from ..layers import LearnableAffine
 
-__all__ = ["stage_units", "param_groups", "create_optimizer", "LRSchedule", "freeze_units"]
+__all__ = ["stage_units", "param_groups", "layer_decay_multipliers", "create_optimizer", "LRSchedule", "freeze_units"]
 
 
 def stage_units(model: nn.Module) -> list[list[nn.Module]]:
@@ -37,14 +37,27 @@ def freeze_units(model: nn.Module, count: int) -> list[nn.Module]:
     return frozen
 
 
+def layer_decay_multipliers(model: nn.Module, decay: float) -> dict[int, float]:
+    """timm's layer-wise LR decay over the model's own stages (``model.stage_modules()``: the stem, then each
+    stage): group ``i`` of ``n`` gets ``decay ** (n - i)``, the head (everything else) 1."""
+    groups = model.stage_modules()
+    out: dict[int, float] = {}
+    for i, group in enumerate(groups):
+        for module in group:
+            for p in module.parameters():
+                out[id(p)] = decay ** (len(groups) - i)
+    return out
+
+
 def param_groups(model: nn.Module, weight_decay: float, no_weight_decay: str = "none",
-                 lr_mult_list: list[float] | None = None, lab_lr: float = 1.0) -> list[dict]:
+                 lr_mult_list: list[float] | None = None, lab_lr: float = 1.0,
+                 layer_decay: float | None = None) -> list[dict]:
     """Parameter groups keyed by (lr multiplier, weight decay).
 
     ``no_weight_decay="bn"``: BatchNorm weights and biases get no decay, as PaddleClas's PP-HGNet, PP-HGNetV2
     and PP-LCNetV2 do (``ParamAttr(regularizer=L2Decay(0.0))`` on every BN). HRNet and ResNet-vd decay
-    everything. ``lab_lr`` multiplies the LR of LearnableAffine (PP-HGNetV2's LAB: 0.01). Frozen
-    parameters are left out.
+    everything. ``lab_lr`` multiplies the LR of LearnableAffine (PP-HGNetV2's LAB: 0.01); ``layer_decay`` the LR
+    of each stage (:func:`layer_decay_multipliers`). Frozen parameters are left out.
     """
     mult: dict[int, float] = {}
     if lr_mult_list is not None:
@@ -52,6 +65,7 @@ def param_groups(model: nn.Module, weight_decay: float, no_weight_decay: str = "
             for module in unit:
                 for p in module.parameters():
                     mult[id(p)] = float(m_value)
+    layer = layer_decay_multipliers(model, layer_decay) if layer_decay is not None else {}
     no_decay: set[int] = set()
     lab: set[int] = set()
     for module in model.modules():
@@ -63,7 +77,7 @@ def param_groups(model: nn.Module, weight_decay: float, no_weight_decay: str = "
     for p in model.parameters():
         if not p.requires_grad:
             continue
-        lr_mult = mult.get(id(p), 1.0) * (lab_lr if id(p) in lab else 1.0)
+        lr_mult = mult.get(id(p), 1.0) * (lab_lr if id(p) in lab else 1.0) * layer.get(id(p), 1.0)
         wd = 0.0 if id(p) in no_decay else weight_decay
         groups.setdefault((lr_mult, wd), []).append(p)
     return [dict(params=ps, lr_mult=lm, weight_decay=wd) for (lm, wd), ps in sorted(groups.items())]
@@ -73,7 +87,8 @@ def create_optimizer(model: nn.Module, cfg: dict, lr: float) -> torch.optim.Opti
     """``cfg["opt"]``: ``momentum``, Paddle's Momentum (``v = mu * v + g; p -= lr * v``) with L2 regularisation =
     torch SGD without dampening or Nesterov; ``sgd``, timm's meaning: the same with Nesterov momentum; ``adamw``:
     AdamW, decoupled weight decay, ``momentum`` as beta1. Weight decay is set per parameter group."""
-    groups = param_groups(model, cfg["weight_decay"], cfg["no_weight_decay"], cfg["lr_mult_list"], cfg["lab_lr"])
+    groups = param_groups(model, cfg["weight_decay"], cfg["no_weight_decay"], cfg["lr_mult_list"], cfg["lab_lr"],
+                          cfg.get("layer_decay"))
     for g in groups:
         g["lr"] = lr * g["lr_mult"]
     opt = cfg.get("opt", "momentum")
