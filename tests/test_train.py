@@ -379,3 +379,18 @@ def test_layer_decay_scales_each_stage(name):
         for module in group:
             assert {scale[id(p)] for p in module.parameters()} == {0.5 ** (len(groups) - i)}
     assert {scale[id(p)] for p in model.get_classifier().parameters()} == {1.0}
+
+
+def test_reset_head_gives_a_new_classifier(data, tmp_path):
+    """--reset-head: the backbone comes from the checkpoint, the classifier is new even though the class counts match."""
+    import hgzoo
+    from hgzoo.train.config import resolve_config
+    from hgzoo.train.engine import build_inputs
+    start = hgzoo.create_model(MODEL, num_classes=2)
+    torch.save({"model": start.state_dict()}, tmp_path / "start.pt")
+    base = COMMON + ["--data-dir", str(data), "--initial-checkpoint", str(tmp_path / "start.pt")]
+    kept = build_inputs(resolve_config(base), torch.device("cpu")).model.state_dict()
+    new = build_inputs(resolve_config(base + ["--reset-head"]), torch.device("cpu")).model.state_dict()
+    for k, v in start.state_dict().items():
+        assert torch.equal(kept[k], v)
+        assert torch.equal(new[k], v) != k.startswith("head.fc.")

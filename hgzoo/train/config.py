@@ -46,6 +46,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("initial_checkpoint", None, "start from these weights (any format hgzoo reads; a head of another size is "
                                    "re-initialised)"),
     _S("num_classes", None, "classifier outputs (default: the number of classes in the data)"),
+    _S("reset_head", False, "a new classifier for new classes: re-initialise it after loading --pretrained or "
+                            "--initial-checkpoint weights, even when the class counts match"),
     _S("in_chans", 3, "input channels: 1 for grayscale images (they are converted), 3 for RGB"),
     _S("drop_rate", None, "dropout before the classifier (default: the model's)", ("--drop",)),
     _S("drop_path_rate", 0.0, "stochastic depth rate", ("--drop-path",)),

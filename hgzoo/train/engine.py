@@ -175,6 +175,8 @@ def build_inputs(cfg: dict, device) -> _Inputs:
     model = _create_model(cfg, num_classes)
     if cfg["initial_checkpoint"]:
         _load_initial(model, cfg["initial_checkpoint"])
+    if cfg["reset_head"]:
+        model.reset_classifier(num_classes)
     teacher = _build_teacher(cfg, num_classes, device) if cfg["teacher"] else None
     resume = None
     if cfg["resume"]:
