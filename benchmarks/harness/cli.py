@@ -32,8 +32,8 @@ examples:
       --results-file out.csv --plot out.png
   python benchmark.py --model pphgnet_small --precision fp32,bf16,int8 --compare timm --compare-backends same
       # hgzoo's best path against timm's best path through the same backends (int8: onnxruntime, openvino)
-  python benchmark.py --model pphgnet_tiny,resnet50_vd --backend cuda,cuda-compile,tensorrt --precision fp32,fp16 \
-      --batch-sizes 1,8,64 --compare timm --compare-backends cuda --table paddleclas --time-budget 300 \
+  python benchmark.py --model pphgnet_tiny,resnet50_vd --backend cuda,cuda-compile,tensorrt --precision fp32,fp16 \\
+      --batch-sizes 1,8,64 --compare timm --compare-backends cuda --table paddleclas --time-budget 300 \\
       --prepare-budget cuda-compile=60,tensorrt=60 --results-file gpu.md --results-file gpu.json
       # GPU tables in PaddleClas's layout, within a time budget (benchmarks/gpu_check.sh runs this)
 """
@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the main table's layout: 'wide' (backends side by side, ratios against the peer) or "
                          "'paddleclas' (PaddleClas's model-zoo columns, one table per backend and precision)")
     ap.add_argument("--time-budget", type=positive_float, default=None, metavar="S",
-                    help="stop starting measurements after S seconds, shared equally among the models in order "
-                         "(the rest are reported as not run)")
+                    help="stop starting measurements after S seconds: each model gets an equal share of the time "
+                         "left when it starts (cells not started are reported as not run)")
     ap.add_argument("--prepare-budget", type=_prepare_budget, default={}, metavar="B=S,B=S",
                     help="per model, the seconds a backend may spend preparing (compiling, building engines) before "
                          "its remaining cells of that model are skipped, e.g. tensorrt=60,cuda-compile=60")
