@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -31,7 +32,9 @@ from benchmarks.harness import core as core_mod
 from benchmarks.harness.cli import main as cli_main
 from benchmarks.harness.core import BenchmarkReport, ModelInfo
 from benchmarks.harness.machine import environment
+from benchmarks.harness.paddleclas import paddleclas_tables
 from benchmarks.harness.report import plot_latency_vs_top1
+from benchmarks.harness.timing import Budget
 
 TINY = "pplcnetv2_small"
 FAST = TimingConfig(warmup=1, min_iters=2, max_iters=3, budget_s=0.02, block_s=0.005, gap_s=0.0)
@@ -512,3 +515,159 @@ def test_own_worker_processes_count_as_the_benchmark():
         child.kill()
         child.wait()
     assert b["own_s"] - a["own_s"] > 0.25, (a, b)
+
+
+# --- budgets, partial results, PaddleClas's layout, GPU runs -----------------------------------------------------
+
+class SlowBackend(Backend):
+    """Takes 50 ms to prepare (a stand-in for a compiler or an engine builder) and counts its releases."""
+
+    name = "test-slow"
+
+    def __init__(self) -> None:
+        self.releases = 0
+
+    def prepare(self, subject, x, precision, threads):
+        time.sleep(0.05)
+        return BACKENDS["eager"].prepare(subject, x, precision, threads)
+
+    def release(self) -> None:
+        self.releases += 1
+
+
+def test_prepare_budget_stops_a_slow_backend_per_model(extra_backend):
+    slow = extra_backend(SlowBackend())
+    report = run_benchmark(tiny_config(models=[TINY, "resnet18_vd"], backends=["eager", "test-slow"],
+                                       batch_sizes=[1, 2], prepare_budget_s={"test-slow": 0.01}))
+    for model in (TINY, "resnet18_vd"):  # each model gets the budget afresh
+        assert report.find(model, "hgzoo", "test-slow", "fp32", 1).status == "ok"
+        later = report.find(model, "hgzoo", "test-slow", "fp32", 2)
+        assert later.status == "skipped" and "--prepare-budget test-slow=0.01 s" in later.reason
+        assert report.find(model, "hgzoo", "eager", "fp32", 2).status == "ok"  # the other backends go on
+    assert slow.releases == 4  # after each group: 2 models x 2 batch sizes
+    assert "| not run |" in to_markdown(report, table="paddleclas")
+
+
+def test_time_budget_shares_the_time_left_among_the_models_left():
+    now = [0.0]
+    budget = Budget(run_s=90, prepare_s={"tensorrt": 20}, n_models=3, clock=lambda: now[0])
+    budget.next_model(0)  # 90 s left, 3 models: until t=30
+    now[0] = 29.9
+    assert budget.run_spent() is None
+    now[0] = 30
+    assert "--time-budget 90 s" in budget.run_spent()
+    now[0] = 50
+    budget.next_model(1)  # 40 s left, 2 models: until t=70
+    now[0] = 69.9
+    assert budget.backend_spent("tensorrt") is None
+    budget.charge("tensorrt", 20)
+    assert "--prepare-budget tensorrt=20 s" in budget.backend_spent("tensorrt")
+    assert budget.backend_spent("cuda") is None
+    now[0] = 95
+    budget.next_model(2)  # nothing left
+    assert budget.run_spent() and budget.backend_spent("tensorrt") == budget.run_spent()  # spent resets per model
+
+
+def test_spent_time_budget_reports_cells_as_not_measured():
+    report = run_benchmark(tiny_config(batch_sizes=[1, 2], time_budget_s=1e-9))
+    assert report.complete and len(report.measurements) == 2
+    assert all(m.status == "skipped" and "--time-budget" in m.reason for m in report.measurements)
+
+
+def test_results_are_handed_over_after_each_group():
+    seen = []
+    report = run_benchmark(tiny_config(batch_sizes=[1, 2], on_progress=lambda r: seen.append(
+        (r.complete, len(r.measurements)))))
+    assert seen == [(False, 1), (False, 2)] and report.complete
+    report.complete = False
+    assert "PARTIAL" in to_markdown(report).splitlines()[0]
+
+
+def test_paddleclas_layout():
+    report = synthetic_report()
+    report.models[0].top5 = 96.81
+    tables = paddleclas_tables(report)
+    assert [(t["backend"], t["precision"]) for t in tables] == [("eager", "fp32"), ("openvino", "fp32"),
+                                                                ("cuda", "fp32")]
+    hg, peer = tables[0]["rows"]
+    assert hg["label"] == "pphgnet_small (PPHGNet_small)" and (hg["top1"], hg["top5"]) == (83.82, 96.81)
+    assert hg["flops_g"] == 5.5 and hg["params_m"] == 24.361  # FLOPs as multiply-adds: 11 GFLOPs / 2
+    assert hg["time_ms"] == {"1": 50.0, "8": 300.0}
+    assert peer["label"] == "timm: hgnet_small" and peer["time_ms"] == {"1": 55.0, "8": 280.0}
+    assert [r["impl"] for r in tables[1]["rows"]] == ["hgzoo"]  # the peer ran on eager only
+    assert tables[1]["rows"][0]["cell"] == {"1": "20.00", "8": "100.0 ✗"}
+    assert tables[2]["skipped"] == "no CUDA GPU on this machine" and tables[0]["skipped"] is None
+    md = to_markdown(report, table="paddleclas")
+    assert ("| Model | Top-1 Acc (%) | Top-5 Acc (%) | time(ms) bs=1 | time(ms) bs=8 | FLOPs(G) | Params(M) |"
+            in md)
+    assert "| pphgnet_small (PPHGNet_small) | 83.82 | 96.81 | 50.00 | 300.0 | 5.50 | 24.36 |" in md
+    assert "| timm: hgnet_small | – | – | 55.00 | 280.0 | 5.50 | 24.36 |" in md
+    assert "### cuda, fp32 — time (ms) per batch, PaddleClas's layout\n\nskipped: no CUDA GPU on this machine" in md
+    assert "multiply-adds" in md and "**Skipped:**" in md
+    with pytest.raises(ValueError, match="paddleclas"):
+        to_markdown(report, table="paddle")
+
+
+def test_json_holds_the_paddleclas_tables(tmp_path):
+    data = json.loads(open(write_results(synthetic_report(), tmp_path / "r.json")).read())
+    assert data["complete"] is True
+    assert [t["backend"] for t in data["paddleclas_tables"]] == ["eager", "openvino", "cuda"]
+    assert data["paddleclas_tables"][0]["rows"][0]["time_ms"] == {"1": 50.0, "8": 300.0}
+
+
+def test_gpu_run_title_and_peer_baseline():
+    """A run on GPU backends names the GPU in its title; the peer's ratios use its first backend as the baseline."""
+    report = synthetic_report()
+    report.env["gpu"] = "NVIDIA H200"
+    report.env["gpu_details"] = {"name": "NVIDIA H200", "count": 1, "compute_capability": "9.0", "memory_gib": 139.8,
+                                 "driver": "570.1", "torch_cuda": "12.8", "cudnn": 91000}
+    report.config.compare_backends = ["openvino"]
+    report.measurements.append(Measurement("pphgnet_small", "timm", "hgnet_small", "openvino", "fp32", 1, 224, "ok",
+                                           ran_batch_size=1, median_ms=25.0, stable=True, rel_err=1e-6))
+    md = to_markdown(report)
+    assert md.splitlines()[0].endswith("on NVIDIA H200 (host: " + report.env["cpu"] + ")")
+    assert "GPU NVIDIA H200 (1 visible; compute capability 9.0, 139.8 GiB; driver 570.1" in md
+    header = next(line for line in md.splitlines() if line.startswith("| model | params (M)"))
+    row = next(line for line in md.splitlines() if line.startswith("| pphgnet_small | 24.36"))
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in (header, row)]
+    by_col = dict(zip(*cells))
+    assert by_col["best vs timm openvino bs1"] == "1.25× (openvino)"  # timm openvino 25 ms / hgzoo openvino 20 ms
+
+
+def test_cli_tables_and_several_results_files(tmp_path, capsys):
+    md, js = tmp_path / "r.md", tmp_path / "r.json"
+    argv = ["--model", TINY, "--img-size", "64", "--backend", "eager", "--precision", "fp32", "--compare", "none",
+            "--max-time", "0.02", "--min-iters", "2", "--warmup", "1", "--no-roofline", "--threads", "1", "-q",
+            "--table", "paddleclas", "--time-budget", "600", "--prepare-budget", "eager=600",
+            "--results-file", str(md), "--results-file", str(js)]
+    assert cli_main(argv) == 0
+    assert "| Model | Top-1 Acc (%) | Top-5 Acc (%) | time(ms) bs=1 |" in capsys.readouterr().out
+    assert "PaddleClas's layout" in md.read_text() and json.loads(js.read_text())["complete"] is True
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prepare-budget", "tensorrt"], "BACKEND=SECONDS"),
+    (["--prepare-budget", "tensorrt=-1"], "BACKEND=SECONDS"),
+    (["--time-budget", "0"], "must be > 0"),
+    (["--table", "paddle"], "invalid choice"),
+])
+def test_cli_bad_budgets_are_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["--model", TINY, *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_prepare_budget_of_an_unknown_backend(capsys):
+    assert cli_main(["--model", TINY, "--prepare-budget", "tensort=30", "-q"]) == 2
+    assert "unknown backend 'tensort'. Did you mean tensorrt" in capsys.readouterr().err
+
+
+def test_probe_waits_for_an_asynchronous_device():
+    """The variant probe calls ``sync`` around every timed call (CUDA kernels return before they finish)."""
+    from benchmarks.harness.backends import _probe
+
+    calls = []
+    times = _probe({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, iters=2,
+                   sync=lambda: calls.append("sync"))
+    assert set(times) == {"a", "b"}
+    assert calls == ["a", "sync", "a", "sync", "sync", "a", "sync", "b", "sync", "b", "sync", "sync", "b", "sync"]

@@ -8,11 +8,12 @@ and the accuracy drift of the exported formats. A tool on top of the library, no
     report = run_benchmark(BenchmarkConfig(models=["pplcnetv2_base"], backends=["eager", "openvino"]))
     print(to_markdown(report))
 
-Backends live in :mod:`benchmarks.harness.backends` (``BACKENDS``); each takes any :class:`Subject` (an hgzoo
+Backends live in :mod:`benchmarks.harness.backends` (CPU) and :mod:`benchmarks.harness.gpu` (CUDA, TensorRT),
+named in :mod:`benchmarks.harness.registry` (``BACKENDS``); each takes any :class:`Subject` (an hgzoo
 model or its timm equivalent), so a new backend or a new peer plugs in without touching the loop.
 :mod:`benchmarks.harness.machine` describes the machine for both reports.
 """
-from .backends import BACKENDS, Backend, Runner, get_backend
+from .backends import Backend, Runner
 from .core import (
     DEFAULT_TOLERANCES,
     BenchmarkConfig,
@@ -23,6 +24,7 @@ from .core import (
     resolve_models,
     run_benchmark,
 )
+from .registry import BACKENDS, get_backend
 from .report import plot_latency_vs_top1, to_markdown, write_results
 from .subjects import BenchmarkInputError, Subject, timm_equivalent
 from .timing import TimingConfig, conv_roofline, time_interleaved

@@ -8,7 +8,6 @@ peer model goes through exactly the same path.
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import importlib.util
 import os
@@ -25,11 +24,11 @@ import torch
 from hgzoo.deploy.runtimes import quiet as _quiet
 from hgzoo.deploy.runtimes import split_batches, write_onnx
 
-from .subjects import BenchmarkInputError, Subject
+from .subjects import Subject
 
 __all__ = [
-    "Runner", "Backend", "BACKENDS", "get_backend", "is_oom", "cpu_precision_skip",
-    "int8_images", "INT8_CALIBRATION",
+    "Runner", "Backend", "is_oom", "cpu_precision_skip", "int8_images", "INT8_CALIBRATION", "onnx_file",
+    "CompileBackend",
 ]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -172,16 +171,25 @@ class Backend:
     def prepare(self, subject: Subject, x: torch.Tensor, precision: str, threads: int) -> Runner:
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Free what :meth:`prepare` keeps outside its runners (called after each group of measurements)."""
+        return None
 
-def _probe(fns: dict[str, Callable[[], Any]], iters: int = 4) -> dict[str, float]:
-    """Median seconds of a few calls of each candidate (after one warm-up call), for picking a variant."""
+
+def _probe(fns: dict[str, Callable[[], Any]], iters: int = 4,
+           sync: Callable[[], None] | None = None) -> dict[str, float]:
+    """Median seconds of a few calls of each candidate (after one warm-up call), for picking a variant.
+    ``sync`` (e.g. ``torch.cuda.synchronize``) is called before and after each call: asynchronous devices."""
+    sync = sync or (lambda: None)
     out = {}
     for key, fn in fns.items():
         fn()
         ts = []
         for _ in range(iters):
+            sync()
             t = time.perf_counter()
             fn()
+            sync()
             ts.append(time.perf_counter() - t)
         out[key] = float(np.median(ts))
     return out
@@ -243,10 +251,15 @@ class CompileBackend(Backend):
             return "torch.compile on CPU needs a C++ compiler (g++ or clang++); none found"
         return None
 
+    def _setup(self) -> None:
+        """Process-wide settings this backend needs before compiling (the GPU variant turns TF32 off)."""
+        return None
+
     def prepare(self, subject, x, precision, threads):
         import torch._dynamo
         import torch._inductor.config
 
+        self._setup()
         # Every model class keeps its compiled graphs per code object; raise the limits so that several
         # sizes and models in one process never silently fall back to eager (timing also forbids recompiles).
         for attr in ("recompile_limit", "cache_size_limit"):
@@ -256,18 +269,30 @@ class CompileBackend(Backend):
         model = subject.deploy_model()
         if precision != "fp32" or self.device != "cpu":
             model = copy.deepcopy(model).to(device=self.device, dtype=dtype)
-        xin = x.to(device=self.device)
         compiled = torch.compile(model, dynamic=False)
+        if self.device == "cpu":  # the cast of the fp32 host input is part of a CPU call, as for the other backends
+            def fn():
+                with torch.inference_mode():
+                    return compiled(x.to(dtype))
+        else:  # the input waits on the device in the model's dtype (the GPU timing's convention)
+            xin = x.to(device=self.device, dtype=dtype)
 
-        def fn():
-            with torch.inference_mode():
-                return compiled(xin.to(dtype))
+            def fn():
+                with torch.inference_mode():
+                    return compiled(xin)
 
         t = time.perf_counter()
         with _quiet(), torch._inductor.config.patch(freezing=True):
             fn()
         note = f"inductor, freezing; compiled in {time.perf_counter() - t:.0f} s"
         return Runner(fn, sync="cuda" if self.device == "cuda" else "cpu", note=note)
+
+    def release(self) -> None:
+        """Drop dynamo's compiled graphs (with freezing they hold a copy of the weights): the next group compiles
+        for another shape or precision anyway."""
+        import torch._dynamo
+
+        torch._dynamo.reset()
 
 
 def onnx_int8_file(subject: Subject, img_size: int) -> str:
@@ -367,149 +392,3 @@ class OpenVinoBackend(Backend):
 
         return Runner(fn, fetch=np.asarray, run_batch=lambda xb: request.infer({0: xb})[port].copy(),
                       note=f"OpenVINO {ov.__version__.split('-')[0]} from {source}" + _onnx_note(subject, x.shape[-1]))
-
-
-def _cuda_unavailable() -> str | None:
-    if torch.version.cuda is None and torch.version.hip is None:
-        return "this torch build has no CUDA support"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU on this machine (torch.cuda.is_available() is False)"
-    return None
-
-
-class CudaBackend(Backend):
-    name = "cuda"
-    device = "cuda"
-    uses_deploy_model = False
-    description = ("the model as built, torch eager on the GPU (weights cast to the precision, TF32 off for fp32); "
-                   "CUDA events, synchronized")
-
-    def unavailable(self):
-        return _cuda_unavailable()
-
-    def precision_skip(self, precision):
-        if precision == "bf16" and not torch.cuda.is_bf16_supported():
-            return f"{torch.cuda.get_device_name()} has no bf16"
-        return None
-
-    def prepare(self, subject, x, precision, threads):
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
-        dtype = DTYPES[precision]
-        model = copy.deepcopy(subject.model).to(device="cuda", dtype=dtype)
-        xg = x.to(device="cuda", dtype=dtype)
-
-        def fn():
-            with torch.inference_mode():
-                return model(xg)
-
-        return Runner(fn, sync="cuda", note=torch.cuda.get_device_name())
-
-
-class CudaCompileBackend(CompileBackend):
-    name = "cuda-compile"
-    device = "cuda"
-    description = "torch.compile (inductor) of the re-parameterized model on the GPU; CUDA events, synchronized"
-
-    def unavailable(self):
-        return _cuda_unavailable()
-
-    precision_skip = CudaBackend.precision_skip
-
-
-class TensorRTBackend(Backend):
-    name = "tensorrt"
-    device = "cuda"
-    description = ("re-parameterized model → ONNX → TensorRT engine (static shape; FP16/BF16 builder flags; "
-                   "TF32 off for fp32), or torch-tensorrt if only that is installed")
-
-    def unavailable(self):
-        reason = _cuda_unavailable()
-        if reason:
-            return reason
-        if not (_has("tensorrt") or _has("torch_tensorrt")):
-            return "neither tensorrt nor torch-tensorrt is installed (pip install tensorrt)"
-        return None
-
-    precision_skip = CudaBackend.precision_skip
-
-    def prepare(self, subject, x, precision, threads):
-        if _has("tensorrt"):
-            return self._prepare_trt(subject, x, precision)
-        return self._prepare_torch_trt(subject, x, precision)
-
-    def _prepare_trt(self, subject, x, precision):
-        import tensorrt as trt
-
-        path = onnx_file(subject, x.shape[-1])
-        logger = trt.Logger(trt.Logger.WARNING)
-        builder = trt.Builder(logger)
-        flags = 0
-        creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
-        if creation is not None and hasattr(creation, "EXPLICIT_BATCH"):
-            flags = 1 << int(creation.EXPLICIT_BATCH)
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(path):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise RuntimeError(f"TensorRT could not parse the ONNX file: {errors}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 2 << 30)
-        if precision == "fp32":
-            config.clear_flag(trt.BuilderFlag.TF32)
-        elif precision == "fp16":
-            config.set_flag(trt.BuilderFlag.FP16)
-        elif precision == "bf16":
-            config.set_flag(trt.BuilderFlag.BF16)
-        shape = tuple(int(d) for d in x.shape)
-        profile = builder.create_optimization_profile()
-        profile.set_shape("x", shape, shape, shape)
-        config.add_optimization_profile(profile)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise RuntimeError("TensorRT failed to build the engine (see the TensorRT log above)")
-        engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
-        context = engine.create_execution_context()
-        context.set_input_shape("x", shape)
-        xg = x.to("cuda").contiguous()
-        out = torch.empty(tuple(context.get_tensor_shape("logits")), device="cuda", dtype=torch.float32)
-        context.set_tensor_address("x", xg.data_ptr())
-        context.set_tensor_address("logits", out.data_ptr())
-        subject.cache[f"trt-engine:{precision}:{shape}"] = (engine, context, xg, out)  # keep alive
-
-        def fn():
-            context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
-            return out
-
-        return Runner(fn, sync="cuda", note=f"TensorRT {trt.__version__}, {torch.cuda.get_device_name()}")
-
-    def _prepare_torch_trt(self, subject, x, precision):
-        import torch_tensorrt
-
-        dtype = DTYPES[precision]
-        model = copy.deepcopy(subject.deploy_model()).cuda()
-        xg = x.to("cuda")
-        with _quiet():
-            trt_model = torch_tensorrt.compile(model, ir="dynamo", inputs=[xg], enabled_precisions={dtype})
-
-        def fn():
-            with torch.inference_mode():
-                return trt_model(xg)
-
-        return Runner(fn, sync="cuda", note=f"torch-tensorrt {torch_tensorrt.__version__}")
-
-
-BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    EagerBackend(), DeployBackend(), CompileBackend(), OnnxRuntimeBackend(), OpenVinoBackend(),
-    CudaBackend(), CudaCompileBackend(), TensorRTBackend(),
-)}
-
-
-def get_backend(name: str) -> Backend:
-    """The backend called ``name``; a clear :class:`BenchmarkInputError` (with close matches) otherwise."""
-    if name in BACKENDS:
-        return BACKENDS[name]
-    close = difflib.get_close_matches(name, list(BACKENDS), n=3, cutoff=0.4)
-    hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    raise BenchmarkInputError(f"unknown backend {name!r}.{hint} Backends: {', '.join(BACKENDS)}.")

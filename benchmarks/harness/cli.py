@@ -7,13 +7,13 @@ import os
 import sys
 import traceback
 
+from hgzoo._cli import BadInput, positive_float, writable_file
 from hgzoo.deploy import PRECISIONS
 
-from hgzoo._cli import BadInput, writable_file
-
-from .backends import BACKENDS, cpu_precision_skip
+from .backends import cpu_precision_skip
 from .core import BenchmarkConfig, run_benchmark
-from .report import plot_latency_vs_top1, to_markdown, write_results
+from .registry import BACKENDS
+from .report import TABLES, plot_latency_vs_top1, to_markdown, write_results
 from .subjects import BenchmarkInputError
 from .timing import TimingConfig
 
@@ -32,6 +32,10 @@ examples:
       --results-file out.csv --plot out.png
   python benchmark.py --model pphgnet_small --precision fp32,bf16,int8 --compare timm --compare-backends same
       # hgzoo's best path against timm's best path through the same backends (int8: onnxruntime, openvino)
+  python benchmark.py --model pphgnet_tiny,resnet50_vd --backend cuda,cuda-compile,tensorrt --precision fp32,fp16 \\
+      --batch-sizes 1,8,64 --compare timm --compare-backends cuda --table paddleclas --time-budget 300 \\
+      --prepare-budget cuda-compile=60,tensorrt=60 --results-file gpu.md --results-file gpu.json
+      # GPU tables in PaddleClas's layout, within a time budget (benchmarks/gpu_check.sh runs this)
 """
 
 
@@ -53,6 +57,21 @@ def _positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
     return v
+
+
+def _prepare_budget(text: str) -> dict[str, float]:
+    """'tensorrt=60,cuda-compile=90' → {backend: seconds}."""
+    out = {}
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = positive_float(value)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(
+                f"expected BACKEND=SECONDS[,BACKEND=SECONDS] with positive seconds, got {item!r}") from None
+    return out
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -106,11 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=_positive_int, default=None, help=f"default: all CPUs ({os.cpu_count()})")
     ap.add_argument("--pretrained", action="store_true",
                     help="load the default weights (latency does not depend on them)")
-    ap.add_argument("--results-file", metavar="FILE", help="write the results: .csv, .json or .md")
+    ap.add_argument("--results-file", metavar="FILE", action="append",
+                    help="write the results: .csv, .json or .md (repeat for several); rewritten after each group of "
+                         "measurements, so a run stopped midway leaves what it measured (marked partial)")
+    ap.add_argument("--table", choices=TABLES, default="wide",
+                    help="the main table's layout: 'wide' (backends side by side, ratios against the peer) or "
+                         "'paddleclas' (PaddleClas's model-zoo columns, one table per backend and precision)")
+    ap.add_argument("--time-budget", type=positive_float, default=None, metavar="S",
+                    help="stop starting measurements after S seconds: each model gets an equal share of the time "
+                         "left when it starts (cells not started are reported as not run)")
+    ap.add_argument("--prepare-budget", type=_prepare_budget, default={}, metavar="B=S,B=S",
+                    help="per model, the seconds a backend may spend preparing (compiling, building engines) before "
+                         "its remaining cells of that model are skipped, e.g. tensorrt=60,cuda-compile=60")
     ap.add_argument("--plot", metavar="PNG", help="latency against published top-1 (needs matplotlib)")
     ap.add_argument("--warmup", type=_positive_int, default=3, help="warm-up calls per backend (default: 3)")
     ap.add_argument("--min-iters", type=_positive_int, default=10, help="timed calls before a median may be stable")
-    ap.add_argument("--max-time", type=float, default=2.0, metavar="S",
+    ap.add_argument("--max-time", type=positive_float, default=2.0, metavar="S",
                     help="time budget per backend and measurement, in seconds (default: 2)")
     ap.add_argument("--no-roofline", action="store_true", help="skip measuring the 3x3-conv roofline")
     ap.add_argument("--no-details", action="store_true", help="print only the main table")
@@ -131,11 +161,10 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         compare_backends = backends
     elif compare_backends:
         compare_backends = expand_backends(compare_backends)
-    if args.max_time <= 0:
-        raise BenchmarkInputError(f"--max-time must be positive, got {args.max_time}")
-    if args.results_file and not args.results_file.lower().endswith((".csv", ".json", ".md", ".markdown")):
-        raise BenchmarkInputError(f"--results-file must end in .csv, .json or .md, not {args.results_file!r}")
-    for flag, path in (("--results-file", args.results_file), ("--plot", args.plot)):
+    for path in args.results_file or []:
+        if not path.lower().endswith((".csv", ".json", ".md", ".markdown")):
+            raise BenchmarkInputError(f"--results-file must end in .csv, .json or .md, not {path!r}")
+    for flag, path in [*(("--results-file", p) for p in args.results_file or []), ("--plot", args.plot)]:
         if path:
             try:
                 writable_file(path, flag)  # now, not after the measurements
@@ -151,9 +180,14 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         precisions=list(dict.fromkeys(args.precision or _default_precisions())), backends=backends, compare=compare,
         compare_backends=compare_backends, threads=args.threads, pretrained=args.pretrained,
         timing=TimingConfig(warmup=args.warmup, min_iters=args.min_iters, budget_s=args.max_time),
-        roofline=not args.no_roofline,
+        roofline=not args.no_roofline, time_budget_s=args.time_budget, prepare_budget_s=args.prepare_budget,
         log=(lambda msg: None) if args.quiet else None,
+        on_progress=(lambda report: _write_all(report, args)) if args.results_file else None,
     )
+
+
+def _write_all(report, args: argparse.Namespace) -> list[str]:
+    return [write_results(report, path, table=args.table) for path in args.results_file or []]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmark.py: unexpected error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
-    print(to_markdown(report, details=not args.no_details))
-    if args.results_file:
-        print(f"results written to {write_results(report, args.results_file)}", file=sys.stderr)
+    print(to_markdown(report, details=not args.no_details, table=args.table))
+    for path in _write_all(report, args):
+        print(f"results written to {path}", file=sys.stderr)
     if args.plot:
         path, left_out = plot_latency_vs_top1(report, args.plot)
         print(f"plot written to {path}" + (f" (left out, no published top-1 or no result: {', '.join(left_out)})"

@@ -18,8 +18,9 @@ from hgzoo._flops import count_flops
 from hgzoo._registry import UnknownModelError, model_entrypoint, resolve_model_name
 from hgzoo.deploy import MIN_TOP1_AGREEMENT, PRECISIONS, agreement
 
-from .backends import BACKENDS, DTYPES, Backend, Runner, get_backend, int8_images, is_oom
+from .backends import DTYPES, Backend, Runner, int8_images, is_oom
 from .machine import cpu_snapshot, environment, other_cpu_share
+from .registry import BACKENDS, get_backend
 from .subjects import (
     BenchmarkInputError,
     Subject,
@@ -29,7 +30,7 @@ from .subjects import (
     timm_equivalent,
     total_stride,
 )
-from .timing import Timing, TimingConfig, conv_roofline, time_interleaved
+from .timing import Budget, Timing, TimingConfig, conv_roofline, time_interleaved
 
 __all__ = [
     "BenchmarkConfig", "Measurement", "ModelInfo", "BenchmarkReport", "run_benchmark", "resolve_models",
@@ -67,7 +68,10 @@ class BenchmarkConfig:
     tolerances: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     fp64_check: bool = True  # also compare against an fp64 run of the first image (see check_output)
     memory_fraction: float = 0.5  # of the available memory a batch may use (several backends coexist)
+    time_budget_s: float | None = None  # the whole run (see timing.Budget); None: no limit
+    prepare_budget_s: dict[str, float] = field(default_factory=dict)  # backend → seconds per model (timing.Budget)
     log: Callable[[str], None] | None = None  # progress messages (default: stderr)
+    on_progress: Callable[["BenchmarkReport"], None] | None = None  # called after each group (partial results)
 
 
 @dataclass
@@ -120,6 +124,7 @@ class ModelInfo:
     params: int | None = None
     gflops: float | None = None  # per image at the benchmark's size
     top1: float | None = None
+    top5: float | None = None
     top1_tag: str | None = None
     stride: int | None = None
     peer: dict[str, dict] = field(default_factory=dict)  # impl → {"model", "params", "gflops", "reason"}
@@ -134,6 +139,7 @@ class BenchmarkReport:
     measurements: list[Measurement]
     roofline: dict[str, dict]  # precision → conv_roofline()
     seconds: float = 0.0
+    complete: bool = True  # False while a run is going on (on_progress's partial results) or if it was stopped
 
     def find(self, model: str, impl: str, backend: str, precision: str, batch: int) -> Measurement | None:
         for m in self.measurements:
@@ -144,7 +150,9 @@ class BenchmarkReport:
     def to_dict(self) -> dict:
         cfg = asdict(self.config) if hasattr(self.config, "__dataclass_fields__") else {}
         cfg.pop("log", None)
+        cfg.pop("on_progress", None)
         return {"config": cfg, "env": self.env, "roofline": self.roofline, "seconds": self.seconds,
+                "complete": self.complete,
                 "models": [asdict(m) for m in self.models], "results": [asdict(m) for m in self.measurements]}
 
 
@@ -252,6 +260,12 @@ def check_config(cfg: BenchmarkConfig) -> tuple[list[str], list[Backend], list[B
     for c in cfg.compare:
         if c not in COMPARE_IMPLS:
             raise BenchmarkInputError(f"cannot compare with {c!r}; supported: {', '.join(COMPARE_IMPLS)}")
+    for name, seconds in cfg.prepare_budget_s.items():
+        get_backend(name)
+        if not seconds > 0:
+            raise BenchmarkInputError(f"the preparation budget of {name} must be positive seconds, got {seconds}")
+    if cfg.time_budget_s is not None and not cfg.time_budget_s > 0:
+        raise BenchmarkInputError(f"the time budget must be positive seconds, got {cfg.time_budget_s}")
     if not cfg.batch_sizes or any(b < 1 for b in cfg.batch_sizes):
         raise BenchmarkInputError(f"batch sizes must be positive integers, got {cfg.batch_sizes}")
     for name in models:
@@ -305,12 +319,14 @@ def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
                 roofline[p] = conv_roofline(p)
                 log(f"roofline {p}: {roofline[p]['gflops_per_s']:.0f} GFLOP/s ({roofline[p]['what']})")
 
-    report = BenchmarkReport(cfg, environment(threads), [], [], roofline)
-    for name in models:
+    report = BenchmarkReport(cfg, environment(threads), [], [], roofline, complete=False)
+    budget = Budget(cfg.time_budget_s, cfg.prepare_budget_s, len(models))
+    for index, name in enumerate(models):
         info = ModelInfo(name, _family(name))
         report.models.append(info)
+        budget.next_model(index)
         try:
-            _bench_model(cfg, report, info, backends, peer_backends, log)
+            _bench_model(cfg, report, info, backends, peer_backends, budget, log)
         except BenchmarkInputError:
             raise
         except Exception as e:  # noqa: BLE001 - one broken model must not end the run
@@ -323,10 +339,11 @@ def _run(cfg, models, backends, peer_backends, threads, log) -> BenchmarkReport:
     except (OSError, AttributeError):
         pass
     report.env["cpu_other_share"] = other_cpu_share(report.env.get("cpu_start"), cpu_snapshot(), os.cpu_count() or 1)
+    report.complete = True
     return report
 
 
-def _bench_model(cfg, report, info, backends, peer_backends, log) -> None:
+def _bench_model(cfg, report, info, backends, peer_backends, budget, log) -> None:
     subjects: list[Subject] = []
     try:
         hg = build_hgzoo(info.name, pretrained=cfg.pretrained, img_size=cfg.img_size, seed=cfg.seed)
@@ -335,7 +352,7 @@ def _bench_model(cfg, report, info, backends, peer_backends, log) -> None:
         info.stride = total_stride(hg.model)
         pcfg = hgzoo.get_pretrained_cfg(info.name)
         if pcfg is not None:
-            info.top1, info.top1_tag = pcfg.top1, pcfg.name
+            info.top1, info.top5, info.top1_tag = pcfg.top1, pcfg.top5, pcfg.name
         avail = _mem_available()
         per_image = activation_bytes_per_image(hg.model, cfg.img_size)
         if avail is not None and per_image > avail * cfg.memory_fraction:
@@ -363,7 +380,10 @@ def _bench_model(cfg, report, info, backends, peer_backends, log) -> None:
             + "".join(f"; {impl}: {d.get('model', '-')}" for impl, d in info.peer.items()))
         for batch in cfg.batch_sizes:
             for precision in cfg.precisions:
-                _bench_group(cfg, report, info, subjects, backends, peer_backends, batch, precision, log)
+                _bench_group(cfg, report, info, subjects, backends, peer_backends, batch, precision, budget, log)
+                if cfg.on_progress is not None:
+                    report.seconds = time.perf_counter() - budget.start
+                    cfg.on_progress(report)
     finally:
         for s in subjects:
             s.release()
@@ -390,23 +410,32 @@ def _fit_batch(cfg, subject: Subject, batch: int, log) -> tuple[int, str]:
     return batch, ""
 
 
-def _bench_group(cfg, report, info, subjects, backends, peer_backends, batch, precision, log) -> None:
+def _bench_group(cfg, report, info, subjects, backends, peer_backends, batch, precision, budget, log) -> None:
     """All backends of all subjects for one (model, batch, precision): prepared, checked, timed together."""
     label = f"{info.name} bs{batch} {precision}"
-    try:
-        ran, note = _fit_batch(cfg, subjects[0], batch, log)
-    except MemoryError as e:
+
+    def all_cells(status: str, reason: str) -> None:
         for s in subjects:
             for b in (backends if s.impl == "hgzoo" else peer_backends):
                 report.measurements.append(Measurement(info.name, s.impl, s.arch, b.name, precision, batch,
-                                                       cfg.img_size, "error", f"out of memory: {e}"))
+                                                       cfg.img_size, status, reason))
+
+    spent = budget.run_spent()
+    if spent:
+        all_cells("skipped", spent)
+        log(f"{label}: {spent}")
+        return
+    try:
+        ran, note = _fit_batch(cfg, subjects[0], batch, log)
+    except MemoryError as e:
+        all_cells("error", f"out of memory: {e}")
         log(f"{label}: out of memory: {e}")
         return
     notes = [note] if note else []
     while True:
         try:
             results = _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision,
-                                 report.roofline, log)
+                                 report.roofline, budget, log)
             break
         except _GroupOOM as e:
             if ran == 1:
@@ -418,6 +447,8 @@ def _bench_group(cfg, report, info, subjects, backends, peer_backends, batch, pr
             log(f"{label}: {notes[-1]}")
             ran //= 2
             gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # give the freed blocks back before the smaller batch
     for m in results:
         if ran != batch and m.status != "skipped":
             m.note = "; ".join(notes + ([m.note] if m.note else []))
@@ -431,7 +462,16 @@ class _GroupOOM(Exception):
 def _references(cfg: BenchmarkConfig, s: Subject, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None,
                                                                              float | None]:
     """Eager fp32 logits of ``x``; with ``cfg.fp64_check`` the exact (fp64) logits of its first image and eager
-    fp32's own relative error against them (the rounding floor, see :func:`check_output`)."""
+    fp32's own relative error against them (the rounding floor, see :func:`check_output`). Computed when a backend
+    first needs them, once per input shape (the input of a shape is the same in every group: :func:`fixed_input`)."""
+    key = f"references@{tuple(x.shape)}"
+    if key not in s.cache:
+        s.cache[key] = _compute_references(cfg, s, x)
+    return s.cache[key]
+
+
+def _compute_references(cfg: BenchmarkConfig, s: Subject, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None,
+                                                                                     float | None]:
     with torch.inference_mode():
         try:
             ref = s.model(x).float().numpy()
@@ -465,17 +505,21 @@ def _record_check(cfg: BenchmarkConfig, m: Measurement, check: dict, floor: floa
             m.reason += f", and {m.fp64_err:.1e} from the exact fp64 result (eager fp32: {floor:.1e})"
 
 
-def _prepare(cfg: BenchmarkConfig, m: Measurement, s: Subject, b: Backend, x: torch.Tensor,
-             refs: tuple[np.ndarray, np.ndarray | None, float | None], log: Callable[[str], None]) -> Runner | None:
-    """Backend ``b`` ready to run subject ``s`` on ``x``, its output checked against eager fp32 (``refs``, from
-    :func:`_references`) and recorded in ``m``; None when it is skipped or fails (``m`` says why)."""
-    reason = b.skip_reason(m.precision)
+def _prepare(cfg: BenchmarkConfig, m: Measurement, s: Subject, b: Backend, x: torch.Tensor, budget: Budget,
+             log: Callable[[str], None]) -> Runner | None:
+    """Backend ``b`` ready to run subject ``s`` on ``x``, its output checked against eager fp32 (from
+    :func:`_references`) and recorded in ``m``; None when it is skipped or fails (``m`` says why). The time it
+    takes is charged to ``b``'s preparation budget."""
+    reason = b.skip_reason(m.precision) or budget.backend_spent(b.name)
     if reason:
         m.status, m.reason, m.ran_batch_size, m.tolerance = "skipped", reason, None, None
+        if reason.startswith("not measured"):
+            log(f"{m.model} bs{m.batch_size} {m.precision} {s.label} {b.name}: {reason}")
         return None
-    ref, ref64, floor = refs
+    # outside the try: a model that cannot run the input is the model's error, not the backend's
+    ref, ref64, floor = _references(cfg, s, x) if m.precision != "int8" else (None, None, None)
+    t = time.perf_counter()
     try:
-        t = time.perf_counter()
         runner = b.prepare(s, x, m.precision, cfg.threads)
         if m.precision == "int8":
             check = _check_int8(cfg, s, runner, len(x))
@@ -487,6 +531,8 @@ def _prepare(cfg: BenchmarkConfig, m: Measurement, s: Subject, b: Backend, x: to
         m.status, m.reason = "error", _short(e)
         log(f"{m.model} bs{m.batch_size} {m.precision} {s.label} {b.name}: error: {m.reason}")
         return None
+    finally:
+        budget.charge(b.name, time.perf_counter() - t)
     m.note = runner.note
     _record_check(cfg, m, check, floor)
     log(f"{m.model} bs{len(x)} {m.precision} {s.label} {b.name}: ready in {time.perf_counter() - t:.1f} s, "
@@ -494,22 +540,22 @@ def _prepare(cfg: BenchmarkConfig, m: Measurement, s: Subject, b: Backend, x: to
     return runner
 
 
-def _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision, roofline,
+def _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precision, roofline, budget,
                log) -> list[Measurement]:
     """Every backend of every subject on one input batch of ``ran`` images: prepared and checked one by one,
-    then timed together (interleaved). Running out of memory raises :class:`_GroupOOM`."""
+    then timed together (interleaved); then the backends release what they kept. Running out of memory raises
+    :class:`_GroupOOM`."""
     x = fixed_input(ran, cfg.img_size, cfg.seed)
     tol = cfg.tolerances.get(precision, 1e-4)
     results: dict[tuple[str, str], Measurement] = {}
     runners: dict[tuple[str, str], Runner] = {}
     try:
         for s in subjects:
-            refs = _references(cfg, s, x)
             for b in (backends if s.impl == "hgzoo" else peer_backends):
                 m = Measurement(info.name, s.impl, s.arch, b.name, precision, batch, cfg.img_size, "ok",
                                 ran_batch_size=ran, tolerance=tol)
                 results[(s.impl, b.name)] = m
-                runner = _prepare(cfg, m, s, b, x, refs, log)
+                runner = _prepare(cfg, m, s, b, x, budget, log)
                 if runner is not None:
                     runners[(s.impl, b.name)] = runner
         try:
@@ -520,6 +566,8 @@ def _run_group(cfg, info, subjects, backends, peer_backends, batch, ran, precisi
             raise
     finally:
         runners.clear()
+        for b in dict.fromkeys(backends + peer_backends):
+            b.release()
     flops = {s.impl: (info.gflops if s.impl == "hgzoo" else info.peer.get(s.impl, {}).get("gflops")) for s in subjects}
     for (impl, backend), timing in timings.items():
         m = results[(impl, backend)]

@@ -7,13 +7,15 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import shutil
+import subprocess
 import time
 
 import torch
 
 from hgzoo.deploy.runtimes import cpu_flags
 
-__all__ = ["environment", "cpu_snapshot", "other_cpu_share"]
+__all__ = ["environment", "cpu_snapshot", "other_cpu_share", "gpu_details"]
 
 _LIBS = ("torch", "hgzoo", "timm", "numpy", "onnx", "onnxscript", "onnxruntime", "openvino", "tensorrt",
          "torch_tensorrt")
@@ -49,6 +51,7 @@ def environment(threads: int) -> dict:
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": threads,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "gpu_details": gpu_details(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": versions,
@@ -56,6 +59,35 @@ def environment(threads: int) -> dict:
         "cpu_start": cpu_snapshot(),
     }
     return env
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver's version (nvidia-smi, else /proc/driver/nvidia/version), or None."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=20)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.split()[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        with open("/proc/driver/nvidia/version") as f:
+            words = f.readline().split()
+    except OSError:
+        return None
+    return next((w for w in words if w[:1].isdigit() and w.count(".") >= 1), None)
+
+
+def gpu_details() -> dict | None:
+    """The first CUDA GPU as torch sees it, with the driver and the CUDA/cuDNN torch runs on; None without one."""
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return {"name": props.name, "compute_capability": f"{props.major}.{props.minor}",
+            "memory_gib": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count(),
+            "driver": nvidia_driver(), "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
 
 
 def _descendants_cpu_s(pid: int) -> float:

@@ -10,11 +10,18 @@ from pathlib import Path
 
 from hgzoo._files import atomic_write
 
-from .backends import BACKENDS, INT8_CALIBRATION
+from .backends import INT8_CALIBRATION
 from .core import INT8_MIN_TOP1, BenchmarkReport, Measurement
+from .paddleclas import fmt_ms as _fmt_ms
+from .paddleclas import paddleclas_markdown, paddleclas_tables
+from .registry import BACKENDS
 from .timing import paired_ratio
 
-__all__ = ["to_markdown", "write_results", "plot_latency_vs_top1", "CSV_FIELDS"]
+__all__ = ["to_markdown", "write_results", "plot_latency_vs_top1", "CSV_FIELDS", "TABLES"]
+
+#: The main table's layouts: "wide" (backends × batch sizes side by side, ratios against the peer, roofline) or
+#: "paddleclas" (PaddleClas's model-zoo columns, one table per backend and precision: benchmarks.harness.paddleclas).
+TABLES = ("wide", "paddleclas")
 
 CSV_FIELDS = [f.name for f in fields(Measurement)] + ["throughput_img_s"]
 _BUSY = (". **Other processes were competing for the CPUs: absolute times are inflated and noisy. "
@@ -25,23 +32,6 @@ _BUSY = (". **Other processes were competing for the CPUs: absolute times are in
 
 def _threads(n: int) -> str:
     return f"{n} thread" + ("" if n == 1 else "s")
-
-
-def _fmt_ms(m: Measurement | None) -> str:
-    if m is None:
-        return "–"
-    if m.status == "skipped":
-        return "skipped"
-    if m.status == "error":
-        return "error"
-    text = f"{m.median_ms:.2f}" if m.median_ms < 100 else f"{m.median_ms:.1f}"
-    if m.status == "mismatch":
-        text += " ✗"
-    if not m.stable:
-        text += "~"
-    if m.ran_batch_size and m.ran_batch_size != m.batch_size:
-        text += f" (bs{m.ran_batch_size})"
-    return text
 
 
 def _ratio(a: Measurement | None, b: Measurement | None) -> float | None:
@@ -75,7 +65,7 @@ def _method(report: BenchmarkReport) -> list[str]:
     libs = ", ".join(f"{k} {ver}" for k, ver in v.items())  # machine.environment's order
     lines = [
         f"- **Hardware:** {env['cpu']} ({env['cpu_count']} logical CPUs; {', '.join(env['cpu_isa']) or 'no AVX'}; "
-        f"torch CPU capability {env['torch_cpu_capability']})" + (f"; GPU {env['gpu']}" if env["gpu"] else "; no GPU"),
+        f"torch CPU capability {env['torch_cpu_capability']}); " + _gpu_words(env),
         f"- **Software:** Python {env['python']}, {libs}; {env['platform']}",
         f"- **Threads:** {env['threads']} (torch.set_num_threads; ONNX Runtime intra-op threads, inter-op 1; OpenVINO "
         "INFERENCE_NUM_THREADS, one stream); denormals flushed to zero (torch.set_flush_denormal)",
@@ -87,7 +77,8 @@ def _method(report: BenchmarkReport) -> list[str]:
         "synchronization on the GPU (input already on the device). Reported: median and p90 in ms.",
         "- **Precision:** " + ", ".join(cfg.precisions) + ". fp32 is true fp32 (TF32 off on GPUs). "
         "eager bf16/fp16 = torch.autocast; the other backends cast the weights (OpenVINO: inference precision hint).",
-        "- **Agreement:** every backend's logits vs. the same model's eager fp32 on the same input; relative error = "
+        "- **Agreement:** every backend's logits vs. the same model's eager fp32 (torch on the CPU) on the same input; "
+        "relative error = "
         "max|Δ| / max|reference|; flagged ✗ above " + ", ".join(f"{p} {t:.0e}" for p, t in cfg.tolerances.items()
                                                                if p in cfg.precisions)
         + (" unless, on the first image, the result is within twice eager fp32's own error of an exact fp64 run "
@@ -122,6 +113,33 @@ def _method(report: BenchmarkReport) -> list[str]:
     return lines
 
 
+def _gpu_words(env: dict) -> str:
+    g = env.get("gpu_details")
+    if not g:
+        return f"GPU {env['gpu']}" if env.get("gpu") else "no GPU"
+    return (f"GPU {g['name']} ({g['count']} visible; compute capability {g['compute_capability']}, "
+            f"{g['memory_gib']} GiB; driver {g['driver'] or 'unknown'}; torch's CUDA {g['torch_cuda']}, "
+            f"cuDNN {g['cudnn']})")
+
+
+def _runs_on_gpu(report: BenchmarkReport) -> bool:
+    return bool(report.env.get("gpu")) and any(BACKENDS[b].device != "cpu" for b in report.config.backends
+                                               if b in BACKENDS)
+
+
+def _title(report: BenchmarkReport) -> str:
+    cfg, env = report.config, report.env
+    where = (f"{env['gpu']} (host: {env['cpu']})" if _runs_on_gpu(report)
+             else f"{env['cpu']} ({_threads(env['threads'])})")
+    partial = "" if report.complete else " — PARTIAL: the run stopped before the end"
+    return f"## hgzoo latency, {cfg.img_size}x{cfg.img_size}, measured {env['date'][:10]} on {where}{partial}"
+
+
+def _base(cfg) -> str:
+    """The peer's baseline backend: its first (eager on the CPU by default; e.g. cuda in a GPU run)."""
+    return (cfg.compare_backends or ["eager"])[0]
+
+
 def _label(backend: str, b: int, batches: list[int]) -> str:
     return f"{backend} bs{b}" if len(batches) > 1 else backend
 
@@ -140,7 +158,7 @@ def _table_header(cfg, backends: list[str], peer_backends: list[str]) -> list[st
         for b in batches:
             header += [f"{impl} {_label(bk, b, batches)}" for bk in peer_backends]
             header += [f"{_label(bk, b, batches)} ÷ {impl}" for bk in peer_backends if bk in backends]
-            header.append(f"best vs {impl} eager{_suffix(b, batches)}")
+            header.append(f"best vs {impl} {_base(cfg)}{_suffix(b, batches)}")
             if len(peer_backends) > 1:
                 header.append(f"best vs best {impl}{_suffix(b, batches)}")
     return header
@@ -158,7 +176,7 @@ def _peer_cells(report: BenchmarkReport, name: str, impl: str, peer: dict, preci
                 r = _ratio(report.find(name, "hgzoo", bk, precision, b), report.find(name, impl, bk, precision, b))
                 cells.append(f"{r:.2f}" if r else "–")
         best = best_of(report, name, "hgzoo", precision, b)
-        r = _ratio(report.find(name, impl, "eager", precision, b), best)
+        r = _ratio(report.find(name, impl, _base(report.config), precision, b), best)
         cells.append(f"{r:.2f}× ({best.backend})" if r and best else "–")
         if len(peer_backends) > 1:
             peer_best = best_of(report, name, impl, precision, b)
@@ -202,14 +220,19 @@ def latency_table(report: BenchmarkReport, precision: str) -> list[str]:
         "| " + " | ".join(r) + " |" for r in rows] + [""]
 
 
-def to_markdown(report: BenchmarkReport, details: bool = True) -> str:
-    """The report: method, one PaddleClas-style latency table per precision (+ ratios against the peer),
-    skipped backends with their reasons, errors, and the per-measurement details."""
+def to_markdown(report: BenchmarkReport, details: bool = True, table: str = "wide") -> str:
+    """The report: method, the latency tables (``table``: "wide", one table per precision with the ratios against
+    the peer; or "paddleclas", PaddleClas's layout), skipped backends with their reasons, errors, and the
+    per-measurement details."""
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {', '.join(TABLES)}, not {table!r}")
     cfg = report.config
-    out = [f"## hgzoo latency, {cfg.img_size}x{cfg.img_size}, measured {report.env['date'][:10]} "
-           f"on {report.env['cpu']} ({_threads(report.env['threads'])})", ""]
+    out = [_title(report), ""]
     out += _method(report)
     out.append("")
+    if table == "paddleclas":
+        return "\n".join(out + paddleclas_markdown(report) + _skipped_and_errors(report)
+                         + (_details(report) if details else []))
     for precision in cfg.precisions:
         out += latency_table(report, precision)
     legend = ["top-1: the published ImageNet-1k top-1 of the model's default weights. Median latency in ms. ✗: output "
@@ -220,13 +243,20 @@ def to_markdown(report: BenchmarkReport, details: bool = True) -> str:
               "the roofline (the rate of a large 3x3 convolution, measured in this run)."]
     if cfg.compare:
         legend.append(f"`X ÷ {cfg.compare[0]}`: hgzoo's median over the peer's on the same backend (< 1: hgzoo "
-                      f"faster). `best vs {cfg.compare[0]} eager`: the peer's eager median over hgzoo's fastest "
-                      "agreeing backend (> 1: hgzoo faster). Both from the same run, timed interleaved; a ratio is the "
-                      "median over the rounds of the two block medians' ratio in that round, so a slow spell of the "
-                      "machine cancels.")
+                      f"faster). `best vs {cfg.compare[0]} {_base(cfg)}`: the peer's {_base(cfg)} median over hgzoo's "
+                      "fastest agreeing backend (> 1: hgzoo faster). Both from the same run, timed interleaved; a "
+                      "ratio is the median over the rounds of the two block medians' ratio in that round, so a slow "
+                      "spell of the machine cancels.")
     out += legend + [""]
 
-    out += _summary(report)
+    out += _summary(report) + _skipped_and_errors(report)
+    if details and any(m.status != "skipped" for m in report.measurements):
+        out += _details(report)
+    return "\n".join(out)
+
+
+def _skipped_and_errors(report: BenchmarkReport) -> list[str]:
+    out = []
     skipped: dict[tuple[str, str], list[str]] = {}
     for m in report.measurements:
         if m.status == "skipped":
@@ -242,9 +272,7 @@ def to_markdown(report: BenchmarkReport, details: bool = True) -> str:
         for m in errors:
             out.append(f"- {m.model} / {m.impl}:{m.backend} {m.precision} bs{m.batch_size}: {m.reason}")
         out.append("")
-    if details and any(m.status != "skipped" for m in report.measurements):
-        out += _details(report)
-    return "\n".join(out)
+    return out
 
 
 def _summary(report: BenchmarkReport) -> list[str]:
@@ -254,11 +282,11 @@ def _summary(report: BenchmarkReport) -> list[str]:
     cfg = report.config
     if not cfg.compare or "fp32" not in cfg.precisions:
         return []
-    impl = cfg.compare[0]
-    header = ["model", "batch", f"eager ÷ {impl} eager", f"best fp32 path vs {impl} eager fp32", "its rel err",
-              f"best fp32 path vs best {impl} fp32 path", f"best path, any precision, vs {impl} eager fp32",
+    impl, base = cfg.compare[0], _base(cfg)
+    header = ["model", "batch", f"{base} ÷ {impl} {base}", f"best fp32 path vs {impl} {base} fp32", "its rel err",
+              f"best fp32 path vs best {impl} fp32 path", f"best path, any precision, vs {impl} {base} fp32",
               "its rel err", "its top-1 agree", f"best path vs best {impl} path, any precision"]
-    out = [f"### Summary against {impl} eager fp32 and {impl}'s best path", "", "| " + " | ".join(header) + " |",
+    out = [f"### Summary against {impl} {base} fp32 and {impl}'s best path", "", "| " + " | ".join(header) + " |",
            "|" + "---|" * len(header)]
 
     def per_image(m: Measurement) -> float:
@@ -279,8 +307,8 @@ def _summary(report: BenchmarkReport) -> list[str]:
         if info.error or "reason" in info.peer.get(impl, {"reason": ""}):
             continue
         for b in cfg.batch_sizes:
-            peer = report.find(info.name, impl, "eager", "fp32", b)
-            eager = _ratio(report.find(info.name, "hgzoo", "eager", "fp32", b), peer)
+            peer = report.find(info.name, impl, base, "fp32", b)
+            eager = _ratio(report.find(info.name, "hgzoo", base, "fp32", b), peer)
             best32 = best_of(report, info.name, "hgzoo", "fp32", b)
             best_any = fastest(info.name, "hgzoo", b)
             peer32, peer_any = best_of(report, info.name, impl, "fp32", b), fastest(info.name, impl, b)
@@ -302,6 +330,8 @@ def _summary(report: BenchmarkReport) -> list[str]:
 
 
 def _details(report: BenchmarkReport) -> list[str]:
+    if not any(m.status != "skipped" for m in report.measurements):
+        return []
     header = ["model", "impl", "backend", "prec", "batch", "median ms", "±95% CI", "p90 ms", "iters", "img/s",
               "GFLOP/s", "% roofline", "max abs err", "rel err", "vs fp64 (eager)", "top-1 agree", "status", "note"]
     out = ["### Details", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -324,8 +354,10 @@ def _details(report: BenchmarkReport) -> list[str]:
     return out
 
 
-def write_results(report: BenchmarkReport, path: str | os.PathLike) -> str:
-    """Write the results as .csv (one row per measurement), .json (everything) or .md (the report)."""
+def write_results(report: BenchmarkReport, path: str | os.PathLike, table: str = "wide") -> str:
+    """Write the results as .csv (one row per measurement), .json (everything, with the measurements also in
+    PaddleClas's table layout under ``paddleclas_tables``) or .md (the report, its main table in ``table``'s
+    layout), atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -336,9 +368,10 @@ def write_results(report: BenchmarkReport, path: str | os.PathLike) -> str:
             w.writerow({**asdict(m), "throughput_img_s": m.throughput})
         atomic_write(path, text.getvalue())
     elif suffix == ".json":
-        atomic_write(path, json.dumps(report.to_dict(), indent=1, default=str))
+        data = {**report.to_dict(), "paddleclas_tables": paddleclas_tables(report)}
+        atomic_write(path, json.dumps(data, indent=1, default=str))
     elif suffix in (".md", ".markdown"):
-        atomic_write(path, to_markdown(report) + "\n")
+        atomic_write(path, to_markdown(report, table=table) + "\n")
     else:
         raise ValueError(f"--results-file must end in .csv, .json or .md, not {path.name!r}")
     return str(path)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .backends import DTYPES, Runner
 
-__all__ = ["Timing", "TimingConfig", "time_call", "time_interleaved", "conv_roofline", "paired_ratio"]
+__all__ = ["Timing", "TimingConfig", "time_call", "time_interleaved", "conv_roofline", "paired_ratio", "Budget"]
 
 
 @dataclass(frozen=True)
@@ -160,3 +160,47 @@ def conv_roofline(precision: str = "fp32", seconds: float = 1.0) -> dict:
             best = max(best, flops / float(np.median(ts)) / 1e9)
     return {"precision": precision, "gflops_per_s": best,
             "what": "3x3 conv 256->256, 4x256x56x56, torch eager, best memory format"}
+
+
+class Budget:
+    """When measurements stop being started.
+
+    ``run_s``: the whole run's seconds. Each model, when it starts, gets an equal share of the time left among the
+    models left: a fast model leaves more for the next, one that overruns takes from the later ones, and once the
+    run's time is spent the remaining cells are reported as not measured. ``prepare_s``: per backend, the seconds
+    it may spend preparing (exporting, compiling, building engines) for one model before its remaining cells of that
+    model are skipped. Cells run in the order batch size, then precision: the first ones are measured first.
+    """
+
+    def __init__(self, run_s: float | None = None, prepare_s: dict[str, float] | None = None,
+                 n_models: int = 1, clock=time.perf_counter) -> None:
+        self.run_s, self.prepare_s, self.n_models, self.clock = run_s, dict(prepare_s or {}), max(n_models, 1), clock
+        self.start = clock()
+        self.deadline: float | None = None
+        self.spent: dict[str, float] = {}
+
+    def next_model(self, index: int) -> None:
+        """Model ``index`` (0-based) starts: its deadline is now + its share of the time left."""
+        self.spent = {}
+        if self.run_s is not None:
+            now = self.clock()
+            left = self.start + self.run_s - now
+            self.deadline = now + max(left, 0.0) / max(self.n_models - index, 1)
+
+    def run_spent(self) -> str | None:
+        """Why no new measurement of the current model may start (its share of the run's time is spent), or None."""
+        if self.deadline is None or self.clock() < self.deadline:
+            return None
+        return (f"not measured: the run's time budget was spent (--time-budget {self.run_s:g} s, shared equally "
+                "among the models)")
+
+    def backend_spent(self, backend: str) -> str | None:
+        """Why ``backend`` may not prepare another measurement of the current model, or None."""
+        limit = self.prepare_s.get(backend)
+        if limit is not None and self.spent.get(backend, 0.0) >= limit:
+            return (f"not measured: {backend} had spent its preparation budget on this model "
+                    f"(--prepare-budget {backend}={limit:g} s)")
+        return self.run_spent()
+
+    def charge(self, backend: str, seconds: float) -> None:
+        self.spent[backend] = self.spent.get(backend, 0.0) + seconds
