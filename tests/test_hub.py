@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import relative_error
 from local_server import LocalServer
+from safetensors.torch import save_file
+
+import hgzoo
 
 ARCH, TAG = "resnet18_vd", "paddle_in1k"
 PADDLE_FILE = "ResNet18_vd_pretrained.pdparams"
@@ -62,13 +64,16 @@ def test_paddle_url_path_then_offline(reference, tmp_path):
         assert ("GET", f"/paddle/{PADDLE_FILE}") in server.requests
     assert relative_error(y, y_ref) < 1e-4
     cached = tmp_path / "cache" / "converted" / f"{ARCH}.{TAG}.safetensors"
-    assert cached.is_file() and not list((tmp_path / "cache" / "paddle").glob("*")), "raw download left behind"
+    assert cached.is_file() and not list((tmp_path / "cache" / "downloads").glob("*")), "raw download left behind"
     # Server gone, offline: the converted cache alone must serve.
     y2 = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1")).y
     np.testing.assert_array_equal(y, y2)
 
 
-def test_hub_repo_made_by_our_converter_then_offline(reference, tmp_path):
+def test_hub_repo_by_name_and_no_squatting_then_offline(reference, tmp_path):
+    """A repo the user names (``hf-hub:someone/my-resnet``, written by our converter) loads; a repo under an
+    organisation the tag does not name (``hgzoo/<tag>``, here holding other weights) is never asked for: the tag's
+    weights come from its own source, the Paddle URL."""
     pdparams, x, y_ref = reference
     official = tmp_path / PADDLE_FILE
     official.write_bytes(pdparams.read_bytes())
@@ -79,13 +84,19 @@ def test_hub_repo_made_by_our_converter_then_offline(reference, tmp_path):
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "config.json", "README.md"}
     card = (folder / "README.md").read_text()
     assert "Apache-2.0" in card and "ResNet18_vd_pretrained.pdparams" in card
+    squatter = tmp_path / "squatter"
+    squatter.mkdir()
+    save_file(hgzoo.create_model(ARCH).state_dict(), str(squatter / "model.safetensors"))  # other weights
+    (squatter / "config.json").write_text((folder / "config.json").read_text())
     with LocalServer() as server:
-        server.add_hub_repo(f"hgzoo/{ARCH}.{TAG}", folder)
+        server.add_hub_repo(f"hgzoo/{ARCH}.{TAG}", squatter)
         server.add_hub_repo("someone/my-resnet", folder)
+        server.files[f"/paddle/{PADDLE_FILE}"] = pdparams.read_bytes()
         env = env_for(tmp_path, server)
         y = run_load(f"{ARCH}.{TAG}", x, tmp_path, env).y
         y_repo = run_load("hf-hub:someone/my-resnet", x, tmp_path, env).y
-        assert not any("/paddle/" in p for _, p in server.requests), "fell through to the Paddle URL"
+        assert not server.requested("/hgzoo/"), "asked an organisation the tag does not name"
+        assert server.requested(f"/paddle/{PADDLE_FILE}")
     assert relative_error(y, y_ref) < 1e-4
     np.testing.assert_array_equal(y, y_repo)
     y_off = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1")).y
