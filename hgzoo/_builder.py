@@ -149,10 +149,9 @@ def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, progress: bool = Tr
             if problem is None:
                 load_checkpoint(model, cached, evict_if_corrupt=True)
                 return cached
+            # Left in place until a conversion from a listed source replaces it (atomically).
             warnings.warn(f"{cached} is not used ({problem}); fetching {cfg.name} from its sources again",
                           stacklevel=3)
-            _evict(cached)
-            cached.with_suffix(".json").unlink(missing_ok=True)
         resolved = hub.resolve_weights(cfg, progress=progress, cache=cache_dir)
         try:
             sd = read_checkpoint(resolved.path, model, layout=resolved.source.layout,

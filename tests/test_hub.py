@@ -6,6 +6,8 @@ that HF_ENDPOINT / HF_HUB_OFFLINE / HF_HOME are read the way huggingface_hub rea
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import subprocess
@@ -68,6 +70,15 @@ def test_paddle_url_path_then_offline(reference, tmp_path):
     # Server gone, offline: the converted cache alone must serve.
     y2 = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1")).y
     np.testing.assert_array_equal(y, y2)
+    record = json.loads(cached.with_suffix(".json").read_text())
+    assert record["source"]["location"].endswith(PADDLE_FILE) and len(record["sha256"]) == 64
+    assert record["sha256"] == hashlib.sha256(pdparams.read_bytes()).hexdigest()
+    # A converted file whose record names a source the tag does not list is not used.
+    record["source"]["location"] = f"hgzoo/{ARCH}.{TAG}"
+    cached.with_suffix(".json").write_text(json.dumps(record))
+    proc = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1"), check=False)
+    assert proc.returncode != 0 and "which resnet18_vd.paddle_in1k does not list" in proc.stderr
+    assert cached.is_file(), "a cached file not used is left for a listed source to replace"
 
 
 def test_hub_repo_by_name_and_no_squatting_then_offline(reference, tmp_path):

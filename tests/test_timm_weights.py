@@ -376,13 +376,15 @@ def test_tags_load_from_timms_repos_and_give_timms_logits(timm_repos, tmp_path):
         for tag, (folder, _, _) in repos.items():
             server.add_hub_repo(f"timm/{SERVED[tag]}", folder)
             server.add_hub_repo(f"hgzoo/{tag}", repos["resnet18_vd.ra2_in1k"][0])  # a squatter's repo
-        spec = {"x": str(root / "x.npy"), "out": str(tmp_path / "y.npz"), "tags": list(repos),
+        spec = {"x": str(root / "x.npy"), "out": str(tmp_path / "y.npz"),
+                "tags": [*repos, "hf-hub:timm/resnet18d.ra2_in1k"],  # a timm repo by name: hgzoo's network
                 "convert": ["hf-hub:timm/resnet18d.ra2_in1k", str(tmp_path / "converted_repo")]}
         proc = _run(LOAD, [json.dumps(spec)], _env(tmp_path, server.url))
         assert proc.returncode == 0, proc.stderr[-3000:]
         asked = server.requested()
     assert asked and all(any(p.startswith(f"/timm/{t}/resolve/") for t in SERVED.values()) for p in asked), asked
     y = np.load(tmp_path / "y.npz")
+    np.testing.assert_array_equal(y["hf-hub:timm/resnet18d.ra2_in1k"], y["resnet18_vd.ra2_in1k"])
     for tag, (folder, y_t, b) in repos.items():
         if tag.startswith("pplcnetv2"):  # PaddleClas's tensors, PaddleClas's definition
             assert relative_error(y[tag] - b, 0.8 * (y_t - b)) < 1e-5, tag
@@ -400,7 +402,7 @@ def test_tags_load_from_timms_repos_and_give_timms_logits(timm_repos, tmp_path):
     proc = _run(LOAD, [json.dumps(spec)], _env(tmp_path, "http://127.0.0.1:9", HF_HUB_OFFLINE="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     y_off = np.load(tmp_path / "y_offline.npz")
-    for tag in repos:
+    for tag in spec["tags"]:
         np.testing.assert_array_equal(y[tag], y_off[tag])
 
 
@@ -424,6 +426,11 @@ def test_pins_refuse_another_file(timm_repos, tmp_path):
     assert outs["commit"].startswith("WeightsIntegrityError") and other in outs["commit"]
     assert LocalServer.COMMIT in outs["commit"]
     assert outs["good"] == "loaded"
+    # cache_dir= holds both the Hub download and the converted file; the default caches were not touched.
+    good = tmp_path / "caches" / "good"
+    assert (good / "converted" / f"{tag}.safetensors").is_file()
+    assert list(good.glob(f"models--timm--{SERVED[tag]}/snapshots/*/model.safetensors"))
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "hf" / "hub").exists()
 
 
 def test_missing_timm_repo_falls_through_to_the_paddle_url(paddle_reference, tmp_path):
@@ -456,3 +463,45 @@ def test_hgzoo_config_round_trips_sources():
         cfg = hgzoo.get_pretrained_cfg(tag)
         assert pretrained_cfg_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert dataclasses.replace(cfg, sources=()).paddle_url is None
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_timm_cli_bad_input_gets_one_line_and_exit_2(tmp_path, capsys):
+    """Hostile or wrong input to ``--from timm`` / ``--to timm``: one ``error:`` line naming the problem, exit 2,
+    and nothing runs from a file."""
+    import pickle
+
+    from hgzoo.convert.__main__ import main
+
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {"conv1.0.weight": _Payload(marker)}}, tmp_path / "evil.pth")
+    (tmp_path / "w.pdparams").write_bytes(pickle.dumps({"conv1_1_weights": np.zeros(2, np.float32)}, protocol=4))
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "w.safetensors"))
+    out, w = str(tmp_path / "out"), str(tmp_path / "w.safetensors")
+    from_timm = ["--from", "timm", "--model", "resnet18d", "--input"]
+    cases = {
+        "code in a .pth": ([*from_timm, str(tmp_path / "evil.pth")], "evil.pth"),
+        "a Paddle file": ([*from_timm, str(tmp_path / "w.pdparams")], "Paddle .pdparams"),
+        "no network named": (["--from", "timm", "--input", w], "--model"),
+        "no timm counterpart": (["--to", "timm", "--model", "se_hrnet_w64_c", "--input", w], "no timm counterpart"),
+        "wrong pair": (["--to", "timm", "--model", "hrnet_w18_c", "--timm-model", "hrnet_w48_ssld", "--input", w],
+                       "hrnet_w48_c, not hrnet_w18_c"),
+        "missing file": ([*from_timm, str(tmp_path / "nope.pth")], "nope.pth"),
+    }
+    for what, (argv, expected) in cases.items():
+        code = main([*argv, "--output", out])
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code == 2 and len(err) == 1 and err[0].startswith("error:") and expected in err[0], (what, err)
+    assert not marker.exists()
+    with pytest.raises(SystemExit) as e:
+        main(["--from", "timm", "--to", "timm", "--input", w, "--output", out])
+    assert e.value.code == 2

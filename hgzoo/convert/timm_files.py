@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import save
 
-from .._builder import _build, read_checkpoint, state_dict_of
-from .._files import CorruptCheckpointError, atomic_write, safe_load
+from .._builder import _apply_state_dict, _build, read_checkpoint, state_dict_of
+from .._files import atomic_write, safe_load
 from .._registry import get_pretrained_cfg, is_model, resolve_model_name
 from ..pretrained import PretrainedCfg, pretrained_cfg_from_timm
 from .export import write_hub_folder
@@ -115,7 +115,10 @@ def convert_to_timm(model_name: str, source: str, output: Path, timm_model: str 
     first timm architecture that is this network) and ``output/config.json``."""
     arch, tag = resolve_model_name(model_name)
     timm_name = _timm_name_for(arch, tag, timm_model)
-    key_map, _ = find_timm_arch(timm_name)
+    key_map, timm_arch = find_timm_arch(timm_name)
+    if timm_arch.hgzoo != arch:
+        raise ValueError(f"timm's {timm_arch.timm} is hgzoo's {timm_arch.hgzoo}, not {arch}; --timm-model one of: "
+                         f"{', '.join(a.timm for a in timm_archs_of(arch)) or '(none)'}")
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"--input {source}: no such file")
@@ -124,10 +127,7 @@ def convert_to_timm(model_name: str, source: str, output: Path, timm_model: str 
     if _classes_of(sd) != model.num_classes:
         model = _build(arch, num_classes=_classes_of(sd))
         sd = read_checkpoint(path, model)
-    try:
-        model.load_state_dict(sd)
-    except RuntimeError as e:
-        raise CorruptCheckpointError(f"--input {source} does not fit {arch}: {str(e).splitlines()[0]}") from None
+    _apply_state_dict(model, dict(sd), str(path))  # the loader's checks: every key, every shape
     cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
     timm_sd = hgzoo_to_timm(model.state_dict(), model, arch, timm_name, name=str(path))
     output = Path(output)
