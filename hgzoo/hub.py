@@ -223,8 +223,9 @@ def resolve_weights(cfg: PretrainedCfg, progress: bool = True,
 
 
 def cached_problem(path: Path, cfg: PretrainedCfg) -> str | None:
-    """Why the converted file ``path`` must not serve ``cfg`` (None if it may): it has no source record, or came
-    from a source the tag no longer lists, or breaks that source's sha256 or revision pin."""
+    """Why the converted file ``path`` must not serve ``cfg`` (None if it may): it came from a source the tag no
+    longer lists, or breaks that source's sha256 or revision pin. A file with no record was put there by hand (or by
+    an older hgzoo) and is used like a ``pretrained_file``, unless the tag pins its source, which it cannot prove."""
     beside = path.with_suffix(".json")
     try:  # the record beside the file; the copy in the file's own metadata if that is gone
         if beside.is_file() and beside.stat().st_size < 1 << 16:
@@ -233,8 +234,11 @@ def cached_problem(path: Path, cfg: PretrainedCfg) -> str | None:
             record = json.loads(read_safetensors(path)[1].get("hgzoo_source") or "null")
     except (ValueError, OSError) as e:
         return f"its record cannot be read ({str(e).splitlines()[0]})"
+    if record is None:
+        pinned = [s.describe() for s in cfg.sources if s.sha256 or s.revision]
+        return f"it records no source, and {cfg.name} pins {pinned[0]}" if pinned else None
     if not isinstance(record, dict) or not isinstance(record.get("source"), dict):
-        return "it records no source"
+        return "its source record is malformed"
     location = record["source"].get("location")
     source = next((s for s in cfg.sources if s.location == location), None)
     if source is None:

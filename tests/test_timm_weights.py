@@ -505,3 +505,26 @@ def test_timm_cli_bad_input_gets_one_line_and_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--from", "timm", "--to", "timm", "--input", w, "--output", out])
     assert e.value.code == 2
+
+
+def test_which_cached_files_may_serve_a_tag(tmp_path):
+    """A converted file serves its tag while its record names a source the tag lists and meets its pins; a file put
+    there by hand (no record) serves like a pretrained_file, unless the tag pins its source."""
+    from safetensors.torch import save_file
+
+    from hgzoo.hub import cached_problem
+
+    cfg = hgzoo.get_pretrained_cfg("resnet18_vd.ra2_in1k")
+    path = tmp_path / "converted" / f"{cfg.name}.safetensors"
+    path.parent.mkdir()
+    save_file({"w": torch.zeros(1)}, str(path))
+    assert cached_problem(path, cfg) is None
+    pinned = dataclasses.replace(cfg, sources=(dataclasses.replace(cfg.sources[0], sha256="a" * 64),))
+    assert "records no source" in cached_problem(path, pinned)
+    record = {"source": {"location": "timm/resnet18d.ra2_in1k"}, "sha256": "b" * 64, "revision": None}
+    path.with_suffix(".json").write_text(json.dumps(record))
+    assert cached_problem(path, cfg) is None
+    assert "a" * 64 in cached_problem(path, pinned) and "b" * 64 in cached_problem(path, pinned)
+    record["source"]["location"] = "hgzoo/resnet18_vd.ra2_in1k"
+    path.with_suffix(".json").write_text(json.dumps(record))
+    assert "does not list" in cached_problem(path, cfg)

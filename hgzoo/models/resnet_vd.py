@@ -370,10 +370,11 @@ def resnet34_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
                    url_root=_DYGRAPH, resize_short=320, crop_size=320,
                    notes="PaddleClas's Fix_ResNet50_vd_ssld (file Fix_ResNet50_vd_ssld_v2): ResNet50_vd_ssld_v2 with "
                          "every layer but the fc frozen, fine-tuned at 320x320 (FixRes). Accuracy from "
-                         "docs/zh_CN/models/ImageNet1k/ResNet.md (0.840 / 0.970); URL from PaddleClas's model list "
-                         "(models_intro). Evaluation: crop 320 after resizing the short side to 320, as the T4 "
-                         "table of ResNet_and_vd.md lists it; no evaluation config is published for it, so the "
-                         "interpolation is ResizeImage's default (cv2 bilinear), not a documented fact. "
+                         "docs/zh_CN/models/ImageNet1k/ResNet.md (0.840 / 0.970); URL from PaddleClas's model-zoo "
+                         "overview (its list of pretrained models and download links). Evaluation: crop 320 after "
+                         "resizing the short side to 320, as the T4 table of ResNet_and_vd.md lists it; no "
+                         "evaluation config is published for it, so the interpolation is ResizeImage's default (cv2 "
+                         "bilinear), not a documented fact. "
                          + _LEGACY_LAYOUT),
         paddle_cfg("resnet50_vd", "paddle_10w", "ResNet50_vd_10w_pretrained", num_classes=0, url_root=_DYGRAPH,
                    notes="Baidu's large-scale pretraining for fine-tuning: 100,000 classes, 43 million images "
