@@ -106,10 +106,16 @@ def test_hub_repo_by_name_and_no_squatting_then_offline(reference, tmp_path):
         env = env_for(tmp_path, server)
         y = run_load(f"{ARCH}.{TAG}", x, tmp_path, env).y
         y_repo = run_load("hf-hub:someone/my-resnet", x, tmp_path, env).y
+        # A tag that names an hgzoo-layout Hub repo as its source loads from it.
+        named = subprocess.run([sys.executable, "-c", NAMED_SOURCE, f"{ARCH}.{TAG}", "someone/my-resnet", str(x),
+                                str(tmp_path / "y_named.npy")], capture_output=True, text=True,
+                               env={**os.environ, **env, "HGZOO_CACHE": str(tmp_path / "named_cache")})
+        assert named.returncode == 0, named.stderr[-3000:]
         assert not server.requested("/hgzoo/"), "asked an organisation the tag does not name"
         assert server.requested(f"/paddle/{PADDLE_FILE}")
     assert relative_error(y, y_ref) < 1e-4
     np.testing.assert_array_equal(y, y_repo)
+    np.testing.assert_array_equal(y, np.load(tmp_path / "y_named.npy"))
     y_off = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1")).y
     np.testing.assert_array_equal(y, y_off)
     # A backbone from a Hub repo (offline, warm cache): the repo's weights, features instead of logits.
@@ -120,6 +126,18 @@ def test_hub_repo_by_name_and_no_squatting_then_offline(reference, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["2", "True", "True"], proc.stdout
 
+
+NAMED_SOURCE = """
+import dataclasses, sys, numpy as np, torch, hgzoo
+from hgzoo._builder import load_pretrained
+from hgzoo.pretrained import WeightSource
+tag, repo, x, out = sys.argv[1:5]
+cfg = dataclasses.replace(hgzoo.get_pretrained_cfg(tag), sources=(WeightSource("hf-hub", repo, "hgzoo"),))
+m = hgzoo.create_model(tag.split(".")[0])
+load_pretrained(m, cfg, progress=False)
+with torch.no_grad():
+    np.save(out, m.eval()(torch.from_numpy(np.load(x))).numpy())
+"""
 
 FEATURES = """
 import sys, numpy as np, torch, hgzoo
