@@ -1,7 +1,6 @@
 """Build a model from its registered name, and load weights into it."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -10,12 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._registry import get_pretrained_cfg, model_entrypoint, resolve_model_name
 from ._files import CheckpointMismatchError, CorruptCheckpointError, safe_load
+from ._registry import get_pretrained_cfg, is_model, model_entrypoint, resolve_model_name
 from .convert.paddle import _mismatch_report, convert_paddle_state_dict
-from .pretrained import PretrainedCfg
+from .convert.timm import find_timm_arch, looks_like_timm, timm_to_hgzoo
+from .pretrained import PretrainedCfg, pretrained_cfg_from_dict, pretrained_cfg_from_timm
 
-__all__ = ["create_model", "load_checkpoint", "read_checkpoint", "state_dict_of"]
+__all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoint", "state_dict_of"]
 
 
 def _build(arch: str, **kwargs) -> nn.Module:
@@ -38,19 +38,26 @@ def create_model(
     feature_mode: str | None = None,
     freeze_at: int | None = None,
     norm_eval: bool = False,
+    cache_dir: str | os.PathLike | None = None,
     **kwargs,
 ) -> nn.Module:
     """Build ``model_name``: ``"pphgnet_small"``, ``"PPHGNet_small"``, ``"pphgnet_small.ssld_in1k"`` or
-    ``"hf-hub:org/repo"`` (a repo written by ``python -m hgzoo.convert``).
+    ``"hf-hub:org/repo"`` (a repo written by ``python -m hgzoo.convert``, or a timm repo of a network hgzoo has).
 
     Args:
         pretrained: load the weights of the tag (the default tag for a bare name). They are found in
-            this order: ``pretrained_file``; the Hugging Face cache or Hub (``HF_HUB_OFFLINE``, ``HF_HOME``
-            and ``HF_ENDPOINT`` are honoured); the official Paddle URL, downloaded, converted and cached.
+            this order: ``pretrained_file``; hgzoo's cache of converted weights (while the tag still lists the
+            source they came from); the tag's own sources, in order: timm's Hub repo of the same weights where one
+            exists (``HF_HUB_OFFLINE``, ``HF_HOME`` and ``HF_ENDPOINT`` are honoured), then the official Paddle URL
+            (``HGZOO_PADDLE_MIRROR``), converted once and cached (see :func:`load_pretrained`).
         num_classes: classifier outputs (default: the weights' own, else 1000); 0 gives no fc. With weights
             for another class count the classifier is re-initialised, with a warning.
         in_chans: input channels; pretrained RGB stem weights are adapted.
-        pretrained_file: a ``.pdparams``, ``.safetensors`` or ``.pth`` file to load (implies pretrained).
+        pretrained_file: a ``.pdparams``, ``.safetensors`` or ``.pth`` file to load (implies pretrained): hgzoo's
+            layout, PaddleClas's, or timm's (recognised by its keys and converted, see :mod:`hgzoo.convert.timm`).
+        cache_dir: where downloads and converted weights go (timm's ``cache_dir``): the Hugging Face cache folder
+            for Hub files, and ``cache_dir/converted`` for hgzoo's converted files (default: the Hugging Face
+            cache, and ``$HGZOO_CACHE`` or ``~/.cache/hgzoo``).
         features_only: return a backbone (:class:`~hgzoo.features.FeatureListNet`) whose forward gives the
             feature maps at ``out_indices`` (default: all stages; an int ``n``: the last ``n``; negative
             indices count from the end); ``model.feature_info.channels()`` / ``.reduction()`` describe them.
@@ -66,8 +73,6 @@ def create_model(
         **kwargs: the model's own arguments (``drop_rate``, ``drop_path_rate``, ...). Unknown ones raise
             ``TypeError`` naming them.
     """
-    from . import hub
-
     _check_model_args(num_classes, in_chans, out_indices)
     if freeze_at is not None and (isinstance(freeze_at, bool) or not isinstance(freeze_at, int)):
         raise TypeError(f"freeze_at must be None or an int (-1: nothing, 0: the stem, k: the stem and k stages), "
@@ -75,17 +80,8 @@ def create_model(
     if not isinstance(norm_eval, bool):
         raise TypeError(f"norm_eval must be True or False, got {norm_eval!r}")
     if model_name.startswith("hf-hub:"):
-        config, weights = hub.read_hub_config(model_name[len("hf-hub:"):])
-        arch = config["architecture"]
-        _check_declared_classes(config.get("num_classes"), f"hf-hub:{model_name[len('hf-hub:'):]} config.json")
-        cfg_fields = {f.name for f in dataclasses.fields(PretrainedCfg)}
-        cfg = PretrainedCfg(**{k: (tuple(v) if isinstance(v, list) else v)
-                               for k, v in config.get("pretrained_cfg", {}).items() if k in cfg_fields})
-        model = _build(arch, num_classes=config["num_classes"] if num_classes is None else num_classes,
-                       in_chans=in_chans, **kwargs)
-        model.pretrained_cfg = cfg
-        if pretrained or pretrained_file is not None:
-            load_checkpoint(model, pretrained_file or weights)
+        model, cfg = _from_hub_repo(model_name[len("hf-hub:"):], pretrained, pretrained_file, num_classes, in_chans,
+                                    cache_dir, kwargs)
         return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval)
 
     arch, tag = resolve_model_name(model_name)
@@ -101,8 +97,74 @@ def create_model(
     elif pretrained:
         if cfg is None:
             raise ValueError(f"{arch} has no published weights; pass pretrained_file=PATH to load your own")
-        load_checkpoint(model, hub.resolve_weights(cfg, progress=progress), evict_if_corrupt=True)
+        load_pretrained(model, cfg, progress=progress, cache_dir=cache_dir)
     return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval)
+
+
+def _from_hub_repo(repo_id: str, pretrained: bool, pretrained_file, num_classes: int | None, in_chans: int,
+                   cache_dir, kwargs: dict) -> tuple[nn.Module, PretrainedCfg]:
+    """A model from a Hub repo's ``config.json``: an hgzoo repo (``python -m hgzoo.convert``) or a timm repo of a
+    network hgzoo has (its weights converted from timm's layout, its preprocessing timm's)."""
+    from . import hub
+
+    config, weights = hub.read_hub_config(repo_id, cache_dir)
+    _check_declared_classes(config.get("num_classes"), f"hf-hub:{repo_id} config.json")
+    layout = "hgzoo"
+    if is_model(config["architecture"]):
+        arch = resolve_model_name(config["architecture"])[0]
+        cfg = pretrained_cfg_from_dict(config.get("pretrained_cfg") or {"architecture": arch, "tag": "hub"})
+    else:
+        arch, layout = find_timm_arch(config["architecture"])[1].hgzoo, "timm"
+        timm_cfg = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
+        cfg = pretrained_cfg_from_timm(arch, repo_id.replace("/", "_"), timm_cfg, config["num_classes"])
+    model = _build(arch, num_classes=config["num_classes"] if num_classes is None else num_classes,
+                   in_chans=in_chans, **kwargs)
+    model.pretrained_cfg = cfg
+    if pretrained_file is not None:
+        load_checkpoint(model, pretrained_file)
+    elif pretrained:
+        _apply_state_dict(model, read_checkpoint(weights, model, layout=layout), weights.name)
+    return model, cfg
+
+
+def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, progress: bool = True,
+                    cache_dir: str | os.PathLike | None = None) -> Path:
+    """Load the weights of ``cfg`` (a tag) into ``model``; returns the converted file they were loaded from.
+
+    The converted file in the cache (``cache_dir/converted``, default ``$HGZOO_CACHE``) is used while its record
+    says it came from one of ``cfg.sources`` and meets that source's pins; otherwise the file is fetched from the
+    sources (:func:`hgzoo.hub.resolve_weights`), converted here with ``model`` (Paddle's or timm's layout), and
+    cached with the downloaded file's sha256, source and Hub commit. All under a file lock: two processes loading
+    the same tag download it once.
+    """
+    from filelock import FileLock
+
+    from . import hub
+
+    cached = hub.converted_path(cfg, cache_dir)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cached) + ".lock"):
+        if cached.is_file():
+            problem = hub.cached_problem(cached, cfg)
+            if problem is None:
+                load_checkpoint(model, cached, evict_if_corrupt=True)
+                return cached
+            # Left in place until a conversion from a listed source replaces it (atomically).
+            warnings.warn(f"{cached} is not used ({problem}); fetching {cfg.name} from its sources again",
+                          stacklevel=3)
+        resolved = hub.resolve_weights(cfg, progress=progress, cache=cache_dir)
+        try:
+            sd = read_checkpoint(resolved.path, model, layout=resolved.source.layout,
+                                 dropout_convention=resolved.source.dropout_convention)
+        except CorruptCheckpointError as e:
+            _evict(resolved.path)
+            raise CorruptCheckpointError(f"{e}\nThe corrupt download was removed from the cache; try again.") from e
+        finally:
+            if resolved.temporary:
+                resolved.path.unlink(missing_ok=True)
+        hub.write_converted(cached, sd, cfg, resolved)
+    _apply_state_dict(model, sd, cached.name)
+    return cached
 
 
 def _check_model_args(num_classes, in_chans, out_indices) -> None:
@@ -148,19 +210,29 @@ def _as_backbone(model: nn.Module, cfg: PretrainedCfg | None, features_only: boo
     return model
 
 
-def read_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str | os.PathLike, model: nn.Module, *, layout: str | None = None,
+                    dropout_convention: str = "timm") -> dict[str, torch.Tensor]:
     """Read ``path`` with the safe reader (:func:`hgzoo._files.safe_load`) into a state dict with ``model``'s keys.
 
-    A ``.pdparams`` is converted with the family's key map; a PyTorch checkpoint that wraps its weights
-    (train.py's ``model``, timm's ``state_dict``) is unwrapped, and DDP's ``module.`` prefix removed.
+    A ``.pdparams`` is converted with the family's Paddle key map, a timm state dict (recognised by its keys, or
+    ``layout="timm"``) with its timm key map (``dropout_convention``: see :func:`hgzoo.convert.timm.timm_to_hgzoo`);
+    a PyTorch checkpoint that wraps its weights (train.py's ``model``, timm's ``state_dict``) is unwrapped, and
+    DDP's ``module.`` prefix removed.
     """
     path = Path(path)
-    return state_dict_of(safe_load(path), model, str(path))
+    return state_dict_of(safe_load(path), model, str(path), layout=layout, dropout_convention=dropout_convention)
 
 
-def state_dict_of(obj: object, model: nn.Module, name: str) -> dict[str, torch.Tensor]:
-    """The state dict inside what :func:`~hgzoo._files.safe_load` read from ``name``, with ``model``'s keys."""
+def state_dict_of(obj: object, model: nn.Module, name: str, *, layout: str | None = None,
+                  dropout_convention: str = "timm") -> dict[str, torch.Tensor]:
+    """The state dict inside what :func:`~hgzoo._files.safe_load` read from ``name``, with ``model``'s keys.
+
+    ``layout`` (``"paddle"``, ``"timm"``, ``"hgzoo"``) says what the file is; by default it is recognised."""
+    if layout not in (None, "paddle", "timm", "hgzoo"):
+        raise ValueError(f"layout must be 'paddle', 'timm' or 'hgzoo', got {layout!r}")
     if isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values()):
+        if layout not in (None, "paddle"):
+            raise CorruptCheckpointError(f"{name} is a Paddle .pdparams, not the {layout} file its source names")
         return convert_paddle_state_dict(obj, model)
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
@@ -176,6 +248,8 @@ def state_dict_of(obj: object, model: nn.Module, name: str) -> dict[str, torch.T
                                      f"{type(obj[bad[0]]).__name__}, not a tensor")
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
+    if layout == "timm" or (layout is None and looks_like_timm(obj, model)):
+        return timm_to_hgzoo(obj, model, dropout_convention=dropout_convention, name=name)
     return obj
 
 
@@ -206,7 +280,14 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, evict_if_corrupt:
         if not evict_if_corrupt:
             raise
         _evict(path)
-        raise CorruptCheckpointError(f"{e}\nIt was removed from the cache; loading again will download it again.") from e
+        raise CorruptCheckpointError(f"{e}\nIt was removed from the cache; loading again will download it "
+                                     "again.") from e
+    _apply_state_dict(model, sd, path.name)
+
+
+def _apply_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], name: str) -> None:
+    """Load ``sd`` (``model``'s keys) into ``model``: an RGB stem is adapted to ``in_chans``; a classifier for another
+    class count, or none at all (a backbone checkpoint), leaves ``model``'s freshly initialised one, with a warning."""
     own = model.state_dict()
     stem = f"{model.first_conv}.weight"
     if stem in sd and stem in own and sd[stem].shape[1] != own[stem].shape[1]:
@@ -214,12 +295,16 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, evict_if_corrupt:
     fc_keys = [k for k in ("head.fc.weight", "head.fc.bias") if k in sd]
     if fc_keys and any(k not in own or own[k].shape != sd[k].shape for k in fc_keys):
         warnings.warn(
-            f"{path.name}: the checkpoint's classifier has {sd[fc_keys[-1]].shape[0]} classes, the model "
+            f"{name}: the checkpoint's classifier has {sd[fc_keys[-1]].shape[0]} classes, the model "
             f"{model.num_classes}; the classifier is re-initialised and must be trained.",
             stacklevel=3,
         )
         for k in fc_keys:
             sd.pop(k)
+    elif not fc_keys and "head.fc.weight" in own:
+        warnings.warn(f"{name} has no classifier (a backbone checkpoint); the model's {model.num_classes}-class "
+                      "classifier is freshly initialised and must be trained.", stacklevel=3)
+        fc_keys = ["head.fc.weight", "head.fc.bias"]
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                   for k, v in sd.items() if k in own and own[k].shape != v.shape]
     if mismatched:

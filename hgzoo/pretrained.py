@@ -1,33 +1,97 @@
 """Pretrained configurations: where a weight tag comes from, how its images are preprocessed, what it scores."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
 
-__all__ = ["PretrainedCfg", "paddle_cfg", "IMAGENET_MEAN", "IMAGENET_STD", "PADDLE_URL_ROOT"]
+__all__ = [
+    "PretrainedCfg", "WeightSource", "paddle_cfg", "timm_cfg", "pretrained_cfg_from_dict", "pretrained_cfg_from_timm",
+    "IMAGENET_MEAN", "IMAGENET_STD", "PADDLE_URL_ROOT", "PADDLE_BUCKET",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PADDLE_URL_ROOT = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/legendary_models/"
+PADDLE_BUCKET = "https://paddle-imagenet-models-name.bj.bcebos.com/"
+PADDLE_URL_ROOT = f"{PADDLE_BUCKET}dygraph/legendary_models/"
+TIMM_HUB_ORG = "timm"
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One exact place a tag's weights can be fetched from: a file in a Hugging Face Hub repo, or a URL.
+
+    Args:
+        kind: ``"hf-hub"`` (``location`` is a repo id, ``filename`` the file in it) or ``"url"``.
+        location: the repo id (``"timm/hgnet_small.ssld_in1k"``) or the URL.
+        layout: how the file names its tensors: ``"timm"``, ``"paddle"`` (a ``.pdparams``) or ``"hgzoo"``.
+        filename: the file in the repo (``hf-hub`` only).
+        timm_arch: timm's architecture name for a ``"timm"`` layout (``"hgnet_small"``).
+        revision: a Hub commit to pin: another commit is refused.
+        sha256: the file's digest to pin: another file is refused, naming both digests.
+        dropout_convention: for a ``"timm"`` file of a family whose head multiplies by ``1 - p`` at eval (PP-LCNetV2,
+            PPHGNet_base): ``"paddle"`` if the file holds PaddleClas's own tensors (timm's mirrors of Paddle's
+            weights: loaded as they are, they give PaddleClas's logits), ``"timm"`` if it was trained with timm's
+            convention (its fc is divided by ``1 - p`` so that hgzoo gives timm's logits).
+    """
+
+    kind: Literal["hf-hub", "url"]
+    location: str
+    layout: Literal["timm", "paddle", "hgzoo"]
+    filename: str = "model.safetensors"
+    timm_arch: str | None = None
+    revision: str | None = None
+    sha256: str | None = None
+    dropout_convention: Literal["paddle", "timm"] = "paddle"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("hf-hub", "url"):
+            raise ValueError(f"WeightSource kind must be 'hf-hub' or 'url', got {self.kind!r}")
+        if self.layout not in ("timm", "paddle", "hgzoo"):
+            raise ValueError(f"WeightSource layout must be 'timm', 'paddle' or 'hgzoo', got {self.layout!r}")
+        if self.layout == "timm" and not self.timm_arch:
+            raise ValueError(f"{self.location}: a timm-layout source names timm's architecture (timm_arch)")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError(f"{self.location}: sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+
+    @property
+    def organisation(self) -> str:
+        """Who publishes the file: the Hub organisation, or the URL's host."""
+        if self.kind == "hf-hub":
+            return self.location.split("/")[0]
+        return self.location.split("/")[2]
+
+    def describe(self) -> str:
+        if self.kind == "hf-hub":
+            pins = "".join(f", {k} {v}" for k, v in (("revision", self.revision), ("sha256", self.sha256)) if v)
+            return f"hf-hub:{self.location}/{self.filename}{pins}"
+        return self.location + (f" (sha256 {self.sha256})" if self.sha256 else "")
 
 
 @dataclass(frozen=True)
 class PretrainedCfg:
     """Everything needed to get and use one set of weights (one ``arch.tag``).
 
-    Preprocessing is PaddleClas's evaluation pipeline: decode to RGB, resize the short side to
-    ``resize_short`` with ``interpolation`` (as ``resize_backend`` does it), center-crop ``crop_size``,
-    scale by 1/255, normalize with ``mean``/``std``.
+    ``sources`` are tried in order (see :func:`hgzoo.hub.resolve_weights`); nothing else is ever asked for.
+
+    Preprocessing: decode to RGB, resize the short side to ``resize_short`` with ``interpolation`` (as
+    ``resize_backend`` does it), center-crop ``crop_size``, scale by 1/255, normalize with ``mean``/``std``.
+    ``size_rounding`` is how the long side and the crop offset are rounded: ``"paddle"`` (PaddleClas's
+    ``ResizeImage``/``CropImage``: ``round(long * short / min)``, offset ``(dim - crop) // 2``) or
+    ``"torchvision"`` (``Resize(int)``/``CenterCrop``, which timm uses: ``int(short * long / min)``, offset
+    ``round((dim - crop) / 2)``).
     """
 
     architecture: str
     tag: str
-    paddle_url: str | None = None
-    hf_hub_id: str | None = None
+    sources: tuple[WeightSource, ...] = ()
     num_classes: int = 1000
     resize_short: int = 256
     crop_size: int = 224
     interpolation: str = "bilinear"
     resize_backend: str = "cv2"
+    size_rounding: str = "paddle"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     top1: float | None = None
@@ -45,20 +109,81 @@ class PretrainedCfg:
     def input_size(self) -> tuple[int, int, int]:
         return (3, self.crop_size, self.crop_size)
 
+    @property
+    def paddle_url(self) -> str | None:
+        """The official Paddle URL among the sources, if any."""
+        return next((s.location for s in self.sources if s.layout == "paddle" and s.kind == "url"), None)
+
+    @property
+    def hf_hub_id(self) -> str | None:
+        """The first Hub repo among the sources, if any."""
+        return next((s.location for s in self.sources if s.kind == "hf-hub"), None)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["name"] = self.name
         return d
 
 
+def pretrained_cfg_from_dict(d: dict) -> PretrainedCfg:
+    """A :class:`PretrainedCfg` from :meth:`PretrainedCfg.to_dict`'s output (a Hub folder's ``config.json``);
+    unknown keys are ignored, lists become tuples and sources :class:`WeightSource` s again."""
+    known = {f.name for f in fields(PretrainedCfg)}
+    kw = {k: (tuple(v) if isinstance(v, list) and k != "sources" else v) for k, v in d.items() if k in known}
+    kw["sources"] = tuple(WeightSource(**s) for s in d.get("sources") or () if isinstance(s, dict))
+    return PretrainedCfg(**kw)
+
+
+def _timm_source(timm_name: str, dropout_convention: str) -> WeightSource:
+    arch = timm_name.partition(".")[0]
+    return WeightSource("hf-hub", f"{TIMM_HUB_ORG}/{timm_name}", "timm", timm_arch=arch,
+                        dropout_convention=dropout_convention)
+
+
 def paddle_cfg(arch: str, tag: str, file: str, *, top1: float | None = None, top5: float | None = None,
-               notes: str = "", resize_short: int = 256, interpolation: str = "bilinear",
-               resize_backend: str = "cv2") -> PretrainedCfg:
-    """The configuration of weights PaddleClas publishes as ``{PADDLE_URL_ROOT}{file}.pdparams``, mirrored on the
-    Hub as ``hgzoo/{arch}.{tag}``: 1000 ImageNet classes, a 224 crop after resizing the short side to
-    ``resize_short`` (PaddleClas's evaluation configs; the defaults are those of every family but PP-HGNet)."""
+               notes: str = "", resize_short: int = 256, crop_size: int = 224, interpolation: str = "bilinear",
+               resize_backend: str = "cv2", timm: str | None = None, url_root: str = PADDLE_URL_ROOT,
+               num_classes: int = 1000) -> PretrainedCfg:
+    """The configuration of weights PaddleClas publishes as ``{url_root}{file}.pdparams``: 1000 ImageNet classes, a
+    ``crop_size`` crop after resizing the short side to ``resize_short`` (PaddleClas's evaluation configs; the
+    defaults are those of every family but PP-HGNet).
+
+    ``timm``: the timm tag (``"hgnet_small.ssld_in1k"``) whose Hub repo ``timm/<tag>`` holds the same tensors as
+    safetensors; it is tried first, and the Paddle URL after it.
+    """
+    sources = (_timm_source(timm, "paddle"),) if timm else ()
+    sources += (WeightSource("url", f"{url_root}{file}.pdparams", "paddle"),)
     return PretrainedCfg(
-        architecture=arch, tag=tag, paddle_url=f"{PADDLE_URL_ROOT}{file}.pdparams", hf_hub_id=f"hgzoo/{arch}.{tag}",
-        resize_short=resize_short, crop_size=224, interpolation=interpolation, resize_backend=resize_backend,
-        top1=top1, top5=top5, notes=notes,
+        architecture=arch, tag=tag, sources=sources, num_classes=num_classes, resize_short=resize_short,
+        crop_size=crop_size, interpolation=interpolation, resize_backend=resize_backend, top1=top1, top5=top5,
+        notes=notes,
+    )
+
+
+def timm_cfg(arch: str, timm_name: str, *, crop_size: int = 224, crop_pct: float, interpolation: str,
+             mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
+             top1: float | None = None, top5: float | None = None, license: str = "Apache-2.0",
+             source: str = "timm", notes: str = "") -> PretrainedCfg:
+    """Weights that exist only in timm's Hub repo ``timm/<timm_name>`` (timm's own trainings, HRNet's original
+    weights), with timm's evaluation preprocessing: resize the short side to ``floor(crop_size / crop_pct)`` with PIL,
+    center-crop ``crop_size`` as torchvision does. The tag is timm's."""
+    tag = timm_name.partition(".")[2]
+    return PretrainedCfg(
+        architecture=arch, tag=tag, sources=(_timm_source(timm_name, "timm"),),
+        resize_short=math.floor(crop_size / crop_pct), crop_size=crop_size, interpolation=interpolation,
+        resize_backend="pil", size_rounding="torchvision", mean=mean, std=std, top1=top1, top5=top5,
+        license=license, source=source, notes=notes,
+    )
+
+
+def pretrained_cfg_from_timm(arch: str, tag: str, timm_pretrained_cfg: dict, num_classes: int) -> PretrainedCfg:
+    """hgzoo's preprocessing for a timm checkpoint, from timm's own ``pretrained_cfg`` (a Hub ``config.json``)."""
+    c = timm_pretrained_cfg
+    size = int((c.get("input_size") or (3, 224, 224))[-1])
+    return PretrainedCfg(
+        architecture=arch, tag=tag, num_classes=num_classes,
+        resize_short=math.floor(size / float(c.get("crop_pct") or 0.875)), crop_size=size,
+        interpolation=str(c.get("interpolation") or "bilinear"), resize_backend="pil", size_rounding="torchvision",
+        mean=tuple(c.get("mean") or IMAGENET_MEAN), std=tuple(c.get("std") or IMAGENET_STD),
+        license=str(c.get("license") or "unknown"), source="timm checkpoint",
     )

@@ -16,6 +16,7 @@ class LocalServer:
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.commits: dict[str, str] = {}  # path → the commit a Hub file is served from (default COMMIT)
         self.truncate: set[str] = set()
         self.delay = 0.0
         self.requests: list[tuple[str, str]] = []
@@ -37,7 +38,7 @@ class LocalServer:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
-                self.send_header("X-Repo-Commit", LocalServer.COMMIT)
+                self.send_header("X-Repo-Commit", server.commits.get(path, LocalServer.COMMIT))
                 self.end_headers()
                 return body
 
@@ -59,10 +60,19 @@ class LocalServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def add_hub_repo(self, repo_id: str, folder: Path) -> None:
+    def add_hub_repo(self, repo_id: str, folder: Path, commit: str | None = None) -> None:
+        """Serve ``folder``'s files as Hub repo ``repo_id``, at ``main`` and at ``commit`` (default :attr:`COMMIT`)."""
+        commit = commit or self.COMMIT
         for f in Path(folder).iterdir():
             if f.is_file():
-                self.files[f"/{repo_id}/resolve/main/{f.name}"] = f.read_bytes()
+                for revision in ("main", commit):
+                    path = f"/{repo_id}/resolve/{revision}/{f.name}"
+                    self.files[path] = f.read_bytes()
+                    self.commits[path] = commit
+
+    def requested(self, prefix: str = "/") -> list[str]:
+        """The paths requested so far (HEAD or GET) that start with ``prefix``."""
+        return [p for _, p in self.requests if p.startswith(prefix)]
 
     def __enter__(self) -> "LocalServer":
         self.thread.start()

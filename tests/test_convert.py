@@ -143,3 +143,41 @@ def test_in_chans_adapts_the_stem(tmp_path):
     gray = hgzoo.create_model("resnet18_vd", in_chans=1, pretrained_file=tmp_path / "m.safetensors")
     key = f"{gray.first_conv}.weight"
     torch.testing.assert_close(gray.state_dict()[key], rgb.state_dict()[key].sum(1, keepdim=True))
+
+
+def _as_paddle_2_0(legendary: dict[str, np.ndarray], depths: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """A legendary ResNet-vd .pdparams renamed to PaddleClas 2.0's dygraph layout, as its
+    ppcls/modeling/architectures/resnet_vd.py names things: stem convs ``conv1_1``..``conv1_3``, blocks
+    ``bb_<stage>_<index>`` with ``conv0``.. and ``short``, ``ConvBNLayer`` parts ``_conv`` / ``_batch_norm``,
+    fc ``out``."""
+    import re
+
+    block_names = [f"bb_{s}_{j}" for s, d in enumerate(depths) for j in range(d)]
+    out = {}
+    for k, v in legendary.items():
+        k = re.sub(r"^stem\.(\d)\.", lambda m: f"conv1_{int(m.group(1)) + 1}.", k)
+        k = re.sub(r"^blocks\.(\d+)\.", lambda m: f"{block_names[int(m.group(1))]}.", k)
+        k = k.replace(".conv.", "._conv.").replace(".bn.", "._batch_norm.")
+        out[re.sub(r"^fc\.", "out.", k)] = v
+    return out
+
+
+def test_paddle_2_0_dygraph_layout_of_resnet_vd(paddle_reference, tmp_path):
+    """The files published outside legendary_models/ (Fix_ResNet50_vd_ssld_v2, ResNet50_vd_10w) are in PaddleClas
+    2.0's layout: real PaddleClas weights renamed to it give PaddleClas's logits. Without its fc (the 10w file has
+    none) the backbone loads and a fresh classifier is made, with a warning."""
+    import torch
+
+    pdparams, ref = paddle_reference.get("resnet18_vd")
+    old = _as_paddle_2_0(load_pdparams(pdparams), (2, 2, 2, 2))
+    assert "bb_3_1.conv1._batch_norm._variance" in old and "conv1_3._conv.weight" in old
+    path = _write_pickle(tmp_path / "ResNet18_vd_2_0.pdparams", old)
+    model = hgzoo.create_model("resnet18_vd", pretrained_file=path).eval()
+    with torch.no_grad():
+        y = model(torch.from_numpy(ref["x_193x257"])).numpy()
+    assert np.abs(y - ref["y_193x257"]).max() / np.abs(ref["y_193x257"]).max() < 1e-4
+    headless = _write_pickle(tmp_path / "headless.pdparams", {k: v for k, v in old.items() if not k.startswith("out.")})
+    with pytest.warns(UserWarning, match="no classifier"):
+        backbone = hgzoo.create_model("resnet18_vd", num_classes=10, pretrained_file=headless)
+    torch.testing.assert_close(backbone.stages[3][1].conv2.bn.running_var, model.stages[3][1].conv2.bn.running_var)
+    assert hgzoo.get_pretrained_cfg("resnet50_vd.paddle_10w").num_classes == 0

@@ -6,6 +6,8 @@ that HF_ENDPOINT / HF_HUB_OFFLINE / HF_HOME are read the way huggingface_hub rea
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import subprocess
@@ -14,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import relative_error
 from local_server import LocalServer
+from safetensors.torch import save_file
+
+import hgzoo
 
 ARCH, TAG = "resnet18_vd", "paddle_in1k"
 PADDLE_FILE = "ResNet18_vd_pretrained.pdparams"
@@ -62,13 +66,25 @@ def test_paddle_url_path_then_offline(reference, tmp_path):
         assert ("GET", f"/paddle/{PADDLE_FILE}") in server.requests
     assert relative_error(y, y_ref) < 1e-4
     cached = tmp_path / "cache" / "converted" / f"{ARCH}.{TAG}.safetensors"
-    assert cached.is_file() and not list((tmp_path / "cache" / "paddle").glob("*")), "raw download left behind"
+    assert cached.is_file() and not list((tmp_path / "cache" / "downloads").glob("*")), "raw download left behind"
     # Server gone, offline: the converted cache alone must serve.
     y2 = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1")).y
     np.testing.assert_array_equal(y, y2)
+    record = json.loads(cached.with_suffix(".json").read_text())
+    assert record["source"]["location"].endswith(PADDLE_FILE) and len(record["sha256"]) == 64
+    assert record["sha256"] == hashlib.sha256(pdparams.read_bytes()).hexdigest()
+    # A converted file whose record names a source the tag does not list is not used.
+    record["source"]["location"] = f"hgzoo/{ARCH}.{TAG}"
+    cached.with_suffix(".json").write_text(json.dumps(record))
+    proc = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1"), check=False)
+    assert proc.returncode != 0 and "which resnet18_vd.paddle_in1k does not list" in proc.stderr
+    assert cached.is_file(), "a cached file not used is left for a listed source to replace"
 
 
-def test_hub_repo_made_by_our_converter_then_offline(reference, tmp_path):
+def test_hub_repo_by_name_and_no_squatting_then_offline(reference, tmp_path):
+    """A repo the user names (``hf-hub:someone/my-resnet``, written by our converter) loads; a repo under an
+    organisation the tag does not name (``hgzoo/<tag>``, here holding other weights) is never asked for: the tag's
+    weights come from its own source, the Paddle URL."""
     pdparams, x, y_ref = reference
     official = tmp_path / PADDLE_FILE
     official.write_bytes(pdparams.read_bytes())
@@ -79,15 +95,27 @@ def test_hub_repo_made_by_our_converter_then_offline(reference, tmp_path):
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "config.json", "README.md"}
     card = (folder / "README.md").read_text()
     assert "Apache-2.0" in card and "ResNet18_vd_pretrained.pdparams" in card
+    squatter = tmp_path / "squatter"
+    squatter.mkdir()
+    save_file(hgzoo.create_model(ARCH).state_dict(), str(squatter / "model.safetensors"))  # other weights
+    (squatter / "config.json").write_text((folder / "config.json").read_text())
     with LocalServer() as server:
-        server.add_hub_repo(f"hgzoo/{ARCH}.{TAG}", folder)
+        server.add_hub_repo(f"hgzoo/{ARCH}.{TAG}", squatter)
         server.add_hub_repo("someone/my-resnet", folder)
+        server.files[f"/paddle/{PADDLE_FILE}"] = pdparams.read_bytes()
         env = env_for(tmp_path, server)
         y = run_load(f"{ARCH}.{TAG}", x, tmp_path, env).y
         y_repo = run_load("hf-hub:someone/my-resnet", x, tmp_path, env).y
-        assert not any("/paddle/" in p for _, p in server.requests), "fell through to the Paddle URL"
+        # A tag that names an hgzoo-layout Hub repo as its source loads from it.
+        named = subprocess.run([sys.executable, "-c", NAMED_SOURCE, f"{ARCH}.{TAG}", "someone/my-resnet", str(x),
+                                str(tmp_path / "y_named.npy")], capture_output=True, text=True,
+                               env={**os.environ, **env, "HGZOO_CACHE": str(tmp_path / "named_cache")})
+        assert named.returncode == 0, named.stderr[-3000:]
+        assert not server.requested("/hgzoo/"), "asked an organisation the tag does not name"
+        assert server.requested(f"/paddle/{PADDLE_FILE}")
     assert relative_error(y, y_ref) < 1e-4
     np.testing.assert_array_equal(y, y_repo)
+    np.testing.assert_array_equal(y, np.load(tmp_path / "y_named.npy"))
     y_off = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1")).y
     np.testing.assert_array_equal(y, y_off)
     # A backbone from a Hub repo (offline, warm cache): the repo's weights, features instead of logits.
@@ -98,6 +126,18 @@ def test_hub_repo_made_by_our_converter_then_offline(reference, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["2", "True", "True"], proc.stdout
 
+
+NAMED_SOURCE = """
+import dataclasses, sys, numpy as np, torch, hgzoo
+from hgzoo._builder import load_pretrained
+from hgzoo.pretrained import WeightSource
+tag, repo, x, out = sys.argv[1:5]
+cfg = dataclasses.replace(hgzoo.get_pretrained_cfg(tag), sources=(WeightSource("hf-hub", repo, "hgzoo"),))
+m = hgzoo.create_model(tag.split(".")[0])
+load_pretrained(m, cfg, progress=False)
+with torch.no_grad():
+    np.save(out, m.eval()(torch.from_numpy(np.load(x))).numpy())
+"""
 
 FEATURES = """
 import sys, numpy as np, torch, hgzoo

@@ -43,9 +43,13 @@ def test_pretrained_cfgs_are_complete():
     for tag in hgzoo.list_pretrained():
         cfg = hgzoo.get_pretrained_cfg(tag)
         assert cfg.name == tag
-        assert cfg.paddle_url and cfg.paddle_url.startswith("https://") and cfg.paddle_url.endswith(".pdparams")
-        assert cfg.hf_hub_id
-        assert cfg.crop_size == 224 and cfg.resize_short in (232, 236, 256)
+        assert cfg.sources, f"{tag} names no source"  # which ones, exactly: tests/test_timm_weights.py
+        if cfg.paddle_url:  # PaddleClas's weights, with PaddleClas's preprocessing
+            assert cfg.paddle_url.startswith("https://") and cfg.paddle_url.endswith(".pdparams")
+            assert cfg.size_rounding == "paddle" and cfg.resize_short in (232, 236, 256, 320)
+            assert cfg.crop_size in (224, 320)
+        else:  # timm's trainings and HRNet's originals, with timm's preprocessing
+            assert cfg.size_rounding == "torchvision" and cfg.resize_backend == "pil"
         assert cfg.interpolation in ("bilinear", "bicubic") and cfg.resize_backend in ("cv2", "pil")
     every_arch_has_weights = {t.split(".")[0] for t in hgzoo.list_pretrained()}
     assert every_arch_has_weights == set(hgzoo.list_models())

@@ -1,8 +1,11 @@
-"""Convert PaddleClas checkpoints to Hub-ready safetensors folders.
+"""Convert PaddleClas (and timm) checkpoints to Hub-ready safetensors folders, and hgzoo weights to timm's layout.
 
   python -m hgzoo.convert --model pphgnet_small --input X.pdparams|URL --output DIR [--num-classes N]
                           [--push-to-hub ORG/REPO]
   python -m hgzoo.convert --all PADDLE_DIR --output DIR     (every official checkpoint found in PADDLE_DIR)
+  python -m hgzoo.convert --from timm --input X.safetensors|X.pth|X.pth.tar|hf-hub:timm/REPO --output DIR
+                          [--model hgnet_small|pphgnet_small]
+  python -m hgzoo.convert --to timm --model pphgnet_small[.tag] --input WEIGHTS --output DIR [--timm-model NAME]
 
 An official checkpoint is recognised by its file name (e.g. PPHGNet_small_ssld_pretrained.pdparams) and keeps
 its tag's published metrics; any other file is a user's own PaddleClas training, whose class count is read
@@ -20,11 +23,11 @@ import numpy as np
 
 from .._builder import _build
 from .._cli import BadInput, RunFailed, guarded_main, one_line, positive_int
+from .._files import safe_load
 from .._registry import get_pretrained_cfg, list_pretrained, resolve_model_name
 from ..hub import download_url
 from ..pretrained import PretrainedCfg
 from .export import write_hub_folder
-from .._files import safe_load
 from .paddle import convert_paddle_state_dict
 
 
@@ -73,7 +76,7 @@ def convert_file(model_name: str, source: str, output: Path, num_classes: int | 
     else:
         base = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch) or PretrainedCfg(arch, "custom")
         cfg = dataclasses.replace(
-            base, tag="custom", paddle_url=None, hf_hub_id=None, top1=None, top5=None, num_classes=num_classes,
+            base, tag="custom", sources=(), top1=None, top5=None, num_classes=num_classes,
             source=f"PaddleClas training: {path.name}",
             notes="Converted from a user's own PaddleClas checkpoint; the preprocessing is the architecture's default.",
         )
@@ -88,7 +91,8 @@ def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
 
     api = HfApi()
     api.create_repo(repo_id, exist_ok=True, private=private)
-    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="Upload converted weights").commit_url
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id,
+                             commit_message="Upload converted weights").commit_url
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -101,7 +105,14 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-classes", type=positive_int, help="class count (default: read from the checkpoint)")
     ap.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the folder with huggingface_hub")
     ap.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
+    ap.add_argument("--from", dest="from_layout", choices=("paddle", "timm"), default="paddle",
+                    help="the layout of --input: a PaddleClas .pdparams (default) or a timm checkpoint")
+    ap.add_argument("--to", dest="to_layout", choices=("hgzoo", "timm"), default="hgzoo",
+                    help="the layout written: an hgzoo Hub folder (default) or a folder timm loads")
+    ap.add_argument("--timm-model", metavar="NAME", help="with --to timm: timm's architecture (e.g. hrnet_w18_ssld)")
     args = ap.parse_args(argv)
+    if args.from_layout == "timm" or args.to_layout == "timm":
+        return _timm_main(ap, args)
     if bool(args.all) == bool(args.input):
         ap.error("give either --model and --input, or --all DIR")
     if args.input and not args.model:
@@ -133,6 +144,31 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"FAILED {f.name}: {one_line(e)}", file=sys.stderr)
     if failed:
         raise RunFailed(f"{len(failed)} of {len(files)} files failed to convert: {', '.join(failed)}")
+    return 0
+
+
+def _timm_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--from timm`` / ``--to timm``: one file, no --all, --num-classes or --push-to-hub."""
+    from .timm_files import convert_from_timm, convert_to_timm
+
+    if args.from_layout == "timm" and args.to_layout == "timm":
+        ap.error("--from timm and --to timm together convert nothing; give one of them")
+    if not args.input or args.all:
+        ap.error("--from timm / --to timm convert one file: give --input (and no --all)")
+    for flag, value in (("--num-classes", args.num_classes), ("--push-to-hub", args.push_to_hub)):
+        if value is not None:
+            ap.error(f"{flag} does not go with --from timm / --to timm")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise BadInput(f"--output {args.output} is a file; give a folder")
+    if args.from_layout == "timm":
+        if args.timm_model:
+            ap.error("--timm-model goes with --to timm; with --from timm, --model names the checkpoint's network")
+        out = convert_from_timm(args.input, Path(args.output), args.model)
+    else:
+        if not args.model:
+            ap.error("--to timm needs --model (the hgzoo architecture or tag of --input)")
+        out = convert_to_timm(args.model, args.input, Path(args.output), args.timm_model)
+    print(f"wrote {out}")
     return 0
 
 

@@ -24,6 +24,9 @@ PaddleClas evaluates every model with the same five ops (``paddleclas.deploy.pyt
   row or column is now and then taken from its neighbour), ``box``, ``hamming`` and ``lanczos`` (through
   PIL itself). OpenCV's ``area`` and ``lanczos`` are not: no PaddleClas evaluation config uses them.
 * **Cropping** takes the offset ``(size - crop) // 2`` (torchvision's ``CenterCrop`` rounds it instead).
+* **timm's weights** (``size_rounding="torchvision"`` in their :class:`~hgzoo.PretrainedCfg`) are evaluated as timm
+  does: torchvision's ``Resize(int)`` on a PIL image (the long side truncated, ``int(short * long / min(h, w))``)
+  and ``CenterCrop`` (offset ``round((size - crop) / 2)``).
 """
 from __future__ import annotations
 
@@ -43,8 +46,7 @@ try:
     from torchvision.io import ImageReadMode, decode_image
 except ImportError:  # a torchvision without its (deprecated) decoders: PIL decodes everything
     ImageReadMode = decode_image = None
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from ..pretrained import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg
@@ -248,19 +250,35 @@ def _hw(img: torch.Tensor) -> tuple[int, int]:
     return img.shape[-2], img.shape[-1]
 
 
+SIZE_ROUNDINGS = ("paddle", "torchvision")
+
+
+def _check_rounding(rounding: str) -> str:
+    if rounding not in SIZE_ROUNDINGS:
+        raise ValueError(f"size_rounding must be one of {SIZE_ROUNDINGS}, got {rounding!r}")
+    return rounding
+
+
 class ResizeShort(nn.Module):
     """Resize so that the short side is ``size``, as PaddleClas's ``ResizeImage(resize_short=size)``.
 
-    The long side becomes ``round(long * size / short)``. ``interpolation`` and ``backend`` are
-    PaddleClas's names (``backend="cv2"``: no antialiasing; ``"pil"``: Pillow's antialiased filters).
+    The long side becomes ``round(long * size / short)`` (``rounding="paddle"``), or ``int(size * long / short)``
+    as torchvision's ``Resize(size)`` computes it (``"torchvision"``, timm's weights). ``interpolation`` and
+    ``backend`` are PaddleClas's names (``backend="cv2"``: no antialiasing; ``"pil"``: Pillow's antialiased filters).
     """
 
-    def __init__(self, size: int, interpolation: str = "bilinear", backend: str = "cv2") -> None:
+    def __init__(self, size: int, interpolation: str = "bilinear", backend: str = "cv2",
+                 rounding: str = "paddle") -> None:
         super().__init__()
         self.size, self.interpolation, self.backend = size, interpolation, backend
+        self.rounding = _check_rounding(rounding)
         self.mode, self.antialias = _resize_mode(interpolation, backend)
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
+        if self.rounding == "torchvision":
+            if h <= w:
+                return self.size, int(self.size * w / h)
+            return int(self.size * h / w), self.size
         scale = self.size / min(h, w)
         return int(round(h * scale)), int(round(w * scale))
 
@@ -268,24 +286,30 @@ class ResizeShort(nn.Module):
         return _resize(img, self.output_size(*_hw(img)), self.mode, self.antialias)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, interpolation={self.interpolation}, backend={self.backend}"
+        return (f"size={self.size}, interpolation={self.interpolation}, backend={self.backend}, "
+                f"rounding={self.rounding}")
 
 
 class PaddleCenterCrop(nn.Module):
-    """Center crop with PaddleClas's ``CropImage`` offsets, ``(dim - size) // 2``; smaller inputs are an error."""
+    """Center crop with PaddleClas's ``CropImage`` offsets, ``(dim - size) // 2`` (``rounding="paddle"``), or
+    torchvision's ``CenterCrop`` offsets, ``round((dim - size) / 2)`` (``"torchvision"``); smaller inputs are an
+    error."""
 
-    def __init__(self, size: int | tuple[int, int]) -> None:
+    def __init__(self, size: int | tuple[int, int], rounding: str = "paddle") -> None:
         super().__init__()
         self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.rounding = _check_rounding(rounding)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         (h, w), (ch, cw) = _hw(img), self.size
         if h < ch or w < cw:
             raise ValueError(f"cannot crop {ch}x{cw} from a {h}x{w} image; resize it to at least the crop size first")
+        if self.rounding == "torchvision":
+            return F.crop(img, int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0)), ch, cw)
         return F.crop(img, (h - ch) // 2, (w - cw) // 2, ch, cw)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}"
+        return f"size={self.size}, rounding={self.rounding}"
 
 
 class PaddleRandCrop(nn.Module):
@@ -329,6 +353,7 @@ def resolve_data_config(
     crop_pct: float | None = None,
     interpolation: str | None = None,
     resize_backend: str | None = None,
+    size_rounding: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> dict:
@@ -338,10 +363,11 @@ def resolve_data_config(
     ``resize_short`` is also given; changing only ``crop_size`` keeps the cfg's resize/crop ratio.
     """
     base = dict(resize_short=256, crop_size=224, interpolation="bilinear", resize_backend="cv2",
-                mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                size_rounding="paddle", mean=IMAGENET_MEAN, std=IMAGENET_STD)
     if cfg is not None:
         base.update(resize_short=cfg.resize_short, crop_size=cfg.crop_size, interpolation=cfg.interpolation,
-                    resize_backend=cfg.resize_backend, mean=tuple(cfg.mean), std=tuple(cfg.std))
+                    resize_backend=cfg.resize_backend, size_rounding=getattr(cfg, "size_rounding", "paddle"),
+                    mean=tuple(cfg.mean), std=tuple(cfg.std))
     out = dict(base)
     if crop_size is not None:
         out["crop_size"] = crop_size
@@ -352,12 +378,14 @@ def resolve_data_config(
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
         out["resize_short"] = int(round(out["crop_size"] / crop_pct))
     for key, value in (("resize_short", resize_short), ("interpolation", interpolation),
-                       ("resize_backend", resize_backend), ("mean", mean), ("std", std)):
+                       ("resize_backend", resize_backend), ("size_rounding", size_rounding), ("mean", mean),
+                       ("std", std)):
         if value is not None:
             out[key] = tuple(value) if key in ("mean", "std") else value
     if out["resize_short"] < out["crop_size"]:
         raise ValueError(f"resize_short {out['resize_short']} is smaller than crop_size {out['crop_size']}")
     _resize_mode(out["interpolation"], out["resize_backend"])  # fail early on an unknown combination
+    _check_rounding(out["size_rounding"])
     return out
 
 
@@ -378,7 +406,7 @@ def create_transform(
         normalize: end with ``float32`` scaled to [0, 1] and normalized; ``False`` stops at the uint8 crop
             (batch it and normalize on the batch, as :class:`~hgzoo.data.Normalizer` does).
         **overrides: ``resize_short``, ``crop_size``, ``crop_pct``, ``interpolation``, ``resize_backend``,
-            ``mean``, ``std`` (see :func:`resolve_data_config`).
+            ``size_rounding``, ``mean``, ``std`` (see :func:`resolve_data_config`).
 
     The result takes a uint8 (C, H, W) tensor from :func:`read_image`, a PIL image or an HWC uint8 array.
     """
@@ -390,8 +418,9 @@ def create_transform(
         ops += [PaddleRandCrop(dc["crop_size"], interpolation=dc["interpolation"], backend=dc["resize_backend"]),
                 v2.RandomHorizontalFlip()]
     else:
-        ops += [ResizeShort(dc["resize_short"], dc["interpolation"], dc["resize_backend"]),
-                PaddleCenterCrop(dc["crop_size"])]
+        rounding = dc.get("size_rounding", "paddle")
+        ops += [ResizeShort(dc["resize_short"], dc["interpolation"], dc["resize_backend"], rounding),
+                PaddleCenterCrop(dc["crop_size"], rounding)]
     if normalize:
         ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(dc["mean"]), list(dc["std"]))]
     return v2.Compose(ops)

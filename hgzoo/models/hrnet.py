@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._registry import register_model
-from ..convert.keymap import PaddleKeyMap
+from ..convert.keymap import PaddleKeyMap, TimmArch, TimmKeyMap
 from ..layers import ClassifierHead, ConvBNAct, DropPath, SqueezeExcite, drop_path_schedule
-from ..pretrained import paddle_cfg
+from ..pretrained import PretrainedCfg, paddle_cfg, timm_cfg
 from ._base import ClassifierModel
 
 __all__ = ["HRNet", "BasicBlock", "Bottleneck", "HighResolutionModule", "fuse_conv_order"]
@@ -188,6 +188,58 @@ def _paddle_renames() -> tuple[tuple[str, str], ...]:
 PADDLE_KEY_MAP = PaddleKeyMap(renames=_paddle_renames())
 
 
+def _timm_renames() -> tuple[tuple[str, str], ...]:
+    # timm's fuse paths are Sequentials of bare conv, BN (and ReLU): for a coarser input j > i one (conv, BN); for a
+    # finer one, i - j Sequentials of (conv, BN[, ReLU]). Ours are conv-BN modules throughout.
+    fuse = []
+    for i in range(4):
+        for j in range(i + 1, 4):
+            fuse += [(f".fuse_layers.{i}.{j}.0.", f".fuse_layers.{i}.{j}.0.conv."),
+                     (f".fuse_layers.{i}.{j}.1.", f".fuse_layers.{i}.{j}.0.bn.")]
+        for j in range(i):
+            for k in range(i - j):
+                fuse += [(f".fuse_layers.{i}.{j}.{k}.0.", f".fuse_layers.{i}.{j}.{k}.conv."),
+                         (f".fuse_layers.{i}.{j}.{k}.1.", f".fuse_layers.{i}.{j}.{k}.bn.")]
+    return (
+        ("^conv1.", "^stem.0.conv."),
+        ("^bn1.", "^stem.0.bn."),
+        ("^conv2.", "^stem.1.conv."),
+        ("^bn2.", "^stem.1.bn."),
+        ("^transition1.0.0.", "^transition1.0.conv."),
+        ("^transition1.0.1.", "^transition1.0.bn."),
+        ("^transition1.1.0.0.", "^transition1.1.conv."),
+        ("^transition1.1.0.1.", "^transition1.1.bn."),
+        ("^transition2.2.0.0.", "^transition2.conv."),
+        ("^transition2.2.0.1.", "^transition2.bn."),
+        ("^transition3.3.0.0.", "^transition3.conv."),
+        ("^transition3.3.0.1.", "^transition3.bn."),
+        *fuse,
+        ("^incre_modules.{i}.0.", "^incre_modules.{i}."),
+        ("^downsamp_modules.{i}.0.", "^downsamples.{i}.conv."),
+        ("^downsamp_modules.{i}.1.", "^downsamples.{i}.bn."),
+        ("^final_layer.0.", "^conv_last.conv."),
+        ("^final_layer.1.", "^conv_last.bn."),
+        (".downsample.0.", ".downsample.conv."),
+        (".downsample.1.", ".downsample.bn."),
+        (".conv{k}.weight$", ".conv{k}.conv.weight$"),
+        (".bn{k}.", ".conv{k}.bn."),
+        ("^classifier.", "^head.fc."),
+    )
+
+
+# timm's HRNet is this network. Its ``hrnet_w*`` (HRNet's original Microsoft weights) give the head's four convs a
+# bias, which folds exactly into the BN after each; ``hrnet_w18_ssld`` / ``hrnet_w48_ssld`` (Paddle's) have none.
+TIMM_KEY_MAP = TimmKeyMap(
+    renames=_timm_renames(),
+    bias_folds=(("^downsamples.{i}.conv.bias$", "downsamples.{i}.bn."), ("^conv_last.conv.bias$", "conv_last.bn.")),
+    archs=(
+        *(TimmArch(f"hrnet_w{w}", f"hrnet_w{w}_c", head_conv_bias=True) for w in (18, 30, 32, 40, 44, 48, 64)),
+        TimmArch("hrnet_w18_ssld", "hrnet_w18_c"),
+        TimmArch("hrnet_w48_ssld", "hrnet_w48_c"),
+    ),
+)
+
+
 class HRNet(ClassifierModel):
     """HRNet-C: stem (two stride-2 3x3 conv-BN-ReLU) → 4 bottlenecks → stages 2-4 of 1, 4 and 3
     high-resolution modules on 2, 3 and 4 branches (widths ``width * (1, 2, 4, 8)``) → per-branch incre
@@ -211,6 +263,7 @@ class HRNet(ClassifierModel):
 
     first_conv = "stem.0.conv"
     paddle_key_map = PADDLE_KEY_MAP
+    timm_key_map = TIMM_KEY_MAP
 
     def __init__(
         self,
@@ -377,14 +430,49 @@ def _create(name: str, **kwargs) -> HRNet:
 _DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/HRNet.md"
 _ACCURACY = f"Accuracy from {_DOC}."
 
+# HRNet's original ImageNet weights (HRNet/HRNet-Image-Classification, MIT license), on the Hub as timm's
+# hrnet_w*.ms_in1k; timm's preprocessing for them (timm 1.0.31's default_cfgs): 224 px, crop_pct 0.875, bilinear.
+# Accuracy: 100 - the top-1 / top-5 error in that repository's README table.
+_MS_ACCURACY = {18: (76.8, 93.4), 30: (78.2, 94.2), 32: (78.5, 94.2), 40: (78.9, 94.5), 44: (78.9, 94.4),
+                48: (79.3, 94.5), 64: (79.5, 94.6)}
+# timm's own measurement of them (results/results-imagenet.csv, 224 px, crop_pct 0.875).
+_MS_TIMM = {18: (76.752, 93.444), 30: (78.192, 94.222), 32: (78.444, 94.188), 40: (78.930, 94.464),
+            44: (78.892, 94.364), 48: (79.302, 94.516), 64: (79.474, 94.646)}
+
+
+def _ms_cfgs(width: int) -> tuple[PretrainedCfg, ...]:
+    """HRNet's original (Microsoft) ImageNet weights of ``hrnet_w{width}_c``, from timm's Hub repo; their four head
+    conv biases are folded into the BNs that follow them (exact)."""
+    top1, top5 = _MS_ACCURACY[width]
+    timm_top1, timm_top5 = _MS_TIMM[width]
+    cfgs = (timm_cfg(
+        f"hrnet_w{width}_c", f"hrnet_w{width}.ms_in1k", crop_pct=0.875, interpolation="bilinear", top1=top1,
+        top5=top5, license="MIT", source="HRNet (Microsoft), via timm's Hub repo",
+        notes=f"HRNet's original ImageNet training (HRNet-W{width}-C). Accuracy from "
+              f"HRNet/HRNet-Image-Classification's README (top-1/top-5 error {100 - top1:.1f}% / "
+              f"{100 - top5:.1f}%); timm measures {timm_top1} / {timm_top5} with this preprocessing "
+              "(results/results-imagenet.csv)."),)
+    if width == 18:
+        cfgs += (timm_cfg(
+            "hrnet_w18_c", "hrnet_w18.ms_aug_in1k", crop_pct=0.95, interpolation="bilinear", top1=78.126,
+            top5=94.052, license="MIT", source="HRNet (Microsoft), via timm's Hub repo",
+            notes="A later HRNet-W18-C training, on the Hub as timm's hrnet_w18.ms_aug_in1k. Accuracy as timm measures "
+                  "it (results/results-imagenet.csv, 224 px, crop_pct 0.95). timm does not say which HRNet release "
+                  "it is; HRNet's README lists a 'HRNet-W18-C (w/ CosineLR + CutMix + 300epochs)' at 22.1% top-1 "
+                  "error, which it may be."),)
+    return cfgs
+
 
 @register_model(
     paddle_name="HRNet_W18_C",
     pretrained_cfgs=(
-        paddle_cfg("hrnet_w18_c", "ssld_in1k", "HRNet_W18_C_ssld_pretrained", top1=81.6, top5=95.8,
-                   notes=f"SSLD distillation. Accuracy from {_DOC}; PaddleClas's SSLD docs list top-1 81.2 "
-                         "and its 2020-09-07 changelog 81.16."),
+        paddle_cfg("hrnet_w18_c", "ssld_in1k", "HRNet_W18_C_ssld_pretrained", top1=81.16, top5=95.80,
+                   timm="hrnet_w18_ssld.paddle_in1k",
+                   notes="SSLD distillation. Accuracy from the table that links this file, PaddleClas's model zoo "
+                         "(docs/zh_CN/models/ImageNet1k/README.md: 0.81162 / 0.95804), as its 2020-09-07 release "
+                         f"note (81.162); {_DOC} and the SSLD docs say 81.6 and 81.2."),
         paddle_cfg("hrnet_w18_c", "paddle_in1k", "HRNet_W18_C_pretrained", top1=76.9, top5=93.4, notes=_ACCURACY),
+        *_ms_cfgs(18),
     ),
 )
 def hrnet_w18_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -398,6 +486,7 @@ def hrnet_w18_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
     paddle_name="HRNet_W30_C",
     pretrained_cfgs=(
         paddle_cfg("hrnet_w30_c", "paddle_in1k", "HRNet_W30_C_pretrained", top1=78.0, top5=94.0, notes=_ACCURACY),
+        *_ms_cfgs(30),
     ),
 )
 def hrnet_w30_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -411,6 +500,7 @@ def hrnet_w30_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
     paddle_name="HRNet_W32_C",
     pretrained_cfgs=(
         paddle_cfg("hrnet_w32_c", "paddle_in1k", "HRNet_W32_C_pretrained", top1=78.3, top5=94.2, notes=_ACCURACY),
+        *_ms_cfgs(32),
     ),
 )
 def hrnet_w32_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -424,6 +514,7 @@ def hrnet_w32_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
     paddle_name="HRNet_W40_C",
     pretrained_cfgs=(
         paddle_cfg("hrnet_w40_c", "paddle_in1k", "HRNet_W40_C_pretrained", top1=78.8, top5=94.5, notes=_ACCURACY),
+        *_ms_cfgs(40),
     ),
 )
 def hrnet_w40_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -437,6 +528,7 @@ def hrnet_w40_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
     paddle_name="HRNet_W44_C",
     pretrained_cfgs=(
         paddle_cfg("hrnet_w44_c", "paddle_in1k", "HRNet_W44_C_pretrained", top1=79.0, top5=94.5, notes=_ACCURACY),
+        *_ms_cfgs(44),
     ),
 )
 def hrnet_w44_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -450,8 +542,9 @@ def hrnet_w44_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
     paddle_name="HRNet_W48_C",
     pretrained_cfgs=(
         paddle_cfg("hrnet_w48_c", "ssld_in1k", "HRNet_W48_C_ssld_pretrained", top1=83.6, top5=96.8,
-                   notes=f"SSLD distillation. Accuracy from {_DOC}."),
+                   timm="hrnet_w48_ssld.paddle_in1k", notes=f"SSLD distillation. Accuracy from {_DOC}."),
         paddle_cfg("hrnet_w48_c", "paddle_in1k", "HRNet_W48_C_pretrained", top1=79.0, top5=94.4, notes=_ACCURACY),
+        *_ms_cfgs(48),
     ),
 )
 def hrnet_w48_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -465,6 +558,7 @@ def hrnet_w48_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
     paddle_name="HRNet_W64_C",
     pretrained_cfgs=(
         paddle_cfg("hrnet_w64_c", "paddle_in1k", "HRNet_W64_C_pretrained", top1=79.3, top5=94.6, notes=_ACCURACY),
+        *_ms_cfgs(64),
     ),
 )
 def hrnet_w64_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,

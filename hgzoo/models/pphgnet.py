@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._registry import register_model
-from ..convert.keymap import PaddleKeyMap
+from ..convert.keymap import PaddleKeyMap, TimmArch, TimmKeyMap
 from ..layers import (
     ClassifierHead,
     ConvBNAct,
@@ -195,6 +195,31 @@ PADDLE_KEY_MAP = PaddleKeyMap(renames=(
 ))
 
 
+# timm's ports (``hgnet_*``, ``hgnetv2_*``) name the aggregation convs by position and keep the head's conv, ReLU and
+# affine block in one Sequential; v1's stem is one level deeper. Everything else has our names.
+_TIMM_HEAD = (
+    ("^head.last_conv.2.{p:scale|bias}$", "^head.act.lab.{p:scale|bias}$"),
+    ("^head.last_conv.0.weight$", "^head.last_conv.weight$"),
+)
+TIMM_KEY_MAP_V1 = TimmKeyMap(
+    renames=(
+        ("^stem.stem.{n}.", "^stem.{n}."),
+        (".aggregation.0.", ".aggregation_conv."),
+        (".aggregation.1.", ".att."),
+        *_TIMM_HEAD,
+    ),
+    archs=tuple(TimmArch(f"hgnet_{v}", f"pphgnet_{v}") for v in ("tiny", "small", "base")),
+)
+TIMM_KEY_MAP_V2 = TimmKeyMap(
+    renames=(
+        (".aggregation.0.", ".aggregation_squeeze_conv."),
+        (".aggregation.1.", ".aggregation_excitation_conv."),
+        *_TIMM_HEAD,
+    ),
+    archs=tuple(TimmArch(f"hgnetv2_b{i}", f"pphgnetv2_b{i}") for i in range(7)),
+)
+
+
 class _HGNetBase(ClassifierModel):
     paddle_key_map = PADDLE_KEY_MAP
 
@@ -238,6 +263,7 @@ class PPHGNet(_HGNetBase):
     """
 
     first_conv = "stem.0.conv"
+    timm_key_map = TIMM_KEY_MAP_V1
 
     def __init__(self, stem_chs: tuple[int, ...], stages: tuple[StageCfg, ...], num_classes: int = 1000,
                  in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
@@ -275,6 +301,7 @@ class PPHGNetV2(_HGNetBase):
     """
 
     first_conv = "stem.stem1.conv"
+    timm_key_map = TIMM_KEY_MAP_V2
 
     def __init__(self, stem_chs: tuple[int, int], stages: tuple[StageCfg, ...], use_lab: bool = False,
                  num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
@@ -353,13 +380,16 @@ _DOC_V2 = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-HGNetV2.md"
 
 
 def _v2_cfgs(arch: str, paddle_name: str, top1: float, top5: float) -> tuple[PretrainedCfg, ...]:
-    """The two SSLD tags every PP-HGNetV2 variant publishes."""
+    """The two SSLD tags every PP-HGNetV2 variant publishes (also in timm's Hub repos, as hgnetv2_b*)."""
+    timm_arch = arch.replace("pphgnetv2", "hgnetv2")
     return (
         paddle_cfg(arch, "ssld_stage2_ft_in1k", f"{paddle_name}_ssld_pretrained", top1=top1, top5=top5, **_EVAL_232,
+                   timm=f"{timm_arch}.ssld_stage2_ft_in1k",
                    notes=f"SSLD stage 2 (distillation fine-tuned on ImageNet-1k). Accuracy (stage-2) from {_DOC_V2}. "
                          "PaddleClas's SSLD stage-2 config (PPHGNetV2_B4_ssld_stage2.yaml) evaluates at resize 236; "
                          "the model configs say 232."),
         paddle_cfg(arch, "ssld_stage1_in22k_in1k", f"{paddle_name}_ssld_stage1_pretrained", **_EVAL_232,
+                   timm=f"{timm_arch}.ssld_stage1_in22k_in1k",
                    notes="SSLD stage 1 (distilled on ImageNet-1k + mined ImageNet-22k images); what PaddleClas's "
                          "pretrained=True loads, and what it recommends for downstream fine-tuning. "
                          f"No accuracy published ({_DOC_V2})."),
@@ -368,8 +398,10 @@ def _v2_cfgs(arch: str, paddle_name: str, top1: float, top5: float) -> tuple[Pre
 
 @register_model(paddle_name="PPHGNet_tiny", pretrained_cfgs=(
     paddle_cfg("pphgnet_tiny", "ssld_in1k", "PPHGNet_tiny_ssld_pretrained", top1=81.95, top5=96.12, **_EVAL_232,
+               timm="hgnet_tiny.ssld_in1k",
                notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
     paddle_cfg("pphgnet_tiny", "paddle_in1k", "PPHGNet_tiny_pretrained", top1=79.83, top5=95.04, **_EVAL_232,
+               timm="hgnet_tiny.paddle_in1k",
                notes=f"Accuracy from {_DOC_V1}."),
 ))
 def pphgnet_tiny(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
@@ -381,8 +413,10 @@ def pphgnet_tiny(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 
 @register_model(paddle_name="PPHGNet_small", pretrained_cfgs=(
     paddle_cfg("pphgnet_small", "ssld_in1k", "PPHGNet_small_ssld_pretrained", top1=83.82, top5=96.81, **_EVAL_236,
+               timm="hgnet_small.ssld_in1k",
                notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
     paddle_cfg("pphgnet_small", "paddle_in1k", "PPHGNet_small_pretrained", top1=81.51, top5=95.82, **_EVAL_236,
+               timm="hgnet_small.paddle_in1k",
                notes=f"Accuracy from {_DOC_V1}."),
 ))
 def pphgnet_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
@@ -394,6 +428,7 @@ def pphgnet_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float =
 
 @register_model(paddle_name="PPHGNet_base", pretrained_cfgs=(
     paddle_cfg("pphgnet_base", "ssld_in1k", "PPHGNet_base_ssld_pretrained", top1=85.00, top5=97.35, **_EVAL_236,
+               timm="hgnet_base.ssld_in1k",
                notes=f"SSLD distillation; the only published PPHGNet_base weights. Accuracy from {_DOC_V1}."),
 ))
 def pphgnet_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .._registry import register_model
-from ..convert.keymap import PaddleKeyMap
+from ..convert.keymap import PaddleKeyMap, TimmArch, TimmKeyMap
 from ..layers import (
     ClassifierHead,
     ConvBNAct,
@@ -118,6 +118,21 @@ PADDLE_KEY_MAP = PaddleKeyMap(
     drop=(r"\.dw_conv\.(weight|bias)$",),
 )
 
+# timm's port (``lcnetv2_*``) lists the re-parameterizable branches directly, calls the SE convs fc1/fc2, puts the
+# split pointwise convs in a Sequential and keeps the head's conv and fc at the top level.
+TIMM_KEY_MAP = TimmKeyMap(
+    renames=(
+        (".dw_conv_list.{k}.", ".dw_conv.branches.{k}."),
+        (".se.fc1.", ".se.conv1."),
+        (".se.fc2.", ".se.conv2."),
+        (".pw_conv.0.", ".pw_conv_1."),
+        (".pw_conv.1.", ".pw_conv_2."),
+        ("^conv_head.", "^head.last_conv."),
+        ("^classifier.", "^head.fc."),
+    ),
+    archs=tuple(TimmArch(f"lcnetv2_{v}", f"pplcnetv2_{v}") for v in ("small", "base", "large")),
+)
+
 
 class PPLCNetV2(ClassifierModel):
     """PP-LCNetV2: a stem (3x3 conv, stride 2, and one depthwise-separable block), four stages, and a
@@ -146,6 +161,7 @@ class PPLCNetV2(ClassifierModel):
 
     first_conv = "stem.0.conv"
     paddle_key_map = PADDLE_KEY_MAP
+    timm_key_map = TIMM_KEY_MAP
 
     def __init__(
         self,
@@ -236,7 +252,8 @@ _UNPUBLISHED = (
 
 @register_model(
     paddle_name="PPLCNetV2_small",
-    pretrained_cfgs=(paddle_cfg("pplcnetv2_small", "paddle_in1k", "PPLCNetV2_small_pretrained", notes=_UNPUBLISHED),),
+    pretrained_cfgs=(paddle_cfg("pplcnetv2_small", "paddle_in1k", "PPLCNetV2_small_pretrained",
+                                timm="lcnetv2_small.paddle_in1k", notes=_UNPUBLISHED),),
 )
 def pplcnetv2_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
                     drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
@@ -251,8 +268,10 @@ def pplcnetv2_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float
     paddle_name="PPLCNetV2_base",
     pretrained_cfgs=(
         paddle_cfg("pplcnetv2_base", "ssld_in1k", "PPLCNetV2_base_ssld_pretrained", top1=80.07, top5=94.87,
+                   timm="lcnetv2_base.ssld_in1k",
                    notes=f"SSLD distillation. Accuracy from {_DOC}."),
         paddle_cfg("pplcnetv2_base", "paddle_in1k", "PPLCNetV2_base_pretrained", top1=77.04, top5=93.27,
+                   timm="lcnetv2_base.paddle_in1k",
                    notes=f"Accuracy from {_DOC}."),
     ),
 )
@@ -267,7 +286,8 @@ def pplcnetv2_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float 
 
 @register_model(
     paddle_name="PPLCNetV2_large",
-    pretrained_cfgs=(paddle_cfg("pplcnetv2_large", "paddle_in1k", "PPLCNetV2_large_pretrained", notes=_UNPUBLISHED),),
+    pretrained_cfgs=(paddle_cfg("pplcnetv2_large", "paddle_in1k", "PPLCNetV2_large_pretrained",
+                                timm="lcnetv2_large.paddle_in1k", notes=_UNPUBLISHED),),
 )
 def pplcnetv2_large(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
                     drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,

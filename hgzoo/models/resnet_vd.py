@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from .._registry import register_model
-from ..convert.keymap import PaddleKeyMap
+from ..convert.keymap import PaddleKeyMap, TimmArch, TimmKeyMap
 from ..layers import ClassifierHead, ConvBNAct, DropPath, drop_path_schedule
-from ..pretrained import paddle_cfg
+from ..pretrained import PADDLE_BUCKET, PretrainedCfg, paddle_cfg, timm_cfg
 from ._base import ClassifierModel
 
 __all__ = [
@@ -102,8 +102,16 @@ def make_paddle_key_map(depths: tuple[int, ...]) -> PaddleKeyMap:
     PaddleClas numbers the blocks through the whole network (``blocks.N``), we number them per stage
     (``stages.S.J``), so the map depends on the depths. Inside a block Paddle counts its convs from 0 and
     calls the shortcut ``short``; we count from 1 (as torchvision does) and call it ``downsample``.
+
+    The map also reads PaddleClas 2.0's dygraph layout (``ppcls/modeling/architectures/resnet_vd.py``: ``conv1_1``..
+    ``conv1_3``, blocks ``bb_S_J``, ``_conv`` / ``_batch_norm``, fc ``out``), that of the files published outside
+    ``legendary_models/`` (``Fix_ResNet50_vd_ssld_v2``, ``ResNet50_vd_10w``).
     """
-    renames: list[tuple[str, str]] = []
+    renames: list[tuple[str, str]] = [
+        (r"^conv1_1\.", "stem.0."), (r"^conv1_2\.", "stem.1."), (r"^conv1_3\.", "stem.2."),
+        (r"^bb_(\d+)_(\d+)\.", r"stages.\1.\2."), (r"\._conv\.", ".conv."), (r"\._batch_norm\.", ".bn."),
+        (r"^out\.", "head.fc."),
+    ]
     n = 0
     for s, depth in enumerate(depths):
         for j in range(depth):
@@ -116,6 +124,36 @@ def make_paddle_key_map(depths: tuple[int, ...]) -> PaddleKeyMap:
         (r"^fc\.", "head.fc."),
     ]
     return PaddleKeyMap(renames=tuple(renames))
+
+# timm's ResNet-d (``resnet*d``: deep stem, avg-pool shortcut) is this network: its stem is one Sequential with the
+# last BN outside it, its blocks name BNs apart from their convs, its stages are layer1-4. ResNet18/34-d have no
+# projection in the first block, where PaddleClas has a 1x1 conv + BN (filled in with an exact identity).
+TIMM_KEY_MAP = TimmKeyMap(
+    renames=(
+        ("^conv1.0.", "^stem.0.conv."),
+        ("^conv1.1.", "^stem.0.bn."),
+        ("^conv1.3.", "^stem.1.conv."),
+        ("^conv1.4.", "^stem.1.bn."),
+        ("^conv1.6.", "^stem.2.conv."),
+        ("^bn1.", "^stem.2.bn."),
+        *((f"^layer{s + 1}.", f"^stages.{s}.") for s in range(4)),
+        (".downsample.1.", ".downsample.conv.conv."),
+        (".downsample.2.", ".downsample.conv.bn."),
+        (".conv{k}.weight$", ".conv{k}.conv.weight$"),
+        (".bn{k}.", ".conv{k}.bn."),
+        ("^fc.", "^head.fc."),
+    ),
+    identity_shortcuts=("stages.0.0.downsample.conv.",),
+    archs=(
+        TimmArch("resnet18d", "resnet18_vd", identity_shortcut=True),
+        TimmArch("resnet34d", "resnet34_vd", identity_shortcut=True),
+        TimmArch("resnet50d", "resnet50_vd"),
+        TimmArch("resnet101d", "resnet101_vd"),
+        TimmArch("resnet152d", "resnet152_vd"),
+    ),
+    refused=(("resnet200d", "timm's resnet200d has depths 3-24-36-3 and PaddleClas's ResNet200_vd 3-12-48-3: "
+                            "they are different networks, and no state dict converts between them"),),
+)
 
 
 class ResNetVd(ClassifierModel):
@@ -138,6 +176,7 @@ class ResNetVd(ClassifierModel):
     """
 
     first_conv = "stem.0.conv"
+    timm_key_map = TIMM_KEY_MAP
 
     def __init__(
         self,
@@ -228,10 +267,71 @@ _SSLD_DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/README.md (SSLD and ResNet 
 _ACCURACY = f"Accuracy from {_DOC}."
 
 
+@dataclass(frozen=True)
+class TimmTraining:
+    """One of timm's own trainings of a ResNet-d (timm 1.0.31's ``default_cfgs``: the evaluation size and crop_pct),
+    with the accuracy timm measured (results/results-imagenet.csv: at ``eval_size`` / ``eval_crop_pct``)."""
+
+    timm_name: str
+    crop_size: int
+    crop_pct: float
+    mean_std: float | None = None  # both 0.5 (the ra4 trainings), else ImageNet's
+    top1: float | None = None
+    top5: float | None = None
+    eval_size: int | None = None
+    eval_crop_pct: float | None = None
+
+
+_TIMM_TRAININGS = {
+    "resnet18_vd": (TimmTraining("resnet18d.ra2_in1k", 224, 0.875, None, 73.794, 91.838, 288, 0.95),
+                    TimmTraining("resnet18d.ra4_e3600_r224_in1k", 224, 0.9, 0.5)),
+    "resnet34_vd": (TimmTraining("resnet34d.ra2_in1k", 224, 0.875, None, 78.436, 94.344, 288, 0.95),),
+    "resnet50_vd": (TimmTraining("resnet50d.ra2_in1k", 224, 0.875, None, 81.356, 95.738, 288, 0.95),
+                    TimmTraining("resnet50d.a1_in1k", 224, 0.95, None, 81.450, 95.218, 288, 1.0),
+                    TimmTraining("resnet50d.a2_in1k", 224, 0.95, None, 81.164, 95.084, 288, 1.0),
+                    TimmTraining("resnet50d.a3_in1k", 160, 0.95, None, 78.722, 94.236, 224, 0.95),
+                    TimmTraining("resnet50d.ra4_e3600_r224_in1k", 224, 0.95, 0.5),
+                    TimmTraining("resnet50d.gluon_in1k", 224, 0.875, None, 79.078, 94.468, 224, 0.875)),
+    "resnet101_vd": (TimmTraining("resnet101d.ra2_in1k", 256, 0.95, None, 83.016, 96.452, 320, 1.0),
+                     TimmTraining("resnet101d.gluon_in1k", 224, 0.875, None, 80.426, 95.024, 224, 0.875)),
+    "resnet152_vd": (TimmTraining("resnet152d.ra2_in1k", 256, 0.95, None, 83.684, 96.740, 320, 1.0),
+                     TimmTraining("resnet152d.gluon_in1k", 224, 0.875, None, 80.476, 95.202, 224, 0.875)),
+}
+
+
+def _timm_cfgs(arch: str) -> tuple[PretrainedCfg, ...]:
+    """timm's own trainings of the same network (shortcut pool included; ResNet18/34-d's missing first projection
+    is an exact identity), as extra tags with timm's preprocessing."""
+    out = []
+    for t in _TIMM_TRAININGS[arch]:
+        gluon = t.timm_name.endswith("gluon_in1k")
+        if t.top1 is None:
+            measured = "timm publishes no accuracy for it in the results table available here (an older version)."
+        else:
+            measured = (f"Accuracy as timm measures it at {t.eval_size} px, crop_pct {t.eval_crop_pct} "
+                        "(results/results-imagenet.csv)" + (", not this tag's default preprocessing." if
+                                                            t.eval_size != t.crop_size else "."))
+        norm = {} if t.mean_std is None else {"mean": (t.mean_std,) * 3, "std": (t.mean_std,) * 3}
+        out.append(timm_cfg(
+            arch, t.timm_name, crop_size=t.crop_size, crop_pct=t.crop_pct, interpolation="bicubic", top1=t.top1,
+            top5=t.top5, source="GluonCV, via timm's Hub repo" if gluon else "timm (its own training)", **norm,
+            notes=f"{'GluonCV' if gluon else 'timm'}'s training of ResNet-D ({t.timm_name}), the same network as "
+                  f"PaddleClas's {arch}. {measured}"))
+    return tuple(out)
+
+
+# Published checkpoints outside legendary_models/ (PaddleClas 2.0's dygraph files), listed in its model-zoo docs.
+_DYGRAPH = f"{PADDLE_BUCKET}dygraph/"
+_LEGACY_LAYOUT = ("The file is in PaddleClas 2.0's dygraph layout (conv1_1, bb_S_J, ..., out), which the key map "
+                  "reads; that layout was read off PaddleClas 2.0's resnet_vd.py, as the file itself could not be "
+                  "downloaded here.")
+
+
 @register_model(
     paddle_name="ResNet18_vd",
     pretrained_cfgs=(
         paddle_cfg("resnet18_vd", "paddle_in1k", "ResNet18_vd_pretrained", top1=72.26, top5=90.80, notes=_ACCURACY),
+        *_timm_cfgs("resnet18_vd"),
     ),
 )
 def resnet18_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -247,6 +347,7 @@ def resnet18_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
         paddle_cfg("resnet34_vd", "ssld_in1k", "ResNet34_vd_ssld_pretrained", top1=79.72, top5=94.90,
                    notes=f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
         paddle_cfg("resnet34_vd", "paddle_in1k", "ResNet34_vd_pretrained", top1=75.98, top5=92.98, notes=_ACCURACY),
+        *_timm_cfgs("resnet34_vd"),
     ),
 )
 def resnet34_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -259,13 +360,29 @@ def resnet34_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
 @register_model(
     paddle_name="ResNet50_vd",
     pretrained_cfgs=(
-        paddle_cfg("resnet50_vd", "ssld_in1k", "ResNet50_vd_ssld_pretrained", top1=82.39, top5=96.10,
-                   notes="SSLD distillation. 82.39 top-1 from PaddleClas docs/en/models/ResNet_and_vd_en.md (text; "
-                         "its table: 0.824 / 0.961). PaddleClas's later model-zoo tables "
-                         "(docs/zh_CN/models/ImageNet1k/README.md, ResNet.md) list ResNet50_vd_ssld at 83.00 / 96.40, "
-                         "the figure of the former ResNet50_vd_ssld_v2, so the file now behind this URL may be those "
-                         "weights."),
+        paddle_cfg("resnet50_vd", "ssld_in1k", "ResNet50_vd_ssld_pretrained", top1=83.00, top5=96.40,
+                   notes="SSLD distillation. Accuracy from the tables that link this file "
+                         "(docs/zh_CN/models/ImageNet1k/README.md and ResNet.md, release 2.2 on: 0.8300 / 0.9640). "
+                         "The 82.39 of older docs (ResNet_and_vd.md: 0.824 / 0.961) is the earlier static SSLD "
+                         "model; 83.0 / 96.4 was listed there as ResNet50_vd_ssld_v2."),
         paddle_cfg("resnet50_vd", "paddle_in1k", "ResNet50_vd_pretrained", top1=79.12, top5=94.44, notes=_ACCURACY),
+        paddle_cfg("resnet50_vd", "fix_ssld_in1k", "Fix_ResNet50_vd_ssld_v2_pretrained", top1=84.0, top5=97.0,
+                   url_root=_DYGRAPH, resize_short=320, crop_size=320,
+                   notes="PaddleClas's Fix_ResNet50_vd_ssld (file Fix_ResNet50_vd_ssld_v2): ResNet50_vd_ssld_v2 with "
+                         "every layer but the fc frozen, fine-tuned at 320x320 (FixRes). Accuracy from "
+                         "docs/zh_CN/models/ImageNet1k/ResNet.md (0.840 / 0.970); URL from PaddleClas's model-zoo "
+                         "overview (its list of pretrained models and download links). Evaluation: crop 320 after "
+                         "resizing the short side to 320, as the T4 table of ResNet_and_vd.md lists it; no "
+                         "evaluation config is published for it, so the interpolation is ResizeImage's default (cv2 "
+                         "bilinear), not a documented fact. "
+                         + _LEGACY_LAYOUT),
+        paddle_cfg("resnet50_vd", "paddle_10w", "ResNet50_vd_10w_pretrained", num_classes=0, url_root=_DYGRAPH,
+                   notes="Baidu's large-scale pretraining for fine-tuning: 100,000 classes, 43 million images "
+                         "(PaddleClas docs, transfer learning: 'ResNet50_vd_10w'). The file has no classifier (the "
+                         "FAQ: it 'does not provide the final FC layer parameters'), so this tag has none; pass "
+                         "num_classes to get a fresh one. No accuracy is published; the preprocessing is ResNet50_vd's "
+                         "ImageNet evaluation (PaddleClas publishes none for it). " + _LEGACY_LAYOUT),
+        *_timm_cfgs("resnet50_vd"),
     ),
 )
 def resnet50_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -281,6 +398,7 @@ def resnet50_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0
         paddle_cfg("resnet101_vd", "ssld_in1k", "ResNet101_vd_ssld_pretrained", top1=83.73, top5=96.69,
                    notes=f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
         paddle_cfg("resnet101_vd", "paddle_in1k", "ResNet101_vd_pretrained", top1=80.17, top5=94.97, notes=_ACCURACY),
+        *_timm_cfgs("resnet101_vd"),
     ),
 )
 def resnet101_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -294,6 +412,7 @@ def resnet101_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
     paddle_name="ResNet152_vd",
     pretrained_cfgs=(
         paddle_cfg("resnet152_vd", "paddle_in1k", "ResNet152_vd_pretrained", top1=80.59, top5=95.30, notes=_ACCURACY),
+        *_timm_cfgs("resnet152_vd"),
     ),
 )
 def resnet152_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
