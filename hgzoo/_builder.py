@@ -91,7 +91,7 @@ def create_model(
         cfg = PretrainedCfg(**{k: (tuple(v) if isinstance(v, list) else v)
                                for k, v in config.get("pretrained_cfg", {}).items() if k in cfg_fields})
         if in_chans == 3:  # the default: the repo's own channel count (timm's model_args), as timm reads it
-            in_chans = int((config.get("model_args") or {}).get("in_chans", 3))
+            in_chans = _declared_in_chans(config, f"hf-hub:{model_name[len('hf-hub:'):]} config.json")
         model = _build(arch, num_classes=config["num_classes"] if num_classes is None else num_classes,
                        in_chans=in_chans, **kwargs)
         model.pretrained_cfg = cfg
@@ -207,6 +207,21 @@ def _check_declared_classes(value, source: str) -> None:
     if value > max_declared_classes():
         raise CorruptCheckpointError(f"{source} declares {value:,} classes, over the limit of "
                                      f"{max_declared_classes():,} (HGZOO_MAX_NUM_CLASSES raises it if you trust it)")
+
+
+MAX_DECLARED_IN_CHANS = 4096
+
+
+def _declared_in_chans(config: dict, source: str) -> int:
+    """The input channels a Hub config.json declares (timm's ``model_args.in_chans``; 3 if absent), checked."""
+    model_args = config.get("model_args") or {}
+    if not isinstance(model_args, dict):
+        raise CorruptCheckpointError(f"{source}: model_args must be a mapping, found {type(model_args).__name__}")
+    value = model_args.get("in_chans", 3)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DECLARED_IN_CHANS:
+        raise CorruptCheckpointError(f"{source}: model_args.in_chans must be a whole number from 1 to "
+                                     f"{MAX_DECLARED_IN_CHANS}, found {value!r}")
+    return value
 
 
 def _as_backbone(model: nn.Module, cfg: PretrainedCfg | None, features_only: bool, out_indices, feature_mode,

@@ -38,7 +38,8 @@ class PretrainedCfg(Mapping):
 
     It is also a read-only mapping, as timm reads its ``pretrained_cfg`` (``cfg["input_size"]``,
     ``cfg.get("crop_pct")``): every field under its own name, and timm's keys that are not fields, derived from
-    the fields (:meth:`to_timm_dict`). ``extra`` may hold the model's ``first_conv``.
+    the fields (:meth:`to_timm_dict`). ``extra`` may hold the model's ``first_conv`` and ``in_chans`` (a model's
+    ``pretrained_cfg`` does).
     """
 
     architecture: str
@@ -65,7 +66,8 @@ class PretrainedCfg(Mapping):
 
     @property
     def input_size(self) -> tuple[int, int, int]:
-        return (3, self.crop_size, self.crop_size)
+        """(channels, crop, crop): 3 channels unless the model's configuration says otherwise (``extra``)."""
+        return (int(self.extra.get("in_chans", 3)), self.crop_size, self.crop_size)
 
     def to_dict(self) -> dict:
         d = asdict(self)

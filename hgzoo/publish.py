@@ -74,10 +74,9 @@ def hub_config(model: nn.Module, cfg: PretrainedCfg, provenance: Provenance, lab
     """``config.json``: timm's Hub format, whose ``pretrained_cfg`` also carries every hgzoo field (hgzoo's value
     wins where the two share a key)."""
     num_classes = model.num_classes
-    cfg = dataclasses.replace(cfg, num_classes=num_classes, extra={**cfg.extra, "first_conv": _first_conv(model)})
+    cfg = dataclasses.replace(cfg, num_classes=num_classes,
+                              extra={**cfg.extra, "first_conv": _first_conv(model), "in_chans": in_chans})
     timm_cfg = {k: v for k, v in cfg.to_timm_dict().items() if v is not None}
-    if in_chans != 3:
-        timm_cfg["input_size"] = (in_chans, *cfg.input_size[1:])
     config: dict[str, Any] = {
         "architecture": cfg.architecture,
         "num_classes": num_classes,

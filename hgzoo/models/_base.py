@@ -89,13 +89,16 @@ class ClassifierModel(nn.Module):
     @property
     def pretrained_cfg(self) -> PretrainedCfg | None:
         """The weights' configuration (for a model built without weights: its architecture's default tag's), with
-        ``first_conv`` filled in. It is a mapping with timm's keys as well (``cfg["crop_pct"]``)."""
+        the model's ``first_conv`` and ``in_chans`` filled in. It is a mapping with timm's keys as well
+        (``cfg["crop_pct"]``, ``cfg["input_size"]``)."""
         return self.__dict__.get("_pretrained_cfg")
 
     @pretrained_cfg.setter
     def pretrained_cfg(self, cfg: PretrainedCfg | None) -> None:
-        if isinstance(cfg, PretrainedCfg) and cfg.extra.get("first_conv") != self.first_conv:
-            cfg = dataclasses.replace(cfg, extra={**cfg.extra, "first_conv": self.first_conv})
+        if isinstance(cfg, PretrainedCfg):
+            own = {"first_conv": self.first_conv, "in_chans": self.get_submodule(self.first_conv).in_channels}
+            if any(cfg.extra.get(k) != v for k, v in own.items()):
+                cfg = dataclasses.replace(cfg, extra={**cfg.extra, **own})
         self.__dict__["_pretrained_cfg"] = cfg
 
     @property
