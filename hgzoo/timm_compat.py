@@ -63,6 +63,7 @@ def _entry(arch: str):
 
     entry.__name__ = entry.__qualname__ = arch
     entry.__module__ = __name__
+    entry.hgzoo_architecture = arch  # marks it as hgzoo's, whichever copy of this module made it
     entry.__doc__ = f"hgzoo's {arch} (hgzoo.create_model), registered into timm by hgzoo.timm_compat.register()."
     return entry
 
@@ -84,10 +85,10 @@ def register() -> list[str]:
     module = sys.modules[__name__]
     done = []
     for arch in list_models():
-        if arch in _registered:
-            continue
         existing = timm_registry._model_entrypoints.get(arch)
-        if existing is not None and existing.__module__ != __name__:
+        if arch in _registered or getattr(existing, "hgzoo_architecture", None) == arch:
+            continue  # registered already (by python -m hgzoo.timm_compat's copy of this module, say)
+        if existing is not None:
             raise RuntimeError(f"timm already registers a model named {arch!r} ({existing.__module__}); hgzoo will "
                                "not replace it")
         fn = _entry(arch)
@@ -99,8 +100,12 @@ def register() -> list[str]:
 
 
 def is_registered() -> bool:
-    """Whether :func:`register` has run in this process."""
-    return bool(_registered)
+    """Whether every hgzoo architecture is in timm's registry (:func:`register` has run in this process)."""
+    if "timm" not in sys.modules:
+        return False
+    from timm.models._registry import _model_entrypoints
+
+    return all(getattr(_model_entrypoints.get(a), "hgzoo_architecture", None) == a for a in list_models())
 
 
 def run_script(argv: list[str] | None = None) -> int:
@@ -129,7 +134,4 @@ def run_script(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Through the imported module, not this __main__ copy: the registry entries must name hgzoo.timm_compat.
-    from hgzoo.timm_compat import run_script as _run
-
-    sys.exit(_run())
+    sys.exit(run_script())

@@ -476,10 +476,13 @@ def test_timm_scripts_run_through_the_runner(tmp_path):
         "config = timm.data.resolve_data_config({}, model=model, use_test_size=True)\n"
         "x = timm.data.create_transform(**config)(Image.new('RGB', (300, 200)))\n"
         "print(type(model).__name__, tuple(model(x[None]).shape), round(config['crop_pct'], 5))\n"
+        "import hgzoo.timm_compat\n"
+        "print(hgzoo.timm_compat.register(), hgzoo.timm_compat.is_registered())\n"
         "sys.exit(3)\n")
     proc = subprocess.run([sys.executable, "-m", "hgzoo.timm_compat", str(script), "--model", "pphgnet_small"],
                           capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 3 and proc.stdout.split() == ["PPHGNet", "(1,", "3)", "0.94915"], proc.stderr[-2000:]
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["PPHGNet", "(1,", "3)", "0.94915", "[]", "True"], proc.stdout
     proc = subprocess.run([sys.executable, "-m", "hgzoo.timm_compat", str(tmp_path / "missing.py")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and "no such script" in proc.stderr
