@@ -87,11 +87,12 @@ def create_model(
         config, weights = hub.read_hub_config(model_name[len("hf-hub:"):])
         arch = config["architecture"]
         _check_declared_classes(config.get("num_classes"), f"hf-hub:{model_name[len('hf-hub:'):]} config.json")
+        declared_in_chans = _declared_in_chans(config, f"hf-hub:{model_name[len('hf-hub:'):]} config.json")
         cfg_fields = {f.name for f in dataclasses.fields(PretrainedCfg)}
         cfg = PretrainedCfg(**{k: (tuple(v) if isinstance(v, list) else v)
                                for k, v in config.get("pretrained_cfg", {}).items() if k in cfg_fields})
         if in_chans == 3:  # the default: the repo's own channel count (timm's model_args), as timm reads it
-            in_chans = _declared_in_chans(config, f"hf-hub:{model_name[len('hf-hub:'):]} config.json")
+            in_chans = declared_in_chans
         model = _build(arch, num_classes=config["num_classes"] if num_classes is None else num_classes,
                        in_chans=in_chans, **kwargs)
         model.pretrained_cfg = cfg

@@ -86,10 +86,16 @@ def test_push_to_hub_then_load_in_hgzoo_and_timm(run, tmp_path):
                               capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-4000:]
         out = json.loads(proc.stdout.splitlines()[-1])
+        cli = subprocess.run([sys.executable, "-m", "hgzoo.convert", "--input", str(run), "--output",
+                              str(tmp_path / "cli"), "--push-to-hub", "someone/from-cli"], env=_env(server, tmp_path),
+                             capture_output=True, text=True, cwd=ROOT)
+        assert cli.returncode == 0 and "pushed: " in cli.stdout, cli.stderr[-3000:]
+        assert server.files["/someone/from-cli/resolve/main/model.safetensors"] == \
+            (tmp_path / "cli" / "model.safetensors").read_bytes()
         posts = [p for m, p in server.requests if m == "POST"]
         readme = server.files["/someone/b0-finetuned/resolve/main/README.md"].decode()
         config = json.loads(server.files["/someone/b0-finetuned/resolve/main/config.json"])
-    assert posts.count("/api/repos/create") == 2 and "/api/models/someone/gray/commit/main" in posts
+    assert posts.count("/api/repos/create") == 3 and "/api/models/someone/gray/commit/main" in posts
     assert all(c.endswith("/commit/" + LocalServer.COMMIT) for c in out["commits"])
     for key in ("run", "gray"):
         assert out[key]["spread"] > 0 and out[key]["hgzoo"] == 0 and out[key]["timm"] == 0, out[key]
