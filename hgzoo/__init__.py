@@ -2,7 +2,8 @@
 
 ``import hgzoo`` loads the library proper: the registry, the builder, the layers and the models. The
 packages on top of it (``hgzoo.deploy``, ``hgzoo.data``, ``hgzoo.train``, ``hgzoo.hub``, ``hgzoo.features``,
-``hgzoo.convert``) and :func:`hgzoo.predict` load on first use.
+``hgzoo.convert``, ``hgzoo.publish``, ``hgzoo.timm_compat``), :func:`hgzoo.predict`, :func:`hgzoo.save_pretrained`
+and :func:`hgzoo.push_to_hub` load on first use.
 """
 from __future__ import annotations
 
@@ -20,23 +21,27 @@ from .pretrained import PretrainedCfg
 __version__ = "0.1.0"
 __all__ = [
     "create_model", "list_models", "list_pretrained", "is_model", "get_pretrained_cfg", "load_checkpoint",
-    "reparameterize", "PretrainedCfg", "predict",
+    "reparameterize", "PretrainedCfg", "predict", "save_pretrained", "push_to_hub",
 ]
 
-_LAZY_MODULES = ("convert", "data", "deploy", "features", "hub", "train")
+_LAZY_MODULES = ("convert", "data", "deploy", "features", "hub", "publish", "timm_compat", "train")
 # Functions named like the module that defines them: ``hgzoo.predict`` is the function of ``hgzoo/predict.py``.
 _LAZY_FUNCTIONS = ("predict",)
+# Functions of a lazily loaded module, by the module's name.
+_LAZY_ATTRIBUTES = {"save_pretrained": "publish", "push_to_hub": "publish"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_MODULES or name in _LAZY_FUNCTIONS:
         importlib.import_module(f".{name}", __name__)  # sets the attribute (see _Package.__setattr__)
         return globals()[name]
+    if name in _LAZY_ATTRIBUTES:
+        return getattr(importlib.import_module(f".{_LAZY_ATTRIBUTES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_FUNCTIONS))
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_FUNCTIONS) | set(_LAZY_ATTRIBUTES))
 
 
 class _Package(types.ModuleType):

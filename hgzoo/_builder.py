@@ -1,6 +1,8 @@
 """Build a model from its registered name, and load weights into it."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import warnings
 from pathlib import Path
@@ -10,9 +12,10 @@ import torch
 from torch import nn
 
 from ._files import CheckpointMismatchError, CorruptCheckpointError, safe_load
-from ._registry import get_pretrained_cfg, is_model, model_entrypoint, resolve_model_name
+from ._registry import alias_defaults, get_pretrained_cfg, is_model, model_entrypoint, resolve_model_name
 from .convert.paddle import _mismatch_report, convert_paddle_state_dict
 from .convert.timm import find_timm_arch, looks_like_timm, timm_to_hgzoo
+from .layers import check_global_pool
 from .pretrained import PretrainedCfg, pretrained_cfg_from_dict, pretrained_cfg_from_timm
 
 __all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoint", "state_dict_of"]
@@ -70,9 +73,16 @@ def create_model(
             the modules and the next transition, 4 = the modules and the incre bottlenecks.
         norm_eval: keep every BatchNorm in eval mode, even after ``train()`` (running statistics used and never
             updated; weight and bias still train), as mmdetection's ``norm_eval``; for small detection batches.
-        **kwargs: the model's own arguments (``drop_rate``, ``drop_path_rate``, ...). Unknown ones raise
-            ``TypeError`` naming them.
+        **kwargs: the model's own arguments (``drop_rate``, ``drop_path_rate``, ...), and timm's
+            (:func:`timm_kwargs`): ``checkpoint_path``, ``pretrained_cfg_overlay``, ``global_pool``,
+            ``scriptable``, ``exportable``. Unknown ones raise ``TypeError`` naming them.
     """
+    timm = timm_kwargs(kwargs)
+    kwargs = {**alias_defaults(model_name), **kwargs}
+    if timm.pretrained_file is not None:
+        if pretrained_file is not None:
+            raise TypeError("give pretrained_file= or pretrained_cfg_overlay=dict(file=...), not both")
+        pretrained_file = timm.pretrained_file if pretrained else None  # timm: the file is read only if pretrained
     _check_model_args(num_classes, in_chans, out_indices)
     if freeze_at is not None and (isinstance(freeze_at, bool) or not isinstance(freeze_at, int)):
         raise TypeError(f"freeze_at must be None or an int (-1: nothing, 0: the stem, k: the stem and k stages), "
@@ -82,7 +92,7 @@ def create_model(
     if model_name.startswith("hf-hub:"):
         model, cfg = _from_hub_repo(model_name[len("hf-hub:"):], pretrained, pretrained_file, num_classes, in_chans,
                                     cache_dir, kwargs)
-        return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval)
+        return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval, timm)
 
     arch, tag = resolve_model_name(model_name)
     cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
@@ -98,7 +108,74 @@ def create_model(
         if cfg is None:
             raise ValueError(f"{arch} has no published weights; pass pretrained_file=PATH to load your own")
         load_pretrained(model, cfg, progress=progress, cache_dir=cache_dir)
-    return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval)
+    return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval, timm)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimmArgs:
+    """timm's ``create_model`` arguments, taken out of the keyword arguments by :func:`timm_kwargs`."""
+
+    checkpoint_path: str | None = None
+    pretrained_file: str | None = None
+    cfg_overlay: tuple[tuple[str, object], ...] = ()  # pretrained_cfg_overlay's preprocessing keys, checked
+
+    def overlay(self, cfg: PretrainedCfg | None) -> PretrainedCfg | None:
+        """``cfg`` with ``pretrained_cfg_overlay``'s preprocessing keys (timm's names) applied."""
+        if cfg is None or not self.cfg_overlay:
+            return cfg
+        o = dict(self.cfg_overlay)
+        changes = {k: o[k] for k in ("mean", "std", "interpolation") if k in o}
+        crop = o["input_size"][1] if "input_size" in o else cfg.crop_size
+        if crop != cfg.crop_size or "crop_pct" in o:
+            changes["crop_size"] = crop
+            changes["resize_short"] = math.floor(crop / o.get("crop_pct", cfg.crop_pct))
+        return dataclasses.replace(cfg, **changes)
+
+
+_OVERLAY_KEYS = ("file", "mean", "std", "interpolation", "input_size", "crop_pct")
+def _check_overlay(overlay: dict) -> tuple[tuple[str, object], ...]:
+    unknown = sorted(set(overlay) - set(_OVERLAY_KEYS))
+    if unknown:
+        raise TypeError(f"pretrained_cfg_overlay key(s) {', '.join(map(repr, unknown))} not supported; supported: "
+                        f"{', '.join(_OVERLAY_KEYS)} (for a Hub repo use create_model('hf-hub:ORG/REPO', "
+                        "pretrained=True); for a URL, download the file and pass pretrained_file=)")
+    out: dict[str, object] = {k: tuple(float(v) for v in overlay[k]) for k in ("mean", "std") if k in overlay}
+    if "interpolation" in overlay:
+        out["interpolation"] = str(overlay["interpolation"])
+    if "input_size" in overlay:
+        size = tuple(int(v) for v in overlay["input_size"])
+        if len(size) != 3 or size[1] != size[2] or size[1] < 1:
+            raise ValueError(f"pretrained_cfg_overlay input_size must be (C, S, S), got {overlay['input_size']!r}")
+        out["input_size"] = size
+    if "crop_pct" in overlay:
+        if not 0 < float(overlay["crop_pct"]) <= 1:
+            raise ValueError(f"pretrained_cfg_overlay crop_pct must be in (0, 1], got {overlay['crop_pct']!r}")
+        out["crop_pct"] = float(overlay["crop_pct"])
+    return tuple(out.items())
+
+
+def timm_kwargs(kwargs: dict) -> TimmArgs:
+    """Take timm's ``create_model`` arguments out of ``kwargs``, with timm's meanings.
+
+    ``checkpoint_path``: a checkpoint loaded after the model is built (hgzoo's loader: ``.pdparams``, safetensors,
+    train.py's and timm's ``.pth``; empty means none, as in timm). ``pretrained_cfg_overlay``: ``file`` is the
+    weights file when ``pretrained=True`` (as ``pretrained_file``); ``mean``, ``std``, ``interpolation``,
+    ``input_size`` (square) and ``crop_pct`` replace the model's preprocessing; other keys (``hf_hub_id``,
+    ``url``) are refused. ``global_pool``: ``'avg'`` or None. ``scriptable``, ``exportable``: accepted, and change
+    nothing: every hgzoo model scripts and exports as built.
+    """
+    for flag in ("scriptable", "exportable"):
+        value = kwargs.pop(flag, None)
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"{flag} must be True, False or None, got {value!r}")
+    check_global_pool(kwargs.pop("global_pool", None))
+    checkpoint_path = kwargs.pop("checkpoint_path", None) or None
+    overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
+    if not isinstance(overlay, dict):
+        raise TypeError(f"pretrained_cfg_overlay must be a dict, got {type(overlay).__name__}")
+    file = overlay.get("file")
+    return TimmArgs(None if checkpoint_path is None else os.fspath(checkpoint_path),
+                    None if file is None else os.fspath(file), _check_overlay(overlay))
 
 
 def _from_hub_repo(repo_id: str, pretrained: bool, pretrained_file, num_classes: int | None, in_chans: int,
@@ -109,6 +186,9 @@ def _from_hub_repo(repo_id: str, pretrained: bool, pretrained_file, num_classes:
 
     config, weights = hub.read_hub_config(repo_id, cache_dir)
     _check_declared_classes(config.get("num_classes"), f"hf-hub:{repo_id} config.json")
+    declared_in_chans = _declared_in_chans(config, f"hf-hub:{repo_id} config.json")
+    if in_chans == 3:  # the default: the repo's own channel count (timm's model_args), as timm reads it
+        in_chans = declared_in_chans
     layout = "hgzoo"
     if is_model(config["architecture"]):
         arch = resolve_model_name(config["architecture"])[0]
@@ -193,9 +273,29 @@ def _check_declared_classes(value, source: str) -> None:
                                      f"{max_declared_classes():,} (HGZOO_MAX_NUM_CLASSES raises it if you trust it)")
 
 
+MAX_DECLARED_IN_CHANS = 4096
+
+
+def _declared_in_chans(config: dict, source: str) -> int:
+    """The input channels a Hub config.json declares (timm's ``model_args.in_chans``; 3 if absent), checked."""
+    model_args = config.get("model_args") or {}
+    if not isinstance(model_args, dict):
+        raise CorruptCheckpointError(f"{source}: model_args must be a mapping, found {type(model_args).__name__}")
+    value = model_args.get("in_chans", 3)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DECLARED_IN_CHANS:
+        raise CorruptCheckpointError(f"{source}: model_args.in_chans must be a whole number from 1 to "
+                                     f"{MAX_DECLARED_IN_CHANS}, found {value!r}")
+    return value
+
+
 def _as_backbone(model: nn.Module, cfg: PretrainedCfg | None, features_only: bool, out_indices, feature_mode,
-                 freeze_at: int | None, norm_eval: bool) -> nn.Module:
-    """Wrap ``model`` (weights loaded) as a features-only backbone if asked, then freeze and set norm_eval."""
+                 freeze_at: int | None, norm_eval: bool, timm: TimmArgs | None = None) -> nn.Module:
+    """Apply timm's arguments (the preprocessing overlay, ``checkpoint_path`` loaded into ``model``), wrap it as a
+    features-only backbone if asked, then freeze and set norm_eval."""
+    timm = timm or TimmArgs()
+    cfg = model.pretrained_cfg = timm.overlay(cfg)
+    if timm.checkpoint_path is not None:
+        load_checkpoint(model, timm.checkpoint_path)
     if features_only:
         from .features import FeatureListNet
 

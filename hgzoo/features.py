@@ -30,20 +30,41 @@ def resolve_out_indices(out_indices: int | Sequence[int] | None, n: int) -> tupl
 
 
 class FeatureInfo:
-    """Channels and reductions (integer strides) of the feature levels a model returns."""
+    """Channels and reductions (integer strides) of the feature levels a model returns, with timm's
+    ``FeatureInfo`` methods: ``channels(idx)``, ``reduction(idx)``, ``module_name(idx)``, ``get(key, idx)`` and
+    ``get_dicts(keys, idx)``, where ``idx`` (an int or a sequence) picks among the returned levels."""
 
     def __init__(self, info: list[dict], out_indices: Sequence[int]) -> None:
         self.info = [dict(info[i]) for i in out_indices]
         self.out_indices = tuple(out_indices)
 
-    def channels(self) -> list[int]:
-        return [int(f["num_chs"]) for f in self.info]
+    def get(self, key: str, idx: int | Sequence[int] | None = None) -> list | object:
+        """``key`` of every level, of level ``idx``, or of the levels ``idx``."""
+        if idx is None:
+            return [f[key] for f in self.info]
+        if isinstance(idx, int):
+            return self.info[idx][key]
+        return [self.info[i][key] for i in idx]
 
-    def reduction(self) -> list[int]:
-        return [int(f["reduction"]) for f in self.info]
+    def get_dicts(self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None) -> list[dict] | dict:
+        """The level dicts (only ``keys`` if given): all, level ``idx``, or the levels ``idx``."""
+        def pick(f: dict) -> dict:
+            return dict(f) if keys is None else {k: f[k] for k in keys}
 
-    def module_name(self) -> list[str]:
-        return [f["module"] for f in self.info]
+        if idx is None:
+            return [pick(f) for f in self.info]
+        if isinstance(idx, int):
+            return pick(self.info[idx])
+        return [pick(self.info[i]) for i in idx]
+
+    def channels(self, idx: int | Sequence[int] | None = None) -> list[int] | int:
+        return _as_int(self.get("num_chs", idx))
+
+    def reduction(self, idx: int | Sequence[int] | None = None) -> list[int] | int:
+        return _as_int(self.get("reduction", idx))
+
+    def module_name(self, idx: int | Sequence[int] | None = None) -> list[str] | str:
+        return self.get("module", idx)
 
     def __len__(self) -> int:
         return len(self.info)
@@ -53,6 +74,10 @@ class FeatureInfo:
 
     def __repr__(self) -> str:
         return f"FeatureInfo(channels={self.channels()}, reduction={self.reduction()})"
+
+
+def _as_int(value: list | object) -> list[int] | int:
+    return [int(v) for v in value] if isinstance(value, list) else int(value)
 
 
 class FeatureListNet(nn.Module):
@@ -77,6 +102,11 @@ class FeatureListNet(nn.Module):
         self.feature_mode = feature_mode
         model.prune_for_features(feature_mode, self.out_indices)
         self.model = model
+
+    @property
+    def default_cfg(self):
+        """timm's older name for ``pretrained_cfg``."""
+        return self.__dict__.get("pretrained_cfg")
 
     @property
     def frozen_stages(self) -> int:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "PretrainedCfg", "WeightSource", "paddle_cfg", "timm_cfg", "pretrained_cfg_from_dict", "pretrained_cfg_from_timm",
-    "IMAGENET_MEAN", "IMAGENET_STD", "PADDLE_URL_ROOT", "PADDLE_BUCKET",
+    "timm_crop_pct", "IMAGENET_MEAN", "IMAGENET_STD", "PADDLE_URL_ROOT", "PADDLE_BUCKET",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -16,6 +17,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PADDLE_BUCKET = "https://paddle-imagenet-models-name.bj.bcebos.com/"
 PADDLE_URL_ROOT = f"{PADDLE_BUCKET}dygraph/legendary_models/"
 TIMM_HUB_ORG = "timm"
+PADDLECLAS_URL = "https://github.com/PaddlePaddle/PaddleClas"
+TIMM_URL = "https://github.com/huggingface/pytorch-image-models"
+
+#: The keys of timm's ``PretrainedCfg`` that :meth:`PretrainedCfg.to_timm_dict` fills in.
+TIMM_KEYS = ("architecture", "tag", "hf_hub_id", "input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std",
+             "num_classes", "pool_size", "first_conv", "classifier", "license", "origin_url", "notes")
+
+
+def timm_crop_pct(crop_size: int, resize_short: int) -> float:
+    """The ``crop_pct`` for which timm's ``math.floor(crop_size / crop_pct)`` is exactly ``resize_short``."""
+    pct = crop_size / resize_short
+    while math.floor(crop_size / pct) < resize_short:  # float rounding put the quotient just below: nudge down
+        pct = math.nextafter(pct, 0.0)
+    while math.floor(crop_size / pct) > resize_short:
+        pct = math.nextafter(pct, 1.0)
+    return pct
 
 
 @dataclass(frozen=True)
@@ -70,7 +87,7 @@ class WeightSource:
 
 
 @dataclass(frozen=True)
-class PretrainedCfg:
+class PretrainedCfg(Mapping):
     """Everything needed to get and use one set of weights (one ``arch.tag``).
 
     ``sources`` are tried in order (see :func:`hgzoo.hub.resolve_weights`); nothing else is ever asked for.
@@ -81,6 +98,11 @@ class PretrainedCfg:
     ``ResizeImage``/``CropImage``: ``round(long * short / min)``, offset ``(dim - crop) // 2``) or
     ``"torchvision"`` (``Resize(int)``/``CenterCrop``, which timm uses: ``int(short * long / min)``, offset
     ``round((dim - crop) / 2)``).
+
+    It is also a read-only mapping, as timm reads its ``pretrained_cfg`` (``cfg["input_size"]``,
+    ``cfg.get("crop_pct")``): every field under its own name, and timm's keys that are not fields, derived from
+    the fields (:meth:`to_timm_dict`). ``extra`` may hold the model's ``first_conv`` and ``in_chans`` (a model's
+    ``pretrained_cfg`` does).
     """
 
     architecture: str
@@ -107,7 +129,8 @@ class PretrainedCfg:
 
     @property
     def input_size(self) -> tuple[int, int, int]:
-        return (3, self.crop_size, self.crop_size)
+        """(channels, crop, crop): 3 channels unless the model's configuration says otherwise (``extra``)."""
+        return (int(self.extra.get("in_chans", 3)), self.crop_size, self.crop_size)
 
     @property
     def paddle_url(self) -> str | None:
@@ -123,6 +146,46 @@ class PretrainedCfg:
         d = asdict(self)
         d["name"] = self.name
         return d
+
+    @property
+    def crop_pct(self) -> float:
+        """timm's ``crop_pct``: ``math.floor(crop_size / crop_pct)`` is exactly ``resize_short``."""
+        return timm_crop_pct(self.crop_size, self.resize_short)
+
+    def to_timm_dict(self) -> dict[str, Any]:
+        """This configuration in the keys of timm's ``PretrainedCfg`` (``timm.models.PretrainedCfg(**d)`` takes it).
+
+        timm resizes with PIL whatever ``resize_backend`` says (antialiased, where PaddleClas's cv2 resize is not);
+        the README gives the difference this makes.
+        """
+        return {
+            "architecture": self.architecture, "tag": self.tag, "hf_hub_id": self.hf_hub_id,
+            "input_size": self.input_size, "interpolation": self.interpolation, "crop_pct": self.crop_pct,
+            "crop_mode": "center", "mean": tuple(self.mean), "std": tuple(self.std), "num_classes": self.num_classes,
+            "pool_size": (math.ceil(self.crop_size / 32),) * 2, "first_conv": self.extra.get("first_conv"),
+            "classifier": "head.fc", "license": self.license.lower(),
+            "origin_url": TIMM_URL if "timm" in self.source.lower() else PADDLECLAS_URL,
+            "notes": (self.notes,) if self.notes else None,
+        }
+
+    # --- read-only mapping: fields by their own names, then timm's keys ---------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _FIELD_NAMES:
+            return getattr(self, key)
+        if key in TIMM_KEYS:
+            return self.to_timm_dict()[key]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from _FIELD_NAMES
+        yield from (k for k in TIMM_KEYS if k not in _FIELD_NAMES)
+
+    def __len__(self) -> int:
+        return len(_FIELD_NAMES) + sum(k not in _FIELD_NAMES for k in TIMM_KEYS)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(PretrainedCfg))
 
 
 def pretrained_cfg_from_dict(d: dict) -> PretrainedCfg:

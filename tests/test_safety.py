@@ -347,6 +347,30 @@ def test_hub_config_declaring_a_billion_classes(tmp_path):
     assert proc.returncode != 0 and "1,000,000,000 classes" in proc.stderr and "HGZOO_MAX_NUM_CLASSES" in proc.stderr
 
 
+@pytest.mark.parametrize("in_chans", [10 ** 9, "3", -1])
+def test_hub_config_declaring_bad_input_channels(in_chans, tmp_path):
+    """model_args.in_chans of an hf-hub: config.json (timm's field, which hgzoo reads) is checked before building."""
+    repo = tmp_path / "hf" / "hub" / "models--org--chans"
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    config = {"architecture": MODEL, "num_classes": 2, "model_args": {"in_chans": in_chans}}
+    (snap / "config.json").write_text(json.dumps(config))
+    (snap / "model.safetensors").write_bytes(b"")
+    proc = run("-c", "import hgzoo\nhgzoo.create_model('hf-hub:org/chans', pretrained=True)\n",
+               env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode != 0 and "model_args.in_chans" in proc.stderr and "config.json" in proc.stderr
+
+
+def test_publishing_never_runs_code_from_a_checkpoint(files, tmp_path):
+    """python -m hgzoo.convert --input X.pt (a train.py checkpoint to publish) reads through the safe reader."""
+    proc = run("-m", "hgzoo.convert", "--input", str(files["evil.pth"]), "--output", str(tmp_path / "out"))
+    assert_one_line_error(proc, 2, "evil.pth", "refused")
+    assert not files["marker"].exists(), "the pickle's command ran"
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------------- results lost
 
 def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -540,7 +564,8 @@ def test_cli_values_checked_before_work(command, argv, names, capsys):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(num_classes=-1), "num_classes"), (dict(in_chans=0), "in_chans"), (dict(in_chans=-3), "in_chans"),
-    (dict(features_only=True, out_indices=()), "out_indices"),
+    (dict(features_only=True, out_indices=()), "out_indices"), (dict(global_pool="max"), "global_pool"),
+    (dict(pretrained_cfg_overlay=dict(crop_pct=2.0)), "crop_pct"),
 ])
 def test_create_model_values(kwargs, message):
     with pytest.raises(ValueError, match=message):

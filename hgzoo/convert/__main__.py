@@ -1,4 +1,5 @@
-"""Convert PaddleClas (and timm) checkpoints to Hub-ready safetensors folders, and hgzoo weights to timm's layout.
+"""Convert PaddleClas (and timm) checkpoints to Hub-ready safetensors folders, hgzoo weights to timm's layout, and
+publish train.py checkpoints.
 
   python -m hgzoo.convert --model pphgnet_small --input X.pdparams|URL --output DIR [--num-classes N]
                           [--push-to-hub ORG/REPO]
@@ -6,6 +7,8 @@
   python -m hgzoo.convert --from timm --input X.safetensors|X.pth|X.pth.tar|hf-hub:timm/REPO --output DIR
                           [--model hgnet_small|pphgnet_small]
   python -m hgzoo.convert --to timm --model pphgnet_small[.tag] --input WEIGHTS --output DIR [--timm-model NAME]
+  python -m hgzoo.convert --input runs/x/best.pt --output DIR [--push-to-hub ORG/REPO]
+                          (a train.py checkpoint: self-describing, so no --model)
 
 An official checkpoint is recognised by its file name (e.g. PPHGNet_small_ssld_pretrained.pdparams) and keeps
 its tag's published metrics; any other file is a user's own PaddleClas training, whose class count is read
@@ -27,7 +30,7 @@ from .._files import safe_load
 from .._registry import get_pretrained_cfg, list_pretrained, resolve_model_name
 from ..hub import download_url
 from ..pretrained import PretrainedCfg
-from .export import write_hub_folder
+from ..publish import write_hub_folder
 from .paddle import convert_paddle_state_dict
 
 
@@ -87,12 +90,22 @@ def convert_file(model_name: str, source: str, output: Path, num_classes: int | 
 
 
 def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
-    from huggingface_hub import HfApi
+    from ..publish import upload_folder
 
-    api = HfApi()
-    api.create_repo(repo_id, exist_ok=True, private=private)
-    return api.upload_folder(folder_path=str(folder), repo_id=repo_id,
-                             commit_message="Upload converted weights").commit_url
+    return upload_folder(folder, repo_id, private, commit_message="Upload converted weights")
+
+
+def publish_checkpoint(source: str, output: Path, repo_id: str | None) -> Path:
+    """A train.py checkpoint (``--input best.pt`` without ``--model``) to a Hub folder: its model, classes,
+    preprocessing, accuracy and run settings come from the checkpoint."""
+    from ..publish import save_pretrained
+
+    path = Path(source)
+    if not path.is_file():
+        raise BadInput(f"--input {source}: no such file (a train.py checkpoint; a .pdparams also needs --model)")
+    if path.suffix == ".pdparams":
+        raise BadInput(f"--input {source} is a PaddleClas checkpoint: give --model too")
+    return save_pretrained(path, output, repo_id=repo_id)
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -114,11 +127,17 @@ def _main(argv: list[str] | None = None) -> int:
     if args.from_layout == "timm" or args.to_layout == "timm":
         return _timm_main(ap, args)
     if bool(args.all) == bool(args.input):
-        ap.error("give either --model and --input, or --all DIR")
-    if args.input and not args.model:
-        ap.error("--input needs --model")
+        ap.error("give either --model and --input, or --all DIR, or --input CHECKPOINT.pt")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise BadInput(f"--output {args.output} is a file; give a folder")
+    if args.input and not args.model:  # a train.py checkpoint
+        if args.num_classes is not None:
+            raise BadInput("--num-classes: a train.py checkpoint carries its own class count")
+        out = publish_checkpoint(args.input, Path(args.output), args.push_to_hub)
+        print(f"wrote {out}")
+        if args.push_to_hub:
+            print(f"pushed: {push_to_hub(out, args.push_to_hub, args.private)}")
+        return 0
     if args.input:
         out = convert_file(args.model, args.input, Path(args.output), args.num_classes)
         print(f"wrote {out}")

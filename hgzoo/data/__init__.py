@@ -4,17 +4,34 @@
 see :mod:`hgzoo.data.transforms` for how each PaddleClas op is matched, and where and by how much we differ.
 """
 from .datasets import (
-    FASHION_MNIST_DIR, IMAGE_EXTENSIONS, FashionMNIST, ImageFolder, LabelListDataset, LabelListError,
-    imagenet_class_names, read_class_names, scan_images,
+    FASHION_MNIST_DIR,
+    IMAGE_EXTENSIONS,
+    FashionMNIST,
+    ImageFolder,
+    LabelListDataset,
+    LabelListError,
+    imagenet_class_names,
+    read_class_names,
+    scan_images,
 )
 from .loader import Batch, GuardedDataset, create_eval_loader, iterate_batches
+from .timm_config import resolve_model_data_config
 from .transforms import (
-    ImageDecodeError, Normalizer, PaddleCenterCrop, PaddleRandCrop, ResizeShort, create_transform, decode_bytes,
-    max_image_pixels, read_image, resolve_data_config,
+    ImageDecodeError,
+    Normalizer,
+    PaddleCenterCrop,
+    PaddleRandCrop,
+    ResizeShort,
+    create_transform,
+    decode_bytes,
+    max_image_pixels,
+    read_image,
+    resolve_data_config,
 )
 
 __all__ = [
-    "create_transform", "resolve_data_config", "read_image", "max_image_pixels", "decode_bytes", "ImageDecodeError", "ResizeShort",
+    "create_transform", "resolve_data_config", "resolve_model_data_config", "read_image", "max_image_pixels",
+    "decode_bytes", "ImageDecodeError", "ResizeShort",
     "PaddleCenterCrop", "PaddleRandCrop", "Normalizer",
     "ImageFolder", "LabelListDataset", "LabelListError", "FashionMNIST", "FASHION_MNIST_DIR", "IMAGE_EXTENSIONS",
     "imagenet_class_names", "read_class_names", "scan_images",

@@ -345,6 +345,9 @@ class PaddleRandCrop(nn.Module):
         return f"size={self.size}, scale={self.scale}, ratio={self.ratio}, interpolation={self.interpolation}"
 
 
+_TIMM_ARGS = ("args", "pretrained_cfg", "model", "use_test_size", "verbose")
+
+
 def resolve_data_config(
     cfg: PretrainedCfg | None = None,
     *,
@@ -356,12 +359,21 @@ def resolve_data_config(
     size_rounding: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    **timm_args,
 ) -> dict:
     """The preprocessing settings: ``cfg``'s (PaddleClas's defaults without one), then any overrides.
 
     ``crop_pct`` sets ``resize_short = round(crop_size / crop_pct)`` (timm's convention) unless
     ``resize_short`` is also given; changing only ``crop_size`` keeps the cfg's resize/crop ratio.
+
+    Called as timm calls its function of this name (``resolve_data_config(model=model)``,
+    ``resolve_data_config(vars(args), model=model)``, ``pretrained_cfg=``, ``use_test_size=``, ``verbose=``), it
+    is that function and returns timm's keys: see :func:`hgzoo.data.timm_config.resolve_timm_data_config`.
     """
+    if timm_args or isinstance(cfg, dict):
+        return _timm_call(cfg, timm_args, dict(resize_short=resize_short, crop_size=crop_size, crop_pct=crop_pct,
+                                               interpolation=interpolation, resize_backend=resize_backend, mean=mean,
+                                               std=std))
     base = dict(resize_short=256, crop_size=224, interpolation="bilinear", resize_backend="cv2",
                 size_rounding="paddle", mean=IMAGENET_MEAN, std=IMAGENET_STD)
     if cfg is not None:
@@ -387,6 +399,22 @@ def resolve_data_config(
     _resize_mode(out["interpolation"], out["resize_backend"])  # fail early on an unknown combination
     _check_rounding(out["size_rounding"])
     return out
+
+
+def _timm_call(args: dict | None, timm_args: dict, hgzoo_args: dict) -> dict:
+    """``resolve_data_config`` called timm's way: check the arguments, then timm's resolution."""
+    from .timm_config import resolve_timm_data_config
+
+    unknown = sorted(set(timm_args) - set(_TIMM_ARGS))
+    if unknown:
+        raise TypeError(f"resolve_data_config got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    mixed = sorted(k for k, v in hgzoo_args.items() if v is not None)
+    if mixed:
+        raise TypeError(f"resolve_data_config: {', '.join(mixed)} are hgzoo's overrides; called timm's way (model=, "
+                        "args=, pretrained_cfg=) put them in args")
+    if args is not None and "args" in timm_args:
+        raise TypeError("resolve_data_config got args twice")
+    return resolve_timm_data_config(timm_args.pop("args", args), **timm_args)
 
 
 def create_transform(

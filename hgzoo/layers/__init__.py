@@ -2,14 +2,14 @@
 from .attention import EffectiveSE, SqueezeExcite
 from .conv import ConvBNAct, LearnableAffine, LearnableDownsample, create_act, fuse_conv_bn, pad_same
 from .drop import DropPath, drop_path_schedule
-from .head import ClassifierHead, Dropout
+from .head import GLOBAL_POOLS, ClassifierHead, Dropout, check_global_pool
 from .init import paddle_default_init_
 from .norm import FrozenBatchNorm2d, freeze_batch_norm, unfreeze_batch_norm
 from .rep import RepDepthwiseConv, reparameterize
 
 __all__ = [
-    "ClassifierHead", "ConvBNAct", "DropPath", "Dropout", "EffectiveSE", "FrozenBatchNorm2d",
-    "LearnableAffine", "LearnableDownsample", "RepDepthwiseConv", "SqueezeExcite",
+    "GLOBAL_POOLS", "ClassifierHead", "ConvBNAct", "check_global_pool", "DropPath", "Dropout", "EffectiveSE",
+    "FrozenBatchNorm2d", "LearnableAffine", "LearnableDownsample", "RepDepthwiseConv", "SqueezeExcite",
     "create_act", "drop_path_schedule", "freeze_batch_norm", "fuse_conv_bn", "pad_same", "paddle_default_init_",
     "reparameterize", "unfreeze_batch_norm",
 ]

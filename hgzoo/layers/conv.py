@@ -20,6 +20,11 @@ def pad_same(x: torch.Tensor, kernel_size: int, stride: int, value: float = 0.0)
     return x
 
 
+# FX (torch.fx.symbolic_trace, torchvision's create_feature_extractor) records pad_same as one call, evaluated with
+# the real input's shape, instead of tracing its shape arithmetic (data-dependent control flow, which FX refuses).
+torch.fx.wrap("pad_same")
+
+
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the (weight, bias) of one conv equal to ``bn(conv(x))`` in eval mode.
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ClassifierHead", "Dropout"]
+__all__ = ["ClassifierHead", "Dropout", "GLOBAL_POOLS", "check_global_pool"]
+
+#: The global poolings a head can do (timm's ``global_pool``): average, PaddleClas's only one.
+GLOBAL_POOLS = ("avg",)
+
+
+def check_global_pool(global_pool: str | None) -> None:
+    """Refuse a ``global_pool`` (timm's argument) other than None or ``'avg'``, naming what to use instead."""
+    if global_pool is not None and global_pool not in GLOBAL_POOLS:
+        raise ValueError(f"global_pool={global_pool!r} is not supported: hgzoo's heads pool with 'avg' (PaddleClas's "
+                         "global average pool), the only value accepted; for the unpooled map use "
+                         "model.forward_features(x) or model.forward_intermediates(x)")
 
 
 class Dropout(nn.Module):

@@ -33,10 +33,12 @@ class RepDepthwiseConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused is not None:
             return self.fused(x)
-        out = self.branches[0](x)
-        for branch in self.branches[1:]:
-            out += branch(x)  # `out` is this module's own fresh tensor
-        return out
+        else:
+            out = self.branches[0](x)
+            for i, branch in enumerate(self.branches):
+                if i > 0:
+                    out += branch(x)  # `out` is this module's own fresh tensor
+            return out
 
     @torch.no_grad()
     def reparameterize(self) -> None:

@@ -25,7 +25,7 @@ from ..layers import ClassifierHead, ConvBNAct, DropPath, SqueezeExcite, drop_pa
 from ..pretrained import PretrainedCfg, paddle_cfg, timm_cfg
 from ._base import ClassifierModel
 
-__all__ = ["HRNet", "BasicBlock", "Bottleneck", "HighResolutionModule", "fuse_conv_order"]
+__all__ = ["HRNet", "BasicBlock", "Bottleneck", "HighResolutionModule", "ListSequential", "fuse_conv_order"]
 
 SE_REDUCTION = 16
 STEM_CHS = 64
@@ -41,7 +41,7 @@ def _se(channels: int, has_se: bool) -> nn.Module:
     return SqueezeExcite(channels, max(channels // SE_REDUCTION, 1)) if has_se else nn.Identity()
 
 
-def _upsample_to(x: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Tensor:
+def _upsample_to(x: torch.Tensor, scale: int, size: list[int]) -> torch.Tensor:
     """Nearest-neighbour upsampling by an integer ``scale``, cropped to ``size``.
 
     Every stride-2 conv rounds up, so a coarser branch has ``ceil(side / scale)`` pixels and its
@@ -142,21 +142,34 @@ class HighResolutionModule(nn.Module):
         return nn.Sequential(*convs)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        xs = [branch(x) for branch, x in zip(self.branches, xs)]
-        out = []
+        ys: list[torch.Tensor] = []
+        for k, branch in enumerate(self.branches):
+            ys.append(branch(xs[k]))
+        out: list[torch.Tensor] = []
         for i, paths in enumerate(self.fuse_layers):
-            # The first sum makes a new tensor (xs[i] is read again by later outputs); the rest add in place.
-            y, size = None, xs[i].shape[-2:]
+            # The first sum makes a new tensor (ys[i] is read again by later outputs); the rest add in place.
+            size = ys[i].shape[-2:]
+            y = ys[i]
+            first = True
             for j, path in enumerate(paths):
-                if j == i:
-                    continue
-                t = _upsample_to(path(xs[j]), 2 ** (j - i), size) if j > i else path(xs[j])
-                if y is None:
-                    y = xs[i] + t
-                else:
-                    y += t
-            out.append(self.act(y) if y is not None else torch.relu(xs[i]))
+                if j != i:
+                    t = _upsample_to(path(ys[j]), 1 << (j - i), size) if j > i else path(ys[j])
+                    if first:
+                        y = ys[i] + t
+                        first = False
+                    else:
+                        y += t
+            out.append(torch.relu(y) if first else self.act(y))
         return out
+
+
+class ListSequential(nn.Sequential):
+    """``nn.Sequential`` over modules that take and return a list of tensors (TorchScript needs the types)."""
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        for module in self:
+            xs = module(xs)
+        return xs
 
 
 def _paddle_renames() -> tuple[tuple[str, str], ...]:
@@ -264,6 +277,8 @@ class HRNet(ClassifierModel):
     first_conv = "stem.0.conv"
     paddle_key_map = PADDLE_KEY_MAP
     timm_key_map = TIMM_KEY_MAP
+    # timm's HRNet exposes the first stem conv's output as level 0 of forward_intermediates.
+    stem_info = {"num_chs": STEM_CHS, "reduction": 2, "module": "stem.0"}
 
     def __init__(
         self,
@@ -327,9 +342,9 @@ class HRNet(ClassifierModel):
         self._init_weights()
 
     @staticmethod
-    def _make_stage(channels: tuple[int, ...], has_se: bool, rates: list[list[float]]) -> nn.Sequential:
+    def _make_stage(channels: tuple[int, ...], has_se: bool, rates: list[list[float]]) -> ListSequential:
         """One high-resolution module per list of drop-path rates (one rate per block of each branch)."""
-        return nn.Sequential(*(HighResolutionModule(channels, has_se, tuple(r)) for r in rates))
+        return ListSequential(*(HighResolutionModule(channels, has_se, tuple(r)) for r in rates))
 
     @torch.no_grad()
     def _init_weights(self) -> None:
@@ -349,15 +364,37 @@ class HRNet(ClassifierModel):
 
     def forward_branches(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four branch outputs of stage 4: ``width * (1, 2, 4, 8)`` channels at strides 4, 8, 16, 32."""
-        x = self._run(self.layer1, self.stem(x))
-        xs = [t(x) for t in self.transition1]
-        xs = self._run(self.stage2, xs)
+        return self._trunk(self.stem(x))
+
+    def _trunk(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """From the stem's output (stride 4) to the four branches of stage 4."""
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return self._trunk_checkpointed(x)
+        x = self.layer1(x)
+        xs: list[torch.Tensor] = []
+        for t in self.transition1:
+            xs.append(t(x))
+        xs = self.stage2(xs)
+        xs = self.stage3(xs + [self.transition2(xs[-1])])
+        return self.stage4(xs + [self.transition3(xs[-1])])
+
+    def _trunk_checkpointed(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`_trunk` with each stage recomputed in the backward pass (eager only)."""
+        x = self._run(self.layer1, x)
+        xs = self._run(self.stage2, [t(x) for t in self.transition1])
         xs = self._run(self.stage3, xs + [self.transition2(xs[-1])])
         return self._run(self.stage4, xs + [self.transition3(xs[-1])])
 
     def forward_incre(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The incre features: 128, 256, 512, 1024 channels at strides 4, 8, 16, 32 (``feature_info``)."""
-        return [self._run(m, b) for m, b in zip(self.incre_modules, self.forward_branches(x))]
+        branches = self.forward_branches(x)
+        out: list[torch.Tensor] = []
+        for i, m in enumerate(self.incre_modules):
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                out.append(self._run(m, branches[i]))
+            else:
+                out.append(m(branches[i]))
+        return out
 
     def feature_levels(self, mode: str | None = None) -> list[dict]:
         """``"incre"`` (the default, as timm): the incre features; ``"branches"``: the raw branch outputs."""
@@ -372,12 +409,11 @@ class HRNet(ClassifierModel):
         return self.forward_branches(x) if mode == "branches" else self.forward_incre(x)
 
     def stage_modules(self) -> list[list[nn.Module]]:
-        """What ``freeze_stages`` counts as HRNet's stem and stages (as mmdetection's HRNet): the stem;
-        stage 1, the bottlenecks and the first transition; stages 2 and 3, their modules and the transition
-        that follows; stage 4, its modules and the incre bottlenecks that make the default features."""
-        incre = [self.incre_modules] if hasattr(self, "incre_modules") else []
-        return [[self.stem], [self.layer1, self.transition1], [self.stage2, self.transition2],
-                [self.stage3, self.transition3], [self.stage4, *incre]]
+        """What ``freeze_stages``, ``group_matcher`` and train.py's ``--lr-mult-list`` / ``--freeze`` count as
+        HRNet's stem and stages (as mmdetection's HRNet): the stem; stage 1, the bottlenecks and the first
+        transition; stages 2 and 3, their modules and the transition that follows; stage 4, its modules and the
+        incre bottlenecks that make the default features. The merge and projection before the head are the head's."""
+        return [[getattr(self, n) for n in group if hasattr(self, n)] for group in _STAGE_GROUPS]
 
     def prune_for_features(self, mode: str | None, out_indices: tuple[int, ...]) -> None:
         """Delete the classification head (merge, projection, fc) and what no returned level needs: the incre
@@ -394,11 +430,77 @@ class HRNet(ClassifierModel):
         self.head = nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.levels_kept >= 0 and not torch.jit.is_scripting():
+            return self._pruned_features(x)
         feats = self.forward_incre(x)
         y = feats[0]
-        for down, f in zip(self.downsamples, feats[1:]):
-            y = f + down(y)
+        for i, down in enumerate(self.downsamples):
+            y = feats[i + 1] + down(y)
         return self.conv_last(y)
+
+    # --- timm's feature API: level 0 is the first stem conv (stride 2), levels 1-4 the incre features -------------
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | tuple[int, ...] | None = None,
+                              norm: bool = False, stop_early: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False) -> list[torch.Tensor] | tuple[torch.Tensor, list]:
+        """As :meth:`ClassifierModel.forward_intermediates`, with timm's HRNet levels: 0 is the output of the first
+        stem conv (64 channels, stride 2), 1-4 the incre features (``feature_info``). The four branches come out of
+        stage 4 together, so any of levels 1-4 runs the whole trunk; ``stop_early`` skips the later incre modules."""
+        take, last = self._take(indices, output_fmt)
+        x = self.stem[0](x)
+        out = [x] if 0 in take else []
+        if last == 0 and (stop_early or self.levels_kept == 1):
+            return out if intermediates_only else (x, out)
+        branches = self._trunk(self.stem[1](x))
+        feats = []
+        for i, incre in enumerate(self.incre_modules):
+            if i + 1 > last and (stop_early or self.levels_kept >= 0):
+                break
+            feats.append(self._run(incre, branches[i]))
+            if i + 1 in take:
+                out.append(feats[-1])
+        if intermediates_only:
+            return out
+        if len(feats) < 4 or self.levels_kept >= 0:
+            return feats[-1], out  # the merge needs all four levels and the head: the last level run stands for it
+        y = feats[0]
+        for i, down in enumerate(self.downsamples):
+            y = feats[i + 1] + down(y)
+        return self.conv_last(y), out
+
+    def prune_intermediate_layers(self, indices: int | list[int] | tuple[int, ...] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Delete what the levels up to the last of ``indices`` never need: with level 0 alone, everything after the
+        first stem conv; else the incre modules of later levels and the last module's fuse into their branches.
+        The merge, projection and classifier go too (the head becomes a global average pool of the last kept
+        level, which ``forward_features`` then returns). Returns the indices, as timm's."""
+        take, last = self._take(indices)
+        levels = self.intermediate_info()
+        if last == len(levels) - 1 and not prune_head:
+            return take  # every level and the head are needed
+        if last == 0:
+            self.stem = nn.Sequential(self.stem[0])
+            for name in ("layer1", "transition1", "stage2", "transition2", "stage3", "transition3", "stage4",
+                         "incre_modules"):
+                delattr(self, name)
+        else:
+            for i in range(last, len(self.incre_modules)):
+                self.stage4[-1].fuse_layers[i] = nn.ModuleList()
+            del self.incre_modules[last:]
+        del self.downsamples, self.conv_last
+        self.num_features = int(levels[last]["num_chs"])
+        self.head = ClassifierHead(self.num_features, 0)
+        self.levels_kept = last + 1
+        return take
+
+    def _pruned_features(self, x: torch.Tensor) -> torch.Tensor:
+        """After :meth:`prune_intermediate_layers`: the last kept level."""
+        return self.forward_intermediates(x, [self.levels_kept - 1], intermediates_only=True)[0]
+
+
+# The module names of stage_modules(): the stem, then stages 1-4.
+_STAGE_GROUPS = (("stem",), ("layer1", "transition1"), ("stage2", "transition2"), ("stage3", "transition3"),
+                 ("stage4", "incre_modules"))
 
 
 @dataclass(frozen=True)

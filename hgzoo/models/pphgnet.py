@@ -41,22 +41,26 @@ from ..layers import (
 from ..pretrained import PretrainedCfg, paddle_cfg
 from ._base import ClassifierModel
 
+torch.fx.wrap("pad_same")  # MaxPool2dSame calls it here: FX keeps it as one call (see hgzoo.layers.conv)
+
 __all__ = [
     "HGBlock", "HGBlockV2", "HGStage", "LightConvBNAct", "MaxPool2dSame", "PPHGNet", "PPHGNetV2", "StageCfg",
     "StemV2",
 ]
 
 
-def _dense_aggregate(layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+class _DenseAggregate(nn.Module):
     """Run ``layers`` in sequence and concatenate the input with every layer's output (channels)."""
-    feats = [x]
-    for layer in layers:
-        x = layer(x)
-        feats.append(x)
-    return torch.cat(feats, dim=1)
+
+    def _aggregate(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [x]
+        for layer in self.layers:
+            x = layer(x)
+            feats.append(x)
+        return torch.cat(feats, dim=1)
 
 
-class HGBlock(nn.Module):
+class HGBlock(_DenseAggregate):
     """PP-HGNet (v1) block: ``layer_num`` 3x3 conv-BN-ReLU, concat with the input, 1x1 conv-BN-ReLU, ESE,
     and, if ``residual``, an identity shortcut."""
 
@@ -70,7 +74,7 @@ class HGBlock(nn.Module):
         self.drop_path = DropPath(drop_path_rate) if residual and drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.att(self.aggregation_conv(_dense_aggregate(self.layers, x)))
+        out = self.att(self.aggregation_conv(self._aggregate(x)))
         return self.drop_path(out) + x if self.residual else out
 
 
@@ -87,7 +91,7 @@ class LightConvBNAct(nn.Module):
         return self.conv2(self.conv1(x))
 
 
-class HGBlockV2(nn.Module):
+class HGBlockV2(_DenseAggregate):
     """PP-HGNetV2 block: ``layer_num`` conv layers (plain ``kernel_size`` conv-BN-ReLU, or light layers),
     concat with the input, 1x1 squeeze to ``out_chs // 2``, 1x1 excite to ``out_chs`` (both conv-BN-ReLU),
     and, if ``residual``, an identity shortcut."""
@@ -107,7 +111,7 @@ class HGBlockV2(nn.Module):
         self.drop_path = DropPath(drop_path_rate) if residual and drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.aggregation_squeeze_conv(_dense_aggregate(self.layers, x))
+        out = self.aggregation_squeeze_conv(self._aggregate(x))
         out = self.aggregation_excitation_conv(out)
         return self.drop_path(out) + x if self.residual else out
 
@@ -222,6 +226,7 @@ TIMM_KEY_MAP_V2 = TimmKeyMap(
 
 class _HGNetBase(ClassifierModel):
     paddle_key_map = PADDLE_KEY_MAP
+    bn_weight_decay = False  # pp_hgnet.py / pp_hgnet_v2.py: ParamAttr(regularizer=L2Decay(0.0)) on every BN
 
     def _build_stages(self, stages: tuple[StageCfg, ...], drop_path_rate: float,
                       make_block: Callable[[StageCfg, int, bool, float], nn.Module]) -> None:

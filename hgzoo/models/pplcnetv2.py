@@ -45,6 +45,8 @@ class RepDepthwiseSeparable(nn.Module):
     shortcut exists only at stride 1 with equal widths.
     """
 
+    __constants__ = ["split_pw", "use_shortcut"]  # TorchScript compiles only the branch these select
+
     def __init__(
         self,
         in_chs: int,
@@ -162,6 +164,7 @@ class PPLCNetV2(ClassifierModel):
     first_conv = "stem.0.conv"
     paddle_key_map = PADDLE_KEY_MAP
     timm_key_map = TIMM_KEY_MAP
+    bn_weight_decay = False  # pp_lcnet_v2.py: ParamAttr(regularizer=L2Decay(0.0)) on every BN
 
     def __init__(
         self,

@@ -177,6 +177,8 @@ class ResNetVd(ClassifierModel):
 
     first_conv = "stem.0.conv"
     timm_key_map = TIMM_KEY_MAP
+    # timm's ResNet-d exposes the stem (before the max pool) as level 0 of forward_intermediates.
+    stem_info = {"num_chs": 64, "reduction": 2, "module": "stem"}
 
     def __init__(
         self,
@@ -235,6 +237,10 @@ class ResNetVd(ClassifierModel):
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem_pool(self.stem(x))
+
+    def forward_stem_level(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        stem = self.stem(x)
+        return self.stem_pool(stem), stem
 
 
 @dataclass(frozen=True)

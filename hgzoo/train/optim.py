@@ -13,28 +13,27 @@ __all__ = ["stage_units", "param_groups", "layer_decay_multipliers", "create_opt
 
 
 def stage_units(model: nn.Module) -> list[list[nn.Module]]:
-    """The model's 5 units in PaddleClas's ``lr_mult_list`` order: stem, stage 1..4 (the head is not a unit).
+    """The model's units in PaddleClas's ``lr_mult_list`` order: the stem, then each stage (the head is not a unit).
 
-    Models with ``stem`` + 4 ``stages`` (PP-HGNet/V2, PP-LCNetV2, ResNet-vd; stem pools included). For HRNet,
-    stage k is ``layer1``/``stage2..4`` with the transition that follows it; its head modules are not units.
+    They are the model's own :meth:`~hgzoo.models._base.ClassifierModel.stage_modules`, the one definition of a
+    stage that ``freeze_at`` and ``group_matcher`` use too (for HRNet: stage k with the transition that follows it,
+    stage 4 with the incre bottlenecks).
     """
-    names = dict(model.named_children())
-    if "stages" in names and len(names["stages"]) == 4:
-        stem = [m for n, m in names.items() if n == "stem" or n in ("pool", "stem_pool")]
-        return [stem] + [[s] for s in names["stages"]]
-    if "layer1" in names:
-        return [[names["stem"]], [names["layer1"], names["transition1"]], [names["stage2"], names["transition2"]],
-                [names["stage3"], names["transition3"]], [names["stage4"]]]
-    raise ValueError(f"{type(model).__name__}: cannot find stem + 4 stages for lr_mult_list/freeze")
+    stage_modules = getattr(model, "stage_modules", None)
+    if not callable(stage_modules):
+        raise ValueError(f"{type(model).__name__} has no stage_modules(): cannot find the stem and stages for "
+                         "lr_mult_list/freeze")
+    return stage_modules()
 
 
 def freeze_units(model: nn.Module, count: int) -> list[nn.Module]:
-    """Freeze the first ``count`` units (stem, stage1, ...): no gradients; returns them (keep their BN in eval)."""
-    frozen = [m for unit in stage_units(model)[:count] for m in unit]
-    for m in frozen:
-        for p in m.parameters():
-            p.requires_grad_(False)
-    return frozen
+    """Freeze the first ``count`` units (stem, stage1, ...) with ``model.freeze_stages(count - 1)``: no gradients,
+    and they stay in eval mode through ``train()``; returns their modules."""
+    units = stage_units(model)
+    if not 0 <= count <= len(units):
+        raise ValueError(f"cannot freeze {count} units: {type(model).__name__} has {len(units)} (stem + stages)")
+    model.freeze_stages(count - 1)
+    return [m for unit in units[:count] for m in unit]
 
 
 def layer_decay_multipliers(model: nn.Module, decay: float) -> dict[int, float]:
