@@ -23,7 +23,7 @@ from safetensors.torch import save
 from torch import nn
 
 from ._files import atomic_write, safe_load
-from .pretrained import PADDLECLAS_URL, PretrainedCfg
+from .pretrained import PADDLECLAS_URL, PretrainedCfg, WeightSource
 
 __all__ = ["Metrics", "Provenance", "save_pretrained", "push_to_hub", "upload_folder", "write_hub_folder",
            "write_safetensors", "hub_config", "model_card"]
@@ -44,7 +44,8 @@ class Metrics:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where the weights come from: ``kind`` is ``"paddleclas"`` (converted from a PaddleClas ``.pdparams``),
+    """Where the weights come from: ``kind`` is ``"paddleclas"`` (converted from a PaddleClas ``.pdparams``), ``"timm"``
+    (converted from a timm checkpoint),
     ``"train"`` (fine-tuned by hgzoo's train.py) or ``"model"`` (saved from a model in memory); ``source`` names the
     file or URL; for train.py, ``start`` is the weights training started from and ``settings`` the run's."""
 
@@ -171,6 +172,10 @@ def _provenance_text(cfg: PretrainedCfg, provenance: Provenance) -> str:
         return (f"Converted from PaddleClas ({PADDLECLAS_URL}) to PyTorch by `hgzoo.convert`: source checkpoint "
                 f"{provenance.source}. With these weights hgzoo's model gives PaddleClas's eval-mode logits to within "
                 "1e-4 relative error.")
+    if provenance.kind == "timm":
+        return (f"Converted from the timm checkpoint {provenance.source} to hgzoo's layout by `python -m hgzoo.convert "
+                "--from timm`: a renaming of the tensors (with the exact folds hgzoo's README lists), so hgzoo's model "
+                "gives the source model's logits.")
     if provenance.kind == "train":
         rows = "\n".join(f"| {k} | {v} |" for k, v in provenance.settings)
         return (f"Fine-tuned by hgzoo's `train.py` from {provenance.start}; checkpoint `{provenance.source}`. "
@@ -267,7 +272,9 @@ def write_hub_folder(model: nn.Module, state_dict: dict[str, torch.Tensor], cfg:
     their published accuracy is carried when the class count is the tag's."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if provenance is None:
+    if provenance is None and cfg.source.lower().startswith("timm"):
+        provenance = Provenance("timm", source or "a timm checkpoint")
+    elif provenance is None:
         provenance = Provenance("paddleclas", source or cfg.paddle_url or "a PaddleClas checkpoint")
         if metrics is None and cfg.top1 is not None and model.num_classes == cfg.num_classes:
             metrics = Metrics(cfg.top1, cfg.top5)
@@ -329,7 +336,7 @@ def from_train_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Pretraine
     metrics = Metrics(top1, top5, name, dataset_id, split, f"measured by train.py at epoch {ckpt.get('epoch')}") \
         if top1 is not None else None
     cfg = dataclasses.replace(
-        model.pretrained_cfg, tag="custom", paddle_url=None, hf_hub_id=None, num_classes=model.num_classes,
+        model.pretrained_cfg, tag="custom", sources=(), num_classes=model.num_classes,
         resize_short=int(dc.get("resize_short", model.pretrained_cfg.resize_short)),
         crop_size=int(dc.get("crop_size", model.pretrained_cfg.crop_size)),
         interpolation=dc.get("interpolation", model.pretrained_cfg.interpolation),
@@ -379,12 +386,12 @@ def save_pretrained(model: nn.Module | str | os.PathLike, folder: str | os.PathL
         metrics = _metrics(metrics)
         in_chans = _in_chans(model)
         base = model.pretrained_cfg
-        cfg = dataclasses.replace(base, tag="custom", paddle_url=None, hf_hub_id=None, num_classes=model.num_classes,
+        cfg = dataclasses.replace(base, tag="custom", sources=(), num_classes=model.num_classes,
                                   top1=metrics.top1 if metrics else None, top5=metrics.top5 if metrics else None,
                                   source="hgzoo.save_pretrained", notes="")
         provenance = Provenance("model", source or "a model in memory (no source given)")
-    if repo_id is not None:
-        cfg = dataclasses.replace(cfg, hf_hub_id=repo_id)
+    if repo_id is not None:  # the published folder names its own repo as its source
+        cfg = dataclasses.replace(cfg, sources=(WeightSource("hf-hub", repo_id, "hgzoo"),))
     return write_hub_folder(model, model.state_dict(), cfg, Path(folder), provenance=provenance, metrics=metrics,
                             label_names=label_names, repo_id=repo_id, datasets=datasets, in_chans=in_chans)
 

@@ -40,7 +40,7 @@ def run(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     try:
         code = train_cli.main(["--model", "pphgnetv2_b0", "--img-size", "32", "--batch-size", "4", "--workers", "0",
-                               "--no-progress", "--recipe-batch-size", "0", "--lr", "0.05", "--warmup-epochs", "0",
+                               "--no-progress", "--lr", "0.05", "--warmup-epochs", "0",
                                "--epochs", "1", "--data-dir", str(root / "data"), "--output", str(root / "run"),
                                "--randaugment", "none", "--label-smoothing", "0.1"])
     finally:

@@ -305,6 +305,8 @@ def test_convert_cli_from_timm_and_back(tmp_path, images):
         assert main(["--from", "timm", "--input", str(tmp_path / name / "model.safetensors"), "--output", str(hz)]) == 0
         config = json.loads((hz / "config.json").read_text())
         assert config["architecture"] == arch and config["pretrained_cfg"]["size_rounding"] == "torchvision"
+        card = (hz / "README.md").read_text()  # the card says where the weights came from
+        assert "Converted from the timm checkpoint" in card and "Converted from PaddleClas" not in card
         hm = hgzoo.create_model(arch, pretrained_file=hz / "model.safetensors").eval()
         with torch.no_grad():
             assert relative_error(hm(images).numpy(), y_t) < 1e-6
