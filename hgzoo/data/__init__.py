@@ -4,19 +4,43 @@
 see :mod:`hgzoo.data.transforms` for how each PaddleClas op is matched, and where and by how much we differ.
 """
 from .datasets import (
-    FASHION_MNIST_DIR, IMAGE_EXTENSIONS, FashionMNIST, ImageFolder, LabelListDataset, LabelListError,
-    imagenet_class_names, read_class_names, scan_images,
+    FASHION_MNIST_DIR,
+    IMAGE_EXTENSIONS,
+    FashionMNIST,
+    ImageFolder,
+    LabelListDataset,
+    LabelListError,
+    imagenet_class_names,
+    read_class_names,
+    scan_images,
 )
-from .loader import Batch, GuardedDataset, create_eval_loader, iterate_batches
+from .loader import (
+    Batch,
+    GuardedDataset,
+    LoaderClock,
+    available_cores,
+    create_eval_loader,
+    iterate_batches,
+    split_cores,
+)
 from .transforms import (
-    ImageDecodeError, Normalizer, PaddleCenterCrop, PaddleRandCrop, ResizeShort, create_transform, decode_bytes,
-    max_image_pixels, read_image, resolve_data_config,
+    ConvertChannels,
+    ImageDecodeError,
+    Normalizer,
+    PaddleCenterCrop,
+    PaddleRandCrop,
+    ResizeShort,
+    create_transform,
+    decode_bytes,
+    max_image_pixels,
+    read_image,
+    resolve_data_config,
 )
 
 __all__ = [
-    "create_transform", "resolve_data_config", "read_image", "max_image_pixels", "decode_bytes", "ImageDecodeError", "ResizeShort",
-    "PaddleCenterCrop", "PaddleRandCrop", "Normalizer",
+    "create_transform", "resolve_data_config", "read_image", "max_image_pixels", "decode_bytes", "ImageDecodeError",
+    "ResizeShort", "PaddleCenterCrop", "PaddleRandCrop", "Normalizer", "ConvertChannels",
     "ImageFolder", "LabelListDataset", "LabelListError", "FashionMNIST", "FASHION_MNIST_DIR", "IMAGE_EXTENSIONS",
     "imagenet_class_names", "read_class_names", "scan_images",
-    "GuardedDataset", "Batch", "create_eval_loader", "iterate_batches",
+    "GuardedDataset", "Batch", "create_eval_loader", "iterate_batches", "LoaderClock", "split_cores", "available_cores",
 ]
