@@ -132,8 +132,8 @@ def check_deployed(predictor: rt.Predictor, *, model: nn.Module | None, in_chans
     meta, problems = predictor.meta, []
     shape = predictor.input_shape
     if shape is not None and len(shape) == 4 and tuple(shape[1:]) != (in_chans, img_size, img_size):
-        problems.append(f"it takes input {tuple('N' if d is None else d for d in shape)}, the model "
-                        f"(N, {in_chans}, {img_size}, {img_size})")
+        dims = ", ".join("N" if d is None else str(d) for d in shape)
+        problems.append(f"it takes input ({dims}), the model (N, {in_chans}, {img_size}, {img_size})")
     classes = getattr(model, "num_classes", None)
     out = predictor.output_shape
     if classes is not None and out is not None and len(out) == 2 and out[1] not in (None, classes):
