@@ -197,11 +197,11 @@ def side_timm(a: argparse.Namespace) -> dict:
 
         model = reparameterize_model(model)
     cl, amp = "-cl" in flags, flags.startswith("bf16")
+    dc = resolve_data_config({}, model=model)
     if cl:
         model = model.to(memory_format=torch.channels_last)
     if "compile" in flags:
         model = torch.compile(model)
-    dc = resolve_data_config({}, model=model)
     dataset = create_dataset("", root=a.images)
     loader = create_loader(dataset, input_size=dc["input_size"], batch_size=a.batch_size, use_prefetcher=True,
                            interpolation=dc["interpolation"], mean=dc["mean"], std=dc["std"], num_workers=a.workers,
@@ -575,7 +575,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for config in filter(None, configs.split(",")):
                 print(f"running {peer} {config} ...", file=sys.stderr, flush=True)
-                fn(config)
+                try:
+                    fn(config)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:  # one configuration failing keeps the others
+                    s.notes.append(f"{peer} {config}: failed: {str(e).strip().splitlines()[-1][:300]}")
+                    print(f"error: {peer} {config}: {e}", file=sys.stderr, flush=True)
         s.agreements()
     env["load_end"] = round(os.getloadavg()[0], 2)
     summary = summarize(s.rows)
