@@ -1,4 +1,5 @@
 """Command line: ``python -m hgzoo models [PATTERN] [--flops] [--tags] [--markdown]``, ``python -m hgzoo train ...``,
+``python -m hgzoo validate ...``,
 ``python -m hgzoo predict --model NAME IMG [IMG|DIR ...] [--topk 5] [--json] [--pretrained-file FILE]``,
 ``python -m hgzoo export --model NAME --format onnx|openvino|torchscript --precision fp32|fp16|bf16|int8 ...``."""
 from __future__ import annotations
@@ -90,10 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         from hgzoo.train.cli import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["validate"]:  # validate.py's own command line
+        from hgzoo.validate import main as validate_main
+
+        return validate_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m hgzoo", description=hgzoo.__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("train", help="train with a PaddleClas recipe (the same as train.py; `train --help`)",
                    add_help=False)
+    sub.add_parser("validate", help="top-1/top-5 and images/s on a labelled set (the same as validate.py; "
+                   "`validate --help`)", add_help=False)
     p = sub.add_parser("models", help="list the models with their parameters, FLOPs and default weights")
     p.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'pphgnet*'")
     p.add_argument("--flops", action="store_true", help="also measure GFLOPs at 224x224 (torch.utils.flop_counter)")

@@ -45,7 +45,8 @@ def create_model(
     **kwargs,
 ) -> nn.Module:
     """Build ``model_name``: ``"pphgnet_small"``, ``"PPHGNet_small"``, ``"pphgnet_small.ssld_in1k"`` or
-    ``"hf-hub:org/repo"`` (a repo written by ``python -m hgzoo.convert``, or a timm repo of a network hgzoo has).
+    ``"hf-hub:org/repo"`` (a repo written by ``python -m hgzoo.convert``, or a timm repo of a network hgzoo has), or
+    ``"local-dir:FOLDER"`` for such a repo on disk (timm's spelling).
 
     Args:
         pretrained: load the weights of the tag (the default tag for a bare name). They are found in
@@ -89,9 +90,8 @@ def create_model(
                         f"got {freeze_at!r}")
     if not isinstance(norm_eval, bool):
         raise TypeError(f"norm_eval must be True or False, got {norm_eval!r}")
-    if model_name.startswith("hf-hub:"):
-        model, cfg = _from_hub_repo(model_name[len("hf-hub:"):], pretrained, pretrained_file, num_classes, in_chans,
-                                    cache_dir, kwargs)
+    if model_name.startswith(("hf-hub:", "local-dir:")):
+        model, cfg = _from_hub_repo(model_name, pretrained, pretrained_file, num_classes, in_chans, cache_dir, kwargs)
         return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval, timm)
 
     arch, tag = resolve_model_name(model_name)
@@ -178,15 +178,17 @@ def timm_kwargs(kwargs: dict) -> TimmArgs:
                     None if file is None else os.fspath(file), _check_overlay(overlay))
 
 
-def _from_hub_repo(repo_id: str, pretrained: bool, pretrained_file, num_classes: int | None, in_chans: int,
+def _from_hub_repo(source: str, pretrained: bool, pretrained_file, num_classes: int | None, in_chans: int,
                    cache_dir, kwargs: dict) -> tuple[nn.Module, PretrainedCfg]:
-    """A model from a Hub repo's ``config.json``: an hgzoo repo (``python -m hgzoo.convert``) or a timm repo of a
-    network hgzoo has (its weights converted from timm's layout, its preprocessing timm's)."""
+    """A model from a Hub repo's ``config.json`` (``hf-hub:org/repo``, or ``local-dir:FOLDER`` for such a folder on
+    disk, as timm spells it): an hgzoo repo (``python -m hgzoo.convert``) or a timm repo of a network hgzoo has
+    (its weights converted from timm's layout, its preprocessing timm's)."""
     from . import hub
 
-    config, weights = hub.read_hub_config(repo_id, cache_dir)
-    _check_declared_classes(config.get("num_classes"), f"hf-hub:{repo_id} config.json")
-    declared_in_chans = _declared_in_chans(config, f"hf-hub:{repo_id} config.json")
+    kind, _, repo_id = source.partition(":")
+    config, weights = hub.read_local_dir(repo_id) if kind == "local-dir" else hub.read_hub_config(repo_id, cache_dir)
+    _check_declared_classes(config.get("num_classes"), f"{source} config.json")
+    declared_in_chans = _declared_in_chans(config, f"{source} config.json")
     if in_chans == 3:  # the default: the repo's own channel count (timm's model_args), as timm reads it
         in_chans = declared_in_chans
     layout = "hgzoo"
@@ -196,7 +198,8 @@ def _from_hub_repo(repo_id: str, pretrained: bool, pretrained_file, num_classes:
     else:
         arch, layout = find_timm_arch(config["architecture"])[1].hgzoo, "timm"
         timm_cfg = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
-        cfg = pretrained_cfg_from_timm(arch, repo_id.replace("/", "_"), timm_cfg, config["num_classes"])
+        cfg = pretrained_cfg_from_timm(arch, Path(repo_id).name if kind == "local-dir" else repo_id.replace("/", "_"),
+                                       timm_cfg, config["num_classes"])
     model = _build(arch, num_classes=config["num_classes"] if num_classes is None else num_classes,
                    in_chans=in_chans, **kwargs)
     model.pretrained_cfg = cfg

@@ -269,13 +269,29 @@ def read_hub_config(repo_id: str, cache: str | os.PathLike | None = None) -> tup
 
     local_only = hub_offline() or not _reachable(constants.ENDPOINT)
     path = Path(hf_hub_download(repo_id, "config.json", cache_dir=cache, local_files_only=local_only))
+    config = _model_config(path, f"hf-hub:{repo_id}")
+    weights = hf_hub_download(repo_id, "model.safetensors", cache_dir=cache, local_files_only=local_only)
+    return config, Path(weights)
+
+
+def read_local_dir(folder: str | os.PathLike) -> tuple[dict, Path]:
+    """``config.json`` and ``model.safetensors`` of a Hub folder on disk (``local-dir:FOLDER``, timm's spelling):
+    what ``python -m hgzoo.convert --output FOLDER`` or :func:`hgzoo.publish.save_pretrained` wrote."""
+    folder = Path(folder).expanduser()
+    for name in ("config.json", "model.safetensors"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"local-dir:{folder}: no {name} (a folder written by python -m hgzoo.convert "
+                                    "--output or hgzoo.publish.save_pretrained)")
+    return _model_config(folder / "config.json", f"local-dir:{folder}"), folder / "model.safetensors"
+
+
+def _model_config(path: Path, label: str) -> dict:
     if path.stat().st_size > 1 << 20:
-        raise ValueError(f"hf-hub:{repo_id}: config.json is {path.stat().st_size:,} bytes, not a model config")
+        raise ValueError(f"{label}: config.json is {path.stat().st_size:,} bytes, not a model config")
     try:
         config = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"hf-hub:{repo_id}: config.json is not valid JSON ({e})") from None
+        raise ValueError(f"{label}: config.json is not valid JSON ({e})") from None
     if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
-        raise ValueError(f"hf-hub:{repo_id}: config.json has no 'architecture'; is it an hgzoo or timm repo?")
-    weights = hf_hub_download(repo_id, "model.safetensors", cache_dir=cache, local_files_only=local_only)
-    return config, Path(weights)
+        raise ValueError(f"{label}: config.json has no 'architecture'; is it an hgzoo or timm repo?")
+    return config

@@ -1,11 +1,15 @@
-"""Classify image files, like ``paddleclas --model_name=... --infer_imgs=...``.
+"""Classify image files, like ``paddleclas --model_name=... --infer_imgs=...``, on torch or on the deployed file.
 
 From Python::
 
     hgzoo.predict("pphgnet_small", ["cat.jpg", "photos/"], topk=5)
     # [{"file_name": "cat.jpg", "class_ids": [281, ...], "scores": [0.8123, ...], "label_names": [...]}, ...]
+    hgzoo.predict(checkpoint="runs/x/best.pt", images="photos/")            # its own classes and class names
+    hgzoo.predict(checkpoint="runs/x/best.pt", images="photos/", backend="openvino", precision="int8",
+                  calibration="calib/")                                     # what the int8 file predicts
 
-From the command line: ``python -m hgzoo predict --model pphgnet_small IMG [IMG|DIR ...] [--topk 5] [--json]``.
+From the command line: ``python -m hgzoo predict [--model NAME | --checkpoint FILE] IMG [IMG|DIR ...] [--topk 5]
+[--json] [--backend openvino --precision int8 --calibration DIR | --deployed FILE]``.
 """
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ from typing import Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from .data import IMAGE_EXTENSIONS, create_transform, scan_images, imagenet_class_names, read_class_names, read_image
+from .data import IMAGE_EXTENSIONS, imagenet_class_names, read_class_names, read_image, scan_images
 from .data.transforms import ImageDecodeError
 
 __all__ = ["predict", "list_image_files"]
@@ -46,24 +51,118 @@ def list_image_files(inputs: ImageInput | Iterable[ImageInput]) -> list[str]:
     return files
 
 
-def _class_names(model: nn.Module, class_names: Sequence[str] | str | os.PathLike | None) -> list[str] | None:
+def _class_names(num_classes: int | None, class_names: Sequence[str] | str | os.PathLike | None,
+                 own: Sequence[str] | None) -> list[str] | None:
+    """Names in class order: given ones, else the checkpoint's own, else ImageNet-1k's for 1000 classes."""
     if isinstance(class_names, (str, os.PathLike)):
         class_names = read_class_names(class_names)
-    if class_names is None and model.num_classes == 1000:
+    if class_names is None:
+        class_names = own
+    if class_names is None and num_classes == 1000:
         class_names = imagenet_class_names()
-    if class_names is not None and len(class_names) != model.num_classes:
-        raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} classes")
+    if class_names is not None and num_classes is not None and len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {num_classes} classes")
     return list(class_names) if class_names is not None else None
 
 
+class _Files(Dataset):
+    """Image files, preprocessed to uint8 crops; the index is the target (to put results back in order)."""
+
+    def __init__(self, files: list[str], transform) -> None:
+        self.files, self.transform = files, transform
+        self.samples = [(f, i) for i, f in enumerate(files)]  # GuardedDataset reports a bad file's index from here
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        return self.transform(read_image(self.files[i])), i
+
+
+def _source(model: str | nn.Module | None, checkpoint, pretrained_file, *, ema: bool, num_classes: int | None,
+            in_chans: int | None, deployed) -> tuple[nn.Module | None, object]:
+    """(model or None, checkpoint info or None) from what the caller gave."""
+    from .checkpoint import model_from_checkpoint
+
+    if checkpoint is not None and pretrained_file is not None:
+        raise TypeError("pass checkpoint= or pretrained_file= (the same thing), not both")
+    checkpoint = checkpoint if checkpoint is not None else pretrained_file
+    if isinstance(model, nn.Module):
+        if checkpoint is not None:
+            raise TypeError("checkpoint= goes with a model name, not with a built model")
+        return model.eval(), None
+    if checkpoint is not None:
+        return model_from_checkpoint(checkpoint, model_name=model, num_classes=num_classes, in_chans=in_chans,
+                                     ema=ema)
+    if model is None:
+        if deployed is None:
+            raise TypeError("predict needs a model name, a built model, checkpoint= or deployed=")
+        return None, None
+    from ._builder import create_model
+
+    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
+    return create_model(model, pretrained=True, **kwargs).eval(), None
+
+
+def _preprocessing(model: nn.Module | None, info, deployed, img_size: int | None) -> tuple[dict, int, int | None]:
+    """(data config, input channels, classes) of the model, or of a deployed file alone."""
+    from .checkpoint import data_config, eval_config, input_channels
+
+    if model is not None:
+        return data_config(info, model, crop_size=img_size), input_channels(model), model.num_classes
+    from ._registry import get_pretrained_cfg, is_model
+    from .deploy.runtimes import read_meta
+
+    meta = read_meta(deployed)
+    name = str(meta.get("model") or "")
+    chans = int(meta.get("in_chans") or 3)
+    cfg = get_pretrained_cfg(name) if is_model(name) else None
+    return eval_config(cfg, meta.get("data_config"), chans, crop_size=img_size), chans, meta.get("num_classes")
+
+
+def _run(runner, files: list[str], dc: dict, in_chans: int, k: int, names: list[str] | None, batch_size: int,
+         workers: int, skip_bad_images: bool, device) -> list[dict]:
+    from .data import Normalizer, create_eval_loader, create_transform, iterate_batches
+
+    dataset = _Files(files, create_transform(dc, normalize=False, in_chans=in_chans))
+    loader = create_eval_loader(dataset, batch_size=batch_size, workers=min(workers, len(files) // batch_size))
+    results: list[dict] = [{} for _ in files]
+    for batch in iterate_batches(loader, Normalizer(dc["mean"], dc["std"]), device):
+        for err, i in zip(batch.errors, batch.error_targets):
+            if not skip_bad_images:
+                raise ImageDecodeError(err)
+            results[i] = {"file_name": files[i], "error": err}
+        if batch.images is None:
+            continue
+        probs = runner(batch.images).float().softmax(dim=1)
+        scores, ids = probs.topk(min(k, probs.shape[1]), dim=1)
+        for i, s, c in zip(batch.targets.tolist(), scores.tolist(), ids.tolist()):
+            results[i] = {"file_name": files[i], "class_ids": c, "scores": [round(v, 5) for v in s]}
+            if names is not None:
+                results[i]["label_names"] = [names[j] for j in c]
+    return results
+
+
 def predict(
-    model: str | nn.Module,
-    images: ImageInput | Iterable[ImageInput],
+    model: str | nn.Module | None = None,
+    images: ImageInput | Iterable[ImageInput] = (),
     *,
     topk: int = 5,
+    checkpoint: str | os.PathLike | None = None,
     pretrained_file: str | os.PathLike | None = None,
+    ema: bool = False,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    img_size: int | None = None,
     class_names: Sequence[str] | str | os.PathLike | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    calibration: object = None,
+    deployed: str | os.PathLike | None = None,
+    save_deployed: str | os.PathLike | None = None,
     batch_size: int = 16,
+    workers: int | None = None,
+    threads: int | None = None,
     device: str | torch.device = "cpu",
     skip_bad_images: bool = False,
 ) -> list[dict]:
@@ -71,10 +170,16 @@ def predict(
 
     Args:
         model: a model name (``"pphgnet_small"``, ``"PPHGNet_small.ssld_in1k"``), built with its published
-            weights or ``pretrained_file``; or a model, used as it is (in eval mode).
+            weights; or a model, used as it is (in eval mode); or None with ``checkpoint`` or ``deployed``.
+        checkpoint: weights to load (``pretrained_file`` is the same): a train.py checkpoint brings its model,
+            classes, channels, preprocessing and class names (:func:`hgzoo.checkpoint.model_from_checkpoint`);
+            ``ema`` takes its EMA weights.
         images: image files and folders (searched recursively), one or a list.
-        class_names: names in class order, or a PaddleClas ``id name`` file; default: ImageNet-1k's for
-            1000-class models, none otherwise.
+        class_names: names in class order, or a PaddleClas ``id name`` file; default: the checkpoint's own, else
+            ImageNet-1k's for 1000-class models, none otherwise.
+        backend, precision, calibration, deployed, save_deployed: run on ``"eager"`` (default), ``"compile"``,
+            ``"onnxruntime"`` or ``"openvino"`` at ``"fp32"``, ``"bf16"`` or ``"int8"`` (int8: ``calibration``
+            images), exported and verified now (kept at ``save_deployed``), or the exported file ``deployed``.
         skip_bad_images: report an image that cannot be decoded as ``{"file_name", "error"}`` instead of
             raising :class:`~hgzoo.data.ImageDecodeError`.
 
@@ -82,61 +187,68 @@ def predict(
         One dict per image, in input order, with PaddleClas's keys: ``file_name``, ``class_ids``, ``scores``
         (softmax probabilities) and ``label_names`` (when names are known).
     """
+    return _predict(model, images, topk=topk, checkpoint=checkpoint, pretrained_file=pretrained_file, ema=ema,
+                    num_classes=num_classes, in_chans=in_chans, img_size=img_size, class_names=class_names,
+                    backend=backend, precision=precision, calibration=calibration, deployed=deployed,
+                    save_deployed=save_deployed, batch_size=batch_size, workers=workers, threads=threads,
+                    device=device, skip_bad_images=skip_bad_images)[0]
+
+
+def _predict(model, images, *, topk, checkpoint, pretrained_file, ema, num_classes, in_chans, img_size, class_names,
+             backend, precision, calibration, deployed, save_deployed, batch_size, workers, threads, device,
+             skip_bad_images) -> tuple[list[dict], dict]:
+    """:func:`predict`, and what ran (the runner's description) for the command line's JSON."""
+    from .data import split_cores
+    from .deploy.runner import check_request, prepare, resolve_deployed
+
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise ValueError(f"topk must be a whole number >= 1, got {topk!r}")
-    if isinstance(model, str):
-        from ._builder import create_model
-
-        model = create_model(model, pretrained=pretrained_file is None, pretrained_file=pretrained_file)
-    elif pretrained_file is not None:
-        raise TypeError("pretrained_file goes with a model name, not with a built model")
-    model = model.eval().to(device)
-    names = _class_names(model, class_names)
-    transform = create_transform(getattr(model, "pretrained_cfg", None))
-    k = min(topk, model.num_classes)
+    if deployed is not None:
+        backend = resolve_deployed(deployed, backend)
+    elif backend is not None or precision is not None:
+        check_request(backend or "eager", precision or "fp32", calibration)
     files = list_image_files(images)
-    results: list[dict] = [{} for _ in files]
-    pending: list[tuple[int, torch.Tensor]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        with torch.inference_mode():
-            probs = model(torch.stack([x for _, x in pending]).to(device)).float().softmax(dim=1)
-        scores, ids = probs.topk(k, dim=1)
-        for (i, _), s, c in zip(pending, scores.tolist(), ids.tolist()):
-            results[i] = {"file_name": files[i], "class_ids": c, "scores": [round(v, 5) for v in s]}
-            if names is not None:
-                results[i]["label_names"] = [names[j] for j in c]
-        pending.clear()
-
-    for i, path in enumerate(files):
-        try:
-            pending.append((i, transform(read_image(path))))
-        except ImageDecodeError as e:
-            if not skip_bad_images:
-                raise
-            results[i] = {"file_name": path, "error": str(e)}
-        if len(pending) == batch_size:
-            flush()
-    flush()
-    return results
+    net, info = _source(model, checkpoint, pretrained_file, ema=ema, num_classes=num_classes, in_chans=in_chans,
+                        deployed=deployed)
+    dc, chans, classes = _preprocessing(net, info, deployed, img_size)
+    names = _class_names(classes, class_names, info.class_names if info is not None else None)
+    workers, threads = split_cores(workers, threads)
+    runner = prepare(net, backend, precision, data_config=dc, calibration=calibration, deployed=deployed,
+                     save_to=save_deployed, threads=threads, device=device)
+    try:
+        if runner.backend in ("eager", "compile"):
+            torch.set_num_threads(threads)
+        run_device = device if runner.backend in ("eager", "compile") else "cpu"
+        results = _run(runner, files, dc, chans, topk, names, batch_size, workers, skip_bad_images, run_device)
+    finally:
+        runner.close()
+    return results, runner.describe()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``predict`` subcommand of ``python -m hgzoo``."""
     from ._cli import positive_int
+    from .checkpoint import add_weights_argument
 
     p = sub.add_parser("predict", help="classify image files (like `paddleclas --infer_imgs`)",
-                       description="Print the top classes of each image: class ids, scores and label names. Exit "
-                                   "codes: 0 done, 1 some image could not be decoded (the others are printed), "
-                                   "2 bad input.")
-    p.add_argument("--model", required=True, help="name[.tag], e.g. pphgnet_small or PPHGNet_small.ssld_in1k")
+                       description="Print the top classes of each image: class ids, scores and label names. A "
+                                   "train.py checkpoint brings its model, classes, channels, preprocessing and class "
+                                   "names. Exit codes: 0 done, 1 some image could not be decoded (the others are "
+                                   "printed) or an export failed its verification, 2 bad input.")
+    p.add_argument("--model", help="name[.tag], e.g. pphgnet_small or PPHGNet_small.ssld_in1k (default: the "
+                                   "checkpoint's)")
     p.add_argument("images", nargs="+", metavar="IMG|DIR", help="image files, or folders searched recursively")
     p.add_argument("--topk", type=positive_int, default=5)
-    p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
-    p.add_argument("--pretrained-file", metavar="FILE", help="weights to load instead of the published ones")
+    p.add_argument("--json", action="store_true", help="print one JSON object (what ran, and the predictions)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--checkpoint", metavar="FILE", help="a train.py .pt, or a .pdparams, .safetensors, .pth")
+    weights.add_argument("--pretrained-file", dest="checkpoint", metavar="FILE", help="the same as --checkpoint")
+    add_weights_argument(p)
+    p.add_argument("--num-classes", type=positive_int, help="classifier size (default: the checkpoint's)")
+    p.add_argument("--in-chans", type=positive_int, help="input channels (default: the checkpoint's, else 3)")
+    p.add_argument("--img-size", type=positive_int, help="center-crop size (default: the checkpoint's or weights')")
     p.add_argument("--class-names", metavar="FILE", help="a PaddleClas class-id map ('id name' lines)")
+    _add_runtime_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-image-pixels", type=positive_int, metavar="N",
@@ -145,24 +257,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(fn=run)
 
 
+def _add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    from ._cli import positive_int
+    from .deploy.runner import BACKENDS, RUN_PRECISIONS
+
+    p.add_argument("--backend", choices=BACKENDS, help="eager (default), compile, onnxruntime or openvino")
+    p.add_argument("--precision", choices=RUN_PRECISIONS, help="fp32 (default), bf16, int8 (runtimes only)")
+    p.add_argument("--calibration", metavar="DIR_OR_LIST", help="real images for int8 calibration")
+    p.add_argument("--deployed", metavar="FILE", help="run this exported .onnx / .xml file")
+    p.add_argument("--save-deployed", metavar="FILE", help="keep the file exported for this run")
+    p.add_argument("--threads", type=positive_int, help="inference threads (default: every core)")
+
+
 def run(args: argparse.Namespace) -> int:
-    from ._cli import set_max_image_pixels
+    from ._cli import BadInput, set_max_image_pixels
+    from .checkpoint import CheckpointConflictError
+    from .deploy import ExportError, ExportVerificationError
 
     set_max_image_pixels(args.max_image_pixels)
-    results = predict(args.model, args.images, topk=args.topk, pretrained_file=args.pretrained_file,
-                      class_names=args.class_names, batch_size=args.batch_size, device=args.device,
-                      skip_bad_images=True)
-    bad = [r for r in results if "error" in r]
-    for r in bad:
-        print(f"error: {r['error']}", file=sys.stderr)
+    if args.model is None and args.checkpoint is None and args.deployed is None:
+        raise BadInput("give --model NAME, --checkpoint FILE or --deployed FILE")
+    try:
+        results, ran = _predict(
+            args.model, args.images, topk=args.topk, checkpoint=args.checkpoint, pretrained_file=None,
+            ema=args.weights == "ema", num_classes=args.num_classes, in_chans=args.in_chans, img_size=args.img_size,
+            class_names=args.class_names, backend=args.backend, precision=args.precision,
+            calibration=args.calibration, deployed=args.deployed, save_deployed=args.save_deployed,
+            batch_size=args.batch_size, workers=None, threads=args.threads, device=args.device, skip_bad_images=True)
+    except (CheckpointConflictError, ExportError) as e:
+        raise BadInput(str(e)) from None
+    except ExportVerificationError as e:
+        from ._cli import RunFailed
+
+        raise RunFailed(str(e)) from None
+    _print(results, ran, args)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def _print(results: list[dict], ran: dict, args: argparse.Namespace) -> None:
+    for r in results:
+        if "error" in r:
+            print(f"error: {r['error']}", file=sys.stderr)
     if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for r in results:
-            if "error" in r:
-                continue
-            print(f"{r['file_name']}:")
-            for j, (c, s) in enumerate(zip(r["class_ids"], r["scores"])):
-                label = f"  {r['label_names'][j]}" if "label_names" in r else ""
-                print(f"  {c:>5d}  {s:.5f}{label}")
-    return 1 if bad else 0
+        print(json.dumps({"model": args.model, "checkpoint": args.checkpoint, "weights": args.weights, **ran,
+                          "predictions": results}, indent=2))
+        return
+    for r in results:
+        if "error" in r:
+            continue
+        print(f"{r['file_name']}:")
+        for j, (c, s) in enumerate(zip(r["class_ids"], r["scores"])):
+            label = f"  {r['label_names'][j]}" if "label_names" in r else ""
+            print(f"  {c:>5d}  {s:.5f}{label}")

@@ -81,3 +81,33 @@ def paddle_reference(tmp_path_factory) -> PaddleReference:
 def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     """Largest absolute difference, relative to the reference's scale (its largest magnitude)."""
     return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
+
+
+class WheelInstall:
+    """hgzoo installed from its wheel into a fresh venv (its dependencies from this environment): a user's
+    ``pip install hgzoo``, with no repository around it. ``run(*argv)`` runs ``python -m hgzoo ...`` there."""
+
+    def __init__(self, python: Path, site: Path, env: dict[str, str]) -> None:
+        self.python, self.site, self.env = python, site, env
+
+    def run(self, *argv: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.python), *argv], env=self.env, capture_output=True, text=True, cwd=cwd,
+                              timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def wheel_install(tmp_path_factory) -> WheelInstall:
+    root = tmp_path_factory.mktemp("wheel_install")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+                    "-w", str(root / "wheel")], check=True, capture_output=True, timeout=300)
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site),
+                    str(next((root / "wheel").glob("*.whl")))], check=True, capture_output=True, timeout=300)
+    # hgzoo's dependencies (torch, ...) from this environment; hgzoo itself only from the wheel
+    deps = [p for p in sys.path if p.endswith("site-packages")]
+    (site / "_deps.pth").write_text("\n".join(deps) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = "1"
+    return WheelInstall(venv / "bin" / "python", site, env)

@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 import torch
 from image_samples import write_photo_jpegs
+from safetensors.torch import save_file
 
 import hgzoo
 from benchmarks.harness import drift as drift_mod
 from benchmarks.harness.drift import measure_drift
 from hgzoo.__main__ import main as hgzoo_main
+from hgzoo.checkpoint import CheckpointConflictError
 from hgzoo.deploy import (
     EXTENSIONS,
     FORMATS,
@@ -396,5 +398,8 @@ def test_train_py_checkpoint_brings_its_configuration(tmp_path):
     (tmp_path / "config.yaml").write_text("model: pplcnetv2_small\nnum_classes: 10\nin_chans: 1\n")
     assert train_config(tmp_path / "plain.pt")["in_chans"] == 1
     (tmp_path / "other").mkdir()
-    with pytest.raises(ExportError, match="--model is required"):
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, tmp_path / "other" / "weights.safetensors")
+    with pytest.raises(CheckpointConflictError, match="plain weights.*give --model"):
         build_model(None, checkpoint=str(tmp_path / "other" / "weights.safetensors"))
+    model, _ = build_model("pplcnetv2_small", checkpoint=str(tmp_path / "other" / "weights.safetensors"))
+    assert model.num_classes == 10 and rt.input_channels(model) == 1  # read off the weights themselves

@@ -238,3 +238,10 @@ def test_convert_all_converts_official_files_and_skips_others(reference, tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / f"{ARCH}.{TAG}" / "model.safetensors").is_file()
     assert "skipped my_experiment.pdparams" in proc.stdout
+
+
+def test_local_dir_names_what_is_missing(tmp_path):
+    """``local-dir:FOLDER`` (timm's spelling for a Hub folder on disk) without its files: one clear error."""
+    (tmp_path / "config.json").write_text('{"architecture": "pphgnet_tiny", "num_classes": 3}')
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        hgzoo.create_model(f"local-dir:{tmp_path}", pretrained=True)

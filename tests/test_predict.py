@@ -7,13 +7,13 @@ import sys
 
 import pytest
 import torch
+from image_samples import calibrated_model, small_model_name, write_photo_jpegs
 
 import hgzoo
 from hgzoo.__main__ import main as cli
 from hgzoo.data import create_transform, imagenet_class_names, read_image
 from hgzoo.data.transforms import ImageDecodeError
 from hgzoo.predict import predict
-from image_samples import calibrated_model, small_model_name, write_photo_jpegs
 
 NAMES = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -69,7 +69,9 @@ def test_predict_cli_json_with_a_bad_file(setup, tmp_path):
     )
     assert proc.returncode == 1, proc.stderr[-2000:]  # one file failed, the others are still classified
     assert f"cannot decode image {bad}" in proc.stderr
-    results = json.loads(proc.stdout)
+    out = json.loads(proc.stdout)
+    assert (out["backend"], out["precision"], out["deployed_file"]) == ("eager", "fp32", None)
+    results = out["predictions"]
     assert results[-1]["file_name"] == str(bad) and "error" in results[-1]
     check(results[:-1], setup, 3)
 
@@ -82,7 +84,9 @@ def test_predict_cli_text(setup, capsys):
     scores, ids = p.topk(2)
     names = imagenet_class_names()
     assert out[0] == f"{setup['files'][0]}:"
-    assert out[1] == f"  {ids[0].item():>5d}  {scores[0].item():.5f}  {names[ids[0]]}"
+    class_id, score, label = out[1].split(maxsplit=2)
+    assert (int(class_id), label) == (ids[0].item(), names[ids[0]]) and out[1].startswith(f"  {class_id:>5}  ")
+    assert float(score) == pytest.approx(scores[0].item(), abs=2e-5)  # normalized in one fused op: float rounding
     assert out[2].split()[0] == str(ids[1].item()) and len(out) == 3
 
 

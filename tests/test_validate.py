@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,23 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from image_samples import calibrated_model, small_model_name, write_photo_jpegs
 from safetensors.torch import save_file
 
 import hgzoo
-from hgzoo.data import create_transform, read_image
-from image_samples import calibrated_model, small_model_name, write_photo_jpegs
+import hgzoo.validate as validate  # validate.py's command line (validate.py wraps it)
+from hgzoo.data import Normalizer, create_transform, read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_validate():
-    spec = importlib.util.spec_from_file_location("validate", ROOT / "validate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-validate = _load_validate()
 
 
 def direct_logits(model, files, **overrides) -> torch.Tensor:
@@ -164,3 +156,136 @@ def test_usage_errors(setup, tmp_path, capsys):
     lst.write_text("a.jpg 1\nb.jpg\n")
     assert validate.main(["--model", setup["name"], "--checkpoint", str(setup["ckpt"]), "--label-list", str(lst)]) == 2
     assert "list.txt:2: expected" in capsys.readouterr().err
+
+
+# --- the deployed runtime -------------------------------------------------------------------------------------------
+
+def _uint8_batch(files, cfg) -> torch.Tensor:
+    """The images as validate.py feeds them: uint8 crops, normalized in one op."""
+    t = create_transform(cfg, normalize=False)
+    return Normalizer(cfg.mean, cfg.std)(torch.stack([t(read_image(f)) for f in files]))
+
+
+def _accuracy(logits: torch.Tensor, labels: list[int]) -> tuple[float, float]:
+    y = torch.tensor(labels)
+    top5 = torch.as_tensor(logits).topk(5, 1).indices
+    return 100 * (top5[:, 0] == y).float().mean().item(), 100 * (top5 == y[:, None]).any(1).float().mean().item()
+
+
+@pytest.fixture(scope="module")
+def int8_run(setup, tmp_path_factory):
+    """validate.py on OpenVINO int8, exported from the checkpoint (calibrated on the photos) and kept."""
+    tmp = tmp_path_factory.mktemp("int8")
+    out, xml = tmp / "r.json", tmp / "m-int8.xml"
+    rc = validate.main(["--model", setup["name"], "--checkpoint", str(setup["ckpt"]), "--data-dir", str(setup["data"]),
+                        "--backend", "openvino", "--precision", "int8", "--calibration", str(setup["tmp"] / "photos"),
+                        "--min-top1-agreement", "0", "--save-deployed", str(xml), "--threads", "1", "--workers", "1",
+                        "--batch-size", "4", "--no-progress", "--results-file", str(out)])
+    assert rc == 0
+    (r,) = json.loads(out.read_text())
+    return r, xml
+
+
+def test_int8_file_is_what_is_validated(setup, int8_run):
+    """The accuracy reported is the saved file's, on the same images; the agreement is the file's with eager fp32."""
+    from hgzoo.deploy import load
+
+    r, xml = int8_run
+    cfg = hgzoo.get_pretrained_cfg(setup["name"])
+    files = sorted(setup["data"].rglob("*.jpg"))
+    labels = [int(f.parent.name) for f in files]
+    x = _uint8_batch(files, cfg)
+    logits = torch.from_numpy(load(xml, threads=1)(x))
+    top1, top5 = _accuracy(logits, labels)
+    assert r["top1"] == pytest.approx(top1, abs=1e-3) and r["top5"] == pytest.approx(top5, abs=1e-3)
+    with torch.no_grad():
+        eager = setup["model"](x)
+    agree = 100 * (logits.argmax(1) == eager.argmax(1)).float().mean().item()
+    assert r["top1_agreement"] == pytest.approx(agree, abs=1e-3) and r["agreement_images"] == 7
+    assert (r["backend"], r["precision"], r["deployed_file"]) == ("openvino", "int8", str(xml))
+    assert "NNCF" in r["compute"] and 0 <= r["data_wait_share"] <= 1 and r["img_per_sec"] > 0
+    assert r["export_top1_agreement"] is not None and (r["threads"], r["workers"]) == (1, 1)
+
+
+def test_deployed_file_runs_without_exporting_again(setup, int8_run, tmp_path, capsys):
+    r, xml = int8_run
+    out = tmp_path / "again.csv"
+    argv = ["--model", setup["name"], "--checkpoint", str(setup["ckpt"]), "--data-dir", str(setup["data"]),
+            "--deployed", str(xml), "--workers", "0", "--no-progress", "--results-file", str(out)]
+    assert validate.main(argv) == 0
+    (row,) = list(csv.DictReader(out.open()))
+    assert float(row["top1"]) == pytest.approx(r["top1"]) and row["deployed_file"] == str(xml)
+    assert row["backend"] == "openvino" and row["precision"] == "int8"
+    assert float(row["top1_agreement"]) == pytest.approx(r["top1_agreement"])
+    assert "deployed file: " in capsys.readouterr().out
+
+
+def test_compile_and_bf16_backends_agree_with_eager(setup, tmp_path):
+    """torch.compile fp32 gives eager's accuracy; bf16 autocast reports its agreement with fp32."""
+    args = ["--model", setup["name"], "--checkpoint", str(setup["ckpt"]), "--data-dir", str(setup["data"]),
+            "--workers", "0", "--threads", "1", "--no-progress", "--img-size", "96", "--resize-short", "110"]
+    results = {}
+    for backend, precision in (("eager", "fp32"), ("compile", "fp32"), ("eager", "bf16")):
+        out = tmp_path / f"{backend}-{precision}.json"
+        assert validate.main([*args, "--backend", backend, "--precision", precision, "--results-file", str(out)]) == 0
+        (results[backend, precision],) = json.loads(out.read_text())
+    assert results["compile", "fp32"]["top1"] == results["eager", "fp32"]["top1"]
+    assert results["eager", "fp32"]["top1_agreement"] is None  # the reference itself
+    assert results["eager", "bf16"]["top1_agreement"] is not None and "bf16 autocast" in results["eager", "bf16"][
+        "compute"]
+
+
+@pytest.fixture(scope="module")
+def other_file(tmp_path_factory):
+    """An ONNX file of another model: 3 classes, 64 px."""
+    from hgzoo.deploy import export
+
+    out = tmp_path_factory.mktemp("other") / "other.onnx"
+    export(hgzoo.create_model(small_model_name(), num_classes=3), "onnx", output=out, img_size=64, verify=False)
+    return out
+
+
+def _run_main(argv, capsys):
+    capsys.readouterr()
+    try:
+        code = validate.main(argv)
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--backend", "openvino", "--precision", "int8"], ["--precision int8 needs --calibration"]),
+    (["--backend", "onnxruntime", "--precision", "bf16"], ["--backend onnxruntime --precision bf16", "openvino"]),
+    (["--backend", "eager", "--precision", "int8"], ["--backend eager has no int8 path"]),
+    (["--deployed", "{other}"], ["does not match", "(N, 3, 64, 64)", "3 classes"]),
+    (["--deployed", "{missing}"], ["missing.onnx not found"]),
+    (["--deployed", "{ckpt}"], ["expected an .onnx", ".xml"]),
+    (["--backend", "eager", "--deployed", "{other}"], ["is a file for onnxruntime, not for --backend eager"]),
+    (["--backend", "openvino", "--amp"], ["--amp"]),
+    (["--deployed", "{other}", "--calibration", "x"], ["--deployed runs a file exported before"]),
+])
+def test_runtime_bad_input_is_one_line_and_writes_nothing(setup, other_file, tmp_path, capsys, extra, words):
+    out = tmp_path / "r.json"
+    fill = {"other": str(other_file), "missing": str(tmp_path / "missing.onnx"), "ckpt": str(setup["ckpt"])}
+    argv = ["--model", setup["name"], "--checkpoint", str(setup["ckpt"]), "--data-dir", str(setup["data"]),
+            "--workers", "0", "--results-file", str(out)] + [a.format(**fill) for a in extra]
+    code, err = _run_main(argv, capsys)
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("error:") or ": error:" in line]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), err
+    assert not out.exists() and "Traceback" not in err
+
+
+def test_a_runtime_that_is_not_installed(setup, tmp_path):
+    """OpenVINO made unimportable in a fresh process: one line naming the package, exit 2, nothing written."""
+    out = tmp_path / "r.json"
+    code = ("import runpy, sys\nsys.modules['openvino'] = None\n"
+            f"sys.argv = ['validate.py', '--model', {setup['name']!r}, '--checkpoint', {str(setup['ckpt'])!r}, "
+            f"'--data-dir', {str(setup['data'])!r}, '--backend', 'openvino', '--results-file', {str(out)!r}]\n"
+            "runpy.run_path('validate.py', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "pip install" in errors[0] and "openvino" in errors[0], proc.stderr[-2000:]
+    assert not out.exists()

@@ -14,9 +14,18 @@ from .datasets import (
     read_class_names,
     scan_images,
 )
-from .loader import Batch, GuardedDataset, create_eval_loader, iterate_batches
+from .loader import (
+    Batch,
+    GuardedDataset,
+    LoaderClock,
+    available_cores,
+    create_eval_loader,
+    iterate_batches,
+    split_cores,
+)
 from .timm_config import resolve_model_data_config
 from .transforms import (
+    ConvertChannels,
     ImageDecodeError,
     Normalizer,
     PaddleCenterCrop,
@@ -32,8 +41,8 @@ from .transforms import (
 __all__ = [
     "create_transform", "resolve_data_config", "resolve_model_data_config", "read_image", "max_image_pixels",
     "decode_bytes", "ImageDecodeError", "ResizeShort",
-    "PaddleCenterCrop", "PaddleRandCrop", "Normalizer",
+    "PaddleCenterCrop", "PaddleRandCrop", "Normalizer", "ConvertChannels",
     "ImageFolder", "LabelListDataset", "LabelListError", "FashionMNIST", "FASHION_MNIST_DIR", "IMAGE_EXTENSIONS",
     "imagenet_class_names", "read_class_names", "scan_images",
-    "GuardedDataset", "Batch", "create_eval_loader", "iterate_batches",
+    "GuardedDataset", "Batch", "create_eval_loader", "iterate_batches", "LoaderClock", "split_cores", "available_cores",
 ]

@@ -27,6 +27,9 @@ PaddleClas evaluates every model with the same five ops (``paddleclas.deploy.pyt
 * **timm's weights** (``size_rounding="torchvision"`` in their :class:`~hgzoo.PretrainedCfg`) are evaluated as timm
   does: torchvision's ``Resize(int)`` on a PIL image (the long side truncated, ``int(short * long / min(h, w))``)
   and ``CenterCrop`` (offset ``round((size - crop) / 2)``).
+* **Channels**: a model with other than 3 input channels gets its images converted first, by
+  :class:`ConvertChannels` (for 1 channel: PIL's ``convert("L")``, bit for bit, as timm's
+  ``--input-img-mode L``; a grayscale file comes back unchanged). PaddleClas has no such op.
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 
 __all__ = [
     "ImageDecodeError", "read_image", "decode_bytes", "ResizeShort", "PaddleCenterCrop", "PaddleRandCrop",
-    "create_transform", "resolve_data_config", "Normalizer",
+    "ConvertChannels", "create_transform", "resolve_data_config", "Normalizer",
 ]
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview
@@ -345,6 +348,35 @@ class PaddleRandCrop(nn.Module):
         return f"size={self.size}, scale={self.scale}, ratio={self.ratio}, interpolation={self.interpolation}"
 
 
+class ConvertChannels(nn.Module):
+    """Give a uint8 (..., C, H, W) image ``in_chans`` channels: RGB → gray exactly as PIL's ``convert("L")``
+    (ITU-R 601-2 luma in PIL's fixed point, ``(19595 R + 38470 G + 7471 B + 32768) >> 16``, so a grayscale file
+    decoded to three equal channels comes back unchanged; torchvision's ``rgb_to_grayscale`` truncates
+    ``0.2989 R + 0.587 G + 0.114 B``, one level low on gray pixels), gray → replicated, RGBA → RGB."""
+
+    def __init__(self, in_chans: int) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        c = img.shape[-3]
+        if c == 4:
+            img, c = img[..., :3, :, :], 3
+        if c == self.in_chans:
+            return img
+        if c == 3 and self.in_chans == 1:
+            if img.dtype != torch.uint8:
+                raise TypeError(f"ConvertChannels takes uint8 images, got {img.dtype}")
+            r, g, b = img.to(torch.int32).unbind(-3)
+            return ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16).to(torch.uint8).unsqueeze(-3)
+        if c == 1:
+            return img.expand(*img.shape[:-3], self.in_chans, *img.shape[-2:])
+        raise ValueError(f"cannot turn a {c}-channel image into the model's {self.in_chans} channels")
+
+    def extra_repr(self) -> str:
+        return f"in_chans={self.in_chans}"
+
+
 _TIMM_ARGS = ("args", "pretrained_cfg", "model", "use_test_size", "verbose")
 
 
@@ -422,6 +454,7 @@ def create_transform(
     training: bool = False,
     *,
     normalize: bool = True,
+    in_chans: int = 3,
     **overrides,
 ) -> v2.Compose:
     """PaddleClas's preprocessing for a weight tag, as a torchvision ``v2.Compose``.
@@ -433,6 +466,7 @@ def create_transform(
             recipes' RandAugment, random erasing and mixing are applied by the training script.
         normalize: end with ``float32`` scaled to [0, 1] and normalized; ``False`` stops at the uint8 crop
             (batch it and normalize on the batch, as :class:`~hgzoo.data.Normalizer` does).
+        in_chans: the model's input channels; other than 3, images are converted first (:class:`ConvertChannels`).
         **overrides: ``resize_short``, ``crop_size``, ``crop_pct``, ``interpolation``, ``resize_backend``,
             ``size_rounding``, ``mean``, ``std`` (see :func:`resolve_data_config`).
 
@@ -441,7 +475,7 @@ def create_transform(
     if isinstance(cfg, dict) and overrides:
         raise TypeError("pass overrides to resolve_data_config, not with a dict cfg")
     dc = dict(cfg) if isinstance(cfg, dict) else resolve_data_config(cfg, **overrides)
-    ops: list = [v2.ToImage()]
+    ops: list = [v2.ToImage()] + ([ConvertChannels(in_chans)] if in_chans != 3 else [])
     if training:
         ops += [PaddleRandCrop(dc["crop_size"], interpolation=dc["interpolation"], backend=dc["resize_backend"]),
                 v2.RandomHorizontalFlip()]
@@ -464,6 +498,9 @@ class Normalizer(nn.Module):
         self.register_buffer("shift", -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t,
                              persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.shift, x.float(), self.scale)
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``out``: a float32 tensor of ``x``'s shape to write into (no allocation)."""
+        if out is None:
+            return torch.addcmul(self.shift, x.float(), self.scale)
+        return torch.addcmul(self.shift, x, self.scale, out=out)
 

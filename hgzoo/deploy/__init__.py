@@ -9,8 +9,10 @@ verified against the eager fp32 model on real images.
     predictor = hgzoo.deploy.load("pphgnet_small-int8.xml")
     logits = predictor(batch)                       # float32 (N, 3, 224, 224) -> numpy logits
 
-``python -m hgzoo export --help`` is the command line. The benchmark harness and the accuracy drift study
-that use this API are tools beside the package (``benchmarks/``).
+``python -m hgzoo export --help`` is the command line. :mod:`hgzoo.deploy.runner` runs a model on eager, compile or
+an exported file (``validate.py --backend`` and ``predict`` use it), and :mod:`hgzoo.deploy.evaluate` is the
+overlapped, timed pass over labelled images behind ``validate.py``. The benchmark harness and the accuracy drift
+study that use this API are tools beside the package (``benchmarks/``).
 """
 from ..layers import reparameterize
 from .api import (

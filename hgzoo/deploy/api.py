@@ -19,7 +19,7 @@ from torch import nn
 from ..layers import reparameterize
 from ..pretrained import PretrainedCfg
 from . import runtimes as rt
-from .images import ImageSource, eval_transform, image_set, split_indices
+from .images import ImageSource, eval_data_config, eval_transform, image_set, split_indices
 
 __all__ = [
     "export", "ExportReport", "ExportError", "ExportVerificationError", "FORMATS", "PRECISIONS", "EXTENSIONS",
@@ -244,14 +244,14 @@ def _plan(model: nn.Module, fmt: str, precision: str, output: str | os.PathLike 
     if output.suffix.lower() != EXTENSIONS[fmt]:
         raise ExportError(f"output {output} should end in {EXTENSIONS[fmt]} for format={fmt!r}")
     if not output.parent.exists():
-        raise ExportError(f"output folder {output.parent} does not exist")
+        raise ExportError(f"output folder {output.parent} does not exist; create it first (mkdir -p {output.parent})")
     meta = {"model": getattr(pcfg, "architecture", None) or type(model).__name__, "format": fmt,
             "precision": precision, "img_size": img_size, "in_chans": in_chans, "dynamic_batch": dynamic_batch,
             "num_classes": getattr(model, "num_classes", None)}
-    if transform is None:
-        norm = next((t for t in tf.transforms[-1].transforms if hasattr(t, "mean")), None)
-        if norm is not None:
-            meta.update(mean=list(norm.mean), std=list(norm.std))
+    if transform is None:  # how the file's input is made, for hgzoo.deploy.load's users (validate.py, predict)
+        dc = eval_data_config(pcfg, img_size, in_chans, data_config)
+        meta.update(mean=list(dc["mean"]), std=list(dc["std"]),
+                    data_config={k: (list(v) if isinstance(v, tuple) else v) for k, v in dc.items()})
     return _Plan(fmt, precision, output, img_size, in_chans, dynamic_batch, tf, meta)
 
 

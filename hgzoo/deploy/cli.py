@@ -5,8 +5,9 @@ import argparse
 import sys
 
 from .._cli import BadInput, RunFailed, positive_int
+from ..checkpoint import CheckpointConflictError, add_weights_argument, data_config
 from .api import FORMATS, PRECISIONS, ExportError, ExportVerificationError, export
-from .source import build_model, train_data_config
+from .source import load_model
 
 __all__ = ["add_parser"]
 
@@ -28,9 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", action="store_true", help="the published weights")
     weights.add_argument("--checkpoint", metavar="FILE", help=".pdparams, .safetensors, .pth or a train.py .pt")
-    p.add_argument("--num-classes", type=positive_int)
-    p.add_argument("--in-chans", type=positive_int)
-    p.add_argument("--img-size", type=positive_int, help="input size (default: the weights' crop size, or train.py's img_size)")
+    add_weights_argument(p)
+    p.add_argument("--num-classes", type=positive_int, help="classifier size (default: the checkpoint's)")
+    p.add_argument("--in-chans", type=positive_int, help="input channels (default: the checkpoint's, else 3)")
+    p.add_argument("--img-size", type=positive_int,
+                   help="input size (default: the checkpoint's evaluation crop, or the weights' crop size)")
     p.add_argument("--format", "-f", choices=FORMATS, default="onnx")
     p.add_argument("--precision", "-p", choices=PRECISIONS, default="fp32")
     p.add_argument("--calibration", metavar="DIR_OR_LIST",
@@ -52,24 +55,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:
-        model, cfg = build_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
-                                 num_classes=args.num_classes, in_chans=args.in_chans)
-        data_config = None
-        img_size = args.img_size
-        if cfg is not None:
-            data_config = train_data_config(cfg, model)
-            img_size = img_size or data_config["crop_size"]
-            if args.img_size and args.img_size != data_config["crop_size"]:  # keep train.py's normalization
-                data_config = {k: data_config[k] for k in ("mean", "std", "interpolation", "resize_backend")}
+        model, info = load_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
+                                 num_classes=args.num_classes, in_chans=args.in_chans, ema=args.weights == "ema")
+        dc = data_config(info, model, crop_size=args.img_size) if info is not None else None
         report = export(
             model, args.format, args.precision, output=args.output, calibration=args.calibration,
             calibration_size=args.calibration_size, verify=False if args.no_verify else (args.verify or True),
-            verify_size=args.verify_size, dynamic_batch=not args.static_batch, img_size=img_size,
-            data_config=data_config, min_top1_agreement=args.min_top1_agreement)
+            verify_size=args.verify_size, dynamic_batch=not args.static_batch,
+            img_size=dc["crop_size"] if dc else args.img_size, data_config=dc,
+            min_top1_agreement=args.min_top1_agreement)
     except ExportVerificationError as e:
         print(e.report.to_json() if args.json else str(e.report), file=sys.stdout)
         raise RunFailed(str(e)) from None
-    except (ExportError, ImportError) as e:
+    except (ExportError, ImportError, CheckpointConflictError) as e:
         raise BadInput(str(e)) from None
     print(report.to_json() if args.json else str(report))
     return 0

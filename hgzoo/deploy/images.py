@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ..data.datasets import IMAGE_EXTENSIONS
-from ..data.transforms import create_transform, read_image, resolve_data_config
+from ..data.transforms import ConvertChannels, create_transform, read_image, resolve_data_config
 
 __all__ = [
-    "ImageSet", "ImageSource", "SAMPLE_PHOTOS", "eval_transform", "image_set", "sample_photo_views", "split_indices",
+    "ImageSet", "ImageSource", "SAMPLE_PHOTOS", "eval_data_config", "eval_transform", "image_set",
+    "sample_photo_views", "split_indices",
 ]
 
 #: What ``calibration=`` / ``verify=`` accept.
@@ -29,38 +29,16 @@ ImageSource = Union[str, os.PathLike, Dataset, torch.Tensor, Sequence]
 #: scikit-image's photos that ship inside its wheel (no download).
 SAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
 
-_DATA_CONFIG_KEYS = ("resize_short", "crop_size", "crop_pct", "interpolation", "resize_backend", "mean", "std")
+_DATA_CONFIG_KEYS = ("resize_short", "crop_size", "crop_pct", "interpolation", "resize_backend", "size_rounding",
+                     "mean", "std")
 
 
-class _Channels(nn.Module):
-    """Give a uint8 image the model's channel count: RGB → gray (ITU-R 601 luma), gray → RGB, RGBA → RGB."""
-
-    def __init__(self, in_chans: int) -> None:
-        super().__init__()
-        self.in_chans = in_chans
-
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        c = img.shape[-3]
-        if c == self.in_chans:
-            return img
-        if c == 4:
-            img, c = img[..., :3, :, :], 3
-        if self.in_chans == 1 and c == 3:
-            return v2.functional.rgb_to_grayscale(img, num_output_channels=1)
-        if c == 1:
-            return img.expand(*img.shape[:-3], self.in_chans, *img.shape[-2:])
-        if c == self.in_chans:
-            return img
-        raise ValueError(f"cannot turn a {c}-channel image into the model's {self.in_chans} channels")
-
-
-def eval_transform(pretrained_cfg: Any = None, img_size: int | None = None, in_chans: int = 3,
-                   data_config: dict | None = None) -> v2.Compose:
-    """The evaluation preprocessing for export: ``pretrained_cfg``'s (PaddleClas's defaults without one) at
-    ``img_size``, with any ``data_config`` keys (``resize_short``, ``crop_size``, ``crop_pct``,
-    ``interpolation``, ``resize_backend``, ``mean``, ``std``) on top. Images are first given ``in_chans``
-    channels; for a model with other than 3 channels and no ``mean``/``std`` given, both are 0.5 per
-    channel, as train.py uses."""
+def eval_data_config(pretrained_cfg: Any = None, img_size: int | None = None, in_chans: int = 3,
+                     data_config: dict | None = None) -> dict:
+    """The evaluation preprocessing settings for export: ``pretrained_cfg``'s (PaddleClas's defaults without one)
+    at ``img_size``, with any ``data_config`` keys (``resize_short``, ``crop_size``, ``crop_pct``,
+    ``interpolation``, ``resize_backend``, ``mean``, ``std``) on top. For a model with other than 3 channels and
+    no ``mean``/``std`` given, both are 0.5 per channel, as train.py uses."""
     overrides = {k: v for k, v in (data_config or {}).items() if v is not None}
     unknown = sorted(set(overrides) - set(_DATA_CONFIG_KEYS))
     if unknown:
@@ -73,7 +51,15 @@ def eval_transform(pretrained_cfg: Any = None, img_size: int | None = None, in_c
     for key in ("mean", "std"):
         if len(cfg[key]) != in_chans:
             raise ValueError(f"data_config {key} has {len(cfg[key])} values; the model takes {in_chans} channels")
-    return v2.Compose([v2.ToImage(), _Channels(in_chans), create_transform(cfg)])
+    return cfg
+
+
+def eval_transform(pretrained_cfg: Any = None, img_size: int | None = None, in_chans: int = 3,
+                   data_config: dict | None = None) -> v2.Compose:
+    """The evaluation preprocessing for export (see :func:`eval_data_config`); images are first given ``in_chans``
+    channels (:class:`~hgzoo.data.ConvertChannels`)."""
+    cfg = eval_data_config(pretrained_cfg, img_size, in_chans, data_config)
+    return v2.Compose([v2.ToImage(), ConvertChannels(in_chans), create_transform(cfg)])
 
 
 class ImageSet:

@@ -21,11 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import input_channels
+
 __all__ = [
     "write_onnx", "quantize_onnx_int8", "convert_onnx_fp16", "onnx_session", "set_onnx_meta", "openvino_model",
     "quantize_openvino_int8", "save_openvino", "openvino_config", "trace_torchscript", "save_torchscript",
-    "Predictor", "load", "quiet", "split_batches", "missing_package", "input_channels", "cpu_flags", "has_vnni",
-    "openvino_has_bf16", "ort_cuda_available", "OPENVINO_HINTS",
+    "Predictor", "load", "read_meta", "quiet", "split_batches", "missing_package", "input_channels", "cpu_flags",
+    "has_vnni", "openvino_has_bf16", "ort_cuda_available", "OPENVINO_HINTS",
 ]
 
 #: OpenVINO's INFERENCE_PRECISION_HINT for each precision (fp16 and int8 use f32: fp16 is weight storage only on
@@ -90,18 +92,6 @@ def ort_cuda_available() -> bool:
     except ImportError:
         return False
     return "CUDAExecutionProvider" in ort.get_available_providers()
-
-
-def input_channels(model: nn.Module) -> int:
-    """The number of input channels of ``model`` (its stem conv's, or the first conv's)."""
-    first = getattr(model, "first_conv", None)
-    if isinstance(first, str):
-        with contextlib.suppress(AttributeError):
-            return int(model.get_submodule(first).weight.shape[1])
-    for m in model.modules():
-        if isinstance(m, nn.modules.conv._ConvNd):
-            return int(m.weight.shape[1] * m.groups)
-    raise ValueError(f"cannot tell the input channels of {type(model).__name__}: pass in_chans=")
 
 
 # --- ONNX ------------------------------------------------------------------------------------------------------------
@@ -330,8 +320,10 @@ class Predictor:
     or array) and returns float32 logits (numpy). A fixed-batch model runs the input in chunks of its batch."""
 
     def __init__(self, path: str, fmt: str, fn: Callable[[np.ndarray], Any], batch: int | None, meta: dict,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", input_shape: tuple | None = None, output_shape: tuple | None = None) -> None:
         self.path, self.format, self.fn, self.batch, self.meta, self.device = path, fmt, fn, batch, meta, device
+        #: the file's declared input and output shapes, None for a dynamic axis (None: the format does not say)
+        self.input_shape, self.output_shape = input_shape, output_shape
 
     @property
     def precision(self) -> str | None:
@@ -344,6 +336,31 @@ class Predictor:
 
     def __repr__(self) -> str:
         return f"Predictor({self.format}, {self.precision}, {self.path!r})"
+
+
+def _onnx_shape(value_info) -> tuple:
+    return tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim)
+
+
+def _openvino_shape(port) -> tuple:
+    return tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """What :func:`hgzoo.deploy.export` stored in an ``.onnx`` or OpenVINO ``.xml`` file (model, classes, input,
+    precision, preprocessing), read without compiling the model; ``{}`` for a file that stores nothing."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        return json.loads(next((p.value for p in proto.metadata_props if p.key == _META_KEY), "{}"))
+    if path.suffix.lower() == ".xml":
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+        return json.loads(model.get_rt_info([_META_KEY]).astype(str)) if model.has_rt_info([_META_KEY]) else {}
+    raise ValueError(f"{path}: unknown exported format {path.suffix!r} (expected .onnx or .xml)")
 
 
 def load(path: str | os.PathLike, threads: int | None = None) -> Predictor:
@@ -361,7 +378,8 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Predictor:
         sess = onnx_session(path, threads, cuda=meta.get("precision") == "fp16")
         batch = _onnx_batch(path)
         device = "cuda" if "CUDAExecutionProvider" in sess.get_providers() else "cpu"
-        return Predictor(str(path), "onnx", lambda x: sess.run(None, {"x": x})[0], batch, meta, device)
+        return Predictor(str(path), "onnx", lambda x: sess.run(None, {"x": x})[0], batch, meta, device,
+                         _onnx_shape(proto.graph.input[0]), _onnx_shape(proto.graph.output[0]))
     if suffix == ".xml":
         import openvino as ov
 
@@ -376,7 +394,8 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Predictor:
         port = compiled.output(0)
         request = compiled.create_infer_request()
         return Predictor(str(path), "openvino", lambda x: request.infer({0: x})[port].copy(),
-                         dim.get_length() if dim.is_static else None, meta)
+                         dim.get_length() if dim.is_static else None, meta, "cpu",
+                         _openvino_shape(model.input(0)), _openvino_shape(model.output(0)))
     if suffix in (".pt", ".pth", ".ts"):
         extra = {"hgzoo.json": ""}
         with warnings.catch_warnings():

@@ -11,7 +11,7 @@ from torchvision.transforms import v2
 from ..data import FASHION_MNIST_DIR, FashionMNIST, ImageFolder, LabelListDataset, PaddleRandCrop, create_transform, resolve_data_config
 from ..data.datasets import scan_images
 from ..data.randaugment import parse_randaugment
-from ..data.transforms import read_image
+from ..data.transforms import ConvertChannels, read_image
 from .config import ConfigError
 
 __all__ = ["Datasets", "build_datasets", "ResumableSampler", "train_transform", "eval_data_config"]
@@ -127,8 +127,8 @@ def build_datasets(cfg: dict, eval_cfg: dict) -> Datasets:
         if cfg["in_chans"] not in (1, 3):
             raise ConfigError(f"--in-chans {cfg['in_chans']}: image files are read as RGB (3) or converted to "
                               "grayscale (1); other channel counts need a dataset of your own")
-        if cfg["in_chans"] == 1:  # grayscale images for a 1-channel model, as timm's --input-img-mode L
-            tt, et = v2.Compose([tt, v2.Grayscale(1)]), v2.Compose([et, v2.Grayscale(1)])
+        if cfg["in_chans"] == 1:  # PIL's convert("L") first, as validate.py, predict and export do
+            tt, et = (v2.Compose([v2.ToImage(), ConvertChannels(1), t]) for t in (tt, et))
         if kind == "folder":
             train = _folder(Path(data_dir) / cfg["train_split"], tt)
             val = _folder(Path(data_dir) / cfg["val_split"], et)

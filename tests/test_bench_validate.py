@@ -1,0 +1,45 @@
+"""benchmarks/bench_validate.py in quick mode: a few JPEGs, one configuration per peer (timm's validate.py loop,
+PaddleClas's inference predictor in the reference environment, hgzoo's validate.py on OpenVINO), the same weights
+in all three (checked inside the script), a Markdown table and a JSON file. No assertion depends on speed."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import reference_python
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytest.importorskip("timm")
+pytest.importorskip("openvino")
+pytest.importorskip("skimage")
+
+
+def test_quick_mode_runs_every_peer_on_the_same_weights(tmp_path):
+    peers = "timm,paddle,hgzoo" if reference_python() else "timm,hgzoo"
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_validate.py", "--quick", "--model", "pphgnetv2_b0", "--peers", peers,
+         "--results-file", str(out), "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, cwd=ROOT, timeout=1200,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    rows = {r["peer"]: r for r in report["rows"]}
+    expected = {"timm", "hgzoo"} | ({"PaddleClas"} if "paddle" in peers else set())
+    assert set(rows) == expected and all(r["images"] == 14 and r["img_per_sec"] > 0 for r in rows.values())
+    assert rows["hgzoo"]["config"] == "pphgnetv2_b0 openvino fp32" and rows["hgzoo"]["agreement"] is not None
+    assert 0 <= rows["hgzoo"]["data_wait_share"] <= 1
+    # The classifier was fitted to the photos: every peer classifies them (well above chance, 1 in 7).
+    assert all(r["top1"] > 50 for r in rows.values()), rows
+    if "PaddleClas" in rows:
+        assert any("same weights: max rel err" in n for n in report["notes"])
+        assert any(s["peer"].startswith("PPHGNetV2_B0") for s in report["summary"])
+    comparisons = [s["comparison"] for s in report["summary"]]
+    assert "hgzoo best fp32 ÷ timm best fp32" in comparisons
+    assert "| peer | configuration | images/s |" in proc.stdout and "**" in proc.stdout
+    assert (tmp_path / "work" / "val").is_dir() and len(list((tmp_path / "work" / "val").rglob("*.jpg"))) == 14
