@@ -50,7 +50,8 @@ class BackboneWithFPN(nn.Module):
     def __init__(self, backbone: nn.Module, out_channels: int = 256) -> None:
         super().__init__()
         self.body = backbone
-        self.fpn = FeaturePyramidNetwork(backbone.feature_info.channels(), out_channels, extra_blocks=LastLevelMaxPool())
+        self.fpn = FeaturePyramidNetwork(backbone.feature_info.channels(), out_channels,
+                                         extra_blocks=LastLevelMaxPool())
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -10,16 +10,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import reference_python
+from image_samples import photos, write_photo_jpegs, write_special_images
 from torchvision.transforms import v2
 
-from conftest import reference_python
 from hgzoo.data import (
-    FASHION_MNIST_DIR, FashionMNIST, ImageDecodeError, ImageFolder, LabelListDataset, LabelListError, Normalizer,
-    PaddleCenterCrop, ResizeShort, create_eval_loader, create_transform, imagenet_class_names, iterate_batches,
-    read_image, resolve_data_config,
+    FASHION_MNIST_DIR,
+    FashionMNIST,
+    ImageDecodeError,
+    ImageFolder,
+    LabelListDataset,
+    LabelListError,
+    Normalizer,
+    PaddleCenterCrop,
+    ResizeShort,
+    create_eval_loader,
+    create_transform,
+    imagenet_class_names,
+    iterate_batches,
+    read_image,
+    resolve_data_config,
 )
 from hgzoo.pretrained import PretrainedCfg
-from image_samples import photos, write_photo_jpegs, write_special_images
 
 REF_SCRIPT = Path(__file__).resolve().parent / "reference" / "paddle_preprocess.py"
 # PaddleClas's evaluation pipelines: (resize_short, interpolation, backend). The first is every non-HGNet

@@ -11,8 +11,7 @@ from safetensors.torch import save_file
 
 import hgzoo
 from hgzoo.features import export_onnx
-from hgzoo.layers import (FrozenBatchNorm2d, LearnableAffine, RepDepthwiseConv, freeze_batch_norm,
-                          unfreeze_batch_norm)
+from hgzoo.layers import FrozenBatchNorm2d, LearnableAffine, RepDepthwiseConv, freeze_batch_norm, unfreeze_batch_norm
 
 MODELS = hgzoo.list_models()
 
@@ -33,8 +32,9 @@ def test_features_match_feature_info(name):
 def test_out_indices_forms_and_errors():
     full = hgzoo.create_model("resnet18_vd", features_only=True)
     assert full.feature_info.reduction() == [4, 8, 16, 32]
-    assert hgzoo.create_model("resnet18_vd", features_only=True, out_indices=(1, 2, 3)).feature_info.reduction() == [8, 16, 32]
-    assert hgzoo.create_model("resnet18_vd", features_only=True, out_indices=(-2, -1)).feature_info.reduction() == [16, 32]
+    for out_indices, reduction in (((1, 2, 3), [8, 16, 32]), ((-2, -1), [16, 32])):
+        assert hgzoo.create_model("resnet18_vd", features_only=True, out_indices=out_indices).feature_info.reduction() \
+            == reduction
     assert hgzoo.create_model("resnet18_vd", features_only=True, out_indices=2).feature_info.reduction() == [16, 32]
     with pytest.raises(ValueError, match=r"valid indices are 0\.\.3"):
         hgzoo.create_model("resnet18_vd", features_only=True, out_indices=(1, 4))
@@ -74,7 +74,8 @@ def test_frozen_batch_norm_keeps_stats_and_round_trips():
     plain = hgzoo.create_model("resnet18_vd", num_classes=3)
     frozen = freeze_batch_norm(hgzoo.create_model("resnet18_vd", num_classes=3))
     frozen.load_state_dict(plain.state_dict())
-    torch.testing.assert_close(frozen.state_dict()["stem.0.bn.running_var"], plain.state_dict()["stem.0.bn.running_var"])
+    key = "stem.0.bn.running_var"
+    torch.testing.assert_close(frozen.state_dict()[key], plain.state_dict()[key])
     plain.load_state_dict(frozen.state_dict())
 
 

@@ -7,14 +7,13 @@ of the stride-4 map is a multiple of 8 (inputs of 221-224 or 253-256 pixels, ...
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from conftest import relative_error
 
 import hgzoo
-from conftest import relative_error
 from hgzoo._registry import paddle_name
-from hgzoo.models.hrnet import HRNet, HighResolutionModule, _upsample_to, fuse_conv_order
+from hgzoo.models.hrnet import HighResolutionModule, HRNet, _upsample_to, fuse_conv_order
 
 NAMES = hgzoo.list_models("*hrnet*")
 

@@ -2,16 +2,17 @@
 
 For every registered variant, PaddleClas's own model is built, randomized (BN statistics included),
 saved with paddle.save, converted by our safe reader and key maps, and compared at 224x224 and at
-an odd non-square size (193x257; 221x253 for HRNet, which PaddleClas cannot run at 193x257), before and after re-parameterization.
+an odd non-square size (193x257; 221x253 for HRNet, which PaddleClas cannot run at 193x257), before and after
+re-parameterization.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from conftest import parity_sizes, relative_error
 
 import hgzoo
-from conftest import parity_sizes, relative_error
 
 TOL = 1e-4
 pytestmark = pytest.mark.parity

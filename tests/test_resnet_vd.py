@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import PARITY_SIZES, relative_error
 
 import hgzoo
-from conftest import PARITY_SIZES, relative_error
 from hgzoo.models.resnet_vd import VARIANTS, Bottleneck, ResNetVdShortcut
 
 # PaddleClas 2.6's own trainable parameter counts (BN running statistics excluded).

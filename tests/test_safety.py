@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from image_samples import photos, write_png
 
 import hgzoo
-from hgzoo._files import (CorruptCheckpointError, UnsafePickleError, atomic_open, atomic_write, load_pdparams,
-                          safe_load)
+from hgzoo._files import CorruptCheckpointError, UnsafePickleError, atomic_open, atomic_write, load_pdparams, safe_load
 from hgzoo.data import ImageFolder, read_image
 from hgzoo.data.transforms import ImageDecodeError
-from image_samples import photos, write_png
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "pplcnetv2_small"
@@ -456,8 +455,8 @@ def test_output_that_is_a_file_or_read_only(data, tmp_path):
 def test_full_disk_during_a_checkpoint(data, tmp_path, monkeypatch, capsys):
     """ENOSPC while writing last.pt: one line naming 'no space left', exit 1, and no partial file left."""
     sys.path.insert(0, str(ROOT))
-    import train as train_cli
     import hgzoo.train.utils as utils
+    import train as train_cli
 
     def full(obj, f, *args, **kwargs):
         f.write(b"partial")
@@ -504,7 +503,8 @@ def test_concurrent_writers_of_a_hub_folder(tmp_path):
             time.sleep(0.005)
         assert sorted(pending.get()) == [0, 1, 2, 3]
     assert not list(folder.glob(".*part"))
-    assert safe_load(folder / "model.safetensors").keys() == hgzoo.create_model(MODEL, num_classes=2).state_dict().keys()
+    expected = hgzoo.create_model(MODEL, num_classes=2).state_dict().keys()
+    assert safe_load(folder / "model.safetensors").keys() == expected
 
 
 def test_symlink_loop_is_counted_once(data, files, tmp_path):
@@ -572,7 +572,7 @@ def test_create_model_values(kwargs, message):
         hgzoo.create_model(MODEL, **kwargs)
 
 
-# ---------------------------------------------------------------------------------------------- one line, not a traceback
+# ----------------------------------------------------------------------------------------- one line, not a traceback
 
 @pytest.mark.parametrize("name, expected", [
     ("empty.pt", "empty (0 bytes)"), ("truncated.pt", "corrupt"), ("text.pth", "not a weights file"),

@@ -95,7 +95,8 @@ def test_every_tag_is_a_timm_pretrained_cfg():
         cfg = hgzoo.get_pretrained_cfg(name)
         timm_cfg = TimmCfg(**cfg.to_timm_dict())
         assert math.floor(cfg.crop_size / timm_cfg.crop_pct) == cfg.resize_short, name
-        assert cfg["crop_pct"] == cfg.get("crop_pct") == timm_cfg.crop_pct and cfg["input_size"] == (3, cfg.crop_size, cfg.crop_size)
+        assert cfg["crop_pct"] == cfg.get("crop_pct") == timm_cfg.crop_pct
+        assert cfg["input_size"] == (3, cfg.crop_size, cfg.crop_size)
         assert cfg["resize_short"] == cfg.resize_short and "crop_mode" in cfg and "nope" not in cfg
         assert set(cfg.to_timm_dict()) <= set(cfg.keys())
 

@@ -8,7 +8,15 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, DistributedSampler, Subset
 from torchvision.transforms import v2
 
-from ..data import FASHION_MNIST_DIR, FashionMNIST, ImageFolder, LabelListDataset, PaddleRandCrop, create_transform, resolve_data_config
+from ..data import (
+    FASHION_MNIST_DIR,
+    FashionMNIST,
+    ImageFolder,
+    LabelListDataset,
+    PaddleRandCrop,
+    create_transform,
+    resolve_data_config,
+)
 from ..data.datasets import scan_images
 from ..data.randaugment import parse_randaugment
 from ..data.transforms import ConvertChannels, read_image

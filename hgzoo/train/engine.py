@@ -33,8 +33,16 @@ from ..data.mixup import MixUpCutMix, soft_cross_entropy
 from .config import ConfigError, canonical_model_name, effective_lr
 from .data import Datasets, ResumableSampler, build_datasets, eval_data_config, shard
 from .optim import LRSchedule, create_optimizer, freeze_units
-from .utils import (DistillationLoss, ModelEMA, atomic_save, init_distributed, read_train_state, rng_state,
-                    set_rng_state, unwrap)
+from .utils import (
+    DistillationLoss,
+    ModelEMA,
+    atomic_save,
+    init_distributed,
+    read_train_state,
+    rng_state,
+    set_rng_state,
+    unwrap,
+)
 
 __all__ = ["run", "evaluate", "train_one_epoch", "prepare_output", "plot_summary", "RUN_FILES"]
 

@@ -14,8 +14,8 @@ from torch import nn
 
 from .._files import atomic_open, safe_load
 
-__all__ = ["atomic_save", "read_train_state", "RESUME_KEYS", "rng_state", "set_rng_state", "ModelEMA", "DistillationLoss",
-           "init_distributed", "is_main", "unwrap"]
+__all__ = ["atomic_save", "read_train_state", "RESUME_KEYS", "rng_state", "set_rng_state", "ModelEMA",
+           "DistillationLoss", "init_distributed", "is_main", "unwrap"]
 
 
 def atomic_save(obj, path: str | Path) -> None:

@@ -35,7 +35,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from paddleclas.deploy.python.preprocess import (  # noqa: E402
-    CropImage, DecodeImage, NormalizeImage, ResizeImage, ToCHWImage,
+    CropImage,
+    DecodeImage,
+    NormalizeImage,
+    ResizeImage,
+    ToCHWImage,
 )
 
 MEAN = [0.485, 0.456, 0.406]
