@@ -34,27 +34,55 @@ def reference_python() -> str | None:
     return None
 
 
+def shared_dir(tmp_path_factory, name: str) -> Path:
+    """A folder that every pytest-xdist worker of this run sees (the run's base temp dir); lock it with
+    :func:`filelock.FileLock` on ``<folder>.lock`` to make something once for all workers."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each worker's base temp is a subfolder of the run's
+    folder = root / f"shared-{name}"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (tests/run.sh: one worker per core), one intra-op thread per worker and per subprocess:
+    two workers of two threads on two cores spin against each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
 class PaddleReference:
-    """Runs PaddleClas once per family (all its variants in one process) and serves the results."""
+    """Runs PaddleClas once per family (all its variants in one process) and serves the results; under
+    pytest-xdist the first worker to ask runs a family, the others wait for it and read its files."""
 
     def __init__(self, python: str, out_dir: Path) -> None:
-        self.python, self.out_dir, self.done = python, out_dir, set()
+        self.python, self.out_dir = python, out_dir
 
     def get(self, name: str) -> tuple[Path, dict[str, np.ndarray]]:
+        from filelock import FileLock
+
         pname = paddle_name(name)
-        if pname not in self.done:
-            family = model_entrypoint(name).__module__
-            names = [paddle_name(n) for n in hgzoo.list_models() if model_entrypoint(n).__module__ == family]
-            sizes = ",".join(f"{h}x{w}" for h, w in parity_sizes(name))
-            self._run("--sizes", sizes, *names)
-            self.done.update(names)
+        family = model_entrypoint(name).__module__
+        with FileLock(str(self.out_dir / f"{family}.lock")):
+            if not (self.out_dir / f"{family}.done").is_file():
+                names = [paddle_name(n) for n in hgzoo.list_models() if model_entrypoint(n).__module__ == family]
+                sizes = ",".join(f"{h}x{w}" for h, w in parity_sizes(name))
+                self._run("--sizes", sizes, *names)
+                (self.out_dir / f"{family}.done").write_text("\n".join(names))
         data = np.load(self.out_dir / f"{pname}.npz")
         return self.out_dir / f"{pname}.pdparams", {k: data[k] for k in data.files}
 
     def as_built(self, names: list[str]) -> dict[str, Path]:
         """PaddleClas's freshly initialized weights (nothing randomized) for ``names``, one process for all."""
+        from filelock import FileLock
+
         pnames = [paddle_name(n) for n in names]
-        self._run("--as-built", *pnames)
+        with FileLock(str(self.out_dir / "as_built.lock")):
+            self._run("--as-built", *pnames)
         return {n: self.out_dir / f"{p}.init.pdparams" for n, p in zip(names, pnames)}
 
     def _run(self, *args: str) -> None:
@@ -75,7 +103,7 @@ def paddle_reference(tmp_path_factory) -> PaddleReference:
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-    return PaddleReference(python, tmp_path_factory.mktemp("paddle_ref"))
+    return PaddleReference(python, shared_dir(tmp_path_factory, "paddle_ref"))
 
 
 def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
@@ -97,7 +125,20 @@ class WheelInstall:
 
 @pytest.fixture(scope="session")
 def wheel_install(tmp_path_factory) -> WheelInstall:
-    root = tmp_path_factory.mktemp("wheel_install")
+    from filelock import FileLock
+
+    root = shared_dir(tmp_path_factory, "wheel_install")
+    with FileLock(str(root) + ".lock"):
+        if not (root / "done").is_file():
+            _install_wheel(root)
+            (root / "done").write_text("")
+    site = next((root / "venv" / "lib").glob("python3*/site-packages"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = "1"
+    return WheelInstall(root / "venv" / "bin" / "python", site, env)
+
+
+def _install_wheel(root: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
                     "-w", str(root / "wheel")], check=True, capture_output=True, timeout=300)
     venv = root / "venv"
@@ -108,6 +149,3 @@ def wheel_install(tmp_path_factory) -> WheelInstall:
     # hgzoo's dependencies (torch, ...) from this environment; hgzoo itself only from the wheel
     deps = [p for p in sys.path if p.endswith("site-packages")]
     (site / "_deps.pth").write_text("\n".join(deps) + "\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["OMP_NUM_THREADS"] = "1"
-    return WheelInstall(venv / "bin" / "python", site, env)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Run every test. Builds the PaddleClas reference environment (.venv-ref, the parity oracle) once,
-# then runs pytest with hgzoo's environment (.venv, made by the README's set-up command).
+# then runs pytest with hgzoo's environment (.venv, made by the README's set-up command), one worker per core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/reference/setup.sh
 py=.venv/bin/python
 [ -x "$py" ] || py=python3
-exec "$py" -m pytest "$@"
+# One worker per core (pytest-xdist), each file's tests on one worker (module fixtures are made once);
+# HGZOO_TEST_WORKERS=0 runs everything in this process.
+exec "$py" -m pytest -n "${HGZOO_TEST_WORKERS:-auto}" --dist loadfile "$@"
