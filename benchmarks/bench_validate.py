@@ -46,6 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+if __package__ in (None, ""):  # run as `python benchmarks/bench_validate.py`: the tools import from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket")
 HGZOO_CONFIGS = ("eager:fp32", "eager:bf16", "compile:fp32", "onnxruntime:fp32", "onnxruntime:int8", "openvino:fp32",
@@ -446,14 +449,20 @@ class Session:
                         f"{v['prepare_seconds']} s"}
 
     def agreements(self) -> None:
-        """timm's and PaddleClas's top-1 agreement with their own fp32 run (the first fp32 row of each)."""
-        for peer in ("timm", "PaddleClas"):
-            rows = [r for r in self.rows if r["peer"] == peer]
-            ref = next((r for r in rows if r["precision"] == "fp32"), None)
-            for r in rows:
-                if ref is not None and "preds" in r and len(r["preds"]) == len(ref["preds"]):
-                    r["agreement"] = round(100 * float(np.mean(np.equal(r["preds"], ref["preds"]))), 3)
-                r.pop("preds", None)
+        add_agreements(self.rows)
+
+
+def add_agreements(rows: list[dict]) -> None:
+    """timm's and PaddleClas's top-1 agreement with their own fp32 run (the first fp32 row of each); the
+    per-image predictions are dropped from the rows afterwards."""
+    for peer in ("timm", "PaddleClas"):
+        mine = [r for r in rows if r["peer"] == peer]
+        ref = next((r["preds"] for r in mine if r["precision"] == "fp32" and "preds" in r), None)
+        for r in mine:
+            if ref is not None and "preds" in r and len(r["preds"]) == len(ref):
+                r["agreement"] = round(100 * float(np.mean(np.equal(r["preds"], ref))), 3)
+    for r in rows:
+        r.pop("preds", None)
 
 
 def _reference_python() -> str | None:

@@ -4,7 +4,6 @@ in all three (checked inside the script), a Markdown table and a JSON file. No a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +24,7 @@ def test_quick_mode_runs_every_peer_on_the_same_weights(tmp_path):
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench_validate.py", "--quick", "--model", "pphgnetv2_b0", "--peers", peers,
          "--results-file", str(out), "--work", str(tmp_path / "work")],
-        capture_output=True, text=True, cwd=ROOT, timeout=1200,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        capture_output=True, text=True, cwd=ROOT, timeout=1200)  # as the README runs it: no PYTHONPATH
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(out.read_text())
     rows = {r["peer"]: r for r in report["rows"]}
@@ -43,3 +41,17 @@ def test_quick_mode_runs_every_peer_on_the_same_weights(tmp_path):
     assert "hgzoo best fp32 ÷ timm best fp32" in comparisons
     assert "| peer | configuration | images/s |" in proc.stdout and "**" in proc.stdout
     assert (tmp_path / "work" / "val").is_dir() and len(list((tmp_path / "work" / "val").rglob("*.jpg"))) == 14
+
+
+def test_agreement_of_each_peer_with_its_own_fp32_run():
+    """Several configurations per peer (the full run): each is compared with the peer's first fp32 run."""
+    from benchmarks.bench_validate import add_agreements
+
+    rows = [{"peer": "timm", "precision": "fp32", "preds": [1, 2, 3, 4]},
+            {"peer": "timm", "precision": "fp32", "preds": [1, 2, 3, 0]},
+            {"peer": "timm", "precision": "bf16", "preds": [1, 2, 0, 0]},
+            {"peer": "PaddleClas", "precision": "bf16", "preds": [1, 2, 3, 4]},
+            {"peer": "hgzoo", "precision": "int8", "agreement": 99.0}]
+    add_agreements(rows)
+    assert [r.get("agreement") for r in rows] == [100.0, 75.0, 50.0, None, 99.0]
+    assert not any("preds" in r for r in rows)

@@ -85,9 +85,11 @@ def test_publish_to_a_local_hub_folder_and_load_it_back(journey, wheel_install):
     code = ("import hgzoo, torch, json; from hgzoo.checkpoint import model_from_checkpoint; "
             "m = hgzoo.create_model('local-dir:hub/digits', pretrained=True).eval(); "
             "ref, _ = model_from_checkpoint('ft/best.pt'); x = torch.randn(2, 1, 32, 32); "
-            "print(json.dumps([m.num_classes, bool(torch.equal(m(x), ref(x)))]))")
+            "last = hgzoo.create_model('pplcnetv2_small', num_classes=10, in_chans=1, pretrained_file='ft/last.pt'); "
+            "print(json.dumps([m.num_classes, bool(torch.equal(m(x), ref(x))), "
+            "bool(torch.equal(last.eval()(x), ref(x)))]))")  # one epoch: last.pt holds best.pt's weights
     proc = wheel_install.run("-c", code, cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.splitlines()[-1]) == [10, True]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [10, True, True]
     config = json.loads((work / "hub" / "digits" / "config.json").read_text())
     assert config["label_names"] == [str(d) for d in range(10)] and config["model_args"]["in_chans"] == 1
