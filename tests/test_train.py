@@ -329,6 +329,17 @@ def test_tensorboard_needs_its_extra(data, tmp_path, capsys):
         assert code == 0 and any((tmp_path / "o" / "tb").iterdir()), log
 
 
+def test_epochs_without_evaluation_have_no_eval_figures(data, tmp_path, capsys):
+    """--eval-every 2: epochs 2 and 3 (the last) are evaluated; epoch 1's row has blank eval figures, not stale ones."""
+    code, log = _run(COMMON + ["--data-dir", str(data), "--epochs", "3", "--max-steps-per-epoch", "1",
+                               "--eval-every", "2", "--ema", "true", "--output", str(tmp_path / "e")], capsys)
+    assert code == 0, log
+    rows = list(csv.DictReader(open(tmp_path / "e" / "summary.csv")))
+    assert [(r["eval_top1"], r["ema_top1"]) for r in rows][0] == ("", "")
+    assert all(0 <= float(r["eval_top1"]) <= 100 and r["ema_top1"] != "" for r in rows[1:])
+    assert (tmp_path / "e" / "curves.png").is_file()
+
+
 def test_grayscale_folder_with_one_input_channel(data, tmp_path, capsys):
     """RGB files, --in-chans 1: the loader converts them to grayscale (timm's --input-img-mode L)."""
     code, log = _run(COMMON + ["--data-dir", str(data), "--epochs", "1", "--max-steps-per-epoch", "1",

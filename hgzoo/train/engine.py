@@ -468,7 +468,7 @@ class _Logger:
             w = csv.DictWriter(f, SUMMARY_FIELDS)
             if new:
                 w.writeheader()
-            w.writerow({k: row.get(k, "") for k in SUMMARY_FIELDS})
+            w.writerow({k: "" if row.get(k) is None else row[k] for k in SUMMARY_FIELDS})
         if self.writer:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):
@@ -490,8 +490,9 @@ def plot_summary(out: Path) -> Path | None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(ep, [float(r["train_loss"]) for r in rows], marker="o")
     a.set(xlabel="epoch", ylabel="train loss", title="loss")
-    b.plot(ep, [float(r["eval_top1"]) for r in rows], marker="o", label="top-1")
-    b.plot(ep, [float(r["eval_top5"]) for r in rows], marker=".", label="top-5")
+    ev = [r for r in rows if r["eval_top1"] not in ("", "nan")]  # --eval-every N: the evaluated epochs
+    b.plot([int(r["epoch"]) for r in ev], [float(r["eval_top1"]) for r in ev], marker="o", label="top-1")
+    b.plot([int(r["epoch"]) for r in ev], [float(r["eval_top5"]) for r in ev], marker=".", label="top-5")
     b.set(xlabel="epoch", ylabel="accuracy (%)", title="eval accuracy")
     b.legend()
     fig.tight_layout()
@@ -529,21 +530,24 @@ def evaluate(model: nn.Module, loader: DataLoader, normalizer: Normalizer, devic
 def _end_of_epoch(r: _Run, epoch: int, trained: dict, logger) -> None:
     """Evaluate (on eval epochs), keep the best weights, log the row, save last.pt."""
     cfg = r.cfg
-    if (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]:
+    evaluated = (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]
+    if evaluated:
         args = (r.val_loader, r.normalizer, r.device, cfg["channels_last"], r.amp_ctx)
         bar = r.main and cfg["progress"]
         r.metrics["top1"], r.metrics["top5"] = evaluate(r.fwd if not cfg["torchcompile"] else r.ddp, *args,
                                                         desc=f"eval {epoch + 1}" if bar else None)
         if r.ema is not None:
             r.metrics["ema_top1"], _ = evaluate(r.ema.module, *args, desc=f"eval EMA {epoch + 1}" if bar else None)
-    top1, top5 = r.metrics["top1"], r.metrics["top5"]
+    top1, top5 = (r.metrics["top1"], r.metrics["top5"]) if evaluated else (math.nan, math.nan)
     is_best = top1 > r.best
     r.best = max(r.best, top1) if not math.isnan(top1) else r.best
     if r.main:
         if is_best:
             save_best(r, epoch + 1, top1, top5)
-        row = dict(epoch=epoch + 1, train_loss=round(trained["loss"], 5), eval_top1=round(top1, 3),
-                   eval_top5=round(top5, 3), ema_top1=round(r.metrics["ema_top1"], 3) if r.ema else "",
+        # an epoch without evaluation has no eval figures (blank in summary.csv, not the last epoch's again)
+        row = dict(epoch=epoch + 1, train_loss=round(trained["loss"], 5),
+                   eval_top1=round(top1, 3) if evaluated else None, eval_top5=round(top5, 3) if evaluated else None,
+                   ema_top1=round(r.metrics["ema_top1"], 3) if r.ema and evaluated else None,
                    lr=r.sched.lr, epoch_time_s=round(trained["seconds"], 1),
                    images_per_s=round(trained["images"] / max(trained["seconds"], 1e-9), 1))
         logger.epoch(row)
