@@ -265,13 +265,16 @@ Resize the short side to {cfg.resize_short} ({cfg.interpolation}, as {cfg.resize
 def write_hub_folder(model: nn.Module, state_dict: dict[str, torch.Tensor], cfg: PretrainedCfg, out_dir: Path,
                      source: str | None = None, *, provenance: Provenance | None = None,
                      metrics: Metrics | None = None, label_names: list[str] | None = None,
-                     repo_id: str | None = None, datasets: list[str] | None = None, in_chans: int = 3) -> Path:
-    """``out_dir/model.safetensors``, ``config.json`` and ``README.md``, each written atomically.
+                     repo_id: str | None = None, datasets: list[str] | None = None,
+                     in_chans: int | None = None) -> Path:
+    """``out_dir/model.safetensors``, ``config.json`` and ``README.md``, each written atomically. ``in_chans``
+    defaults to the model's own (its stem's input channels).
 
     Without ``provenance`` the weights are a PaddleClas conversion of ``source`` (the convert CLI's case), and
     their published accuracy is carried when the class count is the tag's."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    in_chans = _in_chans(model) if in_chans is None else in_chans
     if provenance is None and cfg.source.lower().startswith("timm"):
         provenance = Provenance("timm", source or "a timm checkpoint")
     elif provenance is None:

@@ -533,3 +533,26 @@ def test_which_cached_files_may_serve_a_tag(tmp_path):
     record["source"]["location"] = "hgzoo/resnet18_vd.ra2_in1k"
     path.with_suffix(".json").write_text(json.dumps(record))
     assert "does not list" in cached_problem(path, cfg)
+
+
+def test_convert_from_timm_keeps_a_one_channel_stem(tmp_path):
+    """A timm training on grayscale images (``in_chans=1``, 10 classes) converts: the hgzoo folder declares one
+    input channel and loads (``local-dir:``) with timm's logits (PP-LCNetV2: PaddleClas's 0.8 on the fc input)."""
+    import timm
+
+    from hgzoo.convert.__main__ import main
+
+    torch.manual_seed(0)
+    tm = timm.create_model("lcnetv2_small", in_chans=1, num_classes=10).eval()
+    for p in tm.get_classifier().parameters():  # timm starts the classifier at zero: give it logits to compare
+        nn.init.normal_(p, std=0.05)
+    torch.save(tm.state_dict(), tmp_path / "gray.pth")
+    assert main(["--from", "timm", "--model", "pplcnetv2_small", "--input", str(tmp_path / "gray.pth"),
+                 "--output", str(tmp_path / "hub")]) == 0
+    config = json.loads((tmp_path / "hub" / "config.json").read_text())
+    assert config["model_args"] == {"in_chans": 1} and config["num_classes"] == 10
+    hm = hgzoo.create_model(f"local-dir:{tmp_path / 'hub'}", pretrained=True).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        bias = tm.get_classifier().bias
+        assert relative_error((hm(x) - bias).numpy(), (0.8 * (tm(x) - bias)).numpy()) < 1e-5

@@ -66,7 +66,8 @@ def convert_from_timm(source: str, output: Path, model_name: str | None = None) 
     probe = _build(arch, num_classes=1000)
     sd = state_dict_of(obj, probe, name, layout="timm", dropout_convention="timm")
     num_classes = _classes_of(sd)
-    model = _build(arch, num_classes=num_classes)
+    stem = sd.get(f"{probe.first_conv}.weight")  # a 1-channel (or other) training: the stem says how many
+    model = _build(arch, num_classes=num_classes, in_chans=int(stem.shape[1]) if stem is not None else 3)
     sd = state_dict_of(obj, model, name, layout="timm", dropout_convention="timm")
     model.load_state_dict(sd)  # strict: proves the converted dict fits exactly
     if timm_cfg:
@@ -99,7 +100,8 @@ def _timm_config(timm_name: str, model, key_map, cfg: PretrainedCfg | None) -> d
     cfg = cfg or PretrainedCfg(find_timm_arch(timm_name)[1].hgzoo, "timm")
     size = cfg.crop_size
     pretrained_cfg = {
-        "architecture": timm_name, "num_classes": model.num_classes, "input_size": [3, size, size],
+        "architecture": timm_name, "num_classes": model.num_classes,
+        "input_size": [model.get_parameter(f"{model.first_conv}.weight").shape[1], size, size],
         "crop_pct": round(size / cfg.resize_short, 4), "crop_mode": "center", "interpolation": cfg.interpolation,
         "mean": list(cfg.mean), "std": list(cfg.std),
         "first_conv": key_map.to_timm(f"{model.first_conv}.weight")[: -len(".weight")],
