@@ -24,14 +24,17 @@ PACKAGES = ("torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
             "torch-tensorrt", "triton", "numpy")
 
 
+def _version(name: str) -> str | None:
+    """The installed version of ``name``; None when it is not installed."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+    """The installed ones of PACKAGES with their versions (the others are left out of the report)."""
+    return {name: v for name in PACKAGES if (v := _version(name)) is not None}
 
 
 def _ort_providers() -> list[str] | None:

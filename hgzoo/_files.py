@@ -220,8 +220,9 @@ def _load_torch_zip(path: Path, size: int) -> Any:
         if "Weights only load failed" in str(e) and named != ["(unnamed)"]:
             raise UnsafePickleError(
                 f"{path} was refused: it asks to build {', '.join(named[:5])}, and hgzoo loads PyTorch files with "
-                "weights_only=True (tensors and plain data only). If you trust the file, re-save just its tensors: "
-                f"torch.save(torch.load('{path.name}', weights_only=False)['state_dict'], 'clean.pth')") from None
+                "weights_only=True (tensors and plain data only). If you trust the file, save just its tensors from "
+                "the program that wrote it (torch.save(model.state_dict(), 'clean.pth') or safetensors) and give "
+                "hgzoo that file") from None
         raise CorruptCheckpointError(f"{path} is corrupt or not a PyTorch checkpoint: {_first_line(e)}") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise CorruptCheckpointError(f"{path} is corrupt or not a PyTorch checkpoint: {_first_line(e)}") from None

@@ -63,15 +63,23 @@ def environment(threads: int) -> dict:
 
 def nvidia_driver() -> str | None:
     """The NVIDIA driver's version (nvidia-smi, else /proc/driver/nvidia/version), or None."""
+    return _driver_from_smi() or _driver_from_proc()
+
+
+def _driver_from_smi() -> str | None:
+    """nvidia-smi's answer; None where it is missing, fails or times out (the /proc file is asked next)."""
     smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=20)
-            if out.returncode == 0 and out.stdout.strip():
-                return out.stdout.split()[0]
-        except (OSError, subprocess.SubprocessError):
-            pass
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.split()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _driver_from_proc() -> str | None:
     try:
         with open("/proc/driver/nvidia/version") as f:
             words = f.readline().split()
