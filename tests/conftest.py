@@ -55,6 +55,18 @@ def pytest_configure(config) -> None:
         os.environ["OMP_NUM_THREADS"] = "1"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``): on a busy
+    2-core machine more threads spin against each other (5-10x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class PaddleReference:
     """Runs PaddleClas once per family (all its variants in one process) and serves the results; under
     pytest-xdist the first worker to ask runs a family, the others wait for it and read its files."""

@@ -27,13 +27,7 @@ FAMILIES = {"pphgnet_tiny": "hgnet_tiny", "pphgnetv2_b0": "hgnetv2_b0", "pplcnet
             "hrnet_w18_c": "hrnet_w18_ssld", "resnet50_vd": "resnet50d"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine, more threads spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _calibrate(model: torch.nn.Module, seed: int = 0, size: int = 64) -> torch.nn.Module:

@@ -28,13 +28,7 @@ COMMON = ["--model", MODEL, "--img-size", "32", "--batch-size", "4", "--workers"
           "--lr", "0.05", "--warmup-epochs", "0", "--randaugment", "rand-m7-mstd0.5-inc1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine, more threads spin against each other (5-10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _crops(img: np.ndarray, n: int, rng: np.random.Generator, size: int = 40) -> list[np.ndarray]:
