@@ -79,3 +79,34 @@ def test_mismatch_check_can_fail():
     torch.nn.init.normal_(conv.weight, 0, math.sqrt(2 / fan_in))
     torch.nn.init.zeros_(conv.bias)
     assert init_mismatches(conv.state_dict(), paddle_like) == []
+
+
+# train.py --init timm: timm's convention, against timm's own freshly built models. Weights and BatchNorm only:
+# timm zeroes conv and Linear biases in some families and leaves torch's defaults in others, and timm_init_
+# zeroes them all (checked apart). ResNet-d is built without its zero_init_last, which timm_init_ does not apply.
+TIMM_PEERS = {"pplcnetv2_small": "lcnetv2_small", "pphgnet_small": "hgnet_small", "pphgnetv2_b0": "hgnetv2_b0",
+              "hrnet_w18_c": "hrnet_w18", "resnet50_vd": "resnet50d"}
+
+
+@pytest.mark.parametrize("name", TIMM_PEERS)
+def test_timm_init_matches_timm(name):
+    timm = pytest.importorskip("timm")
+    from hgzoo.convert.timm import timm_to_hgzoo
+    from hgzoo.layers import timm_init_
+
+    peer = TIMM_PEERS[name]
+    torch.manual_seed(0)
+    kw = {"zero_init_last": False} if peer.startswith("resnet") else {}
+    ref_model = timm.create_model(peer, num_classes=10, **kw)
+    torch.manual_seed(1)
+    model = timm_init_(hgzoo.create_model(name, num_classes=10))
+    ref = timm_to_hgzoo(ref_model.state_dict(), model, dropout_convention="paddle", name=peer)
+    layers = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    biases = {f"{n}.bias" for n in layers} & set(ref)
+    biases |= {k for k in ref if k.endswith("running_mean")}  # the converter folds timm's conv biases in there
+    assert layers and all(not model.state_dict()[k].any() for k in biases)
+    bad = init_mismatches({k: v for k, v in model.state_dict().items() if k not in biases}, ref)
+    assert not bad, f"{name}: {len(bad)} tensors initialized unlike timm's {peer}:\n" + "\n".join(bad[:20])
+    # ... and the check tells it from PaddleClas's initialization, which train.py uses by default
+    torch.manual_seed(1)
+    assert init_mismatches(hgzoo.create_model(name, num_classes=10).state_dict(), ref)

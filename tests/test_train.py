@@ -233,6 +233,8 @@ def bad(data, tmp_path_factory) -> dict:
      "the teacher has 3 classes, the student 2"),
     ("resume", ["--data-dir", "{data}", "--resume", "{other}"], "is a checkpoint of 'resnet18_vd', not of"),
     ("randaugment", ["--data-dir", "{data}", "--randaugment", "m9-mstd0.5"], "--randaugment: RandAugment spec must"),
+    ("init", ["--data-dir", "{data}", "--init", "timm", "--initial-checkpoint", "{teacher}"],
+     "--init timm initialises a model trained from scratch, and --initial-checkpoint loads weights; give one"),
 ])
 def test_bad_input(case, extra, message, data, bad, tmp_path, capsys):
     fmt = dict(tmp=tmp_path, data=data, **bad)
@@ -410,3 +412,23 @@ def test_reset_head_gives_a_new_classifier(data, tmp_path):
     for k, v in start.state_dict().items():
         assert torch.equal(kept[k], v)
         assert torch.equal(new[k], v) != k.startswith("head.fc.")
+
+
+def test_init_timm_reinitialises_the_model(data):
+    """--init timm: the depthwise convs get timm's fan_out std, sqrt(2 / (C k^2)), not PaddleClas's sqrt(2 / k^2)."""
+    import math
+
+    from hgzoo.train.config import resolve_config
+    from hgzoo.train.engine import build_inputs
+
+    def depthwise_std(argv):
+        model = build_inputs(resolve_config(COMMON + ["--data-dir", str(data)] + argv), torch.device("cpu")).model
+        conv = max((m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1),
+                   key=lambda m: m.weight.numel())
+        k2 = conv.kernel_size[0] * conv.kernel_size[1]
+        return float(conv.weight.detach().std()), math.sqrt(2 / (conv.out_channels * k2)), math.sqrt(2 / k2)
+
+    std, fan_out, fan_in = depthwise_std(["--init", "timm"])
+    assert std == pytest.approx(fan_out, rel=0.1)
+    std, fan_out, fan_in = depthwise_std([])
+    assert std == pytest.approx(fan_in, rel=0.1)

@@ -3,7 +3,7 @@ from .attention import EffectiveSE, SqueezeExcite
 from .conv import ConvBNAct, LearnableAffine, LearnableDownsample, create_act, fuse_conv_bn, pad_same
 from .drop import DropPath, drop_path_schedule
 from .head import GLOBAL_POOLS, ClassifierHead, Dropout, check_global_pool
-from .init import paddle_default_init_
+from .init import paddle_default_init_, timm_init_
 from .norm import FrozenBatchNorm2d, freeze_batch_norm, unfreeze_batch_norm
 from .rep import RepDepthwiseConv, reparameterize
 
@@ -11,5 +11,5 @@ __all__ = [
     "GLOBAL_POOLS", "ClassifierHead", "ConvBNAct", "check_global_pool", "DropPath", "Dropout", "EffectiveSE",
     "FrozenBatchNorm2d", "LearnableAffine", "LearnableDownsample", "RepDepthwiseConv", "SqueezeExcite",
     "create_act", "drop_path_schedule", "freeze_batch_norm", "fuse_conv_bn", "pad_same", "paddle_default_init_",
-    "reparameterize", "unfreeze_batch_norm",
+    "reparameterize", "timm_init_", "unfreeze_batch_norm",
 ]

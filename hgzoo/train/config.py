@@ -48,6 +48,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("num_classes", None, "classifier outputs (default: the number of classes in the data)"),
     _S("reset_head", False, "a new classifier for new classes: re-initialise it after loading --pretrained or "
                             "--initial-checkpoint weights, even when the class counts match"),
+    _S("init", "paddle", "from-scratch initialisation: paddle (PaddleClas's, as the model is built) or timm (timm's "
+                         "and torchvision's: Kaiming-normal fan_out convs, torch's default Linear, zero biases)"),
     _S("in_chans", 3, "input channels: 1 for grayscale images (they are converted), 3 for RGB"),
     _S("drop_rate", None, "dropout before the classifier (default: the model's)", ("--drop",)),
     _S("drop_path_rate", 0.0, "stochastic depth rate", ("--drop-path",)),
@@ -146,7 +148,7 @@ _TYPES = {"num_classes": int, "drop_rate": float, "clip_grad": float, "lr": floa
           "randaugment": str, "eval_resize_short": int, "eval_interpolation": str, "eval_resize_backend": str}
 _CHOICES = {"dataset": ("folder", "list", "fashion_mnist"), "sched": ("cosine", "piecewise", "constant"),
             "no_weight_decay": ("none", "bn"), "distill_loss": ("dml", "kl", "js"),
-            "opt": ("momentum", "sgd", "adamw")}
+            "opt": ("momentum", "sgd", "adamw"), "init": ("paddle", "timm")}
 #: Keys of older saved configs, read as today's.
 _RENAMED = {"recipe_batch_size": "lr_base_size"}
 

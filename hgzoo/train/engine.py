@@ -30,6 +30,7 @@ from .._builder import state_dict_of
 from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, atomic_write, safe_load
 from ..data import Normalizer
 from ..data.mixup import MixUpCutMix, soft_cross_entropy
+from ..layers import timm_init_
 from .config import ConfigError, canonical_model_name, effective_lr
 from .data import Datasets, ResumableSampler, build_datasets, eval_data_config, shard
 from .optim import LRSchedule, create_optimizer, freeze_units
@@ -181,6 +182,12 @@ def build_inputs(cfg: dict, device) -> _Inputs:
     num_classes = cfg["num_classes"] if cfg["num_classes"] is not None else data.num_classes
     cfg["num_classes"] = num_classes
     model = _create_model(cfg, num_classes)
+    if cfg["init"] == "timm":
+        if cfg["pretrained"] or cfg["initial_checkpoint"]:
+            given = "--pretrained" if cfg["pretrained"] else "--initial-checkpoint"
+            raise ConfigError(f"--init timm initialises a model trained from scratch, and {given} loads weights; "
+                              "give one of them")
+        timm_init_(model)
     if cfg["initial_checkpoint"]:
         _load_initial(model, cfg["initial_checkpoint"])
     if cfg["reset_head"]:
@@ -575,7 +582,8 @@ def run(cfg: dict) -> dict:
         extra = inputs.data.extra
         print(f"{cfg['model']}: {n_params / 1e6:.2f}M params, {inputs.num_classes} classes, "
               f"{len(inputs.data.train)} train images{f' ({len(extra)} unlabeled)' if extra is not None else ''}, "
-              f"{len(inputs.data.val)} eval; {world} process(es) on {device}; global batch {r.global_batch}; "
+              f"{len(inputs.data.val)} eval; {'timm init; ' if cfg['init'] == 'timm' else ''}"
+              f"{world} process(es) on {device}; global batch {r.global_batch}; "
               f"{r.lr_source}; {r.steps_per_epoch} steps/epoch; output {out}")
     for epoch in range(r.start_epoch, cfg["epochs"]):
         _end_of_epoch(r, epoch, train_one_epoch(r, epoch), logger)
