@@ -199,6 +199,11 @@ def _opt_flags(cfg: dict, add, notes: list) -> None:
     if cfg["channels_last"]:
         add("--channels-last")
     add("-j", cfg["workers"])
+    if cfg.get("init", "paddle") == "timm":
+        notes.append("init timm: both start from timm's initialization convention (timm's own model code here)")
+    else:
+        notes.append("init paddle: hgzoo starts from PaddleClas's initialization, timm's train.py from timm's "
+                     "(hgzoo's --init timm is timm's)")
     for key, (default, why) in _UNMAPPED.items():
         if cfg.get(key, default) != default:
             notes.append(f"{key} {cfg[key]!r}: {why}")

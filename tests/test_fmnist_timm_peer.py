@@ -68,6 +68,7 @@ def test_dry_run_maps_the_recipe(tmp_path):
     if cfg["ema"]:
         assert float(_values(cmd, "--model-ema-decay")[0]) == cfg["ema_decay"]
     assert ("--channels-last" in cmd) == bool(cfg["channels_last"])
+    assert f"note: init {cfg['init']}: " in out.stdout  # timm's train.py always starts from timm's init
     assert int(_values(cmd, "-j")[0]) == cfg["workers"]
     for absent in ("--aa", "--reprob", "--mixup", "--cutmix"):  # the recipe has none of them
         assert absent not in cmd
