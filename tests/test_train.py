@@ -233,8 +233,6 @@ def bad(data, tmp_path_factory) -> dict:
      "the teacher has 3 classes, the student 2"),
     ("resume", ["--data-dir", "{data}", "--resume", "{other}"], "is a checkpoint of 'resnet18_vd', not of"),
     ("randaugment", ["--data-dir", "{data}", "--randaugment", "m9-mstd0.5"], "--randaugment: RandAugment spec must"),
-    ("init", ["--data-dir", "{data}", "--init", "timm", "--initial-checkpoint", "{teacher}"],
-     "--init timm initialises a model trained from scratch, and --initial-checkpoint loads weights; give one"),
 ])
 def test_bad_input(case, extra, message, data, bad, tmp_path, capsys):
     fmt = dict(tmp=tmp_path, data=data, **bad)
@@ -414,10 +412,12 @@ def test_reset_head_gives_a_new_classifier(data, tmp_path):
         assert torch.equal(new[k], v) != k.startswith("head.fc.")
 
 
-def test_init_timm_reinitialises_the_model(data):
-    """--init timm: the depthwise convs get timm's fan_out std, sqrt(2 / (C k^2)), not PaddleClas's sqrt(2 / k^2)."""
+def test_init_timm_reinitialises_the_model(data, tmp_path):
+    """--init timm: the depthwise convs get timm's fan_out std, sqrt(2 / (C k^2)), not PaddleClas's sqrt(2 / k^2);
+    an --initial-checkpoint's weights replace it."""
     import math
 
+    import hgzoo
     from hgzoo.train.config import resolve_config
     from hgzoo.train.engine import build_inputs
 
@@ -432,3 +432,8 @@ def test_init_timm_reinitialises_the_model(data):
     assert std == pytest.approx(fan_out, rel=0.1)
     std, fan_out, fan_in = depthwise_std([])
     assert std == pytest.approx(fan_in, rel=0.1)
+    start = hgzoo.create_model(MODEL, num_classes=2)
+    torch.save({"model": start.state_dict()}, tmp_path / "start.pt")
+    argv = COMMON + ["--data-dir", str(data), "--init", "timm", "--initial-checkpoint", str(tmp_path / "start.pt")]
+    loaded = build_inputs(resolve_config(argv), torch.device("cpu")).model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in start.state_dict().items())

@@ -48,8 +48,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("num_classes", None, "classifier outputs (default: the number of classes in the data)"),
     _S("reset_head", False, "a new classifier for new classes: re-initialise it after loading --pretrained or "
                             "--initial-checkpoint weights, even when the class counts match"),
-    _S("init", "paddle", "from-scratch initialisation: paddle (PaddleClas's, as the model is built) or timm (timm's "
-                         "and torchvision's: Kaiming-normal fan_out convs, torch's default Linear, zero biases)"),
+    _S("init", "paddle", "initialisation of the model as built: paddle (PaddleClas's) or timm (timm's and "
+                         "torchvision's: Kaiming-normal fan_out convs, torch's default Linear, zero biases); "
+                         "--pretrained and --initial-checkpoint weights replace it"),
     _S("in_chans", 3, "input channels: 1 for grayscale images (they are converted), 3 for RGB"),
     _S("drop_rate", None, "dropout before the classifier (default: the model's)", ("--drop",)),
     _S("drop_path_rate", 0.0, "stochastic depth rate", ("--drop-path",)),

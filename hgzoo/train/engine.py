@@ -182,12 +182,8 @@ def build_inputs(cfg: dict, device) -> _Inputs:
     num_classes = cfg["num_classes"] if cfg["num_classes"] is not None else data.num_classes
     cfg["num_classes"] = num_classes
     model = _create_model(cfg, num_classes)
-    if cfg["init"] == "timm":
-        if cfg["pretrained"] or cfg["initial_checkpoint"]:
-            given = "--pretrained" if cfg["pretrained"] else "--initial-checkpoint"
-            raise ConfigError(f"--init timm initialises a model trained from scratch, and {given} loads weights; "
-                              "give one of them")
-        timm_init_(model)
+    if cfg["init"] == "timm" and not cfg["pretrained"]:
+        timm_init_(model)  # before any --initial-checkpoint: its weights replace it, as in timm
     if cfg["initial_checkpoint"]:
         _load_initial(model, cfg["initial_checkpoint"])
     if cfg["reset_head"]:
