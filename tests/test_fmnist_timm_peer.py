@@ -38,13 +38,14 @@ def _values(cmd: list[str], flag: str, n: int = 1) -> list[str]:
     return cmd[i + 1:i + 1 + n]
 
 
-def test_dry_run_maps_the_recipe(tmp_path):
+@pytest.mark.parametrize("recipe", ["fashion_mnist", "fashion_mnist_15min"])
+def test_dry_run_maps_the_recipe(recipe, tmp_path):
     import timm
 
     from hgzoo.convert.timm import timm_archs_of
 
-    cfg = {**DEFAULTS, **load_recipe(recipe_path("fashion_mnist"))}
-    args = ["--dry-run", "--output", str(tmp_path / "out")]
+    cfg = {**DEFAULTS, **load_recipe(recipe_path(recipe))}
+    args = ["--dry-run", "--config", recipe, "--output", str(tmp_path / "out")]
     if Path(TIMM_TRAIN).is_file():
         args += ["--timm-train", TIMM_TRAIN]  # also checks every flag against that train.py's --help
     out = _run(*args)

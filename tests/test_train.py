@@ -125,13 +125,17 @@ def test_none_turns_off_a_recipe_setting():
     assert cfg["randaugment"] is None and cfg["drop_rate"] is None and cfg["mixup_alpha"] == recipe["mixup_alpha"]
 
 
-def test_fashion_mnist_recipe_is_complete():
-    """The README's real-data command reads everything from the shipped fashion_mnist recipe."""
+@pytest.mark.parametrize("recipe", ["fashion_mnist", "fashion_mnist_15min"])
+def test_fashion_mnist_recipe_is_complete(recipe):
+    """The README's real-data commands read everything from the shipped Fashion-MNIST recipes."""
     from hgzoo.train.config import effective_lr, resolve_config
-    cfg = resolve_config(["--config", "fashion_mnist"])
+    cfg = resolve_config(["--config", recipe])
     assert (cfg["dataset"], cfg["in_chans"], cfg["num_classes"]) == ("fashion_mnist", 1, 10)
     assert cfg["model"] == "pplcnetv2_small"
     assert cfg["randaugment"] is None and cfg["mixup_alpha"] == 0 and effective_lr(cfg, 512)[0] == 0.1
+    if recipe == "fashion_mnist_15min":  # timm's init, the images as they are, one evaluation at the end
+        assert cfg["init"] == "timm" and cfg["img_size"] == cfg["eval_resize_short"] == 28
+        assert cfg["eval_every"] == cfg["epochs"] and cfg["ema"] is False
 
 
 def test_lr_schedule_and_param_groups():
