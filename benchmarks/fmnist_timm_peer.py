@@ -368,6 +368,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _strict(obj):
+    """``obj`` with every NaN as None: peer.json is strict JSON (a figure not measured is null)."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog="Exit codes: 0 done, 1 timm's run failed, 2 bad input.")
@@ -501,7 +512,7 @@ def _measure(args: argparse.Namespace, cfg: dict, run: TimmRun, cmd: list[str], 
     subset = {"train_subset": args.train_subset, "val_subset": args.val_subset}
     record = {"rows": rows, "command": cmd, "env": run.env, "timm_config": run.config, "notes": list(run.notes),
               "args_mismatches": mismatches, "recipe": cfg, "subset": subset, "per_epoch": epochs}
-    atomic_write(out / "peer.json", json.dumps(record, indent=2, default=str))
+    atomic_write(out / "peer.json", json.dumps(_strict(record), indent=2, default=str, allow_nan=False))
     print(f"wrote {out / 'peer.json'}")
     return 0
 

@@ -114,3 +114,19 @@ def test_tiny_run_through_timm_train_py(tmp_path):
     assert hgzoo_row["images_per_s"] == 85.3 and hgzoo_row["ema_top1"] == 11.0
     assert record["args_mismatches"] == []
     assert "images/s, hgzoo / timm" in out.stdout
+
+
+def test_peer_json_is_strict_json(monkeypatch):
+    """A figure not measured (no EMA, no eval yet) is written as null, not as NaN, which strict JSON rejects."""
+    import importlib.util
+    import math
+
+    spec = importlib.util.spec_from_file_location("fmnist_timm_peer", SCRIPT)
+    peer = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, peer)  # its dataclasses look their module up there
+    spec.loader.exec_module(peer)
+    record = {"rows": [{"top1": 91.18, "ema_top1": math.nan}], "per_epoch": ({"top1": math.nan},)}
+    text = json.dumps(peer._strict(record), allow_nan=False)
+    assert json.loads(text) == {"rows": [{"top1": 91.18, "ema_top1": None}], "per_epoch": [{"top1": None}]}
+    for name in ("fashion_mnist_15min_peer.json", "fashion_mnist_6ep_peer.json"):  # the README's figures
+        json.loads((ROOT / "docs" / name).read_text(), parse_constant=lambda c: pytest.fail(f"{name}: {c}"))
