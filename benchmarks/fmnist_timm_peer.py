@@ -151,9 +151,14 @@ def _aug_flags(cfg: dict, add, notes: list) -> None:
     mean = cfg["mean"] or [0.5]
     std = cfg["std"] or [0.5]
     add("--mean", *map(repr, map(float, mean)), "--std", *map(repr, map(float, std)))
-    notes.append("random-resized crop: timm's RandomResizedCropAndInterpolation (log-uniform aspect, 10 tries, then "
-                 "a centre crop), hgzoo's PaddleClas RandCropImage (aspect sqrt-uniform, scale range narrowed to "
-                 "fit, no fallback): the same scale/ratio ranges, not the same distribution")
+    if cfg["train_crop"] == "timm":
+        notes.append("random-resized crop: timm's RandomResizedCropAndInterpolation on both sides (hgzoo's "
+                     "TimmRandCrop draws the same boxes); timm resizes the crop with PIL, hgzoo with "
+                     f"{cfg['resize_backend']}")
+    else:
+        notes.append("random-resized crop: timm's RandomResizedCropAndInterpolation (log-uniform aspect, 10 tries, "
+                     "then a centre crop), hgzoo's PaddleClas RandCropImage (aspect sqrt-uniform, scale range "
+                     "narrowed to fit, no fallback): the same scale/ratio ranges, not the same distribution")
     notes.append(f"resize: timm's PIL {interp} (antialiased), hgzoo's {cfg['resize_backend']} {interp}; "
                  f"eval: the whole image resized to {size} (--crop-pct {size / short:g})")
     notes.append("--color-jitter 0.0: timm still adds a ColorJitter(0, 0, 0) transform, which changes nothing")
@@ -173,9 +178,12 @@ def _opt_flags(cfg: dict, add, notes: list) -> None:
     """Optimizer, regularisation, EMA, precision and speed."""
     add("--opt", cfg["opt"], "--momentum", repr(float(cfg["momentum"])),
         "--weight-decay", repr(float(cfg["weight_decay"])), "--smoothing", repr(float(cfg["label_smoothing"])))
-    notes.append(f"no_weight_decay {cfg['no_weight_decay']}: timm's train.py exempts every 1-D parameter (all "
-                 "norm weights/biases and every bias) from weight decay; hgzoo exempts "
-                 + ("BatchNorm parameters only" if cfg["no_weight_decay"] == "bn" else "nothing"))
+    if cfg["no_weight_decay"] == "1d":
+        notes.append("no_weight_decay 1d: both exempt every 1-D parameter and every bias from weight decay")
+    else:
+        notes.append(f"no_weight_decay {cfg['no_weight_decay']}: timm's train.py exempts every 1-D parameter (all "
+                     "norm weights/biases and every bias) from weight decay; hgzoo exempts "
+                     + ("BatchNorm parameters only" if cfg["no_weight_decay"] == "bn" else "nothing"))
     drop = cfg["drop_rate"] if cfg["drop_rate"] is not None else _default_drop_rate(cfg["model"])
     add("--drop", repr(float(drop)))
     if cfg["drop_path_rate"]:  # 0: not passed (timm's lcnetv2 takes no drop_path_rate; None kwargs are dropped)

@@ -215,6 +215,49 @@ def test_training_transform(sample_files):
     assert all(o.shape == (3, 160, 160) for o in outs) and not torch.equal(outs[0], outs[1])
 
 
+@pytest.mark.parametrize("scale", [(0.08, 1.0), (0.85, 1.0), (1.0, 1.0)])
+@pytest.mark.parametrize("hw", [(28, 28), (224, 300), (40, 100), (100, 40)])
+def test_timm_rand_crop_draws_timms_boxes(hw, scale):
+    """train_crop: timm. The same seed gives timm's own crop boxes, fallback included (scale 1 on 40 x 100 never
+    fits an aspect within 3/4..4/3)."""
+    import random
+
+    from PIL import Image
+    from timm.data.transforms import RandomResizedCropAndInterpolation
+
+    from hgzoo.data import TimmRandCrop
+
+    h, w = hw
+    ratio = (3 / 4, 4 / 3)
+    ours = TimmRandCrop(28, scale=scale, ratio=ratio)
+    random.seed(hash(hw + scale) % 1000)
+    mine = [ours.get_params(h, w) for _ in range(300)]
+    random.seed(hash(hw + scale) % 1000)
+    theirs = [RandomResizedCropAndInterpolation.get_params(Image.new("L", (w, h)), scale, ratio) for _ in range(300)]
+    assert mine == theirs
+    if scale == (1.0, 1.0) and h == w:
+        assert set(mine) == {(0, 0, h, w)}  # the whole image: PaddleClas's crop never takes it
+
+
+def test_timm_rand_crop_takes_more_of_a_small_image_than_paddles():
+    """The reason the option exists: on 28 x 28 with areas 0.85-1, PaddleClas's truncating crop averages ~82% of
+    the image and never all of it; timm's ~90%, sometimes all of it."""
+    import random
+
+    from hgzoo.data import PaddleRandCrop, TimmRandCrop
+
+    random.seed(0)
+    areas = {}
+    for crop in (PaddleRandCrop, TimmRandCrop):
+        boxes = [crop(28, scale=(0.85, 1.0)).get_params(28, 28) for _ in range(3000)]
+        areas[crop] = [bh * bw / 28**2 for _, _, bh, bw in boxes]
+    assert max(areas[PaddleRandCrop]) < 1.0 < max(areas[TimmRandCrop]) + 1e-9
+    assert np.mean(areas[PaddleRandCrop]) < 0.84 < 0.88 < np.mean(areas[TimmRandCrop])
+    img = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
+    random.seed(1)
+    assert torch.equal(TimmRandCrop(28, scale=(1.0, 1.0))(img), img)  # whole image, resized to itself
+
+
 # --------------------------------------------------------------------------- datasets and loaders
 
 @pytest.fixture(scope="module")

@@ -155,6 +155,38 @@ def test_lr_schedule_and_param_groups():
     assert abs(p.lr_at(299) - 0.1) < 1e-12 and abs(p.lr_at(300) - 0.01) < 1e-12
 
 
+@pytest.mark.parametrize("name", ["pplcnetv2_small", "pphgnetv2_b0", "resnet18_vd"])
+def test_no_weight_decay_1d_is_timms(name):
+    """no_weight_decay: 1d exempts exactly what timm's param_groups_weight_decay (its train.py's default) does:
+    every 1-D parameter and bias, PP-HGNetV2's learnable affine scales included."""
+    from timm.optim import param_groups_weight_decay
+
+    import hgzoo
+    from hgzoo.train import param_groups
+
+    model = hgzoo.create_model(name, num_classes=3)
+    ours = {id(p) for g in param_groups(model, 1e-4, "1d") if g["weight_decay"] == 0 for p in g["params"]}
+    timms = {id(p) for g in param_groups_weight_decay(model, 1e-4) if g["weight_decay"] == 0 for p in g["params"]}
+    bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    assert ours == timms and bn < ours
+
+
+def test_train_crop_selects_the_crop():
+    from hgzoo.data import PaddleRandCrop, TimmRandCrop
+    from hgzoo.train.config import ConfigError, resolve_config
+    from hgzoo.train.data import train_transform
+
+    crops = {}
+    for choice in ("paddle", "timm"):
+        cfg = resolve_config(["--config", "fashion_mnist_15min", "--train-crop", choice])
+        crops[choice] = train_transform(cfg).transforms[1]
+    assert type(crops["paddle"]) is PaddleRandCrop and type(crops["timm"]) is TimmRandCrop
+    assert crops["timm"].scale == (0.85, 1.0) and crops["timm"].size == (28, 28)
+    assert resolve_config(["--model", "pphgnet_small"])["train_crop"] == "paddle"  # PaddleClas's recipes
+    with pytest.raises((ConfigError, SystemExit)):
+        resolve_config(["--model", "pphgnet_small", "--train-crop", "torchvision"])
+
+
 def _free_port() -> int:
     import socket
     with socket.socket() as sock:

@@ -31,6 +31,7 @@ from .transforms import (
     PaddleCenterCrop,
     PaddleRandCrop,
     ResizeShort,
+    TimmRandCrop,
     create_transform,
     decode_bytes,
     max_image_pixels,
@@ -41,7 +42,7 @@ from .transforms import (
 __all__ = [
     "create_transform", "resolve_data_config", "resolve_model_data_config", "read_image", "max_image_pixels",
     "decode_bytes", "ImageDecodeError", "ResizeShort",
-    "PaddleCenterCrop", "PaddleRandCrop", "Normalizer", "ConvertChannels",
+    "PaddleCenterCrop", "PaddleRandCrop", "TimmRandCrop", "Normalizer", "ConvertChannels",
     "ImageFolder", "LabelListDataset", "LabelListError", "FashionMNIST", "FASHION_MNIST_DIR", "IMAGE_EXTENSIONS",
     "imagenet_class_names", "read_class_names", "scan_images",
     "GuardedDataset", "Batch", "create_eval_loader", "iterate_batches", "LoaderClock", "split_cores", "available_cores",

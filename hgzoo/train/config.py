@@ -68,6 +68,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("img_size", 224, "training crop size (and evaluation crop size)"),
     _S("interpolation", "bilinear", "resize interpolation of the training crops"),
     _S("resize_backend", "cv2", "whose resize to reproduce: cv2 (no antialias) or pil"),
+    _S("train_crop", "paddle", "random-resized crop: paddle (PaddleClas's RandCropImage: crop size truncated, "
+                               "scale range narrowed to fit the aspect, never the whole image) or timm (timm's and "
+                               "torchvision's RandomResizedCrop: rounded, 10 draws, then the whole image)"),
     _S("crop_scale_min", 0.08, "smallest area fraction of the random-resized crop"),
     _S("hflip", 0.5, "horizontal flip probability"),
     _S("randaugment", None, "RandAugment spec, e.g. rand-m7-mstd0.5-inc1 ('none': off)", ("--aa",)),
@@ -96,7 +99,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("momentum", 0.9, "momentum of momentum/sgd (beta1 of adamw)"),
     _S("weight_decay", 1e-4, "weight decay (L2 for momentum/sgd, decoupled for adamw)"),
     _S("no_weight_decay", "none", "bn: no weight decay on BatchNorm parameters (as PaddleClas's PP-HGNet, "
-                                  "PP-HGNetV2, PP-LCNetV2); none: decay everything"),
+                                  "PP-HGNetV2, PP-LCNetV2); 1d: none on any 1-D parameter or bias (timm's "
+                                  "train.py); none: decay everything"),
     _S("layer_decay", None, "layer-wise LR decay per stage, timm's --layer-decay (e.g. 0.75)"),
     _S("sched", "cosine", "LR schedule, stepped per iteration: cosine, piecewise or constant"),
     _S("warmup_epochs", 0.0, "linear warmup epochs"),
@@ -148,8 +152,9 @@ _TYPES = {"num_classes": int, "drop_rate": float, "clip_grad": float, "lr": floa
           "output": str, "resume": str, "data_dir": str, "train_list": str, "val_list": str, "model": str,
           "randaugment": str, "eval_resize_short": int, "eval_interpolation": str, "eval_resize_backend": str}
 _CHOICES = {"dataset": ("folder", "list", "fashion_mnist"), "sched": ("cosine", "piecewise", "constant"),
-            "no_weight_decay": ("none", "bn"), "distill_loss": ("dml", "kl", "js"),
-            "opt": ("momentum", "sgd", "adamw"), "init": ("paddle", "timm")}
+            "no_weight_decay": ("none", "bn", "1d"), "distill_loss": ("dml", "kl", "js"),
+            "opt": ("momentum", "sgd", "adamw"), "init": ("paddle", "timm"),
+            "train_crop": ("paddle", "timm")}
 #: Keys of older saved configs, read as today's.
 _RENAMED = {"recipe_batch_size": "lr_base_size"}
 

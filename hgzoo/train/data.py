@@ -14,6 +14,7 @@ from ..data import (
     ImageFolder,
     LabelListDataset,
     PaddleRandCrop,
+    TimmRandCrop,
     create_transform,
     resolve_data_config,
 )
@@ -26,9 +27,11 @@ __all__ = ["Datasets", "build_datasets", "ResumableSampler", "train_transform", 
 
 
 def train_transform(cfg: dict) -> v2.Compose:
-    """PaddleClas's RandCropImage + RandFlipImage (+ TimmAutoAugment), ending at a uint8 crop."""
-    ops = [v2.ToImage(), PaddleRandCrop(cfg["img_size"], scale=(cfg["crop_scale_min"], 1.0),
-                                         interpolation=cfg["interpolation"], backend=cfg["resize_backend"])]
+    """PaddleClas's RandCropImage (or timm's crop, ``train_crop: timm``) + RandFlipImage (+ TimmAutoAugment),
+    ending at a uint8 crop."""
+    crop = TimmRandCrop if cfg["train_crop"] == "timm" else PaddleRandCrop
+    ops = [v2.ToImage(), crop(cfg["img_size"], scale=(cfg["crop_scale_min"], 1.0),
+                              interpolation=cfg["interpolation"], backend=cfg["resize_backend"])]
     if cfg["hflip"] > 0:
         ops.append(v2.RandomHorizontalFlip(cfg["hflip"]))
     if cfg["randaugment"]:

@@ -55,8 +55,10 @@ def param_groups(model: nn.Module, weight_decay: float, no_weight_decay: str = "
 
     ``no_weight_decay="bn"``: BatchNorm weights and biases get no decay, as PaddleClas's PP-HGNet, PP-HGNetV2
     and PP-LCNetV2 do (``ParamAttr(regularizer=L2Decay(0.0))`` on every BN). HRNet and ResNet-vd decay
-    everything. ``lab_lr`` multiplies the LR of LearnableAffine (PP-HGNetV2's LAB: 0.01); ``layer_decay`` the LR
-    of each stage (:func:`layer_decay_multipliers`). Frozen parameters are left out.
+    everything. ``"1d"``: every parameter with at most one dimension and every bias gets no decay, as timm's
+    ``param_groups_weight_decay`` (its train.py's default). ``lab_lr`` multiplies the LR of LearnableAffine
+    (PP-HGNetV2's LAB: 0.01); ``layer_decay`` the LR of each stage (:func:`layer_decay_multipliers`). Frozen
+    parameters are left out.
     """
     mult: dict[int, float] = {}
     if lr_mult_list is not None:
@@ -67,6 +69,8 @@ def param_groups(model: nn.Module, weight_decay: float, no_weight_decay: str = "
     layer = layer_decay_multipliers(model, layer_decay) if layer_decay is not None else {}
     no_decay: set[int] = set()
     lab: set[int] = set()
+    if no_weight_decay == "1d":
+        no_decay.update(id(p) for n, p in model.named_parameters() if p.ndim <= 1 or n.endswith(".bias"))
     for module in model.modules():
         if no_weight_decay == "bn" and isinstance(module, nn.modules.batchnorm._BatchNorm):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
