@@ -136,6 +136,7 @@ def test_fashion_mnist_recipe_is_complete(recipe):
     if recipe == "fashion_mnist_15min":  # timm's init, the images as they are, one evaluation at the end
         assert cfg["init"] == "timm" and cfg["img_size"] == cfg["eval_resize_short"] == 28
         assert cfg["eval_every"] == cfg["epochs"] and cfg["ema"] is False
+        assert (cfg["train_crop"], cfg["crop_scale_min"], cfg["no_weight_decay"]) == ("timm", 1.0, "1d")  # no crop
 
 
 def test_lr_schedule_and_param_groups():
