@@ -303,10 +303,21 @@ def _metrics(value: Metrics | dict | None) -> Metrics | None:
     return Metrics(**value)
 
 
-_TRAIN_SETTINGS = ("model", "pretrained", "initial_checkpoint", "dataset", "img_size", "epochs", "batch_size", "lr",
-                   "sched", "warmup_epochs", "momentum", "weight_decay", "no_weight_decay", "label_smoothing",
-                   "mixup_alpha", "cutmix_alpha", "randaugment", "random_erasing", "lr_mult_list", "freeze", "ema",
-                   "teacher", "seed")
+#: The run settings a card lists: each one whose value is set and is not off at its default (a changed default,
+#: such as ``hflip: 0``, is listed even when it reads as off).
+_TRAIN_SETTINGS = ("model", "pretrained", "initial_checkpoint", "init", "dataset", "img_size", "train_crop",
+                   "crop_scale_min", "hflip", "epochs", "batch_size", "lr", "opt", "sched", "warmup_epochs",
+                   "momentum", "weight_decay", "no_weight_decay", "label_smoothing", "mixup_alpha", "cutmix_alpha",
+                   "randaugment", "random_erasing", "lr_mult_list", "freeze", "ema", "teacher", "seed")
+
+
+def _card_settings(config: dict) -> tuple[tuple[str, Any], ...]:
+    from .train.config import DEFAULTS
+
+    def shown(key: str) -> bool:
+        value = config.get(key)
+        return value is not None and (value not in (False, 0, "") or value != DEFAULTS.get(key, value))
+    return tuple((k, config[k]) for k in _TRAIN_SETTINGS if shown(k))
 
 
 def _train_dataset(config: dict) -> tuple[str, str | None, str]:
@@ -350,10 +361,11 @@ def from_train_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Pretraine
         start = f"the checkpoint `{Path(str(config['initial_checkpoint'])).name}`"
     elif config.get("pretrained"):
         start = f"hgzoo's pretrained `{arch}.{tag or model.pretrained_cfg.tag}` weights (converted from PaddleClas)"
+    elif config.get("init") == "timm":
+        start = "timm's random initialization (no pretrained weights)"
     else:
         start = "PaddleClas's random initialization (no pretrained weights)"
-    settings = tuple((k, config[k]) for k in _TRAIN_SETTINGS if config.get(k) not in (None, False, 0, ""))
-    provenance = Provenance("train", path.name, start, (("best epoch", ckpt.get("epoch")), *settings))
+    provenance = Provenance("train", path.name, start, (("best epoch", ckpt.get("epoch")), *_card_settings(config)))
     return model, cfg, provenance, metrics, ckpt.get("class_names"), in_chans
 
 

@@ -166,3 +166,19 @@ def test_save_pretrained_refuses_a_backbone(tmp_path):
         hgzoo.save_pretrained(hgzoo.create_model("resnet18_vd", features_only=True), tmp_path)
     with pytest.raises(TypeError, match="unknown metrics key"):
         hgzoo.save_pretrained(hgzoo.create_model("resnet18_vd"), tmp_path, metrics={"acc": 1.0})
+
+
+def test_card_names_the_runs_init_crop_and_flip(run, tmp_path):
+    """A run from timm's initialization, with no random crop and no flip (the 15-minute Fashion-MNIST recipe's
+    kind of settings), is described as such: its card neither claims PaddleClas's initialization nor hides a
+    setting turned off against its default."""
+    ckpt = safe_load(run)
+    assert {"init", "train_crop", "crop_scale_min", "hflip", "opt"} <= set(ckpt["config"])  # train.py records them
+    ckpt["config"].update(init="timm", train_crop="timm", crop_scale_min=1.0, hflip=0.0, mixup_alpha=0.0)
+    torch.save(ckpt, tmp_path / "best.pt")
+    readme = (hgzoo.save_pretrained(tmp_path / "best.pt", tmp_path / "folder") / "README.md").read_text()
+    assert "timm's random initialization" in readme and "PaddleClas's random initialization" not in readme
+    for row in ("| init | timm |", "| train_crop | timm |", "| crop_scale_min | 1.0 |", "| hflip | 0.0 |",
+                "| opt | momentum |"):
+        assert row in readme, row
+    assert "| mixup_alpha |" not in readme and "| pretrained |" not in readme  # off, as by default
