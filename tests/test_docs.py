@@ -68,6 +68,7 @@ def _python_blocks(path: Path) -> int:
     return len(re.findall(r"^```python\s*$", path.read_text(encoding="utf-8"), flags=re.M))
 
 
+@pytest.mark.slow  # about a minute for all the files on 2 cores: outside the fast tier
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_examples_run(path, offline):
     """Every ```python block of the file runs, top to bottom, in one namespace per file."""
@@ -100,7 +101,7 @@ def test_examples_are_found():
     assert total >= 10
 
 
-def test_a_drifted_example_fails(tmp_path, offline):
+def test_a_drifted_example_fails(tmp_path):
     """The check can fail: an example that calls an API wrongly, or whose printed value is no longer what the call
     returns, is reported."""
     wrong_call = tmp_path / "call.md"
@@ -136,6 +137,15 @@ def test_readme_links_resolve():
         assert path.exists(), f"README.md links to {link}, which does not exist"
         if anchor:
             assert anchor in _anchors(path), f"README.md links to {link}: no heading makes #{anchor}"
+
+
+def test_ci_runs_the_readme_commands():
+    """.ci/run is the README's set-up and test commands, verbatim: a fresh machine does what CI does."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Set up and test on a fresh machine.*?```bash\n(.*?)```", readme, flags=re.S).group(1)
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert len(commands) == 2 and commands == ci[-2:]
 
 
 def _build(config_file: Path, site_dir: Path) -> None:
