@@ -139,6 +139,18 @@ def test_readme_links_resolve():
             assert anchor in _anchors(path), f"README.md links to {link}: no heading makes #{anchor}"
 
 
+def _model_table(page: Path) -> list[str]:
+    return [line for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("| ") and "_" in line
+            and line.split("|")[1].strip() in set(hgzoo.list_models())]
+
+
+def test_model_tables_agree():
+    """The README's model table and docs/models.md's are the same rows, one per registered model."""
+    readme, models = _model_table(ROOT / "README.md"), _model_table(ROOT / "docs" / "models.md")
+    assert readme == models
+    assert [row.split("|")[1].strip() for row in readme] == sorted(hgzoo.list_models())
+
+
 def test_ci_runs_the_readme_commands():
     """.ci/run is the README's set-up and test commands, verbatim: a fresh machine does what CI does."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
