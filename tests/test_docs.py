@@ -151,6 +151,14 @@ def test_model_tables_agree():
     assert [row.split("|")[1].strip() for row in readme] == sorted(hgzoo.list_models())
 
 
+def test_no_machine_paths():
+    """The docs and their records name no path of the machine they were written on."""
+    files = [ROOT / "mkdocs.yml", *DOC_FILES, *(p for p in (ROOT / "docs").rglob("*") if p.suffix in (".json", ".csv"))]
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(?<![\w.])/(work|root|home)/", text), f"{path.relative_to(ROOT)} names a machine path"
+
+
 def test_ci_runs_the_readme_commands():
     """.ci/run is the README's set-up and test commands, verbatim: a fresh machine does what CI does."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
