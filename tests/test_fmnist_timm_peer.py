@@ -128,5 +128,5 @@ def test_peer_json_is_strict_json(monkeypatch):
     record = {"rows": [{"top1": 91.18, "ema_top1": math.nan}], "per_epoch": ({"top1": math.nan},)}
     text = json.dumps(peer._strict(record), allow_nan=False)
     assert json.loads(text) == {"rows": [{"top1": 91.18, "ema_top1": None}], "per_epoch": [{"top1": None}]}
-    for name in ("fashion_mnist_15min_peer.json", "fashion_mnist_6ep_peer.json"):  # the README's figures
-        json.loads((ROOT / "docs" / name).read_text(), parse_constant=lambda c: pytest.fail(f"{name}: {c}"))
+    for name in ("fashion_mnist_15min_peer.json", "fashion_mnist_6ep_peer.json"):  # the logged figures
+        json.loads((ROOT / "docs" / "results" / name).read_text(), parse_constant=lambda c: pytest.fail(f"{name}: {c}"))
