@@ -305,7 +305,7 @@ def test_timm_layer_decay_gives_one_group_per_stage(name):
     bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
     assert no_decay == (set() if model.bn_weight_decay else bn)
     from hgzoo.train.config import resolve_config
-    assert resolve_config(["--model", name])["no_weight_decay"] == ("none" if model.bn_weight_decay else "bn")
+    assert resolve_config(["--model", name]).no_weight_decay == ("none" if model.bn_weight_decay else "bn")
 
 
 def test_hrnet_stages_are_one_definition():

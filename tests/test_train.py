@@ -5,6 +5,7 @@ Tiny on purpose (pphgnetv2_b0 at 32 px, a handful of crops of scikit-image's pho
 from __future__ import annotations
 
 import csv
+import math
 import os
 import signal
 import subprocess
@@ -90,6 +91,9 @@ def test_end_to_end(first_run):
     assert cfg["weight_decay"] == 4e-5 and cfg["recipe"].endswith("pphgnetv2.yaml")  # from the recipe
     ckpt = safe_load(out / "last.pt")
     assert ckpt["model_name"] == MODEL and ckpt["epoch"] == 2 and ckpt["global_step"] == 8
+    assert ckpt["config"] == cfg  # the checkpoint stores the plain dict that config.yaml holds
+    from hgzoo.train import TrainConfig
+    assert TrainConfig.from_dict(ckpt["config"]).lr_mult_list == (0.1, 0.1, 0.2, 0.2, 0.3)
     assert ckpt["ema"] is not None and ckpt["scheduler"]["step_count"] == 8
     # --freeze 1: the stem's parameters are not in the optimizer
     import hgzoo
@@ -120,9 +124,9 @@ def test_distillation_losses():
 def test_none_turns_off_a_recipe_setting():
     from hgzoo.train.config import resolve_config
     recipe = resolve_config(["--model", "pphgnet_small"])
-    assert recipe["randaugment"] == "rand-m7-mstd0.5-inc1" and recipe["recipe"].endswith("pphgnet_small.yaml")
+    assert recipe.randaugment == "rand-m7-mstd0.5-inc1" and recipe.recipe.endswith("pphgnet_small.yaml")
     cfg = resolve_config(["--model", "pphgnet_small", "--randaugment", "none", "--drop-rate", "null"])
-    assert cfg["randaugment"] is None and cfg["drop_rate"] is None and cfg["mixup_alpha"] == recipe["mixup_alpha"]
+    assert cfg.randaugment is None and cfg.drop_rate is None and cfg.mixup_alpha == recipe.mixup_alpha
 
 
 @pytest.mark.parametrize("recipe", ["fashion_mnist", "fashion_mnist_15min"])
@@ -130,13 +134,13 @@ def test_fashion_mnist_recipe_is_complete(recipe):
     """The README's real-data commands read everything from the shipped Fashion-MNIST recipes."""
     from hgzoo.train.config import effective_lr, resolve_config
     cfg = resolve_config(["--config", recipe])
-    assert (cfg["dataset"], cfg["in_chans"], cfg["num_classes"]) == ("fashion_mnist", 1, 10)
-    assert cfg["model"] == "pplcnetv2_small"
-    assert cfg["randaugment"] is None and cfg["mixup_alpha"] == 0 and effective_lr(cfg, 512)[0] == 0.1
+    assert (cfg.dataset, cfg.in_chans, cfg.num_classes) == ("fashion_mnist", 1, 10)
+    assert cfg.model == "pplcnetv2_small"
+    assert cfg.randaugment is None and cfg.mixup_alpha == 0 and effective_lr(cfg, 512)[0] == 0.1
     if recipe == "fashion_mnist_15min":  # timm's init, the images as they are, one evaluation at the end
-        assert cfg["init"] == "timm" and cfg["img_size"] == cfg["eval_resize_short"] == 28
-        assert cfg["eval_every"] == cfg["epochs"] and cfg["ema"] is False
-        assert (cfg["train_crop"], cfg["crop_scale_min"], cfg["no_weight_decay"]) == ("timm", 1.0, "1d")  # no crop
+        assert cfg.init == "timm" and cfg.img_size == cfg.eval_resize_short == 28
+        assert cfg.eval_every == cfg.epochs and cfg.ema is False
+        assert (cfg.train_crop, cfg.crop_scale_min, cfg.no_weight_decay) == ("timm", 1.0, "1d")  # no crop
 
 
 def test_lr_schedule_and_param_groups():
@@ -183,7 +187,7 @@ def test_train_crop_selects_the_crop():
         crops[choice] = train_transform(cfg).transforms[1]
     assert type(crops["paddle"]) is PaddleRandCrop and type(crops["timm"]) is TimmRandCrop
     assert crops["timm"].scale == (0.5, 1.0) and crops["timm"].size == (28, 28)
-    assert resolve_config(["--model", "pphgnet_small"])["train_crop"] == "paddle"  # PaddleClas's recipes
+    assert resolve_config(["--model", "pphgnet_small"]).train_crop == "paddle"  # PaddleClas's recipes
     with pytest.raises((ConfigError, SystemExit)):
         resolve_config(["--model", "pphgnet_small", "--train-crop", "torchvision"])
 
@@ -296,7 +300,7 @@ def test_lr_is_absolute_and_lr_base_scales():
     cfg = resolve_config(["--model", "pphgnet_small", "-b", "32"])  # the recipe: 0.5 at 1024
     assert effective_lr(cfg, 64)[0] == pytest.approx(0.5 * 64 / 1024)
     cfg = resolve_config(["--config", "fashion_mnist", "--lr-base", "0.2", "--lr-base-size", "256"])
-    assert cfg["lr"] is None and effective_lr(cfg, 128)[0] == pytest.approx(0.1)  # --lr-base beats the recipe's lr
+    assert cfg.lr is None and effective_lr(cfg, 128)[0] == pytest.approx(0.1)  # --lr-base beats the recipe's lr
 
 
 def test_run_header_says_which_lr_applies(data, tmp_path, capsys):
@@ -311,11 +315,11 @@ def test_timm_spellings_are_aliases():
                           "--drop", "0.3", "--model-ema", "--model-ema-decay", "0.99", "--aa", "rand-m9-mstd0.5",
                           "--reprob", "0.3", "--mixup", "0.4", "--cutmix", "0.5", "--grad-accum-steps", "2",
                           "--opt", "adamw", "--warmup-lr", "1e-5"])
-    assert (cfg["batch_size"], cfg["workers"], cfg["label_smoothing"], cfg["drop_path_rate"], cfg["drop_rate"]) == \
+    assert (cfg.batch_size, cfg.workers, cfg.label_smoothing, cfg.drop_path_rate, cfg.drop_rate) == \
         (8, 0, 0.2, 0.1, 0.3)
-    assert cfg["ema"] is True and cfg["ema_decay"] == 0.99 and cfg["randaugment"] == "rand-m9-mstd0.5"
-    assert (cfg["random_erasing"], cfg["mixup_alpha"], cfg["cutmix_alpha"], cfg["accum_steps"]) == (0.3, 0.4, 0.5, 2)
-    assert cfg["opt"] == "adamw" and cfg["warmup_start_lr"] == 1e-5
+    assert cfg.ema is True and cfg.ema_decay == 0.99 and cfg.randaugment == "rand-m9-mstd0.5"
+    assert (cfg.random_erasing, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.accum_steps) == (0.3, 0.4, 0.5, 2)
+    assert cfg.opt == "adamw" and cfg.warmup_start_lr == 1e-5
 
 
 @pytest.mark.parametrize("opt, cls, nesterov", [("momentum", "SGD", False), ("sgd", "SGD", True),
@@ -329,7 +333,7 @@ def test_optimizers(opt, cls, nesterov):
     assert type(o).__name__ == cls
     if nesterov is not None:
         assert o.defaults["nesterov"] is nesterov
-    assert {g["weight_decay"] for g in o.param_groups} == {0.0, cfg["weight_decay"]}  # BN excluded, per group
+    assert {g["weight_decay"] for g in o.param_groups} == {0.0, cfg.weight_decay}  # BN excluded, per group
 
 
 def test_help_describes_every_flag():
@@ -339,6 +343,7 @@ def test_help_describes_every_flag():
         assert "--" + s.key.replace("_", "-") in text
         assert len(s.help) > 10, s.key
     assert "default: 'pphgnet" not in text
+    assert "in [8, 4096]" in " ".join(text.split())  # --img-size's range, from the same table
 
 
 def test_a_missing_recipe_is_an_error(tmp_path, monkeypatch):
@@ -398,7 +403,7 @@ def test_grayscale_training_pixels_are_validates(data):
     path = sets.val.samples[0][0]
     expected = create_transform(eval_cfg, training=False, normalize=False)(Image.open(path).convert("L"))
     assert x.shape[0] == 1 and torch.equal(x, expected)
-    as_validated = eval_transform(None, cfg["img_size"], 1, data_config=eval_cfg)(Image.open(path))
+    as_validated = eval_transform(None, cfg.img_size, 1, data_config=eval_cfg)(Image.open(path))
     torch.testing.assert_close(as_validated, (expected.float() / 255 - 0.5) / 0.5)
 
 
@@ -474,3 +479,106 @@ def test_init_timm_reinitialises_the_model(data, tmp_path):
     argv = COMMON + ["--data-dir", str(data), "--init", "timm", "--initial-checkpoint", str(tmp_path / "start.pt")]
     loaded = build_inputs(resolve_config(argv), torch.device("cpu")).model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in start.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------------- the typed config
+
+def test_config_is_frozen_typed_and_stored_as_a_plain_dict():
+    import dataclasses
+
+    import yaml
+
+    from hgzoo.train.config import DEFAULTS, TrainConfig, resolve_config
+    cfg = resolve_config(["--model", "PPLCNetV2_small", "--lr-mult-list", "0.1", "0.1", "0.2", "0.2", "0.3"])
+    assert isinstance(cfg, TrainConfig) and cfg.model == "pplcnetv2_small" and cfg.lr_mult_list == (0.1, 0.1, 0.2,
+                                                                                                  0.2, 0.3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = 1.0
+    plain = cfg.to_dict()
+    assert list(plain) == [*DEFAULTS, "recipe"] and plain["lr_mult_list"] == [0.1, 0.1, 0.2, 0.2, 0.3]
+    assert yaml.safe_load(yaml.safe_dump(plain)) == plain  # what checkpoints and config.yaml hold
+    assert TrainConfig.from_dict(plain) == cfg and TrainConfig().to_dict() == {**DEFAULTS, "recipe": None}
+    assert dataclasses.replace(cfg, num_classes=7).num_classes == 7
+
+
+@pytest.mark.parametrize("key, bad, good", [
+    ("img_size", 7, 8), ("img_size", 4097, 4096), ("crop_scale_min", 0.0, 1.0), ("lr", 0.0, 1e-6),
+    ("ema_decay", 1.0, 0.999), ("momentum", 1.0, 0.0), ("freeze", 6, 5), ("epochs", 0, 1), ("hflip", 1.5, 1.0),
+    ("label_smoothing", float("nan"), 0.1), ("std", [0.5, 0.0, 0.5], [0.5, 0.1, 0.5]),
+    ("decay_epochs", [30, -1], [30, 0]), ("lr_mult_list", [1, 1, 1, 1], [1, 1, 1, 1, 1]),
+])
+def test_ranges_are_checked_when_a_config_is_made(key, bad, good):
+    """PaddleClas-sane ranges, the old range table's: each refused just outside, accepted at its edge."""
+    from hgzoo.train.config import ConfigError, TrainConfig
+    flag = "--" + key.replace("_", "-")
+    with pytest.raises(ConfigError, match=flag):
+        TrainConfig(**{key: bad})
+    assert getattr(TrainConfig(**{key: good}), key) == (tuple(good) if isinstance(good, list) else good)
+
+
+def test_every_span_of_the_table_is_enforced():
+    """Each setting with a span refuses a value past each finite end of it and takes one inside."""
+    from hgzoo.train.config import SETTINGS, ConfigError, TrainConfig
+    spans = [s for s in SETTINGS if s.span]
+    assert len(spans) >= 40
+    for s in spans:
+        lo, hi = (float(v) for v in s.span[1:-1].split(","))
+        n = 5 if s.key == "lr_mult_list" else 1
+
+        def make(value, s=s, n=n):
+            return TrainConfig(**{s.key: [value] * n if s.many else value})
+        inside = lo if s.span[0] == "[" else lo + 1 if lo + 1 < hi else (lo + hi) / 2
+        assert getattr(make(int(inside) if s.kind is int else inside), s.key) is not None
+        for outside in (lo - 1 if s.span[0] == "[" else lo, hi + 1 if s.span[-1] == "]" else hi):
+            if math.isfinite(outside):
+                with pytest.raises(ConfigError, match=s.flag):
+                    make(outside)
+
+
+def test_recipe_values_are_typed(tmp_path):
+    """A recipe's value of the wrong type or outside its choices is refused before training, naming the flag."""
+    from hgzoo.train.config import ConfigError, resolve_config
+    for line, message in (("epochs: 10.5", "--epochs must be a whole number"), ("opt: lamb", "--opt must be one of"),
+                          ("ema: maybe", "--ema must be true or false"), ("lr: fast", "--lr must be a finite"),
+                          ("mean: 0.5", "--mean takes a list"), ("sched: null", "--sched cannot be none")):
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(f"model: pphgnet_tiny\n{line}\n")
+        with pytest.raises(ConfigError, match=message):
+            resolve_config(["--config", str(recipe)])
+    recipe.write_text("model: pphgnet_tiny\nepochs: 12.0\nmean: [0.5]\n")
+    cfg = resolve_config(["--config", str(recipe)])
+    assert cfg.epochs == 12 and type(cfg.epochs) is int and cfg.mean == (0.5,)
+
+
+def test_stored_configs_of_older_runs_are_read():
+    """An older run's stored config (recipe_batch_size, its lr the base of the scaling) reads as today's;
+    keys that no version wrote are refused."""
+    from hgzoo.train.config import ConfigError, TrainConfig, effective_lr
+    old = {"model": "pphgnet_small", "lr": 0.5, "recipe_batch_size": 1024, "batch_size": 64}
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.lr, cfg.lr_base, cfg.lr_base_size) == (None, 0.5, 1024)
+    assert effective_lr(old, 2048)[0] == effective_lr(cfg, 2048)[0] == 1.0  # a plain dict is read the same way
+    with pytest.raises(ConfigError, match=r"unknown settings \['learning_rate'\]"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_eval_data_config_reads_a_stored_config(data):
+    """Readers of train.py checkpoints pass the stored plain dict; it gives what the run evaluated with."""
+    from hgzoo.train.config import resolve_config
+    from hgzoo.train.data import eval_data_config
+    cfg = resolve_config(COMMON + ["--data-dir", str(data), "--in-chans", "1", "--eval-resize-short", "36"])
+    assert eval_data_config(cfg.to_dict(), None) == eval_data_config(cfg, None)
+    assert eval_data_config(cfg, None)["mean"] == (0.5,) and eval_data_config(cfg, None)["resize_short"] == 36
+
+
+def test_recipes_name_no_machine_path():
+    """A shipped recipe cites its sources, never a path of the machine it was written on."""
+    import re
+
+    from hgzoo.train.config import CONFIG_DIR
+    recipes = sorted(CONFIG_DIR.glob("*.yaml"))
+    assert len(recipes) >= 10
+    machine = re.compile(r"(?<![\w.])/(work|root|home|tmp|Users|mnt)/")
+    assert machine.search("values from /work/shared/REFERENCE.md")  # what pphgnet_small.yaml once cited
+    for path in recipes:
+        assert not machine.search(path.read_text()), path.name

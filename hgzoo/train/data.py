@@ -1,8 +1,10 @@
 """Training/eval datasets and loaders, with the input checks that must fail before training starts."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import ConcatDataset, Dataset, DistributedSampler, Subset
@@ -21,31 +23,33 @@ from ..data import (
 from ..data.datasets import scan_images
 from ..data.randaugment import parse_randaugment
 from ..data.transforms import ConvertChannels, read_image
-from .config import ConfigError
+from .config import ConfigError, TrainConfig, as_config
 
 __all__ = ["Datasets", "build_datasets", "ResumableSampler", "train_transform", "eval_data_config"]
 
 
-def train_transform(cfg: dict) -> v2.Compose:
+def train_transform(cfg: TrainConfig) -> v2.Compose:
     """PaddleClas's RandCropImage (or timm's crop, ``train_crop: timm``) + RandFlipImage (+ TimmAutoAugment),
     ending at a uint8 crop."""
-    crop = TimmRandCrop if cfg["train_crop"] == "timm" else PaddleRandCrop
-    ops = [v2.ToImage(), crop(cfg["img_size"], scale=(cfg["crop_scale_min"], 1.0),
-                              interpolation=cfg["interpolation"], backend=cfg["resize_backend"])]
-    if cfg["hflip"] > 0:
-        ops.append(v2.RandomHorizontalFlip(cfg["hflip"]))
-    if cfg["randaugment"]:
-        ops.append(parse_randaugment(cfg["randaugment"]))
+    crop = TimmRandCrop if cfg.train_crop == "timm" else PaddleRandCrop
+    ops = [v2.ToImage(), crop(cfg.img_size, scale=(cfg.crop_scale_min, 1.0),
+                              interpolation=cfg.interpolation, backend=cfg.resize_backend)]
+    if cfg.hflip > 0:
+        ops.append(v2.RandomHorizontalFlip(cfg.hflip))
+    if cfg.randaugment:
+        ops.append(parse_randaugment(cfg.randaugment))
     return v2.Compose(ops)
 
 
-def eval_data_config(cfg: dict, pretrained_cfg) -> dict:
-    """The evaluation preprocessing: the model's PaddleClas eval ops at ``img_size``, then the overrides."""
-    mean, std = cfg["mean"], cfg["std"]
-    if mean is None and cfg["in_chans"] != 3:
-        mean, std = [0.5] * cfg["in_chans"], [0.5] * cfg["in_chans"]
-    return resolve_data_config(pretrained_cfg, crop_size=cfg["img_size"], resize_short=cfg["eval_resize_short"],
-                               interpolation=cfg["eval_interpolation"], resize_backend=cfg["eval_resize_backend"],
+def eval_data_config(cfg: TrainConfig | Mapping[str, Any], pretrained_cfg) -> dict:
+    """The evaluation preprocessing: the model's PaddleClas eval ops at ``img_size``, then the overrides.
+    ``cfg`` may be a checkpoint's stored config (a plain dict)."""
+    cfg = as_config(cfg)
+    mean, std = cfg.mean, cfg.std
+    if mean is None and cfg.in_chans != 3:
+        mean, std = [0.5] * cfg.in_chans, [0.5] * cfg.in_chans
+    return resolve_data_config(pretrained_cfg, crop_size=cfg.img_size, resize_short=cfg.eval_resize_short,
+                               interpolation=cfg.eval_interpolation, resize_backend=cfg.eval_resize_backend,
                                mean=mean, std=std)
 
 
@@ -115,17 +119,17 @@ class Datasets:
     extra: Dataset | None
 
 
-def build_datasets(cfg: dict, eval_cfg: dict) -> Datasets:
+def build_datasets(cfg: TrainConfig, eval_cfg: dict) -> Datasets:
     """The datasets ``cfg`` names; ConfigError on bad input."""
     tt = train_transform(cfg)
     et = create_transform(eval_cfg, training=False, normalize=False)
-    kind, data_dir = cfg["dataset"], cfg["data_dir"]
+    kind, data_dir = cfg.dataset, cfg.data_dir
     if kind == "fashion_mnist":
         root = data_dir or FASHION_MNIST_DIR
         if not Path(root).is_dir():
             raise ConfigError(f"data dir {root} not found")
-        rgb = cfg["in_chans"] == 3
-        if cfg["in_chans"] not in (1, 3):
+        rgb = cfg.in_chans == 3
+        if cfg.in_chans not in (1, 3):
             raise ConfigError("Fashion-MNIST is grayscale: use --in-chans 1 (or 3 to replicate)")
         try:
             train, val = FashionMNIST(root, True, tt, rgb=rgb), FashionMNIST(root, False, et, rgb=rgb)
@@ -135,36 +139,36 @@ def build_datasets(cfg: dict, eval_cfg: dict) -> Datasets:
     else:
         if not data_dir or not Path(data_dir).is_dir():
             raise ConfigError(f"data dir {data_dir!r} not found")
-        if cfg["in_chans"] not in (1, 3):
-            raise ConfigError(f"--in-chans {cfg['in_chans']}: image files are read as RGB (3) or converted to "
+        if cfg.in_chans not in (1, 3):
+            raise ConfigError(f"--in-chans {cfg.in_chans}: image files are read as RGB (3) or converted to "
                               "grayscale (1); other channel counts need a dataset of your own")
-        if cfg["in_chans"] == 1:  # PIL's convert("L") first, as validate.py, predict and export do
+        if cfg.in_chans == 1:  # PIL's convert("L") first, as validate.py, predict and export do
             tt, et = (v2.Compose([v2.ToImage(), ConvertChannels(1), t]) for t in (tt, et))
         if kind == "folder":
-            train = _folder(Path(data_dir) / cfg["train_split"], tt)
-            val = _folder(Path(data_dir) / cfg["val_split"], et)
+            train = _folder(Path(data_dir) / cfg.train_split, tt)
+            val = _folder(Path(data_dir) / cfg.val_split, et)
             if train.classes != val.classes:
                 raise ConfigError(f"{data_dir}: train and val have different class folders")
             n_data, names = len(train.classes), list(train.classes)
         else:
-            if not cfg["train_list"] or not cfg["val_list"]:
+            if not cfg.train_list or not cfg.val_list:
                 raise ConfigError("--dataset list needs --train-list and --val-list")
-            for f in (cfg["train_list"], cfg["val_list"]):
+            for f in (cfg.train_list, cfg.val_list):
                 if not Path(f).is_file():
                     raise ConfigError(f"label list {f} not found")
-            train = LabelListDataset(cfg["train_list"], data_dir, transform=tt)
-            val = LabelListDataset(cfg["val_list"], data_dir, transform=et)
+            train = LabelListDataset(cfg.train_list, data_dir, transform=tt)
+            val = LabelListDataset(cfg.val_list, data_dir, transform=et)
             n_data, names = max(max(train.targets), max(val.targets)) + 1, None
-    if cfg["num_classes"] is not None:
-        mismatch = cfg["num_classes"] < n_data if kind == "list" else cfg["num_classes"] != n_data
+    if cfg.num_classes is not None:
+        mismatch = cfg.num_classes < n_data if kind == "list" else cfg.num_classes != n_data
         if mismatch:
-            raise ConfigError(f"--num-classes {cfg['num_classes']} disagrees with the data, which has {n_data} classes")
+            raise ConfigError(f"--num-classes {cfg.num_classes} disagrees with the data, which has {n_data} classes")
     rest = None
-    if cfg["train_subset"] and cfg["train_subset"] < len(train):
+    if cfg.train_subset and cfg.train_subset < len(train):
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(1234)).tolist()
-        rest = Subset(train, perm[cfg["train_subset"]:])
-        train = Subset(train, perm[:cfg["train_subset"]])
-    extra = _extra(cfg["extra_data"], tt, rest) if cfg["extra_data"] else None
+        rest = Subset(train, perm[cfg.train_subset:])
+        train = Subset(train, perm[:cfg.train_subset])
+    extra = _extra(cfg.extra_data, tt, rest) if cfg.extra_data else None
     if extra is not None:
         train = ConcatDataset([train, extra])
     return Datasets(train, val, n_data, names, extra)

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePick
 from ..data import Normalizer
 from ..data.mixup import MixUpCutMix, soft_cross_entropy
 from ..layers import timm_init_
-from .config import ConfigError, canonical_model_name, effective_lr
+from .config import ConfigError, TrainConfig, canonical_model_name, effective_lr
 from .data import Datasets, ResumableSampler, build_datasets, eval_data_config, shard
 from .optim import LRSchedule, create_optimizer, freeze_units
 from .utils import (
@@ -81,20 +81,20 @@ def _check_compatible(model: nn.Module, state: dict, what: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- the output folder
 
-def prepare_output(cfg: dict, main: bool = True) -> Path:
+def prepare_output(cfg: TrainConfig, main: bool = True) -> Path:
     """The run's output folder, checked before any work: not a file, writable, and not holding another run
     (unless ``--resume`` continues the run that is there, or ``--overwrite`` replaces it)."""
-    if cfg["tensorboard"]:
+    if cfg.tensorboard:
         import importlib.util
 
         if importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("--tensorboard needs the tensorboard package: pip install 'hgzoo[tensorboard]'")
-    out = Path(cfg["output"] or f"output/{cfg['model'].split('.')[0]}")
+    out = Path(cfg.output or f"output/{cfg.model.split('.')[0]}")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output {out} is a file, not a folder; give a folder for the run's checkpoints")
-    resuming_here = cfg["resume"] and Path(cfg["resume"]).resolve().parent == out.resolve()
+    resuming_here = cfg.resume and Path(cfg.resume).resolve().parent == out.resolve()
     existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if existing and not resuming_here and not cfg["overwrite"]:
+    if existing and not resuming_here and not cfg.overwrite:
         raise ConfigError(f"--output {out} already holds files ({', '.join(existing[:4])}"
                           f"{', ...' if len(existing) > 4 else ''}); give --resume {out / 'last.pt'} to continue that "
                           "run, --overwrite to replace it, or another --output")
@@ -102,7 +102,7 @@ def prepare_output(cfg: dict, main: bool = True) -> Path:
         dist.barrier()  # every rank has seen the folder as it was before rank 0 writes into it
     if main:
         try:
-            if cfg["overwrite"] and not resuming_here:
+            if cfg.overwrite and not resuming_here:
                 for name in RUN_FILES:
                     target = out / name
                     shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
@@ -117,14 +117,14 @@ def prepare_output(cfg: dict, main: bool = True) -> Path:
 
 # ---------------------------------------------------------------------------------------------- inputs
 
-def _create_model(cfg: dict, num_classes: int) -> nn.Module:
-    kw = dict(num_classes=num_classes, in_chans=cfg["in_chans"], drop_path_rate=cfg["drop_path_rate"])
-    if cfg["drop_rate"] is not None:
-        kw["drop_rate"] = cfg["drop_rate"]
+def _create_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    kw = dict(num_classes=num_classes, in_chans=cfg.in_chans, drop_path_rate=cfg.drop_path_rate)
+    if cfg.drop_rate is not None:
+        kw["drop_rate"] = cfg.drop_rate
     try:
-        return hgzoo.create_model(cfg["model"], pretrained=cfg["pretrained"], **kw)
+        return hgzoo.create_model(cfg.model, pretrained=cfg.pretrained, **kw)
     except (KeyError, RuntimeError) as e:
-        raise ConfigError(f"cannot create {cfg['model']}: {e}") from None
+        raise ConfigError(f"cannot create {cfg.model}: {e}") from None
 
 
 def _load_initial(model: nn.Module, path: str) -> None:
@@ -138,15 +138,15 @@ def _load_initial(model: nn.Module, path: str) -> None:
         raise _checkpoint_error("--initial-checkpoint", path, e) from None
 
 
-def _build_teacher(cfg: dict, num_classes: int, device) -> nn.Module:
+def _build_teacher(cfg: TrainConfig, num_classes: int, device) -> nn.Module:
     """The distillation teacher, from ``--teacher`` and ``--teacher-checkpoint``, frozen in eval mode."""
-    if not hgzoo.is_model(cfg["teacher"]):
-        raise ConfigError(f"unknown teacher model {cfg['teacher']!r}; see python -m hgzoo models")
-    path = cfg["teacher_checkpoint"]
+    if not hgzoo.is_model(cfg.teacher):
+        raise ConfigError(f"unknown teacher model {cfg.teacher!r}; see python -m hgzoo models")
+    path = cfg.teacher_checkpoint
     obj = _read_file(path, "--teacher-checkpoint")
     meta = obj if isinstance(obj, dict) else {}
-    teacher = hgzoo.create_model(cfg["teacher"], num_classes=num_classes,
-                                 in_chans=int(meta.get("in_chans") or cfg["in_chans"]))
+    teacher = hgzoo.create_model(cfg.teacher, num_classes=num_classes,
+                                 in_chans=int(meta.get("in_chans") or cfg.in_chans))
     try:
         state = state_dict_of(obj, teacher, path)
     except (CorruptCheckpointError, CheckpointMismatchError) as e:
@@ -163,8 +163,10 @@ def _build_teacher(cfg: dict, num_classes: int, device) -> nn.Module:
 
 @dataclass
 class _Inputs:
-    """What the run is made of, all checked before anything trains."""
+    """What the run is made of, all checked before anything trains; ``cfg`` is the run's config as its data and
+    model settle it (the model's canonical name, the class count of the data)."""
 
+    cfg: TrainConfig
     data: Datasets
     eval_cfg: dict
     num_classes: int
@@ -173,35 +175,35 @@ class _Inputs:
     resume: dict | None
 
 
-def build_inputs(cfg: dict, device) -> _Inputs:
+def build_inputs(cfg: TrainConfig, device) -> _Inputs:
     """Data, model (initial checkpoint loaded), teacher and resume state; ConfigError for bad input."""
-    cfg["model"] = canonical_model_name(cfg["model"])  # a saved config may hold any spelling
-    pretrained_cfg = getattr(hgzoo.create_model(cfg["model"], num_classes=0), "pretrained_cfg", None)
+    cfg = replace(cfg, model=canonical_model_name(cfg.model))  # a saved config may hold any spelling
+    pretrained_cfg = getattr(hgzoo.create_model(cfg.model, num_classes=0), "pretrained_cfg", None)
     eval_cfg = eval_data_config(cfg, pretrained_cfg)
     data = build_datasets(cfg, eval_cfg)
-    num_classes = cfg["num_classes"] if cfg["num_classes"] is not None else data.num_classes
-    cfg["num_classes"] = num_classes
+    num_classes = cfg.num_classes if cfg.num_classes is not None else data.num_classes
+    cfg = replace(cfg, num_classes=num_classes)
     model = _create_model(cfg, num_classes)
-    if cfg["init"] == "timm" and not cfg["pretrained"]:
+    if cfg.init == "timm" and not cfg.pretrained:
         timm_init_(model)  # before any --initial-checkpoint: its weights replace it, as in timm
-    if cfg["initial_checkpoint"]:
-        _load_initial(model, cfg["initial_checkpoint"])
-    if cfg["reset_head"]:
+    if cfg.initial_checkpoint:
+        _load_initial(model, cfg.initial_checkpoint)
+    if cfg.reset_head:
         model.reset_classifier(num_classes)
-    teacher = _build_teacher(cfg, num_classes, device) if cfg["teacher"] else None
+    teacher = _build_teacher(cfg, num_classes, device) if cfg.teacher else None
     resume = None
-    if cfg["resume"]:
-        if not Path(cfg["resume"]).is_file():
-            raise ConfigError(f"--resume {cfg['resume']} not found")
+    if cfg.resume:
+        if not Path(cfg.resume).is_file():
+            raise ConfigError(f"--resume {cfg.resume} not found")
         try:
-            resume = read_train_state(cfg["resume"], cfg["model"])
+            resume = read_train_state(cfg.resume, cfg.model)
         except (UnsafePickleError, CorruptCheckpointError, OSError, ValueError) as e:
-            raise _checkpoint_error("--resume", cfg["resume"], e) from None
-        _check_compatible(model, resume["model"], f"--resume {cfg['resume']}")
-        if resume["epoch"] >= cfg["epochs"] and resume["micro_in_epoch"] == 0:
-            raise ConfigError(f"--resume {cfg['resume']}: the run already finished its {resume['epoch']} epochs; "
+            raise _checkpoint_error("--resume", cfg.resume, e) from None
+        _check_compatible(model, resume["model"], f"--resume {cfg.resume}")
+        if resume["epoch"] >= cfg.epochs and resume["micro_in_epoch"] == 0:
+            raise ConfigError(f"--resume {cfg.resume}: the run already finished its {resume['epoch']} epochs; "
                               f"give --epochs N with N > {resume['epoch']} to train it further")
-    return _Inputs(data, eval_cfg, num_classes, model, teacher, resume)
+    return _Inputs(cfg, data, eval_cfg, num_classes, model, teacher, resume)
 
 
 # ---------------------------------------------------------------------------------------------- the run's state
@@ -210,7 +212,7 @@ def build_inputs(cfg: dict, device) -> _Inputs:
 class _Run:
     """Everything the epochs share: the model and its wrappers, data, optimisation, and the counters."""
 
-    cfg: dict
+    cfg: TrainConfig
     out: Path
     device: torch.device
     rank: int
@@ -248,70 +250,71 @@ class _Run:
         return self.rank == 0
 
 
-def _place_model(model: nn.Module, cfg: dict, device, world: int, main: bool):
+def _place_model(model: nn.Module, cfg: TrainConfig, device, world: int, main: bool):
     """(model, ddp-wrapped, what runs forward, EMA, frozen modules) on ``device``."""
-    frozen = freeze_units(model, cfg["freeze"]) if cfg["freeze"] else []
-    if cfg["sync_bn"] and world > 1:
+    frozen = freeze_units(model, cfg.freeze) if cfg.freeze else []
+    if cfg.sync_bn and world > 1:
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif main:
             print("warning: --sync-bn needs CUDA (torch's SyncBatchNorm has no CPU/gloo path); BN stays per process",
                   file=sys.stderr)
     model.to(device)
-    if cfg["channels_last"]:
+    if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    ema = ModelEMA(model, cfg["ema_decay"]) if cfg["ema"] else None
+    ema = ModelEMA(model, cfg.ema_decay) if cfg.ema else None
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if world > 1 else model
-    fwd = torch.compile(ddp) if cfg["torchcompile"] else ddp
+    fwd = torch.compile(ddp) if cfg.torchcompile else ddp
     return model, ddp, fwd, ema, frozen
 
 
-def _loaders(cfg: dict, data: Datasets, device, rank: int, world: int):
+def _loaders(cfg: TrainConfig, data: Datasets, device, rank: int, world: int):
     """(sampler, train loader arguments, val loader, micro-batches and optimizer steps per epoch)."""
-    sampler = ResumableSampler(data.train, world, rank, shuffle=True, seed=cfg["seed"], drop_last=True)
+    sampler = ResumableSampler(data.train, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
     per_rank = len(data.train) // world
-    if per_rank < cfg["batch_size"]:
+    if per_rank < cfg.batch_size:
         raise ConfigError(f"{len(data.train)} training images are fewer than one batch per process "
-                          f"({cfg['batch_size']} x {world})")
-    wk = cfg["workers"]
-    loader_args = dict(batch_size=cfg["batch_size"], sampler=sampler, num_workers=wk, drop_last=True,
+                          f"({cfg.batch_size} x {world})")
+    wk = cfg.workers
+    loader_args = dict(batch_size=cfg.batch_size, sampler=sampler, num_workers=wk, drop_last=True,
                        persistent_workers=False, pin_memory=device.type == "cuda")
-    val_loader = DataLoader(Subset(data.val, shard(len(data.val), rank, world)), batch_size=cfg["batch_size"],
+    val_loader = DataLoader(Subset(data.val, shard(len(data.val), rank, world)), batch_size=cfg.batch_size,
                             num_workers=wk, shuffle=False)
-    micro = per_rank // cfg["batch_size"]
-    if cfg["max_steps_per_epoch"]:
-        micro = min(micro, cfg["max_steps_per_epoch"] * cfg["accum_steps"])
-    steps = max(micro // cfg["accum_steps"], 1)
-    return sampler, loader_args, val_loader, steps * cfg["accum_steps"], steps
+    micro = per_rank // cfg.batch_size
+    if cfg.max_steps_per_epoch:
+        micro = min(micro, cfg.max_steps_per_epoch * cfg.accum_steps)
+    steps = max(micro // cfg.accum_steps, 1)
+    return sampler, loader_args, val_loader, steps * cfg.accum_steps, steps
 
 
-def build_run(cfg: dict, out: Path, device, rank: int, world: int, inputs: _Inputs) -> _Run:
+def build_run(inputs: _Inputs, out: Path, device, rank: int, world: int) -> _Run:
     """Place the model, make the loaders and the optimisation (optimizer, schedule, AMP, mixing, losses)."""
+    cfg = inputs.cfg
     model, ddp, fwd, ema, frozen = _place_model(inputs.model, cfg, device, world, rank == 0)
     sampler, loader_args, val_loader, micro_per_epoch, steps_per_epoch = _loaders(cfg, inputs.data, device, rank,
                                                                                   world)
-    global_batch = cfg["batch_size"] * world * cfg["accum_steps"]
+    global_batch = cfg.batch_size * world * cfg.accum_steps
     lr, lr_source = effective_lr(cfg, global_batch)
     optimizer = create_optimizer(model, cfg, lr)
-    sched = LRSchedule(optimizer, lr, steps_per_epoch, cfg["epochs"], cfg["sched"], cfg["warmup_epochs"],
-                       cfg["warmup_start_lr"], cfg["decay_epochs"], cfg["decay_gamma"], cfg["min_lr"])
-    use_cuda_amp = cfg["amp"] and device.type == "cuda"
+    sched = LRSchedule(optimizer, lr, steps_per_epoch, cfg.epochs, cfg.sched, cfg.warmup_epochs,
+                       cfg.warmup_start_lr, cfg.decay_epochs, cfg.decay_gamma, cfg.min_lr)
+    use_cuda_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.float16 if use_cuda_amp else torch.bfloat16
     erasing = None
-    if cfg["random_erasing"] > 0:
+    if cfg.random_erasing > 0:
         from torchvision.transforms import v2
-        erasing = v2.RandomErasing(cfg["random_erasing"], scale=(0.02, 1 / 3), ratio=(0.3, 1 / 0.3), value="random")
+        erasing = v2.RandomErasing(cfg.random_erasing, scale=(0.02, 1 / 3), ratio=(0.3, 1 / 0.3), value="random")
     return _Run(
         cfg=cfg, out=out, device=device, rank=rank, world=world, inputs=inputs, model=model, ddp=ddp, fwd=fwd,
         ema=ema, frozen=frozen, sampler=sampler, loader_args=loader_args, val_loader=val_loader,
         micro_per_epoch=micro_per_epoch, steps_per_epoch=steps_per_epoch, global_batch=global_batch, lr=lr,
         lr_source=lr_source,
         optimizer=optimizer, sched=sched, scaler=torch.amp.GradScaler("cuda", enabled=use_cuda_amp),
-        amp_ctx=(lambda: torch.autocast(device.type, dtype=amp_dtype)) if cfg["amp"] else nullcontext,
-        mixer=MixUpCutMix(inputs.num_classes, cfg["mixup_alpha"], cfg["cutmix_alpha"], cfg["mixup_prob"],
-                          cfg["cutmix_prob"], cfg["label_smoothing"]),
-        distill=DistillationLoss(cfg["distill_loss"], cfg["distill_temperature"]) if inputs.teacher else None,
+        amp_ctx=(lambda: torch.autocast(device.type, dtype=amp_dtype)) if cfg.amp else nullcontext,
+        mixer=MixUpCutMix(inputs.num_classes, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mixup_prob,
+                          cfg.cutmix_prob, cfg.label_smoothing),
+        distill=DistillationLoss(cfg.distill_loss, cfg.distill_temperature) if inputs.teacher else None,
         normalizer=Normalizer(inputs.eval_cfg["mean"], inputs.eval_cfg["std"]).to(device), erasing=erasing)
 
 
@@ -327,7 +330,7 @@ def restore(r: _Run, resume: dict) -> None:
     r.best, r.global_step = resume["best_top1"], resume["global_step"]
     set_rng_state(resume["rng"][r.rank] if r.rank < len(resume["rng"]) else resume["rng"][0])
     if r.main:
-        print(f"resumed from {r.cfg['resume']}: epoch {r.start_epoch}, batch {r.start_micro}, step {r.global_step}")
+        print(f"resumed from {r.cfg.resume}: epoch {r.start_epoch}, batch {r.start_micro}, step {r.global_step}")
         summary = r.out / "summary.csv"
         if summary.exists():  # drop rows of epochs the checkpoint does not contain
             rows = [row for row in csv.DictReader(open(summary)) if int(row["epoch"]) <= r.start_epoch]
@@ -343,10 +346,10 @@ def restore(r: _Run, resume: dict) -> None:
 def _describe(r: _Run) -> dict:
     """What makes a checkpoint self-describing: the model, its classes and input, and its preprocessing."""
     cfg = r.cfg
-    return {"hgzoo_checkpoint": CHECKPOINT_VERSION, "model_name": cfg["model"], "num_classes": r.inputs.num_classes,
-            "in_chans": cfg["in_chans"], "img_size": cfg["img_size"], "class_names": r.inputs.data.class_names,
+    return {"hgzoo_checkpoint": CHECKPOINT_VERSION, "model_name": cfg.model, "num_classes": r.inputs.num_classes,
+            "in_chans": cfg.in_chans, "img_size": cfg.img_size, "class_names": r.inputs.data.class_names,
             "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.inputs.eval_cfg.items()},
-            "config": cfg}
+            "config": cfg.to_dict()}
 
 
 def save_last(r: _Run, epoch: int, micro: int) -> None:
@@ -379,7 +382,7 @@ def _loss(r: _Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The batch's loss: soft cross-entropy on mixed targets, or the distillation loss against the teacher."""
     labeled = y >= 0
     x, soft = r.mixer(x, y.clamp_min(0))
-    if r.cfg["channels_last"]:
+    if r.cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with r.amp_ctx():
         logits = r.fwd(x)
@@ -388,15 +391,15 @@ def _loss(r: _Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     with torch.no_grad(), r.amp_ctx():
         t_logits = r.inputs.teacher(x)
     loss = r.distill(logits, t_logits)
-    if r.cfg["distill_alpha"] > 0 and labeled.any():
-        loss = loss + r.cfg["distill_alpha"] * soft_cross_entropy(logits[labeled], soft[labeled])
+    if r.cfg.distill_alpha > 0 and labeled.any():
+        loss = loss + r.cfg.distill_alpha * soft_cross_entropy(logits[labeled], soft[labeled])
     return loss
 
 
 def _optimizer_step(r: _Run) -> None:
-    if r.cfg["clip_grad"]:
+    if r.cfg.clip_grad:
         r.scaler.unscale_(r.optimizer)
-        nn.utils.clip_grad_norm_(r.model.parameters(), r.cfg["clip_grad"])
+        nn.utils.clip_grad_norm_(r.model.parameters(), r.cfg.clip_grad)
     r.scaler.step(r.optimizer)
     r.scaler.update()
     r.optimizer.zero_grad(set_to_none=True)
@@ -410,34 +413,34 @@ def train_one_epoch(r: _Run, epoch: int) -> dict:
     """One epoch (from ``r.start_micro`` when resumed mid-epoch); returns its mean loss, images and seconds."""
     cfg, t0 = r.cfg, time.time()
     r.sampler.set_epoch(epoch)
-    r.sampler.start = r.start_micro * cfg["batch_size"]
+    r.sampler.start = r.start_micro * cfg.batch_size
     r.model.train()
     for m in r.frozen:
         m.eval()
     total_loss, seen, micro = 0.0, 0, r.start_micro
-    bar = _progress(r, epoch) if r.main and cfg["progress"] else None
+    bar = _progress(r, epoch) if r.main and cfg.progress else None
     for x, y in DataLoader(r.inputs.data.train, **r.loader_args):
         if micro >= r.micro_per_epoch:
             break
         x, y = r.normalizer(x.to(r.device, non_blocking=True)), y.to(r.device)
         if r.erasing is not None:
             x = torch.stack([r.erasing(img) for img in x])
-        sync = (micro + 1) % cfg["accum_steps"] == 0
+        sync = (micro + 1) % cfg.accum_steps == 0
         with r.ddp.no_sync() if (r.world > 1 and not sync) else nullcontext():
             loss = _loss(r, x, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, batch {micro}")
-            r.scaler.scale(loss / cfg["accum_steps"]).backward()
+            r.scaler.scale(loss / cfg.accum_steps).backward()
         micro += 1
         total_loss += loss.item() * len(x)
         seen += len(x)
         if sync:
             _optimizer_step(r)
-            if cfg["checkpoint_every"] and r.global_step % cfg["checkpoint_every"] == 0 and micro < r.micro_per_epoch:
+            if cfg.checkpoint_every and r.global_step % cfg.checkpoint_every == 0 and micro < r.micro_per_epoch:
                 save_last(r, epoch, micro)
         if bar is not None:
             bar.update(1)
-            if micro % max(cfg["log_interval"], 1) == 0 or micro == r.micro_per_epoch:
+            if micro % max(cfg.log_interval, 1) == 0 or micro == r.micro_per_epoch:
                 bar.set_postfix(loss=f"{total_loss / max(seen, 1):.4f}", lr=f"{r.sched.lr:.4g}",
                                 img_s=f"{seen * r.world / max(time.time() - t0, 1e-9):.0f}")
     if bar is not None:
@@ -452,7 +455,7 @@ def train_one_epoch(r: _Run, epoch: int) -> dict:
 def _progress(r: _Run, epoch: int):
     from tqdm import tqdm
 
-    return tqdm(total=r.micro_per_epoch, initial=r.start_micro, desc=f"epoch {epoch + 1}/{r.cfg['epochs']}",
+    return tqdm(total=r.micro_per_epoch, initial=r.start_micro, desc=f"epoch {epoch + 1}/{r.cfg.epochs}",
                 dynamic_ncols=True, file=sys.stdout, mininterval=2.0)
 
 
@@ -533,11 +536,11 @@ def evaluate(model: nn.Module, loader: DataLoader, normalizer: Normalizer, devic
 def _end_of_epoch(r: _Run, epoch: int, trained: dict, logger) -> None:
     """Evaluate (on eval epochs), keep the best weights, log the row, save last.pt."""
     cfg = r.cfg
-    evaluated = (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]
+    evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
     if evaluated:
-        args = (r.val_loader, r.normalizer, r.device, cfg["channels_last"], r.amp_ctx)
-        bar = r.main and cfg["progress"]
-        r.metrics["top1"], r.metrics["top5"] = evaluate(r.fwd if not cfg["torchcompile"] else r.ddp, *args,
+        args = (r.val_loader, r.normalizer, r.device, cfg.channels_last, r.amp_ctx)
+        bar = r.main and cfg.progress
+        r.metrics["top1"], r.metrics["top5"] = evaluate(r.fwd if not cfg.torchcompile else r.ddp, *args,
                                                         desc=f"eval {epoch + 1}" if bar else None)
         if r.ema is not None:
             r.metrics["ema_top1"], _ = evaluate(r.ema.module, *args, desc=f"eval EMA {epoch + 1}" if bar else None)
@@ -558,32 +561,33 @@ def _end_of_epoch(r: _Run, epoch: int, trained: dict, logger) -> None:
     save_last(r, epoch + 1, 0)  # after the summary row: a crash in between redoes the epoch, rows deduped
 
 
-def run(cfg: dict) -> dict:
+def run(cfg: TrainConfig) -> dict:
     """Train as ``cfg`` says; returns the final metrics. Raises ConfigError on bad input before training."""
-    device, rank, world, _ = init_distributed(cfg["device"])
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])  # on a busy CPU, 1 thread per process is often much faster
-    seed = cfg["seed"] + rank
+    device, rank, world, _ = init_distributed(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)  # on a busy CPU, 1 thread per process is often much faster
+    seed = cfg.seed + rank
     random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
     out = prepare_output(cfg, main=rank == 0)
     inputs = build_inputs(cfg, device)
-    r = build_run(cfg, out, device, rank, world, inputs)
+    cfg = inputs.cfg
+    r = build_run(inputs, out, device, rank, world)
     if inputs.resume is not None:
         restore(r, inputs.resume)
     logger = None
     if r.main:
-        atomic_write(out / "config.yaml", yaml.safe_dump(dict(cfg), sort_keys=False))
-        logger = _Logger(out, cfg["tensorboard"])
+        atomic_write(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        logger = _Logger(out, cfg.tensorboard)
         n_params = sum(p.numel() for p in r.model.parameters())
         extra = inputs.data.extra
-        print(f"{cfg['model']}: {n_params / 1e6:.2f}M params, {inputs.num_classes} classes, "
+        print(f"{cfg.model}: {n_params / 1e6:.2f}M params, {inputs.num_classes} classes, "
               f"{len(inputs.data.train)} train images{f' ({len(extra)} unlabeled)' if extra is not None else ''}, "
-              f"{len(inputs.data.val)} eval; {'timm init; ' if cfg['init'] == 'timm' else ''}"
+              f"{len(inputs.data.val)} eval; {'timm init; ' if cfg.init == 'timm' else ''}"
               f"{world} process(es) on {device}; global batch {r.global_batch}; "
               f"{r.lr_source}; {r.steps_per_epoch} steps/epoch; output {out}")
-    for epoch in range(r.start_epoch, cfg["epochs"]):
+    for epoch in range(r.start_epoch, cfg.epochs):
         _end_of_epoch(r, epoch, train_one_epoch(r, epoch), logger)
-    if r.main and cfg["plot"] and (out / "summary.csv").exists():
+    if r.main and cfg.plot and (out / "summary.csv").exists():
         plot_summary(out)
     if dist.is_initialized():
         dist.barrier()

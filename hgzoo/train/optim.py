@@ -3,11 +3,15 @@ multipliers (``lr_mult_list``), and LR schedules stepped per iteration with line
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..layers import LearnableAffine
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 __all__ = ["stage_units", "param_groups", "layer_decay_multipliers", "create_optimizer", "LRSchedule", "freeze_units"]
 
@@ -86,20 +90,17 @@ def param_groups(model: nn.Module, weight_decay: float, no_weight_decay: str = "
     return [dict(params=ps, lr_mult=lm, weight_decay=wd) for (lm, wd), ps in sorted(groups.items())]
 
 
-def create_optimizer(model: nn.Module, cfg: dict, lr: float) -> torch.optim.Optimizer:
-    """``cfg["opt"]``: ``momentum``, Paddle's Momentum (``v = mu * v + g; p -= lr * v``) with L2 regularisation =
+def create_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """``cfg.opt``: ``momentum``, Paddle's Momentum (``v = mu * v + g; p -= lr * v``) with L2 regularisation =
     torch SGD without dampening or Nesterov; ``sgd``, timm's meaning: the same with Nesterov momentum; ``adamw``:
     AdamW, decoupled weight decay, ``momentum`` as beta1. Weight decay is set per parameter group."""
-    groups = param_groups(model, cfg["weight_decay"], cfg["no_weight_decay"], cfg["lr_mult_list"], cfg["lab_lr"],
-                          cfg.get("layer_decay"))
+    groups = param_groups(model, cfg.weight_decay, cfg.no_weight_decay, cfg.lr_mult_list, cfg.lab_lr,
+                          cfg.layer_decay)
     for g in groups:
         g["lr"] = lr * g["lr_mult"]
-    opt = cfg.get("opt", "momentum")
-    if opt == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=(cfg["momentum"], 0.999))
-    if opt not in ("momentum", "sgd"):
-        raise ValueError(f"unknown optimizer {opt!r}: momentum, sgd or adamw")
-    return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], weight_decay=0.0, nesterov=opt == "sgd")
+    if cfg.opt == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(cfg.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=0.0, nesterov=cfg.opt == "sgd")
 
 
 class LRSchedule:
