@@ -26,7 +26,7 @@ from torch import nn
 import hgzoo
 from hgzoo._registry import model_entrypoint
 from hgzoo.convert import CheckpointMismatchError
-from hgzoo.convert.transformers_detectors import hf_to_hgzoo, hgzoo_to_hf
+from hgzoo.convert.transformers_detectors import hf_backbone_config, hf_to_hgzoo, hgzoo_to_hf
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # configs are built here: nothing may reach the Hub
 transformers = pytest.importorskip("transformers", reason="transformers (the `test` extra) is the reference")
@@ -229,3 +229,20 @@ def test_features_only_and_frozen_batchnorm_dicts():
     back = hf_to_hgzoo(frozen, "resnet18_vd")
     features.model.load_state_dict(back)  # strict
     assert all(int(v) == 0 for k, v in back.items() if k.endswith("num_batches_tracked"))
+
+
+@pytest.mark.parametrize("arch", [*HGNETV2, *RESNET])
+def test_backbone_config_is_the_reference_one(arch):
+    """``hf_backbone_config`` describes the network that transformers' D-FINE conversion (or PaddleClas) configures."""
+    name, kwargs = hf_backbone_config(arch)
+    ours, ref = getattr(transformers, name)(**kwargs), hf_config(arch)
+    fields = (["layer_type", "hidden_sizes", "depths", "embedding_size"] if arch in RESNET else
+              ["stem_channels", "stage_in_channels", "stage_mid_channels", "stage_out_channels", "stage_num_blocks",
+               "stage_downsample", "stage_light_block", "stage_kernel_size", "stage_numb_of_layers",
+               "use_learnable_affine_block", "hidden_sizes"])
+
+    def norm(v):
+        return list(v) if isinstance(v, (list, tuple)) else v
+
+    assert {f: norm(getattr(ours, f)) for f in fields} == {f: norm(getattr(ref, f)) for f in fields}
+    assert list(ours.out_indices) == [1, 2, 3, 4]
