@@ -246,3 +246,42 @@ def test_backbone_config_is_the_reference_one(arch):
 
     assert {f: norm(getattr(ours, f)) for f in fields} == {f: norm(getattr(ref, f)) for f in fields}
     assert list(ours.out_indices) == [1, 2, 3, 4]
+
+
+def small_detector(kind: str, arch: str) -> tuple[nn.Module, nn.Module]:
+    """transformers' ``kind`` detector (small widths, random heads) around ``arch``'s backbone, and that backbone."""
+    name, kwargs = hf_backbone_config(arch, out_indices=(2, 3, 4))
+    backbone_config = getattr(transformers, name)(**kwargs)
+    common = dict(backbone_config=backbone_config, num_labels=3, encoder_in_channels=list(kwargs["hidden_sizes"][1:]),
+                  d_model=64, encoder_hidden_dim=64, decoder_in_channels=[64] * 3, encoder_ffn_dim=64,
+                  decoder_ffn_dim=64, decoder_layers=2, num_queries=10, num_denoising=0)
+    if kind == "Deimv2":
+        common.pop("decoder_in_channels")
+    detector = getattr(transformers, f"{kind}ForObjectDetection")(getattr(transformers, f"{kind}Config")(**common))
+    encoder = detector.model.conv_encoder if kind == "Deimv2" else detector.model.backbone
+    return detector, encoder.model
+
+
+@pytest.mark.parametrize(("kind", "arch"), [("DFine", "pphgnetv2_b0"), ("Deimv2", "pphgnetv2_b0"),
+                                            ("RTDetr", "resnet18_vd"), ("RTDetrV2", "resnet18_vd")])
+def test_whole_detector_state_dicts(kind, arch):
+    """A transformers detector's whole state dict gives its backbone (frozen BatchNorms, without a batch count) in
+    hgzoo's names, which load strictly; hgzoo's weights load strictly into the detector's backbone."""
+    detector, backbone = small_detector(kind, arch)
+    ours = hgzoo.create_model(arch, features_only=True)
+    converted = hf_to_hgzoo(detector.state_dict(), arch)
+    ours.model.load_state_dict(converted)  # strict
+    direct = hf_to_hgzoo(backbone.state_dict(), arch)
+    assert converted.keys() == direct.keys() and all(torch.equal(converted[k], direct[k]) for k in direct)
+    assert not any("num_batches_tracked" in k for k in backbone.state_dict())
+
+    donor = hgzoo.create_model(arch)
+    with torch.no_grad():
+        for p in donor.parameters():
+            p.add_(1.0)  # unlike any initialization
+    given = hgzoo_to_hf(donor.state_dict(), arch)
+    backbone.load_state_dict(given)  # strict
+    loaded = backbone.state_dict()
+    assert all(torch.equal(v, given[k]) for k, v in loaded.items())
+    stem = "embedder.stem1.convolution.weight" if arch in HGNETV2 else "embedder.embedder.0.convolution.weight"
+    assert torch.equal(loaded[stem], donor.state_dict()[f"{donor.first_conv}.weight"])

@@ -1,22 +1,24 @@
 """Hugging Face transformers' detector backbones as hgzoo state dicts, and back.
 
-transformers ports D-FINE, DEIM and RT-DETRv2 on ``HGNetV2Backbone`` (PP-HGNetV2 B0-B6) and RT-DETR on
-``RTDetrResNetBackbone`` (ResNet-vd). Both are hgzoo's networks under other module names, so converting is renaming;
-the two key maps below are data (:class:`~hgzoo.convert.keymap.TimmKeyMap` templates, the same machinery as timm's
-layouts: one template pair per rule, read transformers → hgzoo, and swapped for the way back).
+transformers' D-FINE and DEIMv2 run on ``HGNetV2Backbone`` (PP-HGNetV2 B0-B6) by default, its RT-DETR and RT-DETRv2 on
+``RTDetrResNetBackbone`` (ResNet-vd); each takes either. Both are hgzoo's networks under other module names, so
+converting is renaming; the two key maps below are data (:class:`~hgzoo.convert.keymap.TimmKeyMap` templates, the same
+machinery as timm's layouts: one template pair per rule, read transformers → hgzoo, and swapped for the way back).
 
 One detail is not a name: transformers pads PP-HGNetV2's stem max-pool with zeros, PaddleClas (and hgzoo's default)
-with -inf ("SAME"). The two agree wherever the stem's first conv outputs no negative value, which is always the case
-without learnable affine blocks (B4-B6: the value is a ReLU's) and with them (B0-B3) unless an affine block's bias or
-scale is negative. See ``docs/detectors_transformers.md``.
+with -inf ("SAME"). The two agree wherever the stem's first conv outputs no negative value: always without learnable
+affine blocks (B4-B6: the value is a ReLU's), and with them (B0-B3) unless that conv's affine block has a negative
+bias or scale. See ``docs/detectors_transformers.md``.
 
 * :func:`hf_to_hgzoo` takes transformers' backbone state dict (``HGNetV2Backbone`` / ``RTDetrResNetBackbone``), or a
-  whole ``*ForObjectDetection`` / ``*Model`` state dict, of which it converts the ``model.backbone.model.`` /
-  ``backbone.model.`` part; it returns hgzoo's names (``create_model(arch).state_dict()`` without the classifier
-  head), which load strictly into ``create_model(arch, features_only=True).model``.
+  whole detector's (D-FINE, DEIMv2, RT-DETR, RT-DETRv2: ``*ForObjectDetection`` or ``*Model``), of which it converts
+  the backbone part (``model.backbone.model.*``, ``model.conv_encoder.model.*``, ...); it returns hgzoo's names
+  (``create_model(arch).state_dict()`` without the classifier head), which load strictly into
+  ``create_model(arch, features_only=True).model``.
 * :func:`hgzoo_to_hf` takes hgzoo's state dict of ``arch`` (a classifier's, whose ``head.*`` is dropped, or a
   features-only model's, ``model.``-prefixed) and returns transformers' backbone names, which load strictly into
-  ``HGNetV2Backbone`` / ``RTDetrResNetBackbone``, or into a detector's ``model.backbone.model``.
+  ``HGNetV2Backbone`` / ``RTDetrResNetBackbone``, or into a detector's ``model.backbone.model`` (DEIMv2's
+  ``model.conv_encoder.model``).
 
 Both are strict: every tensor of the source is used exactly once, every tensor of the target is filled, and shapes are
 checked against hgzoo's ``arch``; a problem is a one-line :class:`~hgzoo.convert.CheckpointMismatchError` naming the
@@ -67,9 +69,10 @@ HF_RTDETR_RESNET_KEY_MAP = TimmKeyMap(renames=(
     *_CONV_BN,
 ))
 
-# Where a backbone sits in transformers' detectors: ``DFineForObjectDetection`` / ``RTDetrForObjectDetection``, then
-# ``DFineModel`` / ``RTDetrModel`` (their ``backbone`` is a conv encoder whose ``model`` is the backbone).
-_HF_DETECTOR_PREFIXES = ("model.backbone.model.", "backbone.model.")
+# Where a backbone sits in transformers' detectors: ``DFineForObjectDetection``, ``RTDetrForObjectDetection`` and
+# ``RTDetrV2ForObjectDetection`` (``model.backbone`` is a conv encoder whose ``model`` is the backbone), then their
+# ``*Model`` (``backbone.model``); ``Deimv2ForObjectDetection`` and ``Deimv2Model`` call the encoder ``conv_encoder``.
+_HF_DETECTOR_PREFIXES = ("model.backbone.model.", "backbone.model.", "model.conv_encoder.model.", "conv_encoder.model.")
 
 
 def _meta_model(arch: str) -> nn.Module:
