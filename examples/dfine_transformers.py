@@ -17,25 +17,25 @@ Two things differ from hgzoo's own backbone, by transformers' design: its detect
 -inf, which changes B0-B3's features where the stem's affine block has a negative bias (see
 docs/detectors_transformers.md). Images are normalized with the backbone's ImageNet mean and std.
 
+Everything transformers builds here comes from configs written in code (no ``from_pretrained``), so nothing is
+downloaded except, with ``--pretrained`` and no ``--weights``, hgzoo's weights by hgzoo's resolver.
+
 The training data are three photos with boxes drawn by hand: enough to show the steps and the outputs, not to train a
 detector. After training, the backbone is taken back out of the detector's state dict with ``hf_to_hgzoo``.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Sequence
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is built here; nothing comes from the Hub
+import torch
+import transformers
+from torch import nn
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from torch import nn  # noqa: E402
-
-import hgzoo  # noqa: E402
-from hgzoo.convert.transformers_detectors import hf_backbone_config, hf_to_hgzoo, hgzoo_to_hf  # noqa: E402
-from hgzoo.pretrained import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+import hgzoo
+from hgzoo.convert.transformers_detectors import hf_backbone_config, hf_to_hgzoo, hgzoo_to_hf
+from hgzoo.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 CLASSES = ("cat", "eye", "person", "helmet", "shuttle", "cup", "spoon")
 # Boxes (x1, y1, x2, y2, in pixels) drawn by hand on scikit-image's photos.

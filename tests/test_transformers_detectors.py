@@ -1,10 +1,11 @@
-"""hgzoo's backbones against Hugging Face transformers' own detector backbones: ``HGNetV2Backbone`` (its D-FINE, DEIM
-and RT-DETRv2 ports; PP-HGNetV2 B0-B6) and ``RTDetrResNetBackbone`` (its RT-DETR port; ResNet-vd 18/34/50/101).
+"""hgzoo's backbones against Hugging Face transformers' own detector backbones: ``HGNetV2Backbone`` (under its D-FINE
+and DEIMv2; PP-HGNetV2 B0-B6) and ``RTDetrResNetBackbone`` (under its RT-DETR and RT-DETRv2; ResNet-vd 18/34/50/101).
 
 transformers is the reference, run here on random weights made to carry the input (BN statistics calibrated on
 scikit-image's photos): their state dict loads strictly into hgzoo's features-only model through
 ``hgzoo.convert.transformers_detectors``, hgzoo's loads strictly into theirs, and the four feature maps are equal at
-640x640 and at 193x257. transformers builds every network from a config written here; nothing is downloaded.
+640x640 and at 193x257. transformers builds every network from a config written here (no ``from_pretrained``:
+nothing is downloaded).
 
 The stem pool: transformers pads PP-HGNetV2's stem max-pool with zeros, hgzoo (as PaddleClas) with -inf. The
 equality tests draw the stem's first affine block with a positive bias (and scale), where the two cannot differ;
@@ -14,7 +15,6 @@ proves that the comparison can fail.
 from __future__ import annotations
 
 import inspect
-import os
 
 import numpy as np
 import pytest
@@ -28,7 +28,6 @@ from hgzoo._registry import model_entrypoint
 from hgzoo.convert import CheckpointMismatchError
 from hgzoo.convert.transformers_detectors import hf_backbone_config, hf_to_hgzoo, hgzoo_to_hf
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # configs are built here: nothing may reach the Hub
 transformers = pytest.importorskip("transformers", reason="transformers (the `test` extra) is the reference")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
