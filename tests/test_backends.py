@@ -1,0 +1,100 @@
+"""The one backend vocabulary (hgzoo/deploy/backends.py): every backend, the library's and the ones a tool
+registers, in one registry, each returning the one Runner; checked against the model's own fp32 forward."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import hgzoo
+from hgzoo.deploy import BACKENDS, Backend, BackendError, Runner, get_backend, register_backend
+from hgzoo.deploy.runner import prepare
+
+TINY = "pplcnetv2_small"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A small random-weight model whose BN statistics follow real activations (its logits depend on the input),
+    a batch of 2 at 64 px, and its eager fp32 logits: the reference."""
+    from benchmarks.harness.subjects import calibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = hgzoo.create_model(TINY).eval()
+    calibrate_batchnorm(model, 64)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = model(x)
+    return model, x, ref
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def test_the_tools_backends_join_the_librarys_registry():
+    import benchmarks.harness as harness
+
+    assert harness.BACKENDS is BACKENDS  # one list, not a second one
+    assert {"eager", "reparam", "compile", "onnxruntime", "openvino"} <= set(BACKENDS)
+    assert {"cuda", "cuda-compile", "tensorrt"} <= set(BACKENDS)
+    assert all(isinstance(b, Backend) and b.name == name for name, b in BACKENDS.items())
+    assert {b.device for b in BACKENDS.values()} == {"cpu", "cuda"}
+
+
+def test_unknown_and_clashing_backends_are_refused():
+    with pytest.raises(BackendError, match="unknown backend 'onnxrt'. Did you mean onnxruntime"):
+        get_backend("onnxrt")
+
+    class Impostor(Backend):
+        name = "eager"
+
+    with pytest.raises(ValueError, match="'eager' is registered already"):
+        register_backend(Impostor())
+    assert type(BACKENDS["eager"]).__name__ == "EagerBackend"
+
+
+@pytest.mark.parametrize("name", ["eager", "reparam", "compile", "onnxruntime", "openvino"])
+def test_each_cpu_backend_returns_the_runner_and_agrees_with_eager(tiny, name):
+    model, x, ref = tiny
+    backend = get_backend(name)
+    reason = backend.skip_reason("fp32")
+    if reason:
+        pytest.skip(reason)
+    form = hgzoo.reparameterize(copy.deepcopy(model)) if backend.reparameterized else model
+    runner = backend.prepare(form, x, "fp32", threads=1)
+    try:
+        assert isinstance(runner, Runner) and (runner.backend, runner.precision) == (name, "fp32")
+        out = runner(x)
+        assert out.dtype == torch.float32 and out.shape == ref.shape and _rel(out, ref) < 1e-4
+        assert torch.equal(runner.bind(x).output(), out)  # the timed call runs the same batch
+        # other images through a runner prepared for batches of 2 (a static shape): padded, then cut back
+        five = torch.cat([x, x.flip(0), x[:1]])
+        assert _rel(runner.logits(five, 2), torch.cat([ref, ref.flip(0), ref[:1]])) < 1e-4
+        wrong = runner.logits(five.flip(-1), 2)  # the check can fail: other inputs give other logits
+        assert _rel(wrong, torch.cat([ref, ref.flip(0), ref[:1]])) > 1e-2
+    finally:
+        runner.close()
+        backend.release()
+
+
+def test_prepare_serves_every_torch_backend_for_validate_and_predict(tiny):
+    model, x, ref = tiny
+    for name in ("eager", "reparam"):
+        runner = prepare(model, name, "fp32", data_config={"crop_size": 64})
+        assert runner.backend == name and _rel(runner(x), ref) < 1e-4
+        assert runner.describe()["backend"] == name
+    assert "re-parameterized" in prepare(model, "eager", "fp32", data_config={"crop_size": 64},
+                                         reparam=True).compute
+    with pytest.raises(BackendError, match="--backend reparam has no int8 path"):
+        prepare(model, "reparam", "int8", data_config={"crop_size": 64})
+
+
+def test_a_runtime_without_an_example_batch_says_so(tiny):
+    model, _, _ = tiny
+    backend = get_backend("onnxruntime")
+    if backend.unavailable():
+        pytest.skip(backend.unavailable())
+    with pytest.raises(BackendError, match="example batch"):
+        backend.prepare(model, None, "fp32")
