@@ -1,11 +1,13 @@
-"""The one backend vocabulary (hgzoo/deploy/backends.py): every backend, the library's and the ones a tool
-registers, in one registry, each returning the one Runner; checked against the model's own fp32 forward."""
+"""The one backend vocabulary (hgzoo/deploy/backends.py): every backend in one registry, each returning the one
+Runner, checked against the model's own eager fp32 forward. (The benchmark's GPU backends join the same registry:
+tests/test_benchmark.py.)"""
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
+from image_samples import calibrated_model
 
 import hgzoo
 from hgzoo.deploy import BACKENDS, Backend, BackendError, Runner, get_backend, register_backend
@@ -18,12 +20,8 @@ TINY = "pplcnetv2_small"
 def tiny():
     """A small random-weight model whose BN statistics follow real activations (its logits depend on the input),
     a batch of 2 at 64 px, and its eager fp32 logits: the reference."""
-    from benchmarks.harness.subjects import calibrate_batchnorm
-
-    torch.manual_seed(0)
-    model = hgzoo.create_model(TINY).eval()
-    calibrate_batchnorm(model, 64)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    model = calibrated_model(TINY, torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(2)))
     with torch.inference_mode():
         ref = model(x)
     return model, x, ref
@@ -31,16 +29,6 @@ def tiny():
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
-
-
-def test_the_tools_backends_join_the_librarys_registry():
-    import benchmarks.harness as harness
-
-    assert harness.BACKENDS is BACKENDS  # one list, not a second one
-    assert {"eager", "reparam", "compile", "onnxruntime", "openvino"} <= set(BACKENDS)
-    assert {"cuda", "cuda-compile", "tensorrt"} <= set(BACKENDS)
-    assert all(isinstance(b, Backend) and b.name == name for name, b in BACKENDS.items())
-    assert {b.device for b in BACKENDS.values()} == {"cpu", "cuda"}
 
 
 def test_unknown_and_clashing_backends_are_refused():

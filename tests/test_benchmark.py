@@ -161,6 +161,15 @@ def test_gpu_backends_skip_with_reason_without_gpu(fake_backends_run):
         assert f"`{name}` (fp32): {m.reason}" in md
 
 
+def test_the_gpu_backends_join_the_librarys_registry():
+    """The harness adds its GPU backends to hgzoo's one registry: one list of backends, one Runner."""
+    assert BACKENDS is backends_mod.BACKENDS
+    assert {"eager", "reparam", "compile", "onnxruntime", "openvino"} <= set(BACKENDS)
+    assert {"cuda", "cuda-compile", "tensorrt"} <= set(BACKENDS)
+    assert all(isinstance(b, Backend) and b.name == name for name, b in BACKENDS.items())
+    assert {b.device for b in BACKENDS.values()} == {"cpu", "cuda"}
+
+
 # --- skipped precisions, bad input, memory ------------------------------------------------------------------------
 
 def test_precision_the_cpu_lacks_is_skipped(monkeypatch):
