@@ -73,8 +73,10 @@ def test_prepare_serves_every_torch_backend_for_validate_and_predict(tiny):
         runner = prepare(model, name, "fp32", data_config={"crop_size": 64})
         assert runner.backend == name and _rel(runner(x), ref) < 1e-4
         assert runner.describe()["backend"] == name
-    assert "re-parameterized" in prepare(model, "eager", "fp32", data_config={"crop_size": 64},
-                                         reparam=True).compute
+    for name in ("eager", "reparam"):  # the options validate.py passes reach the backend
+        runner = prepare(model, name, "fp32", data_config={"crop_size": 64}, channels_last=True, reparam=True)
+        assert "re-parameterized" in runner.compute and "channels-last" in runner.compute
+        assert _rel(runner(x), ref) < 1e-4
     with pytest.raises(BackendError, match="--backend reparam has no int8 path"):
         prepare(model, "reparam", "int8", data_config={"crop_size": 64})
 

@@ -61,9 +61,6 @@ class CudaBackend(ReparamBackend):
     def precision_skip(self, precision):
         return _bf16_skip(precision)
 
-    def _stage(self, dtype, fmt):
-        return lambda x: x.to(device="cuda", dtype=dtype, memory_format=fmt)
-
     def prepare(self, model, x, precision, *, threads=None, cache=None, calibration=None):
         cuda_fp32_exact()  # the probe's first calls also run cuDNN's autotuning
         runner = super().prepare(model, x, precision, threads=threads, cache=cache, calibration=calibration)

@@ -254,57 +254,58 @@ class EagerBackend(Backend):
 
 class ReparamBackend(Backend):
     """torch eager on the re-parameterized model with its weights cast to the precision (the whole network in that
-    type), contiguous or channels-last: whichever a probe on the example batch finds faster."""
+    type), contiguous or channels-last: as asked, or whichever a probe on the example batch finds faster."""
 
     name = "reparam"
     description = ("re-parameterized model (conv+BN fused, branches merged), torch eager; weights cast to the "
                    "precision; channels-last where a probe finds it faster")
 
-    def _candidates(self, model: nn.Module, precision: str,
-                    both: bool) -> dict[str, tuple[nn.Module, torch.memory_format]]:
-        """The model in the precision, contiguous, and (``both``) a channels-last copy."""
-        dtype = DTYPES[precision]
-        contiguous = model if precision == "fp32" and self.device == "cpu" else copy.deepcopy(model).to(
-            self.device, dtype)
-        out = {"contiguous": (contiguous, torch.contiguous_format)}
-        if both:
-            out["channels_last"] = (copy.deepcopy(contiguous).to(memory_format=torch.channels_last),
-                                    torch.channels_last)
-        return out
+    def __init__(self, device: str | None = None, channels_last: bool | None = None) -> None:
+        """``channels_last``: that layout (True) or contiguous (False); None: a probe on the example batch picks."""
+        if device is not None:
+            self.device = device
+        self.channels_last = channels_last
+
+    def _layouts(self, probing: bool) -> dict[str, torch.memory_format]:
+        if self.channels_last is None and probing:
+            return {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+        if self.channels_last:
+            return {"channels_last": torch.channels_last}
+        return {"contiguous": torch.contiguous_format}
 
     def _stage(self, dtype: torch.dtype, fmt: torch.memory_format) -> Callable[[torch.Tensor], Any] | None:
-        """The input's staging (None on the CPU: the cast of the fp32 host input is part of each call there)."""
-        return None
+        """The input's staging: on the device, in the precision and layout (None on the CPU, where the cast of the
+        fp32 host input is part of each call)."""
+        if self.device == "cpu":
+            return None
+        return lambda x: x.to(device=self.device, dtype=dtype, memory_format=fmt)
+
+    def _variant(self, model: nn.Module, dtype: torch.dtype, fmt: torch.memory_format) -> Callable[[Any], Any]:
+        """One layout's call (on a copy of ``model`` wherever it changes)."""
+        if dtype != torch.float32 or self.device != "cpu" or fmt != torch.contiguous_format:
+            model = copy.deepcopy(model).to(self.device, dtype, memory_format=fmt)
+        staged = self._stage(dtype, fmt) is not None
+
+        def fn(xs):
+            with torch.inference_mode():
+                return model(xs if staged else xs.to(dtype=dtype, memory_format=fmt))
+        return fn
 
     def prepare(self, model, x, precision, *, threads=None, cache=None, calibration=None):
         dtype = DTYPES[precision]
-
-        def make(net: nn.Module, fmt: torch.memory_format) -> Callable[[torch.Tensor], Any]:
-            if self._stage(dtype, fmt) is not None:
-                def fn(xs):
-                    with torch.inference_mode():
-                        return net(xs)
-                return fn
-
-            def cast_and_run(xs):
-                with torch.inference_mode():
-                    return net(xs.to(dtype=dtype, memory_format=fmt))
-            return cast_and_run
-
-        variants = {k: (make(net, fmt), fmt) for k, (net, fmt) in self._candidates(model, precision, x is not None)
-                    .items()}
-        best, note = "contiguous", "contiguous (no example batch to probe)"
-        if x is not None:
-            staged = {k: self._stage(dtype, fmt) or _same for k, (_, fmt) in variants.items()}
-            inputs = {k: staged[k](x) for k in variants}
+        layouts = self._layouts(probing=x is not None)
+        variants = {k: self._variant(model, dtype, fmt) for k, fmt in layouts.items()}
+        best = next(iter(layouts))
+        note = best + (" (no example batch to probe)" if self.channels_last is None else " (asked for)")
+        if len(variants) > 1:
+            inputs = {k: (self._stage(dtype, fmt) or _same)(x) for k, fmt in layouts.items()}
             sync = torch.cuda.synchronize if self.device.startswith("cuda") else None
-            times = probe({k: (lambda f=f, k=k: f(inputs[k])) for k, (f, _) in variants.items()}, sync=sync)
+            times = probe({k: (lambda f=f, k=k: f(inputs[k])) for k, f in variants.items()}, sync=sync)
             best = min(times, key=times.get)
             other = "channels_last" if best == "contiguous" else "contiguous"
             note = f"{best} ({times[other] / times[best]:.2f}x faster than {other} in a probe)"
-        fn, fmt = variants[best]
         compute = f"torch eager, re-parameterized, {precision} weights, {best.replace('_', '-')}"
-        return Runner(self.name, precision, compute, fn, stage=self._stage(dtype, fmt) or _same,
+        return Runner(self.name, precision, compute, variants[best], stage=self._stage(dtype, layouts[best]) or _same,
                       sync="cuda" if self.device.startswith("cuda") else "cpu", note=note)
 
 
@@ -315,9 +316,10 @@ class CompileBackend(Backend):
     name = "compile"
     description = "torch.compile (inductor) of the re-parameterized model; on CPU with freezing (weights folded)"
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, channels_last: bool = False) -> None:
         if device is not None:
             self.device = device
+        self.channels_last = channels_last
 
     def unavailable(self):
         compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
@@ -340,15 +342,16 @@ class CompileBackend(Backend):
             if hasattr(torch._dynamo.config, attr):
                 setattr(torch._dynamo.config, attr, max(getattr(torch._dynamo.config, attr), 256))
         dtype, on_cpu = DTYPES[precision], self.device == "cpu"
-        if precision != "fp32" or not on_cpu:
-            model = copy.deepcopy(model).to(device=self.device, dtype=dtype)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        if precision != "fp32" or not on_cpu or self.channels_last:
+            model = copy.deepcopy(model).to(device=self.device, dtype=dtype, memory_format=fmt)
         compiled, state = torch.compile(model, dynamic=False), {}
 
         def fn(xs: torch.Tensor) -> torch.Tensor:
             n, batch = len(xs), state.setdefault("batch", len(xs))
             if n < batch:
                 xs = torch.cat([xs, xs[-1:].expand(batch - n, *xs.shape[1:])])
-            xin = xs.to(dtype) if on_cpu else xs
+            xin = xs.to(dtype=dtype, memory_format=fmt) if on_cpu else xs
             with torch.inference_mode():
                 if state.get("compiled"):
                     return compiled(xin)[:n]
@@ -359,9 +362,10 @@ class CompileBackend(Backend):
 
         # CPU: the cast of the fp32 host input is part of a call, as for the other CPU backends; a GPU input waits
         # on the device in the model's dtype
-        stage = _same if on_cpu else (lambda xs: xs.to(device=self.device, dtype=dtype))
+        stage = _same if on_cpu else (lambda xs: xs.to(device=self.device, dtype=dtype, memory_format=fmt))
+        layout = ", channels-last" if self.channels_last else ""
         runner = Runner(self.name, precision, f"torch.compile (inductor, freezing), re-parameterized, {precision} "
-                        "weights", fn, stage=stage, sync="cpu" if on_cpu else "cuda")
+                        f"weights{layout}", fn, stage=stage, sync="cpu" if on_cpu else "cuda")
         if x is not None:
             t = time.perf_counter()
             runner(x)

@@ -30,7 +30,7 @@ from ..checkpoint import input_channels
 from ..layers import reparameterize
 from . import runtimes as rt
 from .api import EXTENSIONS, ExportReport, describe_compute, export, unsupported_reason
-from .backends import BACKENDS, BackendError, CompileBackend, EagerBackend, Runner, get_backend
+from .backends import BACKENDS, BackendError, CompileBackend, EagerBackend, ReparamBackend, Runner, get_backend
 
 __all__ = ["BACKENDS", "RUN_PRECISIONS", "Runner", "BackendError", "backend_of_file", "check_request",
            "resolve_deployed", "check_deployed", "prepare"]
@@ -116,17 +116,15 @@ def check_deployed(predictor: rt.Predictor, *, model: nn.Module | None, in_chans
 
 def _torch(model: nn.Module, backend: str, precision: str, *, reparam: bool, channels_last: bool,
            device: str) -> Runner:
-    """A torch backend on a copy of ``model`` (re-parameterized where the backend runs that form, or ``reparam``):
-    eager with its ``channels_last`` and ``device``, compile on ``device``, or the others as registered."""
+    """A torch backend on a copy of ``model`` (re-parameterized where the backend runs that form, or ``reparam``),
+    with ``channels_last`` and on ``device``: the library's torch backends take both; another runs as registered."""
     b = get_backend(backend)
     reparam = reparam or b.reparameterized
     model = copy.deepcopy(model).eval()
     if reparam:
         reparameterize(model)
-    if isinstance(b, EagerBackend):
-        b = EagerBackend(str(device), channels_last=channels_last)
-    elif isinstance(b, CompileBackend):
-        b = CompileBackend(str(device))
+    if type(b) in (EagerBackend, ReparamBackend, CompileBackend):
+        b = type(b)(device, channels_last=channels_last)
     runner = b.prepare(model, None, precision)
     if reparam and not b.reparameterized:
         runner.compute = runner.compute.replace("torch eager", "torch eager, re-parameterized", 1)
