@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Latency tables for hgzoo models across backends (eager, deploy, compile, ONNX Runtime, OpenVINO, CUDA,
+"""Latency tables for hgzoo models across backends (eager, reparam, compile, ONNX Runtime, OpenVINO, CUDA,
 TensorRT), checked against eager fp32, optionally beside timm's equivalent models.
 
     python benchmark.py --model pphgnet_small --batch-sizes 1,8 --compare timm

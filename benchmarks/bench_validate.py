@@ -181,7 +181,7 @@ def side_timm(a: argparse.Namespace) -> dict:
     from timm.data import create_dataset, create_loader, resolve_data_config
 
     import hgzoo
-    from hgzoo._files import safe_load
+    from hgzoo.files import safe_load
 
     torch.set_num_threads(a.threads)
     ours = hgzoo.create_model(a.model, num_classes=len(PHOTOS)).eval()
@@ -356,7 +356,7 @@ class Session:
     def prepare(self) -> None:
         """Images, then the weights every peer runs (see the module's docstring)."""
         import hgzoo
-        from hgzoo._registry import paddle_name
+        from hgzoo.registry import paddle_name
 
         a = self.a
         self.val = make_images(self.work / "val", a.num_images, seed=0)
@@ -380,7 +380,7 @@ class Session:
     def _export_to_paddle(self) -> None:
         import torch
 
-        from hgzoo._files import load_pdparams
+        from hgzoo.files import load_pdparams
 
         np.savez(self.work / "weights.npz", **to_paddle(self.model, load_pdparams(self.work / "init.pdparams")))
         probe = torch.randn(2, 3, self.cfg.crop_size, self.cfg.crop_size, generator=torch.Generator().manual_seed(0))
@@ -594,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(s.rows)
     print(markdown(s.rows, summary, env, s.notes))
     if a.results_file:
-        from hgzoo._files import atomic_write
+        from hgzoo.files import atomic_write
 
         atomic_write(a.results_file, json.dumps({"environment": env, "rows": s.rows, "summary": summary,
                                                  "notes": s.notes}, indent=1) + "\n")

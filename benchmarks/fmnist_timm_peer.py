@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hgzoo._cli import BadInput, RunFailed, guarded_main, non_negative_int  # noqa: E402
-from hgzoo._files import atomic_write  # noqa: E402
+from hgzoo.files import atomic_write  # noqa: E402
 
 __all__ = ["TimmRun", "map_recipe", "timm_model_name", "prepare_data", "parse_log", "main"]
 
@@ -100,7 +100,7 @@ def _default_drop_rate(model: str) -> float:
     import inspect
 
     from hgzoo import models  # noqa: F401
-    from hgzoo._registry import model_entrypoint, resolve_model_name
+    from hgzoo.registry import model_entrypoint, resolve_model_name
 
     param = inspect.signature(model_entrypoint(resolve_model_name(model)[0])).parameters.get("drop_rate")
     return float(param.default) if param is not None else 0.0
@@ -286,13 +286,15 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 def prepare_data(root: Path, source: Path, train_subset: int, val_subset: int, seed: int) -> Path:
     """Unpack Debian's Fashion-MNIST into torchvision's layout (``root/FashionMNIST/raw/<name>``, unzipped);
     ``train_subset``/``val_subset`` > 0: a fixed random subset (smoke tests only)."""
-    from hgzoo.data.datasets import _read_idx
+    from hgzoo.data import FashionMNIST
 
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, subset in (("train", train_subset), ("t10k", val_subset)):
-        images = _read_idx(_find(source, f"{prefix}-images-idx3-ubyte"))
-        labels = _read_idx(_find(source, f"{prefix}-labels-idx1-ubyte"))
+        for kind in ("images-idx3", "labels-idx1"):
+            _find(source, f"{prefix}-{kind}-ubyte")  # a missing file is a message, not a traceback
+        split = FashionMNIST(source, train=prefix == "train")
+        images, labels = split.data.numpy(), split.targets.numpy().astype(np.uint8)
         if subset:
             keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:subset])
             images, labels = images[keep], labels[keep]

@@ -59,7 +59,7 @@ def preflight(out: Path, force: bool) -> int:
         print(f"{sys.executable} cannot import hgzoo's benchmark harness ({type(e).__name__}: {e}): install hgzoo's "
               "dependencies (pip install -e '.[bench]')")
         return 4
-    from hgzoo._files import atomic_write
+    from hgzoo.files import atomic_write
 
     reason = cuda_unavailable()
     if reason and not force:
@@ -154,7 +154,7 @@ def _headline(benches: dict[str, dict | None]) -> list[str]:
 
 def summary(out: Path) -> str:
     """Write ``out/summary.md`` and ``out/latency_paddleclas.md``; return the short text for the console."""
-    from hgzoo._files import atomic_write
+    from hgzoo.files import atomic_write
 
     env = json.loads((out / "env.json").read_text()) if (out / "env.json").exists() else {}
     g, tests = env.get("gpu") or {}, _tests(out)

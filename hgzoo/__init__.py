@@ -21,14 +21,14 @@ from .pretrained import PretrainedCfg
 __version__ = "0.1.0"
 __all__ = [
     "create_model", "list_models", "list_pretrained", "is_model", "get_pretrained_cfg", "load_checkpoint",
-    "reparameterize", "PretrainedCfg", "predict", "save_pretrained", "push_to_hub",
+    "reparameterize", "PretrainedCfg", "predict", "save_pretrained", "push_to_hub", "count_flops",
 ]
 
 _LAZY_MODULES = ("convert", "data", "deploy", "features", "hub", "publish", "timm_compat", "train")
 # Functions named like the module that defines them: ``hgzoo.predict`` is the function of ``hgzoo/predict.py``.
 _LAZY_FUNCTIONS = ("predict",)
 # Functions of a lazily loaded module, by the module's name.
-_LAZY_ATTRIBUTES = {"save_pretrained": "publish", "push_to_hub": "publish"}
+_LAZY_ATTRIBUTES = {"save_pretrained": "publish", "push_to_hub": "publish", "count_flops": "_flops"}
 
 
 def __getattr__(name: str) -> Any:

@@ -14,11 +14,9 @@ import torch
 
 from benchmarks.harness import (
     BACKENDS,
-    Backend,
     BenchmarkConfig,
     BenchmarkInputError,
     Measurement,
-    Runner,
     TimingConfig,
     check_output,
     run_benchmark,
@@ -27,7 +25,6 @@ from benchmarks.harness import (
     to_markdown,
     write_results,
 )
-from benchmarks.harness import backends as backends_mod
 from benchmarks.harness import core as core_mod
 from benchmarks.harness.cli import main as cli_main
 from benchmarks.harness.core import BenchmarkReport, ModelInfo
@@ -35,10 +32,12 @@ from benchmarks.harness.machine import environment
 from benchmarks.harness.paddleclas import paddleclas_tables
 from benchmarks.harness.report import plot_latency_vs_top1
 from benchmarks.harness.timing import Budget
+from hgzoo.deploy import Backend, Runner
+from hgzoo.deploy import backends as backends_mod
 
 TINY = "pplcnetv2_small"
 FAST = TimingConfig(warmup=1, min_iters=2, max_iters=3, budget_s=0.02, block_s=0.005, gap_s=0.0)
-CPU_BACKENDS = ["eager", "deploy", "compile", "onnxruntime", "openvino"]
+CPU_BACKENDS = ["eager", "reparam", "compile", "onnxruntime", "openvino"]
 
 
 def tiny_config(**kw) -> BenchmarkConfig:
@@ -94,15 +93,14 @@ class WrongBackend(Backend):
     """Runs the model and adds a large error: must be flagged, not trusted."""
 
     name = "test-wrong"
+    reparameterized = False
 
-    def prepare(self, subject, x, precision, threads):
-        model = subject.model
-
-        def fn():
+    def prepare(self, model, x, precision, **kw):
+        def fn(xs):
             with torch.inference_mode():
-                out = model(x)
+                out = model(xs)
             return out + 0.5 * out.abs().max()
-        return Runner(fn)
+        return Runner(self.name, precision, "torch eager, off by half the largest logit", fn)
 
 
 class MissingBackend(Backend):
@@ -115,7 +113,7 @@ class MissingBackend(Backend):
 class BrokenBackend(Backend):
     name = "test-broken"
 
-    def prepare(self, subject, x, precision, threads):
+    def prepare(self, model, x, precision, **kw):
         raise RuntimeError("exporter exploded")
 
 
@@ -161,6 +159,15 @@ def test_gpu_backends_skip_with_reason_without_gpu(fake_backends_run):
         m = report.find(TINY, "hgzoo", name, "fp32", 1)
         assert m.status == "skipped" and ("GPU" in m.reason or "CUDA" in m.reason)
         assert f"`{name}` (fp32): {m.reason}" in md
+
+
+def test_the_gpu_backends_join_the_librarys_registry():
+    """The harness adds its GPU backends to hgzoo's one registry: one list of backends, one Runner."""
+    assert BACKENDS is backends_mod.BACKENDS
+    assert {"eager", "reparam", "compile", "onnxruntime", "openvino"} <= set(BACKENDS)
+    assert {"cuda", "cuda-compile", "tensorrt"} <= set(BACKENDS)
+    assert all(isinstance(b, Backend) and b.name == name for name, b in BACKENDS.items())
+    assert {b.device for b in BACKENDS.values()} == {"cpu", "cuda"}
 
 
 # --- skipped precisions, bad input, memory ------------------------------------------------------------------------
@@ -210,11 +217,12 @@ class MemoryHungryBackend(Backend):
     """Runs out of memory above batch 2, like a real backend would on a too-large batch."""
 
     name = "test-oom"
+    reparameterized = False
 
-    def prepare(self, subject, x, precision, threads):
+    def prepare(self, model, x, precision, **kw):
         if x.shape[0] > 2:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99999999999 bytes")
-        return BACKENDS["eager"].prepare(subject, x, precision, threads)
+        return BACKENDS["eager"].prepare(model, x, precision, **kw)
 
 
 def test_out_of_memory_halves_the_batch_and_says_so(extra_backend):
@@ -339,9 +347,9 @@ def test_interleaved_timing_collects_samples():
     calls = {"a": 0, "b": 0}
 
     def make(key):
-        def fn():
+        def fn(_x):
             calls[key] += 1
-        return Runner(fn)
+        return Runner(key, "fp32", "counts its calls", fn).bind(torch.zeros(1))
 
     out = time_interleaved({"a": make("a"), "b": make("b")}, FAST)
     for key in ("a", "b"):
@@ -372,7 +380,7 @@ def test_tiny_real_run_per_cpu_backend(real_cpu_run, backend):
 def test_compare_timm_and_cli_outputs(tmp_path, capsys):
     pytest.importorskip("timm")
     csv_path, png = tmp_path / "out.csv", tmp_path / "out.png"
-    argv = ["--model", TINY, "--img-size", "64", "--backend", "eager,deploy", "--compare", "timm", "--precision",
+    argv = ["--model", TINY, "--img-size", "64", "--backend", "eager,reparam", "--compare", "timm", "--precision",
             "fp32",
             "--max-time", "0.02", "--min-iters", "2", "--warmup", "1", "--no-roofline", "--threads", "1", "-q",
             "--results-file", str(csv_path), "--plot", str(png)]
@@ -381,7 +389,7 @@ def test_compare_timm_and_cli_outputs(tmp_path, capsys):
     assert "| timm model |" in out
     assert "lcnetv2_small (4.13 M)" in out and "eager ÷ timm" in out and "best vs timm eager" in out
     rows = list(csv.DictReader(open(csv_path)))
-    assert {(r["impl"], r["backend"]) for r in rows} == {("hgzoo", "eager"), ("hgzoo", "deploy"), ("timm", "eager")}
+    assert {(r["impl"], r["backend"]) for r in rows} == {("hgzoo", "eager"), ("hgzoo", "reparam"), ("timm", "eager")}
     assert all(r["status"] == "ok" for r in rows), [(r["impl"], r["backend"], r["status"], r["reason"]) for r in rows]
     assert png.exists()
 
@@ -428,7 +436,7 @@ def test_int8_agreement_is_judged_with_pretrained_weights(one_torch_thread):
     def runner(logits: np.ndarray) -> Runner:
         """Answers the photos, chunk by chunk, with ``logits`` (as a backend would, in order)."""
         chunks = iter([logits[i:i + 2] for i in range(0, len(logits), 2)])
-        return Runner(lambda: None, fetch=np.asarray, run_batch=lambda xb: next(chunks))
+        return Runner("test-answers", "int8", "answers the photos", lambda xb: next(chunks))
 
     flipped = float((exact.argmin(1) == exact.argmax(1)).mean())
     for pretrained, logits, agrees, top1 in ((True, exact, True, 1.0), (True, -exact, False, flipped),
@@ -523,13 +531,14 @@ class SlowBackend(Backend):
     """Takes 50 ms to prepare (a stand-in for a compiler or an engine builder) and counts its releases."""
 
     name = "test-slow"
+    reparameterized = False
 
     def __init__(self) -> None:
         self.releases = 0
 
-    def prepare(self, subject, x, precision, threads):
+    def prepare(self, model, x, precision, **kw):
         time.sleep(0.05)
-        return BACKENDS["eager"].prepare(subject, x, precision, threads)
+        return BACKENDS["eager"].prepare(model, x, precision, **kw)
 
     def release(self) -> None:
         self.releases += 1
@@ -664,10 +673,10 @@ def test_cli_prepare_budget_of_an_unknown_backend(capsys):
 
 def test_probe_waits_for_an_asynchronous_device():
     """The variant probe calls ``sync`` around every timed call (CUDA kernels return before they finish)."""
-    from benchmarks.harness.backends import _probe
+    from hgzoo.deploy.backends import probe
 
     calls = []
-    times = _probe({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, iters=2,
+    times = probe({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, iters=2,
                    sync=lambda: calls.append("sync"))
     assert set(times) == {"a", "b"}
     assert calls == ["a", "sync", "a", "sync", "sync", "a", "sync", "b", "sync", "b", "sync", "sync", "b", "sync"]

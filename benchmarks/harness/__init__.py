@@ -8,12 +8,16 @@ and the accuracy drift of the exported formats. A tool on top of the library, no
     report = run_benchmark(BenchmarkConfig(models=["pplcnetv2_base"], backends=["eager", "openvino"]))
     print(to_markdown(report))
 
-Backends live in :mod:`benchmarks.harness.backends` (CPU) and :mod:`benchmarks.harness.gpu` (CUDA, TensorRT),
-named in :mod:`benchmarks.harness.registry` (``BACKENDS``); each takes any :class:`Subject` (an hgzoo
-model or its timm equivalent), so a new backend or a new peer plugs in without touching the loop.
+Backends are hgzoo's (:data:`hgzoo.deploy.BACKENDS`: eager, reparam, compile, onnxruntime, openvino), and the GPU
+ones :mod:`benchmarks.harness.gpu` registers there (cuda, cuda-compile, tensorrt); each returns hgzoo's one
+:class:`~hgzoo.deploy.Runner`. :func:`~benchmarks.harness.backends.prepare_subject` runs any :class:`Subject` (an
+hgzoo model or its timm equivalent) on any of them, so a new backend (:func:`hgzoo.deploy.register_backend`) or a
+new peer plugs in without touching the loop.
 :mod:`benchmarks.harness.machine` describes the machine for both reports.
 """
-from .backends import Backend, Runner
+from hgzoo.deploy import BACKENDS  # hgzoo's one registry, with the GPU backends registered (by .core)
+
+from .backends import prepare_subject
 from .core import (
     DEFAULT_TOLERANCES,
     BenchmarkConfig,
@@ -24,13 +28,12 @@ from .core import (
     resolve_models,
     run_benchmark,
 )
-from .registry import BACKENDS, get_backend
 from .report import plot_latency_vs_top1, to_markdown, write_results
 from .subjects import BenchmarkInputError, Subject, timm_equivalent
 from .timing import TimingConfig, conv_roofline, time_interleaved
 
 __all__ = [
-    "BACKENDS", "Backend", "Runner", "get_backend", "BenchmarkConfig", "BenchmarkReport", "Measurement",
+    "BACKENDS", "prepare_subject", "BenchmarkConfig", "BenchmarkReport", "Measurement",
     "ModelInfo", "check_output", "resolve_models", "run_benchmark", "DEFAULT_TOLERANCES", "to_markdown",
     "write_results", "plot_latency_vs_top1", "BenchmarkInputError", "Subject", "timm_equivalent", "TimingConfig",
     "conv_roofline", "time_interleaved",

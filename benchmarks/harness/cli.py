@@ -8,17 +8,16 @@ import sys
 import traceback
 
 from hgzoo._cli import BadInput, positive_float, writable_file
-from hgzoo.deploy import PRECISIONS
+from hgzoo.deploy import BACKENDS, PRECISIONS
+from hgzoo.deploy.backends import cpu_precision_skip
 
-from .backends import cpu_precision_skip
 from .core import BenchmarkConfig, run_benchmark
-from .registry import BACKENDS
 from .report import TABLES, plot_latency_vs_top1, to_markdown, write_results
 from .subjects import BenchmarkInputError
 from .timing import TimingConfig
 
 DEFAULT_MODELS = ["pplcnetv2_base", "pphgnet_small"]
-CPU_BACKENDS = ["eager", "deploy", "onnxruntime", "openvino"]
+CPU_BACKENDS = ["eager", "reparam", "onnxruntime", "openvino"]
 GPU_BACKENDS = ["cuda", "cuda-compile", "tensorrt"]
 
 EPILOG = f"""

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 import hgzoo
-from hgzoo._flops import count_flops
-from hgzoo._registry import UnknownModelError, model_entrypoint, resolve_model_name
-from hgzoo.deploy import MIN_TOP1_AGREEMENT, PRECISIONS, agreement
+from hgzoo.deploy import BACKENDS, MIN_TOP1_AGREEMENT, PRECISIONS, Backend, BackendError, Runner, agreement
+from hgzoo.deploy.backends import DTYPES, get_backend
+from hgzoo.registry import UnknownModelError, model_entrypoint, resolve_model_name
 
-from .backends import DTYPES, Backend, Runner, int8_images, is_oom
+from . import gpu  # noqa: F401  (registers the GPU backends: cuda, cuda-compile, tensorrt)
+from .backends import int8_images, is_oom, prepare_subject
 from .machine import cpu_snapshot, environment, other_cpu_share
-from .registry import BACKENDS, get_backend
 from .subjects import (
     BenchmarkInputError,
     Subject,
@@ -57,7 +57,7 @@ class BenchmarkConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     img_size: int = 224
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
-    backends: list[str] = field(default_factory=lambda: ["eager", "deploy", "onnxruntime", "openvino"])
+    backends: list[str] = field(default_factory=lambda: ["eager", "reparam", "onnxruntime", "openvino"])
     compare: list[str] = field(default_factory=list)  # "timm"
     compare_backends: list[str] | None = None  # backends for the peer models; None: eager only
     threads: int | None = None  # None: os.cpu_count()
@@ -192,7 +192,7 @@ def _check_int8(cfg: BenchmarkConfig, subject: Subject, runner: Runner, batch: i
     if key not in subject.cache:
         with torch.inference_mode():
             subject.cache[key] = torch.cat([subject.model(images[i:i + 16]) for i in range(0, len(images), 16)]).numpy()
-    out = runner.outputs_for(images, batch)
+    out = runner.logits(images, batch).numpy()
     stats = agreement(out, subject.cache[key])
     agrees = stats["finite"] and (not cfg.pretrained or stats["top1_agreement"] >= INT8_MIN_TOP1)
     return {**stats, "agrees": agrees, "fp64_err": None, "n": len(images)}
@@ -247,21 +247,30 @@ def _meta_stride(name: str) -> int | None:
         return None
 
 
+def _backends(names: list[str]) -> list[Backend]:
+    """The backends called ``names`` (:data:`hgzoo.deploy.BACKENDS`), each once; a :class:`BenchmarkInputError`
+    naming close matches for an unknown one."""
+    try:
+        return [get_backend(b) for b in dict.fromkeys(names)]
+    except BackendError as e:
+        raise BenchmarkInputError(str(e)) from None
+
+
 def check_config(cfg: BenchmarkConfig) -> tuple[list[str], list[Backend], list[Backend]]:
     """Check everything the user typed before spending any time; raise :class:`BenchmarkInputError`."""
     models = resolve_models(cfg.models)
-    backends = [get_backend(b) for b in dict.fromkeys(cfg.backends)]
+    backends = _backends(cfg.backends)
     if not backends:
         raise BenchmarkInputError(f"no backend given; backends: {', '.join(BACKENDS)}")
-    peer_backends = [get_backend(b) for b in dict.fromkeys(cfg.compare_backends or ["eager"])]
+    peer_backends = _backends(cfg.compare_backends or ["eager"])
     for p in cfg.precisions:
         if p not in PRECISIONS:
             raise BenchmarkInputError(f"unknown precision {p!r}; precisions: {', '.join(PRECISIONS)}")
     for c in cfg.compare:
         if c not in COMPARE_IMPLS:
             raise BenchmarkInputError(f"cannot compare with {c!r}; supported: {', '.join(COMPARE_IMPLS)}")
+    _backends(list(cfg.prepare_budget_s))
     for name, seconds in cfg.prepare_budget_s.items():
-        get_backend(name)
         if not seconds > 0:
             raise BenchmarkInputError(f"the preparation budget of {name} must be positive seconds, got {seconds}")
     if cfg.time_budget_s is not None and not cfg.time_budget_s > 0:
@@ -358,7 +367,7 @@ def _bench_model(cfg, report, info, backends, peer_backends, budget, log) -> Non
         if avail is not None and per_image > avail * cfg.memory_fraction:
             raise MemoryError(f"one {cfg.img_size}x{cfg.img_size} image needs ~{per_image / 2**30:.1f} GiB of working "
                               f"memory; {avail / 2**30:.1f} GiB is available. Use a smaller --img-size.")
-        info.gflops = count_flops(hg.model, cfg.img_size) / 1e9
+        info.gflops = hgzoo.count_flops(hg.model, cfg.img_size) / 1e9
         for impl in cfg.compare:
             peer = timm_equivalent(info.name)
             if peer is None:
@@ -374,7 +383,7 @@ def _bench_model(cfg, report, info, backends, peer_backends, budget, log) -> Non
                 info.peer[impl] = {"model": peer, "reason": _short(e)}
                 continue
             info.peer[impl] = {"model": peer, "params": sub.params,
-                               "gflops": count_flops(sub.model, cfg.img_size) / 1e9}
+                               "gflops": hgzoo.count_flops(sub.model, cfg.img_size) / 1e9}
             subjects.append(sub)
         log(f"{info.name}: {info.params / 1e6:.2f} M params, {info.gflops:.2f} GFLOPs at {cfg.img_size}"
             + "".join(f"; {impl}: {d.get('model', '-')}" for impl, d in info.peer.items()))
@@ -520,11 +529,11 @@ def _prepare(cfg: BenchmarkConfig, m: Measurement, s: Subject, b: Backend, x: to
     ref, ref64, floor = _references(cfg, s, x) if m.precision != "int8" else (None, None, None)
     t = time.perf_counter()
     try:
-        runner = b.prepare(s, x, m.precision, cfg.threads)
+        runner = prepare_subject(b, s, x, m.precision, cfg.threads)
         if m.precision == "int8":
             check = _check_int8(cfg, s, runner, len(x))
         else:
-            check = check_output(runner.output(), ref, m.tolerance, ref64, floor)
+            check = check_output(runner.output().numpy(), ref, m.tolerance, ref64, floor)
     except Exception as e:  # noqa: BLE001 - reported in the table
         if is_oom(e):
             raise _GroupOOM(_short(e, 120)) from None

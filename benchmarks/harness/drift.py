@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from hgzoo._files import atomic_write
 from hgzoo.deploy import (
     EXTENSIONS,
     FORMATS,
@@ -35,6 +34,7 @@ from hgzoo.deploy import (
     verdict,
 )
 from hgzoo.deploy.images import ImageSource
+from hgzoo.files import atomic_write
 
 from .machine import environment
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
+from hgzoo.deploy import Backend, BackendError, Runner, register_backend
+from hgzoo.deploy.backends import DTYPES, CompileBackend, ReparamBackend, onnx_file
+from hgzoo.deploy.runtimes import has_module as _has
 from hgzoo.deploy.runtimes import quiet as _quiet
-
-from .backends import DTYPES, Backend, CompileBackend, Runner, _has, _probe, onnx_file
-from .subjects import Subject
 
 __all__ = ["cuda_fp32_exact", "cuda_unavailable", "CudaBackend", "CudaCompileBackend", "TensorRTBackend"]
 
@@ -45,10 +45,13 @@ def _bf16_skip(precision: str) -> str | None:
     return None
 
 
-class CudaBackend(Backend):
+class CudaBackend(ReparamBackend):
+    """hgzoo's ``reparam`` path on the GPU, on the model as built (not re-parameterized): weights and input cast
+    to the precision, the input staged on the device, the faster memory layout picked by a probe."""
+
     name = "cuda"
     device = "cuda"
-    uses_deploy_model = False
+    reparameterized = False
     description = ("the model as built, torch eager on the GPU, weights and input cast to the precision (TF32 off for "
                    "fp32), contiguous or channels-last, whichever a probe finds faster")
 
@@ -58,33 +61,17 @@ class CudaBackend(Backend):
     def precision_skip(self, precision):
         return _bf16_skip(precision)
 
-    def prepare(self, subject, x, precision, threads):
-        cuda_fp32_exact()
-        dtype = DTYPES[precision]
-        contiguous = copy.deepcopy(subject.model).to(device="cuda", dtype=dtype)
-        channels_last = copy.deepcopy(contiguous).to(memory_format=torch.channels_last)
-        inputs = {"contiguous": x.to(device="cuda", dtype=dtype),
-                  "channels_last": x.to(device="cuda", dtype=dtype, memory_format=torch.channels_last)}
-
-        def make(model, xg):
-            def fn():
-                with torch.inference_mode():
-                    return model(xg)
-            return fn
-
-        fns = {"contiguous": make(contiguous, inputs["contiguous"]),
-               "channels_last": make(channels_last, inputs["channels_last"])}
-        times = _probe(fns, sync=torch.cuda.synchronize)  # the first calls also run cuDNN's autotuning
-        best = min(times, key=times.get)
-        other = "channels_last" if best == "contiguous" else "contiguous"
-        note = (f"{best} ({times[other] / times[best]:.2f}x faster than {other} in a probe); "
-                f"{torch.cuda.get_device_name()}")
-        return Runner(fns[best], sync="cuda", note=note)
+    def prepare(self, model, x, precision, *, threads=None, cache=None, calibration=None):
+        cuda_fp32_exact()  # the probe's first calls also run cuDNN's autotuning
+        runner = super().prepare(model, x, precision, threads=threads, cache=cache, calibration=calibration)
+        runner.note += f"; {torch.cuda.get_device_name()}"
+        return runner
 
 
 class CudaCompileBackend(CompileBackend):
     name = "cuda-compile"
     device = "cuda"
+    reparameterized = True
     description = ("torch.compile (inductor, default mode, freezing) of the re-parameterized model on the GPU, weights "
                    "and input cast to the precision (TF32 off for fp32)")
 
@@ -155,22 +142,24 @@ class TensorRTBackend(Backend):
     def precision_skip(self, precision):
         return _bf16_skip(precision)
 
-    def prepare(self, subject, x, precision, threads):
+    def prepare(self, model, x, precision, *, threads=None, cache=None, calibration=None):
         cuda_fp32_exact()
+        if x is None:
+            raise BackendError("the tensorrt backend builds an engine for one input shape: give an example batch")
         if _has("tensorrt"):
-            return self._prepare_trt(subject, x, precision)
-        return self._prepare_torch_trt(subject, x, precision)
+            return self._prepare_trt(model, x, precision, {} if cache is None else cache)
+        return self._prepare_torch_trt(model, x, precision)
 
-    def _prepare_trt(self, subject: Subject, x: torch.Tensor, precision: str) -> Runner:
+    def _prepare_trt(self, model: torch.nn.Module, x: torch.Tensor, precision: str, cache: dict) -> Runner:
         import tensorrt as trt
 
         shape = tuple(int(d) for d in x.shape)
         t = time.perf_counter()
-        engine = _trt_engine(onnx_file(subject, x.shape[-1]), shape, precision)
+        engine = _trt_engine(onnx_file(model, x.shape[-1], cache), shape, precision)
         seconds = time.perf_counter() - t
         context = engine.create_execution_context()
         context.set_input_shape("x", shape)
-        xg = x.to("cuda").contiguous()
+        xg = torch.empty(shape, device="cuda")  # the engine's input buffer, at its address: stage copies a batch in
         out_type = engine.get_tensor_dtype("logits").name
         if out_type not in _TRT_DTYPES:
             raise RuntimeError(f"the TensorRT engine's output is {out_type}, expected a float type")
@@ -182,7 +171,7 @@ class TensorRTBackend(Backend):
         stream = torch.cuda.Stream()
         keep = (engine, context, xg)  # the engine must outlive its context; the buffers their addresses
 
-        def fn():
+        def fn(xs: torch.Tensor) -> torch.Tensor:  # xs: the input buffer, as stage returns it
             current = torch.cuda.current_stream()
             stream.wait_stream(current)
             if not keep[1].execute_async_v3(stream.cuda_stream):
@@ -191,13 +180,14 @@ class TensorRTBackend(Backend):
             return out
 
         note = f"TensorRT {trt.__version__}, engine built in {seconds:.0f} s; {torch.cuda.get_device_name()}"
-        return Runner(fn, sync="cuda", note=note)
+        return Runner(self.name, precision, f"TensorRT engine, {precision}", fn, stage=lambda xs: _staged(xs, xg),
+                      sync="cuda", note=note)
 
-    def _prepare_torch_trt(self, subject: Subject, x: torch.Tensor, precision: str) -> Runner:
+    def _prepare_torch_trt(self, model: torch.nn.Module, x: torch.Tensor, precision: str) -> Runner:
         import torch_tensorrt
 
         dtype = DTYPES[precision]
-        model = copy.deepcopy(subject.deploy_model()).cuda()
+        model = copy.deepcopy(model).cuda()
         xg = x.to("cuda")
         t = time.perf_counter()
         with _quiet():
@@ -205,8 +195,19 @@ class TensorRTBackend(Backend):
                                                disable_tf32=(precision == "fp32"))
         seconds = time.perf_counter() - t
 
-        def fn():
+        def fn(xs: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                return trt_model(xg)
+                return trt_model(xs)
 
-        return Runner(fn, sync="cuda", note=f"torch-tensorrt {torch_tensorrt.__version__}, compiled in {seconds:.0f} s")
+        return Runner(self.name, precision, f"torch-tensorrt, {precision}", fn, stage=lambda xs: xs.to("cuda"),
+                      sync="cuda", note=f"torch-tensorrt {torch_tensorrt.__version__}, compiled in {seconds:.0f} s")
+
+
+def _staged(x: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    """``x`` copied into the engine's input ``buffer`` (bound to its address): a bound batch costs no copy per call."""
+    buffer.copy_(x)
+    return buffer
+
+
+for _backend in (CudaBackend(), CudaCompileBackend(), TensorRTBackend()):
+    register_backend(_backend)

@@ -9,7 +9,7 @@ one batch. A peer model (``--compare timm``) measured on the same backend gets i
 """
 from __future__ import annotations
 
-from hgzoo._registry import paddle_name
+from hgzoo.registry import paddle_name
 
 from .core import BenchmarkReport, Measurement
 

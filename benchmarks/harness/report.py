@@ -8,13 +8,13 @@ import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from hgzoo._files import atomic_write
+from hgzoo.deploy import BACKENDS
+from hgzoo.files import atomic_write
 
 from .backends import INT8_CALIBRATION
 from .core import INT8_MIN_TOP1, BenchmarkReport, Measurement
 from .paddleclas import fmt_ms as _fmt_ms
 from .paddleclas import paddleclas_markdown, paddleclas_tables
-from .registry import BACKENDS
 from .timing import paired_ratio
 
 __all__ = ["to_markdown", "write_results", "plot_latency_vs_top1", "CSV_FIELDS", "TABLES"]

@@ -1,8 +1,9 @@
 """What is benchmarked: an hgzoo model, or its timm equivalent, built once per run.
 
 A :class:`Subject` is a model in eval mode, fp32, on the CPU, with a way to make its deployment form
-(re-parameterized: conv+BN fused, multi-branch convs merged). Backends only ever see subjects, so a
-timm model goes through the same backends as an hgzoo one.
+(re-parameterized: conv+BN fused, multi-branch convs merged). The benchmark runs every backend on a subject
+(:func:`~benchmarks.harness.backends.prepare_subject`), so a timm model goes through the same backends as an hgzoo
+one.
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ class Subject:
     model: nn.Module  # eval mode, fp32, CPU, contiguous
     reparameterize_fn: Callable[[nn.Module], nn.Module]
     deploy_note: str = ""
-    cache: dict[str, Any] = field(default_factory=dict)  # backend artifacts (ONNX file, sessions, ...)
+    cache: dict[str, Any] = field(default_factory=dict)  # what backends made for it (ONNX files, sessions, ...)
     _deploy: nn.Module | None = None
 
     @property

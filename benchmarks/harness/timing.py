@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backends import DTYPES, Runner
+from hgzoo.deploy import Runner
+from hgzoo.deploy.backends import DTYPES
 
 __all__ = ["Timing", "TimingConfig", "time_call", "time_interleaved", "conv_roofline", "paired_ratio", "Budget"]
 
@@ -76,12 +77,12 @@ def time_call(runner: Runner) -> float:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize()
         start.record()
-        runner.fn()
+        runner.run()
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1e3
     t = time.perf_counter()
-    runner.fn()
+    runner.run()
     return time.perf_counter() - t
 
 

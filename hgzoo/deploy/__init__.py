@@ -9,8 +9,10 @@ verified against the eager fp32 model on real images.
     predictor = hgzoo.deploy.load("pphgnet_small-int8.xml")
     logits = predictor(batch)                       # float32 (N, 3, 224, 224) -> numpy logits
 
-``python -m hgzoo export --help`` is the command line. :mod:`hgzoo.deploy.runner` runs a model on eager, compile or
-an exported file (``validate.py --backend`` and ``predict`` use it), and :mod:`hgzoo.deploy.evaluate` is the
+``python -m hgzoo export --help`` is the command line. :mod:`hgzoo.deploy.backends` names the backends a model runs
+on (``BACKENDS``: eager, reparam, compile, onnxruntime, openvino; tools register more) and the one ``Runner`` they
+return; :mod:`hgzoo.deploy.runner` prepares one, from a model or an exported file, for ``validate.py --backend``
+and ``predict``; and :mod:`hgzoo.deploy.evaluate` is the
 overlapped, timed pass over labelled images behind ``validate.py``. The benchmark harness and the accuracy drift
 study that use this API are tools beside the package (``benchmarks/``).
 """
@@ -30,6 +32,7 @@ from .api import (
     unsupported_reason,
     verdict,
 )
+from .backends import BACKENDS, Backend, BackendError, Runner, get_backend, register_backend
 from .images import ImageSet, eval_transform, image_set, sample_photo_views
 from .runtimes import Predictor, load
 
@@ -37,5 +40,6 @@ __all__ = [
     "reparameterize", "export", "load", "Predictor", "ExportReport", "ExportError", "ExportVerificationError",
     "FORMATS", "PRECISIONS", "EXTENSIONS", "FP32_MAX_REL_ERR", "MIN_TOP1_AGREEMENT", "unsupported_reason",
     "describe_compute", "agreement", "verdict", "eval_transform",
-    "image_set", "ImageSet", "sample_photo_views",
+    "image_set", "ImageSet", "sample_photo_views", "BACKENDS", "Backend", "BackendError", "Runner", "get_backend",
+    "register_backend",
 ]

@@ -1,5 +1,6 @@
-"""Run a classifier on one backend at one precision: torch eager, ``torch.compile``, or the verified file that
-:func:`~hgzoo.deploy.export` writes for ONNX Runtime or OpenVINO (or one given with ``deployed=``).
+"""Run a classifier on one backend of :data:`~hgzoo.deploy.backends.BACKENDS` at one precision: a torch backend
+(eager, reparam, compile) on the model, or ONNX Runtime or OpenVINO on the verified file that
+:func:`~hgzoo.deploy.export` writes (or one given with ``deployed=``).
 
 ``validate.py`` and ``python -m hgzoo predict`` run their batches through a :class:`Runner`, so the accuracy they
 report is the accuracy of the file a user ships::
@@ -14,12 +15,10 @@ name, classes and precision :func:`~hgzoo.deploy.export` stored in it.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,50 +30,14 @@ from ..checkpoint import input_channels
 from ..layers import reparameterize
 from . import runtimes as rt
 from .api import EXTENSIONS, ExportReport, describe_compute, export, unsupported_reason
+from .backends import BACKENDS, BackendError, CompileBackend, EagerBackend, ReparamBackend, Runner, get_backend
 
 __all__ = ["BACKENDS", "RUN_PRECISIONS", "Runner", "BackendError", "backend_of_file", "check_request",
            "resolve_deployed", "check_deployed", "prepare"]
 
-BACKENDS = ("eager", "compile", "onnxruntime", "openvino")
+#: The precisions ``validate.py`` and ``predict`` run at (a benchmark adds fp16: :data:`hgzoo.deploy.PRECISIONS`).
 RUN_PRECISIONS = ("fp32", "bf16", "int8")
-FORMAT_OF_BACKEND = {"onnxruntime": "onnx", "openvino": "openvino"}
 _BACKEND_OF_SUFFIX = {".onnx": "onnxruntime", ".xml": "openvino"}
-
-
-class BackendError(ValueError):
-    """A backend, precision or deployed file that cannot serve the request (bad input: the message says why)."""
-
-
-@dataclass
-class Runner:
-    """A model ready to run: ``runner(x)`` takes a float32 (N, C, H, W) tensor and returns float32 logits."""
-
-    backend: str
-    precision: str
-    compute: str  # what computes, in words
-    fn: Callable[[torch.Tensor], torch.Tensor]
-    file: str | None = None  # the deployed file (None for eager and compile)
-    report: ExportReport | None = None  # the export's verification, when this run exported the file
-    meta: dict = field(default_factory=dict)  # what the file says about itself
-    cleanup: Callable[[], None] | None = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-    def close(self) -> None:
-        """Remove what this runner made for itself (a file exported into a temporary folder)."""
-        if self.cleanup is not None:
-            self.cleanup()
-            self.cleanup = None
-
-    def describe(self) -> dict:
-        """The backend, precision and file, for a results file (a file in a temporary folder is not named)."""
-        temporary = self.cleanup is not None
-        return {"backend": self.backend, "precision": self.precision, "compute": self.compute,
-                "deployed_file": None if temporary else self.file,
-                "deployed_file_kept": bool(self.file) and not temporary,
-                "export_top1_agreement": self.report.top1_agreement if self.report is not None else None,
-                "export_verified_on": self.report.images if self.report is not None else None}
 
 
 def backend_of_file(path: str | os.PathLike) -> str:
@@ -93,12 +56,13 @@ def check_request(backend: str, precision: str, calibration: object = None) -> N
         raise BackendError(f"unknown backend {backend!r}; backends: {', '.join(BACKENDS)}")
     if precision not in RUN_PRECISIONS:
         raise BackendError(f"unknown precision {precision!r}; precisions: {', '.join(RUN_PRECISIONS)}")
-    if backend in ("eager", "compile"):
+    fmt = BACKENDS[backend].format
+    if fmt is None:  # torch runs the model
         if precision == "int8":
             raise BackendError(f"--backend {backend} has no int8 path (torch's eager int8 quantization is deprecated): "
                                "use --backend openvino or onnxruntime with --precision int8 --calibration DIR")
         return
-    reason = unsupported_reason(FORMAT_OF_BACKEND[backend], precision)
+    reason = unsupported_reason(fmt, precision)
     if reason:
         raise BackendError(f"--backend {backend} --precision {precision}: {reason}")
     if precision == "int8" and calibration is None:
@@ -113,7 +77,7 @@ def resolve_deployed(path: str | os.PathLike, backend: str | None) -> str:
         raise BackendError(f"--deployed {path} is a file for {found}, not for --backend {backend}")
     if not Path(path).is_file():
         raise FileNotFoundError(f"--deployed {path} not found")
-    missing = rt.missing_package(FORMAT_OF_BACKEND[found], "fp32")
+    missing = rt.missing_package(BACKENDS[found].format, "fp32")
     if missing:
         raise BackendError(f"--deployed {path} needs packages that are not installed: {missing}")
     return found
@@ -150,54 +114,36 @@ def check_deployed(predictor: rt.Predictor, *, model: nn.Module | None, in_chans
         raise BackendError(f"--deployed {predictor.path} does not match: " + "; ".join(problems))
 
 
-def _eager(model: nn.Module, precision: str, *, compile: bool, reparam: bool, channels_last: bool,
-           device: torch.device) -> Runner:
-    """torch eager (or ``torch.compile``, re-parameterized) at fp32, or bf16 autocast (fp16 on CUDA)."""
-    model = copy.deepcopy(model).eval().to(device)
-    if reparam or compile:
+def _torch(model: nn.Module, backend: str, precision: str, *, reparam: bool, channels_last: bool,
+           device: str) -> Runner:
+    """A torch backend on a copy of ``model`` (re-parameterized where the backend runs that form, or ``reparam``),
+    with ``channels_last`` and on ``device``: the library's torch backends take both; another runs as registered."""
+    b = get_backend(backend)
+    reparam = reparam or b.reparameterized
+    model = copy.deepcopy(model).eval()
+    if reparam:
         reparameterize(model)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if precision == "bf16" else contextlib.nullcontext
-    net = torch.compile(model, dynamic=False) if compile else model
-    fixed: list[int] = []  # compile: one batch size, so that a short last batch does not recompile
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        n = len(x)
-        x = x.to(device, non_blocking=True)
-        if compile:
-            if not fixed:
-                fixed.append(n)
-            if n < fixed[0]:
-                x = torch.cat([x, x[-1:].expand(fixed[0] - n, *x.shape[1:])])
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast():
-            return net(x)[:n].float().cpu()
-
-    parts = ["torch.compile (inductor)" if compile else "torch eager"]
-    parts += ["re-parameterized"] if reparam or compile else []
-    parts += [f"{'fp16' if device.type == 'cuda' else 'bf16'} autocast" if precision == "bf16" else "fp32"]
-    parts += ["channels-last"] if channels_last else []
-    return Runner("compile" if compile else "eager", precision, ", ".join(parts), run)
+    if type(b) in (EagerBackend, ReparamBackend, CompileBackend):
+        b = type(b)(device, channels_last=channels_last)
+    runner = b.prepare(model, None, precision)
+    if reparam and not b.reparameterized:
+        runner.compute = runner.compute.replace("torch eager", "torch eager, re-parameterized", 1)
+    return runner
 
 
 def _from_predictor(predictor: rt.Predictor, backend: str, report: ExportReport | None,
                     cleanup: Callable[[], None] | None = None) -> Runner:
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(predictor(x))
-
     precision = predictor.precision or "fp32"
-    compute = report.compute if report is not None else describe_compute(FORMAT_OF_BACKEND[backend], precision)
-    return Runner(backend, precision, compute, run, predictor.path, report, predictor.meta, cleanup)
+    compute = report.compute if report is not None else describe_compute(BACKENDS[backend].format, precision)
+    return Runner(backend, precision, compute, predictor, fetch=torch.from_numpy, file=predictor.path, report=report,
+                  meta=predictor.meta, cleanup=cleanup)
 
 
 def _export_here(model: nn.Module, backend: str, precision: str, *, calibration: object, calibration_size: int,
                  data_config: dict, output: Path, threads: int | None,
                  min_top1_agreement: float | None) -> tuple[rt.Predictor, ExportReport]:
     """Export and verify ``model`` into ``output``, then load the verified file."""
-    report = export(model, FORMAT_OF_BACKEND[backend], precision, output=output, calibration=calibration,
+    report = export(model, BACKENDS[backend].format, precision, output=output, calibration=calibration,
                     calibration_size=calibration_size, img_size=data_config["crop_size"],
                     in_chans=input_channels(model), data_config=data_config, threads=threads,
                     min_top1_agreement=min_top1_agreement)
@@ -211,7 +157,8 @@ def prepare(model: nn.Module | None, backend: str | None, precision: str | None,
             min_top1_agreement: float | None = None) -> Runner:
     """A :class:`Runner` for ``model`` on ``backend`` (default eager) at ``precision`` (default fp32).
 
-    Eager and compile run a copy of ``model``. The runtimes run ``deployed`` (its backend and precision are the
+    The torch backends (eager, reparam, compile: those of :data:`BACKENDS` without a ``format``) run a copy of
+    ``model``. The runtimes run ``deployed`` (its backend and precision are the
     file's; given ones must agree, and the file must match ``model``), or a file exported and verified now, at
     ``save_to`` or in a temporary folder that :meth:`Runner.close` removes (``min_top1_agreement``: the
     export's bound for bf16/int8, see :func:`~hgzoo.deploy.export`).
@@ -227,10 +174,9 @@ def prepare(model: nn.Module | None, backend: str | None, precision: str | None,
     check_request(backend, precision, calibration)
     if model is None:
         raise BackendError(f"--backend {backend} needs the model: give --pretrained or --checkpoint")
-    if backend in ("eager", "compile"):
-        return _eager(model, precision, compile=backend == "compile", reparam=reparam, channels_last=channels_last,
-                      device=torch.device(device))
-    fmt = FORMAT_OF_BACKEND[backend]
+    fmt = BACKENDS[backend].format
+    if fmt is None:
+        return _torch(model, backend, precision, reparam=reparam, channels_last=channels_last, device=str(device))
     folder = None if save_to is not None else Path(tempfile.mkdtemp(prefix="hgzoo-deploy-"))
     output = Path(save_to) if save_to is not None else folder / f"model-{precision}{EXTENSIONS[fmt]}"
     try:

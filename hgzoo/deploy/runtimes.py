@@ -2,8 +2,8 @@
 OpenVINO (+ NNCF's int8 quantizer) and TorchScript, and :func:`load` to run any exported file.
 
 Each optional package is imported only when its format is used; :func:`missing_package` says which one a
-format needs. The benchmark harness beside the package (``benchmarks/harness/backends.py``) builds its ONNX
-and int8 models with these same functions.
+format needs. The backends (:mod:`hgzoo.deploy.backends`) build their ONNX and int8 models with these same
+functions.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ __all__ = [
     "write_onnx", "quantize_onnx_int8", "convert_onnx_fp16", "onnx_session", "set_onnx_meta", "openvino_model",
     "quantize_openvino_int8", "save_openvino", "openvino_config", "trace_torchscript", "save_torchscript",
     "Predictor", "load", "read_meta", "quiet", "split_batches", "missing_package", "input_channels", "cpu_flags",
-    "has_vnni", "openvino_has_bf16", "ort_cuda_available", "OPENVINO_HINTS",
+    "has_vnni", "openvino_has_bf16", "ort_cuda_available", "OPENVINO_HINTS", "has_module",
 ]
 
 #: OpenVINO's INFERENCE_PRECISION_HINT for each precision (fp16 and int8 use f32: fp16 is weight storage only on
@@ -45,7 +45,8 @@ def quiet():
         yield buf
 
 
-def _has(module: str) -> bool:
+def has_module(module: str) -> bool:
+    """True if ``module`` is installed (found without importing it)."""
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -58,7 +59,7 @@ def missing_package(fmt: str, precision: str) -> str | None:
              "torchscript": []}[fmt]
     if fmt == "openvino" and precision == "int8":
         needs.append("nncf")
-    missing = [m for m in needs if not _has(m)]
+    missing = [m for m in needs if not has_module(m)]
     return f"pip install {' '.join(missing)}" if missing else None
 
 
