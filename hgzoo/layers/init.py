@@ -45,9 +45,10 @@ def paddle_default_(layer: Layer) -> None:
 
 
 def kaiming_normal_fan_in_(layer: Layer) -> None:
-    """Paddle's ``KaimingNormal()``: weight ~ Normal(0, sqrt(2 / fan_in)), fan_in counting one group's channels.
-    The bias (if any) keeps its value."""
+    """Paddle's ``KaimingNormal()``: weight ~ Normal(0, sqrt(2 / fan_in)), fan_in counting one group's channels;
+    zero bias (Paddle's default bias)."""
     nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+    _zero_bias(layer)
 
 
 def uniform_fan_in_(layer: Layer) -> None:
@@ -71,8 +72,8 @@ class PaddleInit:
             and Linear gets Paddle's default (:func:`paddle_default_`).
         after: those its ``_init_weights`` applies afterwards, over the built model.
 
-    The first rule that matches a layer applies. Layers are visited in ``named_modules()`` order (so a seed gives
-    the same weights whatever the family).
+    The first rule that matches a layer applies; layers are visited in ``named_modules()`` order, so one seed gives
+    one set of weights.
     """
 
     build: tuple[Rule, ...] = ()

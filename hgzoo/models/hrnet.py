@@ -529,6 +529,7 @@ VARIANTS = {
     "se_hrnet_w64_c": VariantCfg(64, has_se=True),
 }
 
+
 def _create(name: str, **kwargs) -> HRNet:
     v = VARIANTS[name]
     return HRNet(v.width, v.has_se, **kwargs)
