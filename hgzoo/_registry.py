@@ -4,7 +4,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
-from collections.abc import Iterable
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -14,8 +15,8 @@ from .pretrained import PretrainedCfg
 
 __all__ = [
     "register_model", "list_models", "list_pretrained", "is_model", "get_pretrained_cfg", "resolve_model_name",
-    "model_entrypoint", "alias_defaults", "pretrained_cfgs", "model_class", "UnknownModelError", "TIMM_ALIASES",
-    "NOT_TIMM_ALIASES",
+    "model_entrypoint", "alias_defaults", "pretrained_cfgs", "model_class", "model_family", "ModelFamily",
+    "UnknownModelError", "TIMM_ALIASES", "NOT_TIMM_ALIASES", "PADDLECLAS_CITATION", "SSLD_CITATION",
 ]
 
 
@@ -24,11 +25,42 @@ class UnknownModelError(ValueError):
 
 
 @dataclass(frozen=True)
+class ModelFamily:
+    """An architecture family, as a model card names and cites it. Each family file's network class carries its
+    record (``family``); :func:`model_family` reads it.
+
+    Args:
+        name: the family's name (``"PP-HGNetV2"``): the model card's title and Hub tag.
+        citations: BibTeX entries to cite for any model of the family, PaddleClas's first.
+    """
+
+    name: str
+    citations: tuple[str, ...]
+
+
+PADDLECLAS_CITATION = """@misc{paddleclas,
+  title = {PaddleClas: an image classification toolkit based on PaddlePaddle},
+  author = {PaddlePaddle Authors},
+  year = {2020},
+  howpublished = {\\url{https://github.com/PaddlePaddle/PaddleClas}}
+}"""
+#: PaddleClas's SSLD distillation, to cite beside a family's entries for weights it trained.
+SSLD_CITATION = """@article{cui2021ssld,
+  title = {Beyond Self-Supervision: A Simple Yet Effective Network Distillation Alternative to Improve Backbones},
+  author = {Cui, Cheng and Guo, Ruoyu and Du, Yuning and He, Dongliang and Li, Fu and Wu, Zewu and Liu, Qiwen and
+            Wen, Shilei and Huang, Jizhou and Hu, Xiaoguang and Yu, Dianhai and Ding, Errui and Ma, Yanjun},
+  journal = {arXiv preprint arXiv:2103.05959},
+  year = {2021}
+}"""
+
+
+@dataclass(frozen=True)
 class _Entry:
     name: str
     fn: Callable[..., nn.Module]
     paddle_name: str
     pretrained_cfgs: tuple[PretrainedCfg, ...]
+    model_cls: type[nn.Module]
 
 
 _entries: dict[str, _Entry] = {}
@@ -64,21 +96,32 @@ NOT_TIMM_ALIASES: dict[str, str] = {
 }
 
 
-def register_model(paddle_name: str, pretrained_cfgs: tuple[PretrainedCfg, ...] = ()):
+def register_model(paddle_name: str, default_cfgs: Mapping[str, tuple[PretrainedCfg, ...]] | None = None):
     """Register a builder function under its own name, with its PaddleClas spelling as an alias.
 
-    The first of ``pretrained_cfgs`` is the default tag for the bare architecture name. The registered function
-    gives its model that tag's ``pretrained_cfg`` (the architecture's preprocessing) unless the model has one.
+    ``default_cfgs`` is the family file's weights table (:func:`~hgzoo.pretrained.generate_default_cfgs`); the
+    builder's weight tags are its entry, the first being the default tag for the bare architecture name. The
+    registered function gives its model that tag's ``pretrained_cfg`` (the architecture's preprocessing) unless
+    the model has one. Checked: the name is new, the table has an entry for it, and the builder's return
+    annotation is a network class with a :class:`ModelFamily` record (``family``).
     """
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = fn.__name__
         if name in _entries:
             raise ValueError(f"model {name!r} registered twice")
-        for cfg in pretrained_cfgs:
-            if cfg.architecture != name:
-                raise ValueError(f"pretrained cfg {cfg.name} registered under {name}")
-        default = pretrained_cfgs[0] if pretrained_cfgs else PretrainedCfg(name, "")
+        if default_cfgs is not None and name not in default_cfgs:
+            raise ValueError(f"model {name!r} has no entry in its weights table (default_cfgs): add its "
+                             f"'{name}.<tag>' weights, or register it with default_cfgs=None")
+        cfgs = tuple(default_cfgs[name]) if default_cfgs is not None else ()
+        try:
+            model_cls = typing.get_type_hints(fn).get("return")
+        except NameError as e:
+            raise TypeError(f"model {name!r}: its builder's annotations do not resolve ({e})") from None
+        if not isinstance(getattr(model_cls, "family", None), ModelFamily):
+            raise TypeError(f"model {name!r}: annotate its builder's return type with a network class that has a "
+                            f"ModelFamily record as class attribute 'family' (got {model_cls!r})")
+        default = cfgs[0] if cfgs else PretrainedCfg(name, "")
 
         @functools.wraps(fn)
         def build(*args: Any, **kwargs: Any) -> nn.Module:
@@ -87,7 +130,7 @@ def register_model(paddle_name: str, pretrained_cfgs: tuple[PretrainedCfg, ...] 
                 model.pretrained_cfg = default
             return model
 
-        _entries[name] = _Entry(name, build, paddle_name, tuple(pretrained_cfgs))
+        _entries[name] = _Entry(name, build, paddle_name, cfgs, model_cls)
         _aliases[paddle_name.lower()] = name
         return build
 
@@ -213,10 +256,13 @@ def pretrained_cfgs(name: str) -> tuple[PretrainedCfg, ...]:
 
 
 def model_class(name: str) -> type[nn.Module]:
-    """The class the builder of ``name`` returns (read off its return annotation; nothing is built)."""
-    import typing
+    """The class the builder of ``name`` returns (its return annotation; nothing is built)."""
+    return _entries[resolve_model_name(name)[0]].model_cls
 
-    return typing.get_type_hints(model_entrypoint(name))["return"]
+
+def model_family(name: str) -> ModelFamily:
+    """The family record of ``name``'s network class: the family's name and the BibTeX entries to cite."""
+    return model_class(name).family
 
 
 def get_pretrained_cfg(name: str) -> PretrainedCfg | None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 __all__ = [
     "PretrainedCfg", "WeightSource", "paddle_cfg", "timm_cfg", "pretrained_cfg_from_dict", "pretrained_cfg_from_timm",
-    "timm_crop_pct", "IMAGENET_MEAN", "IMAGENET_STD", "PADDLE_URL_ROOT", "PADDLE_BUCKET",
+    "timm_crop_pct", "IMAGENET_MEAN", "IMAGENET_STD", "PADDLE_URL_ROOT", "PADDLE_BUCKET", "generate_default_cfgs",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -203,40 +203,52 @@ def _timm_source(timm_name: str, dropout_convention: str) -> WeightSource:
                         dropout_convention=dropout_convention)
 
 
-def paddle_cfg(arch: str, tag: str, file: str, *, top1: float | None = None, top5: float | None = None,
-               notes: str = "", resize_short: int = 256, crop_size: int = 224, interpolation: str = "bilinear",
+def paddle_cfg(file: str, *, top1: float | None = None, top5: float | None = None, notes: str = "",
+               resize_short: int = 256, crop_size: int = 224, interpolation: str = "bilinear",
                resize_backend: str = "cv2", timm: str | None = None, url_root: str = PADDLE_URL_ROOT,
-               num_classes: int = 1000) -> PretrainedCfg:
-    """The configuration of weights PaddleClas publishes as ``{url_root}{file}.pdparams``: 1000 ImageNet classes, a
-    ``crop_size`` crop after resizing the short side to ``resize_short`` (PaddleClas's evaluation configs; the
-    defaults are those of every family but PP-HGNet).
+               num_classes: int = 1000) -> dict[str, Any]:
+    """A weights-table entry (:func:`generate_default_cfgs`) for weights PaddleClas publishes as
+    ``{url_root}{file}.pdparams``: 1000 ImageNet classes, a ``crop_size`` crop after resizing the short side to
+    ``resize_short`` (PaddleClas's evaluation configs; the defaults are those of every family but PP-HGNet).
 
     ``timm``: the timm tag (``"hgnet_small.ssld_in1k"``) whose Hub repo ``timm/<tag>`` holds the same tensors as
     safetensors; it is tried first, and the Paddle URL after it.
     """
     sources = (_timm_source(timm, "paddle"),) if timm else ()
     sources += (WeightSource("url", f"{url_root}{file}.pdparams", "paddle"),)
-    return PretrainedCfg(
-        architecture=arch, tag=tag, sources=sources, num_classes=num_classes, resize_short=resize_short,
-        crop_size=crop_size, interpolation=interpolation, resize_backend=resize_backend, top1=top1, top5=top5,
-        notes=notes,
-    )
+    return dict(sources=sources, num_classes=num_classes, resize_short=resize_short, crop_size=crop_size,
+                interpolation=interpolation, resize_backend=resize_backend, top1=top1, top5=top5, notes=notes)
 
 
-def timm_cfg(arch: str, timm_name: str, *, crop_size: int = 224, crop_pct: float, interpolation: str,
+def timm_cfg(timm_name: str, *, crop_size: int = 224, crop_pct: float, interpolation: str,
              mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD,
              top1: float | None = None, top5: float | None = None, license: str = "Apache-2.0",
-             source: str = "timm", notes: str = "") -> PretrainedCfg:
-    """Weights that exist only in timm's Hub repo ``timm/<timm_name>`` (timm's own trainings, HRNet's original
-    weights), with timm's evaluation preprocessing: resize the short side to ``floor(crop_size / crop_pct)`` with PIL,
-    center-crop ``crop_size`` as torchvision does. The tag is timm's."""
-    tag = timm_name.partition(".")[2]
-    return PretrainedCfg(
-        architecture=arch, tag=tag, sources=(_timm_source(timm_name, "timm"),),
-        resize_short=math.floor(crop_size / crop_pct), crop_size=crop_size, interpolation=interpolation,
-        resize_backend="pil", size_rounding="torchvision", mean=mean, std=std, top1=top1, top5=top5,
-        license=license, source=source, notes=notes,
+             source: str = "timm", notes: str = "") -> dict[str, Any]:
+    """A weights-table entry (:func:`generate_default_cfgs`) for weights that exist only in timm's Hub repo
+    ``timm/<timm_name>`` (timm's own trainings, HRNet's original weights), with timm's evaluation preprocessing:
+    resize the short side to ``floor(crop_size / crop_pct)`` with PIL, center-crop ``crop_size`` as torchvision
+    does. Its tag in the table must be timm's."""
+    return dict(
+        sources=(_timm_source(timm_name, "timm"),), resize_short=math.floor(crop_size / crop_pct),
+        crop_size=crop_size, interpolation=interpolation, resize_backend="pil", size_rounding="torchvision",
+        mean=mean, std=std, top1=top1, top5=top5, license=license, source=source, notes=notes,
     )
+
+
+def generate_default_cfgs(table: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[PretrainedCfg, ...]]:
+    """A family file's weights table, ``{"arch.tag": fields}`` (:func:`paddle_cfg`, :func:`timm_cfg`), as
+    ``{arch: (PretrainedCfg, ...)}`` in table order: an architecture's first tag is its default. A timm-only tag
+    must be timm's own tag."""
+    out: dict[str, list[PretrainedCfg]] = {}
+    for key, entry in table.items():
+        arch, _, tag = key.partition(".")
+        if not arch or not tag or "." in tag:
+            raise ValueError(f"weights table key {key!r} must be 'arch.tag'")
+        timm_only = [s.location for s in entry.get("sources", ()) if s.dropout_convention == "timm"]
+        if any(not loc.endswith(f".{tag}") for loc in timm_only):
+            raise ValueError(f"weights table key {key!r}: timm's weights {timm_only[0]} keep timm's tag")
+        out.setdefault(arch, []).append(PretrainedCfg(architecture=arch, tag=tag, **entry))
+    return {arch: tuple(cfgs) for arch, cfgs in out.items()}
 
 
 def pretrained_cfg_from_timm(arch: str, tag: str, timm_pretrained_cfg: dict, num_classes: int) -> PretrainedCfg:

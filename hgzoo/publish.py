@@ -23,6 +23,7 @@ from safetensors.torch import save
 from torch import nn
 
 from ._files import atomic_write, safe_load
+from ._registry import SSLD_CITATION, model_family
 from .pretrained import PADDLECLAS_URL, PretrainedCfg, WeightSource
 
 __all__ = ["Metrics", "Provenance", "save_pretrained", "push_to_hub", "upload_folder", "write_hub_folder",
@@ -95,53 +96,10 @@ def hub_config(model: nn.Module, cfg: PretrainedCfg, provenance: Provenance, lab
 
 # --- the model card -----------------------------------------------------------------------------------------------
 
-_FAMILY = (  # (architecture prefix, family name, citation keys)
-    ("pphgnetv2", "PP-HGNetV2", ("paddleclas",)),
-    ("pphgnet", "PP-HGNet", ("paddleclas",)),
-    ("pplcnetv2", "PP-LCNetV2", ("paddleclas", "pplcnet")),
-    ("se_hrnet", "HRNet", ("paddleclas", "hrnet")),
-    ("hrnet", "HRNet", ("paddleclas", "hrnet")),
-    ("resnet", "ResNet-vd", ("paddleclas", "resnetvd")),
-)
-_CITATIONS = {
-    "paddleclas": """@misc{paddleclas,
-  title = {PaddleClas: an image classification toolkit based on PaddlePaddle},
-  author = {PaddlePaddle Authors},
-  year = {2020},
-  howpublished = {\\url{https://github.com/PaddlePaddle/PaddleClas}}
-}""",
-    "ssld": """@article{cui2021ssld,
-  title = {Beyond Self-Supervision: A Simple Yet Effective Network Distillation Alternative to Improve Backbones},
-  author = {Cui, Cheng and Guo, Ruoyu and Du, Yuning and He, Dongliang and Li, Fu and Wu, Zewu and Liu, Qiwen and
-            Wen, Shilei and Huang, Jizhou and Hu, Xiaoguang and Yu, Dianhai and Ding, Errui and Ma, Yanjun},
-  journal = {arXiv preprint arXiv:2103.05959},
-  year = {2021}
-}""",
-    "pplcnet": """@article{cui2021pplcnet,
-  title = {PP-LCNet: A Lightweight CPU Convolutional Neural Network},
-  author = {Cui, Cheng and Gao, Tingquan and Wei, Shengyu and Du, Yuning and Guo, Ruoyu and Dong, Shuilong and
-            Lu, Bin and Zhou, Ying and Lv, Xueying and Liu, Qiwen and Hu, Xiaoguang and Yu, Dianhai and Ma, Yanjun},
-  journal = {arXiv preprint arXiv:2109.15099},
-  year = {2021}
-}""",
-    "hrnet": """@article{wang2020hrnet,
-  title = {Deep High-Resolution Representation Learning for Visual Recognition},
-  author = {Wang, Jingdong and Sun, Ke and Cheng, Tianheng and Jiang, Borui and Deng, Chaorui and Zhao, Yang and
-            Liu, Dong and Mu, Yadong and Tan, Mingkui and Wang, Xinggang and Liu, Wenyu and Xiao, Bin},
-  journal = {IEEE Transactions on Pattern Analysis and Machine Intelligence},
-  year = {2020}
-}""",
-    "resnetvd": """@inproceedings{he2019bag,
-  title = {Bag of Tricks for Image Classification with Convolutional Neural Networks},
-  author = {He, Tong and Zhang, Zhi and Zhang, Hang and Zhang, Zhongyue and Xie, Junyuan and Li, Mu},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year = {2019}
-}""",
-}
-
-
 def _family(arch: str) -> tuple[str, tuple[str, ...]]:
-    return next(((name, keys) for prefix, name, keys in _FAMILY if arch.startswith(prefix)), (arch, ("paddleclas",)))
+    """The family's name and the BibTeX entries to cite, from the family file's record."""
+    family = model_family(arch)
+    return family.name, family.citations
 
 
 def _metadata(cfg: PretrainedCfg, provenance: Provenance, metrics: Metrics | None, repo_id: str | None,
@@ -218,7 +176,7 @@ def model_card(model: nn.Module, cfg: PretrainedCfg, provenance: Provenance, met
     classification and for features, license and citation."""
     family, cite = _family(cfg.architecture)
     if "ssld" in cfg.tag or "ssld" in (provenance.start or ""):
-        cite = (*cite, "ssld")
+        cite = (*cite, SSLD_CITATION)
     meta = _metadata(cfg, provenance, metrics, repo_id, datasets if datasets is not None else [])
     params = sum(p.numel() for p in model.parameters())
     table = ""
@@ -228,7 +186,7 @@ def model_card(model: nn.Module, cfg: PretrainedCfg, provenance: Provenance, met
                  f"|---|---|\n| {fmt(metrics.top1) if metrics.top1 is not None else '-'} | "
                  f"{fmt(metrics.top5) if metrics.top5 is not None else '-'} |\n")
     repo = repo_id or "ORG/REPO"
-    citation = "\n\n".join(_CITATIONS[k] for k in cite)
+    citation = "\n\n".join(cite)
     return f"""---
 {yaml.safe_dump(meta, sort_keys=False).strip()}
 ---

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from torch import nn
 
 import hgzoo
 from hgzoo._registry import UnknownModelError
+from hgzoo.models.resnet_vd import ResNetVd
 
 
 def test_list_models_wildcard():
@@ -61,3 +63,63 @@ def test_pphgnet_preprocessing_matches_paddleclas():
     tiny = hgzoo.get_pretrained_cfg("pphgnet_tiny")
     assert (tiny.resize_short, tiny.interpolation) == (232, "bicubic")
     assert hgzoo.get_pretrained_cfg("resnet50_vd").resize_short == 256
+
+
+# --- the family files: one weights table each, checked registration, the family record --------------------------
+
+FAMILY_FILES = ("pphgnet", "pplcnetv2", "hrnet", "resnet_vd")
+
+
+@pytest.mark.parametrize("module", FAMILY_FILES)
+def test_every_weights_table_entry_has_a_builder(module):
+    import importlib
+
+    table = importlib.import_module(f"hgzoo.models.{module}").default_cfgs
+    assert sorted(table) == hgzoo.list_models(module=module)
+    assert sorted(f"{a}.{c.tag}" for a, cfgs in table.items() for c in cfgs) == hgzoo.list_pretrained(
+        [f"{a}.*" for a in table])
+
+
+def test_registration_is_checked():
+    from hgzoo._registry import register_model
+    from hgzoo.models.resnet_vd import default_cfgs
+
+    def resnet18_vd() -> ResNetVd: ...
+
+    def not_in_the_table() -> ResNetVd: ...
+
+    def no_family() -> nn.Module: ...
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("ResNet18_vd", default_cfgs)(resnet18_vd)
+    with pytest.raises(ValueError, match="no entry in its weights table"):
+        register_model("X", default_cfgs)(not_in_the_table)
+    with pytest.raises(TypeError, match="ModelFamily"):
+        register_model("X", None)(no_family)
+    assert not hgzoo.is_model("not_in_the_table") and not hgzoo.is_model("no_family")
+
+
+def test_weights_table_keys_are_checked():
+    from hgzoo.pretrained import generate_default_cfgs, paddle_cfg, timm_cfg
+
+    with pytest.raises(ValueError, match="must be 'arch.tag'"):
+        generate_default_cfgs({"resnet18_vd": paddle_cfg("ResNet18_vd_pretrained")})
+    with pytest.raises(ValueError, match="keep timm's tag"):
+        generate_default_cfgs({"resnet50_vd.mine": timm_cfg("resnet50d.a1_in1k", crop_pct=0.95,
+                                                            interpolation="bicubic")})
+    cfgs = generate_default_cfgs({"a.x": paddle_cfg("A_pretrained"), "b.y": paddle_cfg("B_pretrained"),
+                                  "a.z": paddle_cfg("A_ssld_pretrained")})
+    assert {k: [c.name for c in v] for k, v in cfgs.items()} == {"a": ["a.x", "a.z"], "b": ["b.y"]}
+
+
+@pytest.mark.parametrize("name, family, paper", [
+    ("pphgnet_small", "PP-HGNet", None), ("PPHGNetV2_B4", "PP-HGNetV2", None),
+    ("pplcnetv2_base", "PP-LCNetV2", "cui2021pplcnet"), ("se_hrnet_w64_c", "HRNet", "wang2020hrnet"),
+    ("hrnet_w18", "HRNet", "wang2020hrnet"), ("resnet200_vd", "ResNet-vd", "he2019bag"),
+])
+def test_family_records_name_and_cite_the_family(name, family, paper):
+    from hgzoo._registry import PADDLECLAS_CITATION, model_family
+
+    record = model_family(name)
+    assert record.name == family and record.citations[0] == PADDLECLAS_CITATION
+    assert [c.split("{")[1].split(",")[0] for c in record.citations[1:]] == ([paper] if paper else [])

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .._registry import ModelFamily
 from ..convert.keymap import PaddleKeyMap
-from ..layers import ClassifierHead, check_global_pool
+from ..layers import ClassifierHead, PaddleInit, check_global_pool, paddle_init_
 from ..pretrained import PretrainedCfg
 
 __all__ = ["ClassifierModel", "take_indices"]
@@ -45,8 +46,10 @@ class ClassifierModel(nn.Module):
     (channels of the final feature map), ``feature_info`` (one dict per stage: ``num_chs``, ``reduction``,
     ``module``) and the class attributes ``paddle_key_map`` (the family's ``PADDLE_KEY_MAP``; an instance may
     carry its own, when the map depends on the variant), ``first_conv`` (the state-dict prefix of the stem conv)
-    and ``bn_weight_decay`` (False where PaddleClas's architecture code exempts BatchNorm from L2 decay). They
-    end ``__init__`` with ``self._init_weights()``, PaddleClas's initialization.
+    and ``bn_weight_decay`` (False where PaddleClas's architecture code exempts BatchNorm from L2 decay), and
+    ``family`` (the family file's :class:`~hgzoo._registry.ModelFamily` record) and ``paddle_init`` (PaddleClas's
+    initializers for the family, a :class:`~hgzoo.layers.PaddleInit`). They end ``__init__`` with
+    ``self._init_weights()``, which applies ``paddle_init``.
 
     Backbone use: :meth:`stage_modules` lists the stem and the stages (override it when the stages are
     not ``self.stages``); it is the one definition of a stage, for :meth:`freeze_stages`, :meth:`group_matcher`
@@ -63,9 +66,12 @@ class ClassifierModel(nn.Module):
     first_conv: ClassVar[str]
     bn_weight_decay: ClassVar[bool] = True
     stem_info: ClassVar[dict | None] = None
+    family: ClassVar[ModelFamily]
+    paddle_init: ClassVar[PaddleInit]
     # Python-side metadata TorchScript must neither compile nor convert.
     __jit_unused_properties__ = ["num_classes", "head_hidden_size", "pretrained_cfg", "default_cfg"]
-    __jit_ignored_attributes__ = ["paddle_key_map", "first_conv", "stem_info", "feature_info", "branch_feature_info"]
+    __jit_ignored_attributes__ = ["paddle_key_map", "first_conv", "stem_info", "feature_info", "branch_feature_info",
+                                  "family", "paddle_init"]
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,6 +79,11 @@ class ClassifierModel(nn.Module):
         self.frozen_stages = -1  # the stem (0) and stages 1..frozen_stages are frozen; -1: nothing
         self.norm_eval = False  # every BatchNorm stays in eval mode
         self.levels_kept = -1  # after prune_intermediate_layers: how many forward_intermediates levels remain
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        """PaddleClas's initialization of the family (``paddle_init``), in place."""
+        paddle_init_(self, self.paddle_init)
 
     @property
     def num_classes(self) -> int:

@@ -19,13 +19,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._registry import register_model
+from .._registry import PADDLECLAS_CITATION, ModelFamily, register_model
 from ..convert.keymap import PaddleKeyMap, TimmArch, TimmKeyMap
-from ..layers import ClassifierHead, ConvBNAct, DropPath, SqueezeExcite, drop_path_schedule
-from ..pretrained import PretrainedCfg, paddle_cfg, timm_cfg
+from ..layers import (
+    ClassifierHead,
+    ConvBNAct,
+    DropPath,
+    PaddleInit,
+    SqueezeExcite,
+    drop_path_schedule,
+    kaiming_normal_fan_in_,
+    uniform_fan_in_,
+)
+from ..pretrained import generate_default_cfgs, paddle_cfg, timm_cfg
 from ._base import ClassifierModel
 
-__all__ = ["HRNet", "BasicBlock", "Bottleneck", "HighResolutionModule", "ListSequential", "fuse_conv_order"]
+__all__ = ["HRNet", "BasicBlock", "Bottleneck", "HighResolutionModule", "ListSequential", "fuse_conv_order", "HRNET",
+           "VARIANTS", "default_cfgs"]
+
+HRNET = ModelFamily("HRNet", (PADDLECLAS_CITATION, """@article{wang2020hrnet,
+  title = {Deep High-Resolution Representation Learning for Visual Recognition},
+  author = {Wang, Jingdong and Sun, Ke and Cheng, Tianheng and Jiang, Borui and Deng, Chaorui and Zhao, Yang and
+            Liu, Dong and Mu, Yadong and Tan, Mingkui and Wang, Xinggang and Liu, Wenyu and Xiao, Bin},
+  journal = {IEEE Transactions on Pattern Analysis and Machine Intelligence},
+  year = {2020}
+}"""))
 
 SE_REDUCTION = 16
 STEM_CHS = 64
@@ -274,9 +292,14 @@ class HRNet(ClassifierModel):
             branches share their depth's rate) to this value at the incre modules.
     """
 
+    family = HRNET
     first_conv = "stem.0.conv"
     paddle_key_map = PADDLE_KEY_MAP
     timm_key_map = TIMM_KEY_MAP
+    # PaddleClas builds its conv-BN layers with Kaiming-normal convs and its SE and fc Linear layers (our SE's 1x1
+    # convs) with weights uniform in +-1/sqrt(fan_in) and zero biases; BN 1/0.
+    paddle_init = PaddleInit(build=((ConvBNAct, kaiming_normal_fan_in_), (SqueezeExcite, uniform_fan_in_),
+                                    (nn.Linear, uniform_fan_in_)))
     # timm's HRNet exposes the first stem conv's output as level 0 of forward_intermediates.
     stem_info = {"num_chs": STEM_CHS, "reduction": 2, "module": "stem.0"}
 
@@ -345,22 +368,6 @@ class HRNet(ClassifierModel):
     def _make_stage(channels: tuple[int, ...], has_se: bool, rates: list[list[float]]) -> ListSequential:
         """One high-resolution module per list of drop-path rates (one rate per block of each branch)."""
         return ListSequential(*(HighResolutionModule(channels, has_se, tuple(r)) for r in rates))
-
-    @torch.no_grad()
-    def _init_weights(self) -> None:
-        # PaddleClas: Paddle's default conv init (Kaiming normal, fan in), BN 1/0, Linear (SE and fc)
-        # weights uniform in +-1/sqrt(fan_in) with zero bias.
-        for m in self.modules():
-            if isinstance(m, ConvBNAct):
-                nn.init.kaiming_normal_(m.conv.weight, mode="fan_in", nonlinearity="relu")
-            elif isinstance(m, SqueezeExcite):
-                for conv in (m.conv1, m.conv2):
-                    bound = conv.in_channels ** -0.5
-                    nn.init.uniform_(conv.weight, -bound, bound)
-                    nn.init.zeros_(conv.bias)
-        if isinstance(self.head.fc, nn.Linear):
-            nn.init.uniform_(self.head.fc.weight, -NUM_FEATURES ** -0.5, NUM_FEATURES ** -0.5)
-            nn.init.zeros_(self.head.fc.bias)
 
     def forward_branches(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four branch outputs of stage 4: ``width * (1, 2, 4, 8)`` channels at strides 4, 8, 16, 32."""
@@ -522,15 +529,19 @@ VARIANTS = {
     "se_hrnet_w64_c": VariantCfg(64, has_se=True),
 }
 
+
 def _create(name: str, **kwargs) -> HRNet:
     v = VARIANTS[name]
     return HRNet(v.width, v.has_se, **kwargs)
 
 
-# Pretrained configurations. Evaluation preprocessing of ppcls/configs/ImageNet/HRNet/*.yaml: resize short 256
-# (cv2, bilinear), crop 224: paddle_cfg's defaults.
+# The weights table. Evaluation preprocessing of ppcls/configs/ImageNet/HRNet/*.yaml: resize short 256 (cv2,
+# bilinear), crop 224: paddle_cfg's defaults.
 _DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/HRNet.md"
 _ACCURACY = f"Accuracy from {_DOC}."
+# PaddleClas's HRNet_W*_C weights: top-1, top-5 from HRNet.md.
+_PADDLE_ACCURACY = {18: (76.9, 93.4), 30: (78.0, 94.0), 32: (78.3, 94.2), 40: (78.8, 94.5), 44: (79.0, 94.5),
+                    48: (79.0, 94.4), 64: (79.3, 94.6)}
 
 # HRNet's original ImageNet weights (HRNet/HRNet-Image-Classification, MIT license), on the Hub as timm's
 # hrnet_w*.ms_in1k; timm's preprocessing for them (timm 1.0.31's default_cfgs): 224 px, crop_pct 0.875, bilinear.
@@ -540,146 +551,102 @@ _MS_ACCURACY = {18: (76.8, 93.4), 30: (78.2, 94.2), 32: (78.5, 94.2), 40: (78.9,
 # timm's own measurement of them (results/results-imagenet.csv, 224 px, crop_pct 0.875).
 _MS_TIMM = {18: (76.752, 93.444), 30: (78.192, 94.222), 32: (78.444, 94.188), 40: (78.930, 94.464),
             44: (78.892, 94.364), 48: (79.302, 94.516), 64: (79.474, 94.646)}
+_MS_SOURCE = "HRNet (Microsoft), via timm's Hub repo"
 
 
-def _ms_cfgs(width: int) -> tuple[PretrainedCfg, ...]:
+def _ms_weights(width: int) -> dict:
     """HRNet's original (Microsoft) ImageNet weights of ``hrnet_w{width}_c``, from timm's Hub repo; their four head
     conv biases are folded into the BNs that follow them (exact)."""
     top1, top5 = _MS_ACCURACY[width]
     timm_top1, timm_top5 = _MS_TIMM[width]
-    cfgs = (timm_cfg(
-        f"hrnet_w{width}_c", f"hrnet_w{width}.ms_in1k", crop_pct=0.875, interpolation="bilinear", top1=top1,
-        top5=top5, license="MIT", source="HRNet (Microsoft), via timm's Hub repo",
+    return timm_cfg(
+        f"hrnet_w{width}.ms_in1k", crop_pct=0.875, interpolation="bilinear", top1=top1, top5=top5, license="MIT",
+        source=_MS_SOURCE,
         notes=f"HRNet's original ImageNet training (HRNet-W{width}-C). Accuracy from "
               f"HRNet/HRNet-Image-Classification's README (top-1/top-5 error {100 - top1:.1f}% / "
               f"{100 - top5:.1f}%); timm measures {timm_top1} / {timm_top5} with this preprocessing "
-              "(results/results-imagenet.csv)."),)
-    if width == 18:
-        cfgs += (timm_cfg(
-            "hrnet_w18_c", "hrnet_w18.ms_aug_in1k", crop_pct=0.95, interpolation="bilinear", top1=78.126,
-            top5=94.052, license="MIT", source="HRNet (Microsoft), via timm's Hub repo",
-            notes="A later HRNet-W18-C training, on the Hub as timm's hrnet_w18.ms_aug_in1k. Accuracy as timm measures "
-                  "it (results/results-imagenet.csv, 224 px, crop_pct 0.95). timm does not say which HRNet release "
-                  "it is; HRNet's README lists a 'HRNet-W18-C (w/ CosineLR + CutMix + 300epochs)' at 22.1% top-1 "
-                  "error, which it may be."),)
-    return cfgs
+              "(results/results-imagenet.csv).")
 
 
-@register_model(
-    paddle_name="HRNet_W18_C",
-    pretrained_cfgs=(
-        paddle_cfg("hrnet_w18_c", "ssld_in1k", "HRNet_W18_C_ssld_pretrained", top1=81.16, top5=95.80,
-                   timm="hrnet_w18_ssld.paddle_in1k",
-                   notes="SSLD distillation. Accuracy from the table that links this file, PaddleClas's model zoo "
-                         "(docs/zh_CN/models/ImageNet1k/README.md: 0.81162 / 0.95804), as its 2020-09-07 release "
-                         f"note (81.162); {_DOC} and the SSLD docs say 81.6 and 81.2."),
-        paddle_cfg("hrnet_w18_c", "paddle_in1k", "HRNet_W18_C_pretrained", top1=76.9, top5=93.4, notes=_ACCURACY),
-        *_ms_cfgs(18),
-    ),
-)
+default_cfgs = generate_default_cfgs({
+    "hrnet_w18_c.ssld_in1k": paddle_cfg(
+        "HRNet_W18_C_ssld_pretrained", top1=81.16, top5=95.80, timm="hrnet_w18_ssld.paddle_in1k",
+        notes="SSLD distillation. Accuracy from the table that links this file, PaddleClas's model zoo "
+              "(docs/zh_CN/models/ImageNet1k/README.md: 0.81162 / 0.95804), as its 2020-09-07 release "
+              f"note (81.162); {_DOC} and the SSLD docs say 81.6 and 81.2."),
+    "hrnet_w48_c.ssld_in1k": paddle_cfg(
+        "HRNet_W48_C_ssld_pretrained", top1=83.6, top5=96.8, timm="hrnet_w48_ssld.paddle_in1k",
+        notes=f"SSLD distillation. Accuracy from {_DOC}."),
+    "se_hrnet_w64_c.ssld_in1k": paddle_cfg(
+        "SE_HRNet_W64_C_ssld_pretrained", top1=84.7, top5=97.3,
+        notes=f"SSLD distillation; the only published SE-HRNet checkpoint (not in ppcls MODEL_URLS; URL from "
+              f"PaddleClas's SSLD docs). Accuracy from {_DOC}; the SSLD docs list top-1 84.8."),
+    **{f"hrnet_w{w}_c.paddle_in1k": paddle_cfg(f"HRNet_W{w}_C_pretrained", top1=top1, top5=top5, notes=_ACCURACY)
+       for w, (top1, top5) in _PADDLE_ACCURACY.items()},
+    **{f"hrnet_w{w}_c.ms_in1k": _ms_weights(w) for w in _MS_ACCURACY},
+    "hrnet_w18_c.ms_aug_in1k": timm_cfg(
+        "hrnet_w18.ms_aug_in1k", crop_pct=0.95, interpolation="bilinear", top1=78.126, top5=94.052, license="MIT",
+        source=_MS_SOURCE,
+        notes="A later HRNet-W18-C training, on the Hub as timm's hrnet_w18.ms_aug_in1k. Accuracy as timm measures "
+              "it (results/results-imagenet.csv, 224 px, crop_pct 0.95). timm does not say which HRNet release "
+              "it is; HRNet's README lists a 'HRNet-W18-C (w/ CosineLR + CutMix + 300epochs)' at 22.1% top-1 "
+              "error, which it may be."),
+})
+
+
+# The builders: the variant's network (VARIANTS) with its weight tags (default_cfgs); the first tag is the default.
+
+@register_model("HRNet_W18_C", default_cfgs)
 def hrnet_w18_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W18-C."""
-    return _create("hrnet_w18_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("hrnet_w18_c", **locals())
 
 
-@register_model(
-    paddle_name="HRNet_W30_C",
-    pretrained_cfgs=(
-        paddle_cfg("hrnet_w30_c", "paddle_in1k", "HRNet_W30_C_pretrained", top1=78.0, top5=94.0, notes=_ACCURACY),
-        *_ms_cfgs(30),
-    ),
-)
+@register_model("HRNet_W30_C", default_cfgs)
 def hrnet_w30_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W30-C."""
-    return _create("hrnet_w30_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("hrnet_w30_c", **locals())
 
 
-@register_model(
-    paddle_name="HRNet_W32_C",
-    pretrained_cfgs=(
-        paddle_cfg("hrnet_w32_c", "paddle_in1k", "HRNet_W32_C_pretrained", top1=78.3, top5=94.2, notes=_ACCURACY),
-        *_ms_cfgs(32),
-    ),
-)
+@register_model("HRNet_W32_C", default_cfgs)
 def hrnet_w32_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W32-C."""
-    return _create("hrnet_w32_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("hrnet_w32_c", **locals())
 
 
-@register_model(
-    paddle_name="HRNet_W40_C",
-    pretrained_cfgs=(
-        paddle_cfg("hrnet_w40_c", "paddle_in1k", "HRNet_W40_C_pretrained", top1=78.8, top5=94.5, notes=_ACCURACY),
-        *_ms_cfgs(40),
-    ),
-)
+@register_model("HRNet_W40_C", default_cfgs)
 def hrnet_w40_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W40-C."""
-    return _create("hrnet_w40_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("hrnet_w40_c", **locals())
 
 
-@register_model(
-    paddle_name="HRNet_W44_C",
-    pretrained_cfgs=(
-        paddle_cfg("hrnet_w44_c", "paddle_in1k", "HRNet_W44_C_pretrained", top1=79.0, top5=94.5, notes=_ACCURACY),
-        *_ms_cfgs(44),
-    ),
-)
+@register_model("HRNet_W44_C", default_cfgs)
 def hrnet_w44_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W44-C."""
-    return _create("hrnet_w44_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("hrnet_w44_c", **locals())
 
 
-@register_model(
-    paddle_name="HRNet_W48_C",
-    pretrained_cfgs=(
-        paddle_cfg("hrnet_w48_c", "ssld_in1k", "HRNet_W48_C_ssld_pretrained", top1=83.6, top5=96.8,
-                   timm="hrnet_w48_ssld.paddle_in1k", notes=f"SSLD distillation. Accuracy from {_DOC}."),
-        paddle_cfg("hrnet_w48_c", "paddle_in1k", "HRNet_W48_C_pretrained", top1=79.0, top5=94.4, notes=_ACCURACY),
-        *_ms_cfgs(48),
-    ),
-)
+@register_model("HRNet_W48_C", default_cfgs)
 def hrnet_w48_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W48-C."""
-    return _create("hrnet_w48_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("hrnet_w48_c", **locals())
 
 
-@register_model(
-    paddle_name="HRNet_W64_C",
-    pretrained_cfgs=(
-        paddle_cfg("hrnet_w64_c", "paddle_in1k", "HRNet_W64_C_pretrained", top1=79.3, top5=94.6, notes=_ACCURACY),
-        *_ms_cfgs(64),
-    ),
-)
+@register_model("HRNet_W64_C", default_cfgs)
 def hrnet_w64_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> HRNet:
     """HRNet-W64-C."""
-    return _create("hrnet_w64_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("hrnet_w64_c", **locals())
 
 
-@register_model(
-    paddle_name="SE_HRNet_W64_C",
-    pretrained_cfgs=(
-        paddle_cfg("se_hrnet_w64_c", "ssld_in1k", "SE_HRNet_W64_C_ssld_pretrained", top1=84.7, top5=97.3,
-                   notes=f"SSLD distillation; the only published SE-HRNet checkpoint (not in ppcls MODEL_URLS; URL "
-                         f"from PaddleClas's SSLD docs). Accuracy from {_DOC}; the SSLD docs list top-1 84.8."),
-    ),
-)
+@register_model("SE_HRNet_W64_C", default_cfgs)
 def se_hrnet_w64_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                    drop_path_rate: float = 0.0) -> HRNet:
     """SE-HRNet-W64-C: HRNet-W64-C with squeeze-excitation in every block."""
-    return _create("se_hrnet_w64_c", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("se_hrnet_w64_c", **locals())

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._registry import register_model
+from .._registry import PADDLECLAS_CITATION, ModelFamily, register_model
 from ..convert.keymap import PaddleKeyMap, TimmArch, TimmKeyMap
 from ..layers import (
     ClassifierHead,
@@ -34,19 +34,23 @@ from ..layers import (
     EffectiveSE,
     LearnableAffine,
     LearnableDownsample,
+    PaddleInit,
     drop_path_schedule,
+    kaiming_normal_fan_in_,
     pad_same,
-    paddle_default_init_,
 )
-from ..pretrained import PretrainedCfg, paddle_cfg
+from ..pretrained import generate_default_cfgs, paddle_cfg
 from ._base import ClassifierModel
 
 torch.fx.wrap("pad_same")  # MaxPool2dSame calls it here: FX keeps it as one call (see hgzoo.layers.conv)
 
 __all__ = [
     "HGBlock", "HGBlockV2", "HGStage", "LightConvBNAct", "MaxPool2dSame", "PPHGNet", "PPHGNetV2", "StageCfg",
-    "StemV2",
+    "StemV2", "PPHGNET", "PPHGNETV2", "VARIANTS", "default_cfgs",
 ]
+
+PPHGNET = ModelFamily("PP-HGNet", (PADDLECLAS_CITATION,))
+PPHGNETV2 = ModelFamily("PP-HGNetV2", (PADDLECLAS_CITATION,))
 
 
 class _DenseAggregate(nn.Module):
@@ -227,6 +231,9 @@ TIMM_KEY_MAP_V2 = TimmKeyMap(
 class _HGNetBase(ClassifierModel):
     paddle_key_map = PADDLE_KEY_MAP
     bn_weight_decay = False  # pp_hgnet.py / pp_hgnet_v2.py: ParamAttr(regularizer=L2Decay(0.0)) on every BN
+    # PaddleClas: Paddle's defaults (zero ESE conv biases, Xavier-uniform fc), then its _init_weights: Kaiming-normal
+    # convs (BN ones/zeros, as built).
+    paddle_init = PaddleInit(after=((nn.Conv2d, kaiming_normal_fan_in_),))
 
     def _build_stages(self, stages: tuple[StageCfg, ...], drop_path_rate: float,
                       make_block: Callable[[StageCfg, int, bool, float], nn.Module]) -> None:
@@ -238,15 +245,6 @@ class _HGNetBase(ClassifierModel):
             self.feature_info.append({"num_chs": s.out_chs, "reduction": reduction, "module": f"stages.{i}"})
         self.stages = nn.ModuleList(modules)
         self.num_features = stages[-1].out_chs
-
-    @torch.no_grad()
-    def _init_weights(self) -> None:
-        # PaddleClas: Kaiming-normal convs, BN ones/zeros, Paddle's defaults elsewhere (zero conv biases in
-        # ESE, Xavier-uniform fc).
-        paddle_default_init_(self)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
 
 
 class PPHGNet(_HGNetBase):
@@ -267,6 +265,7 @@ class PPHGNet(_HGNetBase):
         class_expand: output width of that conv.
     """
 
+    family = PPHGNET
     first_conv = "stem.0.conv"
     timm_key_map = TIMM_KEY_MAP_V1
 
@@ -305,6 +304,7 @@ class PPHGNetV2(_HGNetBase):
     PaddleClas trains the affine blocks' scale and bias with a 0.01 learning-rate multiplier.
     """
 
+    family = PPHGNETV2
     first_conv = "stem.stem1.conv"
     timm_key_map = TIMM_KEY_MAP_V2
 
@@ -376,124 +376,121 @@ def _create(name: str, **kwargs) -> PPHGNet | PPHGNetV2:
     return PPHGNetV2(v.stem_chs, v.stages, use_lab=v.use_lab, **kwargs)
 
 
-# Pretrained configurations. Evaluation preprocessing from ppcls/configs/ImageNet/PPHGNet*/*.yaml:
-# resize short 232 (PPHGNet_tiny, every PPHGNetV2) or 236 (PPHGNet_small/base), bicubic, PIL; crop 224.
+# The weights table. Evaluation preprocessing from ppcls/configs/ImageNet/PPHGNet*/*.yaml: resize short 232
+# (PPHGNet_tiny, every PPHGNetV2) or 236 (PPHGNet_small/base), bicubic, PIL; crop 224.
 _EVAL_232 = dict(resize_short=232, interpolation="bicubic", resize_backend="pil")
 _EVAL_236 = dict(resize_short=236, interpolation="bicubic", resize_backend="pil")
 _DOC_V1 = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-HGNet.md"
 _DOC_V2 = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-HGNetV2.md"
+# PP-HGNetV2 B0-B6: the SSLD stage-2 accuracy (top-1, top-5) from PP-HGNetV2.md.
+_V2_ACCURACY = ((77.77, 93.91), (79.18, 94.57), (81.74, 95.88), (82.98, 96.43), (83.57, 96.72), (84.75, 97.32),
+                (86.30, 97.84))
 
 
-def _v2_cfgs(arch: str, paddle_name: str, top1: float, top5: float) -> tuple[PretrainedCfg, ...]:
+def _v2_weights(b: int, top1: float, top5: float) -> dict[str, dict]:
     """The two SSLD tags every PP-HGNetV2 variant publishes (also in timm's Hub repos, as hgnetv2_b*)."""
-    timm_arch = arch.replace("pphgnetv2", "hgnetv2")
-    return (
-        paddle_cfg(arch, "ssld_stage2_ft_in1k", f"{paddle_name}_ssld_pretrained", top1=top1, top5=top5, **_EVAL_232,
-                   timm=f"{timm_arch}.ssld_stage2_ft_in1k",
-                   notes=f"SSLD stage 2 (distillation fine-tuned on ImageNet-1k). Accuracy (stage-2) from {_DOC_V2}. "
-                         "PaddleClas's SSLD stage-2 config (PPHGNetV2_B4_ssld_stage2.yaml) evaluates at resize 236; "
-                         "the model configs say 232."),
-        paddle_cfg(arch, "ssld_stage1_in22k_in1k", f"{paddle_name}_ssld_stage1_pretrained", **_EVAL_232,
-                   timm=f"{timm_arch}.ssld_stage1_in22k_in1k",
-                   notes="SSLD stage 1 (distilled on ImageNet-1k + mined ImageNet-22k images); what PaddleClas's "
-                         "pretrained=True loads, and what it recommends for downstream fine-tuning. "
-                         f"No accuracy published ({_DOC_V2})."),
-    )
+    return {
+        f"pphgnetv2_b{b}.ssld_stage2_ft_in1k": paddle_cfg(
+            f"PPHGNetV2_B{b}_ssld_pretrained", top1=top1, top5=top5, **_EVAL_232,
+            timm=f"hgnetv2_b{b}.ssld_stage2_ft_in1k",
+            notes=f"SSLD stage 2 (distillation fine-tuned on ImageNet-1k). Accuracy (stage-2) from {_DOC_V2}. "
+                  "PaddleClas's SSLD stage-2 config (PPHGNetV2_B4_ssld_stage2.yaml) evaluates at resize 236; "
+                  "the model configs say 232."),
+        f"pphgnetv2_b{b}.ssld_stage1_in22k_in1k": paddle_cfg(
+            f"PPHGNetV2_B{b}_ssld_stage1_pretrained", **_EVAL_232, timm=f"hgnetv2_b{b}.ssld_stage1_in22k_in1k",
+            notes="SSLD stage 1 (distilled on ImageNet-1k + mined ImageNet-22k images); what PaddleClas's "
+                  "pretrained=True loads, and what it recommends for downstream fine-tuning. "
+                  f"No accuracy published ({_DOC_V2})."),
+    }
 
 
-@register_model(paddle_name="PPHGNet_tiny", pretrained_cfgs=(
-    paddle_cfg("pphgnet_tiny", "ssld_in1k", "PPHGNet_tiny_ssld_pretrained", top1=81.95, top5=96.12, **_EVAL_232,
-               timm="hgnet_tiny.ssld_in1k",
-               notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
-    paddle_cfg("pphgnet_tiny", "paddle_in1k", "PPHGNet_tiny_pretrained", top1=79.83, top5=95.04, **_EVAL_232,
-               timm="hgnet_tiny.paddle_in1k",
-               notes=f"Accuracy from {_DOC_V1}."),
-))
+default_cfgs = generate_default_cfgs({
+    "pphgnet_tiny.ssld_in1k": paddle_cfg(
+        "PPHGNet_tiny_ssld_pretrained", top1=81.95, top5=96.12, **_EVAL_232, timm="hgnet_tiny.ssld_in1k",
+        notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
+    "pphgnet_tiny.paddle_in1k": paddle_cfg(
+        "PPHGNet_tiny_pretrained", top1=79.83, top5=95.04, **_EVAL_232, timm="hgnet_tiny.paddle_in1k",
+        notes=f"Accuracy from {_DOC_V1}."),
+    "pphgnet_small.ssld_in1k": paddle_cfg(
+        "PPHGNet_small_ssld_pretrained", top1=83.82, top5=96.81, **_EVAL_236, timm="hgnet_small.ssld_in1k",
+        notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
+    "pphgnet_small.paddle_in1k": paddle_cfg(
+        "PPHGNet_small_pretrained", top1=81.51, top5=95.82, **_EVAL_236, timm="hgnet_small.paddle_in1k",
+        notes=f"Accuracy from {_DOC_V1}."),
+    "pphgnet_base.ssld_in1k": paddle_cfg(
+        "PPHGNet_base_ssld_pretrained", top1=85.00, top5=97.35, **_EVAL_236, timm="hgnet_base.ssld_in1k",
+        notes=f"SSLD distillation; the only published PPHGNet_base weights. Accuracy from {_DOC_V1}."),
+    **{k: v for b, acc in enumerate(_V2_ACCURACY) for k, v in _v2_weights(b, *acc).items()},
+})
+
+
+# The builders: the variant's network (VARIANTS) with its weight tags (default_cfgs); the first tag is the default.
+
+@register_model("PPHGNet_tiny", default_cfgs)
 def pphgnet_tiny(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
     """PP-HGNet tiny (stem 48-48-96, 5 layers per block, depths 1-1-2-1)."""
-    return _create("pphgnet_tiny", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnet_tiny", **locals())
 
 
-@register_model(paddle_name="PPHGNet_small", pretrained_cfgs=(
-    paddle_cfg("pphgnet_small", "ssld_in1k", "PPHGNet_small_ssld_pretrained", top1=83.82, top5=96.81, **_EVAL_236,
-               timm="hgnet_small.ssld_in1k",
-               notes=f"SSLD distillation. Accuracy from {_DOC_V1}."),
-    paddle_cfg("pphgnet_small", "paddle_in1k", "PPHGNet_small_pretrained", top1=81.51, top5=95.82, **_EVAL_236,
-               timm="hgnet_small.paddle_in1k",
-               notes=f"Accuracy from {_DOC_V1}."),
-))
+@register_model("PPHGNet_small", default_cfgs)
 def pphgnet_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                   use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
     """PP-HGNet small (stem 64-64-128, 6 layers per block, depths 1-1-2-1)."""
-    return _create("pphgnet_small", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnet_small", **locals())
 
 
-@register_model(paddle_name="PPHGNet_base", pretrained_cfgs=(
-    paddle_cfg("pphgnet_base", "ssld_in1k", "PPHGNet_base_ssld_pretrained", top1=85.00, top5=97.35, **_EVAL_236,
-               timm="hgnet_base.ssld_in1k",
-               notes=f"SSLD distillation; the only published PPHGNet_base weights. Accuracy from {_DOC_V1}."),
-))
+@register_model("PPHGNet_base", default_cfgs)
 def pphgnet_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
     """PP-HGNet base (stem 96-96-160, 7 layers per block, depths 1-2-3-2, head dropout 0.2)."""
-    return _create("pphgnet_base", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnet_base", **locals())
 
 
-@register_model(paddle_name="PPHGNetV2_B0", pretrained_cfgs=_v2_cfgs("pphgnetv2_b0", "PPHGNetV2_B0", 77.77, 93.91))
+@register_model("PPHGNetV2_B0", default_cfgs)
 def pphgnetv2_b0(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B0 (stem 16-16, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
-    return _create("pphgnetv2_b0", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnetv2_b0", **locals())
 
 
-@register_model(paddle_name="PPHGNetV2_B1", pretrained_cfgs=_v2_cfgs("pphgnetv2_b1", "PPHGNetV2_B1", 79.18, 94.57))
+@register_model("PPHGNetV2_B1", default_cfgs)
 def pphgnetv2_b1(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B1 (stem 24-32, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
-    return _create("pphgnetv2_b1", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnetv2_b1", **locals())
 
 
-@register_model(paddle_name="PPHGNetV2_B2", pretrained_cfgs=_v2_cfgs("pphgnetv2_b2", "PPHGNetV2_B2", 81.74, 95.88))
+@register_model("PPHGNetV2_B2", default_cfgs)
 def pphgnetv2_b2(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B2 (stem 24-32, 4 layers per block, depths 1-1-3-1, learnable affine blocks)."""
-    return _create("pphgnetv2_b2", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnetv2_b2", **locals())
 
 
-@register_model(paddle_name="PPHGNetV2_B3", pretrained_cfgs=_v2_cfgs("pphgnetv2_b3", "PPHGNetV2_B3", 82.98, 96.43))
+@register_model("PPHGNetV2_B3", default_cfgs)
 def pphgnetv2_b3(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B3 (stem 24-32, 5 layers per block, depths 1-1-3-1, learnable affine blocks)."""
-    return _create("pphgnetv2_b3", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnetv2_b3", **locals())
 
 
-@register_model(paddle_name="PPHGNetV2_B4", pretrained_cfgs=_v2_cfgs("pphgnetv2_b4", "PPHGNetV2_B4", 83.57, 96.72))
+@register_model("PPHGNetV2_B4", default_cfgs)
 def pphgnetv2_b4(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B4 (stem 32-48, 6 layers per block, depths 1-1-3-1)."""
-    return _create("pphgnetv2_b4", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnetv2_b4", **locals())
 
 
-@register_model(paddle_name="PPHGNetV2_B5", pretrained_cfgs=_v2_cfgs("pphgnetv2_b5", "PPHGNetV2_B5", 84.75, 97.32))
+@register_model("PPHGNetV2_B5", default_cfgs)
 def pphgnetv2_b5(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B5 (stem 32-64, 6 layers per block, depths 1-2-5-2)."""
-    return _create("pphgnetv2_b5", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnetv2_b5", **locals())
 
 
-@register_model(paddle_name="PPHGNetV2_B6", pretrained_cfgs=_v2_cfgs("pphgnetv2_b6", "PPHGNetV2_B6", 86.30, 97.84))
+@register_model("PPHGNetV2_B6", default_cfgs)
 def pphgnetv2_b6(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
     """PP-HGNetV2 B6 (stem 48-96, 6 layers per block, depths 2-3-6-3)."""
-    return _create("pphgnetv2_b6", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand)
+    return _create("pphgnetv2_b6", **locals())

@@ -11,22 +11,31 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._registry import register_model
+from .._registry import PADDLECLAS_CITATION, ModelFamily, register_model
 from ..convert.keymap import PaddleKeyMap, TimmArch, TimmKeyMap
 from ..layers import (
     ClassifierHead,
     ConvBNAct,
     DropPath,
+    PaddleInit,
     RepDepthwiseConv,
     SqueezeExcite,
     create_act,
     drop_path_schedule,
-    paddle_default_init_,
+    kaiming_normal_fan_in_,
 )
-from ..pretrained import paddle_cfg
+from ..pretrained import generate_default_cfgs, paddle_cfg
 from ._base import ClassifierModel
 
-__all__ = ["PPLCNetV2", "RepDepthwiseSeparable", "make_divisible"]
+__all__ = ["PPLCNetV2", "RepDepthwiseSeparable", "make_divisible", "PPLCNETV2", "VARIANTS", "default_cfgs"]
+
+PPLCNETV2 = ModelFamily("PP-LCNetV2", (PADDLECLAS_CITATION, """@article{cui2021pplcnet,
+  title = {PP-LCNet: A Lightweight CPU Convolutional Neural Network},
+  author = {Cui, Cheng and Gao, Tingquan and Wei, Shengyu and Du, Yuning and Guo, Ruoyu and Dong, Shuilong and
+            Lu, Bin and Zhou, Ying and Lv, Xueying and Liu, Qiwen and Hu, Xiaoguang and Yu, Dianhai and Ma, Yanjun},
+  journal = {arXiv preprint arXiv:2109.15099},
+  year = {2021}
+}"""))
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -161,10 +170,14 @@ class PPLCNetV2(ClassifierModel):
         act_layer: the activation used throughout (SE included).
     """
 
+    family = PPLCNETV2
     first_conv = "stem.0.conv"
     paddle_key_map = PADDLE_KEY_MAP
     timm_key_map = TIMM_KEY_MAP
     bn_weight_decay = False  # pp_lcnet_v2.py: ParamAttr(regularizer=L2Decay(0.0)) on every BN
+    # PaddleClas: Kaiming-normal convs in the conv-BN layers (given as they are built), Paddle's defaults elsewhere
+    # (SE, head). Applied after the defaults, as hgzoo always has: the same weights from the same seed.
+    paddle_init = PaddleInit(after=((ConvBNAct, kaiming_normal_fan_in_),))
 
     def __init__(
         self,
@@ -214,14 +227,6 @@ class PPLCNetV2(ClassifierModel):
         )
         self._init_weights()
 
-    @torch.no_grad()
-    def _init_weights(self) -> None:
-        # PaddleClas: Kaiming-normal convs in the conv-BN layers, Paddle's defaults elsewhere (SE, head).
-        paddle_default_init_(self)
-        for m in self.modules():
-            if isinstance(m, ConvBNAct):
-                nn.init.kaiming_normal_(m.conv.weight, mode="fan_in", nonlinearity="relu")
-
 
 @dataclass(frozen=True)
 class VariantCfg:
@@ -238,64 +243,54 @@ VARIANTS = {
 }
 
 
-
 def _create(name: str, **kwargs) -> PPLCNetV2:
     v = VARIANTS[name]
     return PPLCNetV2(v.scale, v.depths, **kwargs)
 
 
-# Pretrained configurations. Evaluation preprocessing of ppcls/configs/ImageNet/PPLCNetV2/*.yaml: resize short 256
-# (cv2, bilinear), crop 224: paddle_cfg's defaults.
+# The weights table. Evaluation preprocessing of ppcls/configs/ImageNet/PPLCNetV2/*.yaml: resize short 256 (cv2,
+# bilinear), crop 224: paddle_cfg's defaults.
 _DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/PP-LCNetV2.md"
 _UNPUBLISHED = (
     "Listed in ppcls MODEL_URLS (PaddleClas 2.6); PaddleClas publishes no accuracy for it "
     f"({_DOC}: 'more models and weights to come')."
 )
 
+default_cfgs = generate_default_cfgs({
+    "pplcnetv2_small.paddle_in1k": paddle_cfg(
+        "PPLCNetV2_small_pretrained", timm="lcnetv2_small.paddle_in1k", notes=_UNPUBLISHED),
+    "pplcnetv2_base.ssld_in1k": paddle_cfg(
+        "PPLCNetV2_base_ssld_pretrained", top1=80.07, top5=94.87, timm="lcnetv2_base.ssld_in1k",
+        notes=f"SSLD distillation. Accuracy from {_DOC}."),
+    "pplcnetv2_base.paddle_in1k": paddle_cfg(
+        "PPLCNetV2_base_pretrained", top1=77.04, top5=93.27, timm="lcnetv2_base.paddle_in1k",
+        notes=f"Accuracy from {_DOC}."),
+    "pplcnetv2_large.paddle_in1k": paddle_cfg(
+        "PPLCNetV2_large_pretrained", timm="lcnetv2_large.paddle_in1k", notes=_UNPUBLISHED),
+})
 
-@register_model(
-    paddle_name="PPLCNetV2_small",
-    pretrained_cfgs=(paddle_cfg("pplcnetv2_small", "paddle_in1k", "PPLCNetV2_small_pretrained",
-                                timm="lcnetv2_small.paddle_in1k", notes=_UNPUBLISHED),),
-)
-def pplcnetv2_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
-                    drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
+
+# The builders: the variant's network (VARIANTS) with its weight tags (default_cfgs); the first tag is the default.
+
+@register_model("PPLCNetV2_small", default_cfgs)
+def pplcnetv2_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
+                    use_last_conv: bool = True, class_expand: int = 1280,
                     act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
     """PP-LCNetV2 small (scale 0.75, depths 2-2-4-2)."""
-    return _create("pplcnetv2_small", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand,
-                   act_layer=act_layer)
+    return _create("pplcnetv2_small", **locals())
 
 
-@register_model(
-    paddle_name="PPLCNetV2_base",
-    pretrained_cfgs=(
-        paddle_cfg("pplcnetv2_base", "ssld_in1k", "PPLCNetV2_base_ssld_pretrained", top1=80.07, top5=94.87,
-                   timm="lcnetv2_base.ssld_in1k",
-                   notes=f"SSLD distillation. Accuracy from {_DOC}."),
-        paddle_cfg("pplcnetv2_base", "paddle_in1k", "PPLCNetV2_base_pretrained", top1=77.04, top5=93.27,
-                   timm="lcnetv2_base.paddle_in1k",
-                   notes=f"Accuracy from {_DOC}."),
-    ),
-)
-def pplcnetv2_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
-                   drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
+@register_model("PPLCNetV2_base", default_cfgs)
+def pplcnetv2_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
+                   use_last_conv: bool = True, class_expand: int = 1280,
                    act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
     """PP-LCNetV2 base (scale 1.0, depths 2-2-6-2)."""
-    return _create("pplcnetv2_base", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand,
-                   act_layer=act_layer)
+    return _create("pplcnetv2_base", **locals())
 
 
-@register_model(
-    paddle_name="PPLCNetV2_large",
-    pretrained_cfgs=(paddle_cfg("pplcnetv2_large", "paddle_in1k", "PPLCNetV2_large_pretrained",
-                                timm="lcnetv2_large.paddle_in1k", notes=_UNPUBLISHED),),
-)
-def pplcnetv2_large(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2,
-                    drop_path_rate: float = 0.0, use_last_conv: bool = True, class_expand: int = 1280,
+@register_model("PPLCNetV2_large", default_cfgs)
+def pplcnetv2_large(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
+                    use_last_conv: bool = True, class_expand: int = 1280,
                     act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
     """PP-LCNetV2 large (scale 1.25, depths 2-2-8-2)."""
-    return _create("pplcnetv2_large", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate, use_last_conv=use_last_conv, class_expand=class_expand,
-                   act_layer=act_layer)
+    return _create("pplcnetv2_large", **locals())

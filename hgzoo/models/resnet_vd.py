@@ -21,15 +21,31 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from .._registry import register_model
+from .._registry import PADDLECLAS_CITATION, ModelFamily, register_model
 from ..convert.keymap import PaddleKeyMap, TimmArch, TimmKeyMap
-from ..layers import ClassifierHead, ConvBNAct, DropPath, drop_path_schedule
-from ..pretrained import PADDLE_BUCKET, PretrainedCfg, paddle_cfg, timm_cfg
+from ..layers import (
+    ClassifierHead,
+    ConvBNAct,
+    DropPath,
+    PaddleInit,
+    drop_path_schedule,
+    kaiming_normal_fan_in_,
+    uniform_fan_in_,
+)
+from ..pretrained import PADDLE_BUCKET, generate_default_cfgs, paddle_cfg, timm_cfg
 from ._base import ClassifierModel
 
 __all__ = [
-    "BasicBlock", "Bottleneck", "ResNetVd", "ResNetVdShortcut", "make_paddle_key_map",
+    "BasicBlock", "Bottleneck", "ResNetVd", "ResNetVdShortcut", "make_paddle_key_map", "RESNET_VD", "VARIANTS",
+    "default_cfgs",
 ]
+
+RESNET_VD = ModelFamily("ResNet-vd", (PADDLECLAS_CITATION, """@inproceedings{he2019bag,
+  title = {Bag of Tricks for Image Classification with Convolutional Neural Networks},
+  author = {He, Tong and Zhang, Zhi and Zhang, Hang and Zhang, Zhongyue and Xie, Junyuan and Li, Mu},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year = {2019}
+}"""))
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 
@@ -175,8 +191,12 @@ class ResNetVd(ClassifierModel):
         drop_path_rate: stochastic depth of the residual branches, rising linearly over all blocks to this value.
     """
 
+    family = RESNET_VD
     first_conv = "stem.0.conv"
     timm_key_map = TIMM_KEY_MAP
+    # PaddleClas builds its convs with Paddle's default (normal, std sqrt(2 / fan_in): Kaiming's, as no conv is
+    # grouped) and its fc with weights uniform in +-1/sqrt(fan_in) and a zero bias; BN 1/0.
+    paddle_init = PaddleInit(build=((nn.Conv2d, kaiming_normal_fan_in_), (nn.Linear, uniform_fan_in_)))
     # timm's ResNet-d exposes the stem (before the max pool) as level 0 of forward_intermediates.
     stem_info = {"num_chs": 64, "reduction": 2, "module": "stem"}
 
@@ -222,19 +242,6 @@ class ResNetVd(ClassifierModel):
         self.head = ClassifierHead(in_chs, num_classes, drop_rate=drop_rate, dropout_mode="upscale_in_train")
         self._init_weights()
 
-    @torch.no_grad()
-    def _init_weights(self) -> None:
-        # PaddleClas: Paddle's default conv init (normal, std sqrt(2 / fan_in)), BN weight 1 / bias 0, and
-        # an fc with weights uniform in ±1/sqrt(fan_in) and zero bias.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-        fc = self.head.fc
-        if isinstance(fc, nn.Linear):
-            bound = fc.in_features ** -0.5
-            nn.init.uniform_(fc.weight, -bound, bound)
-            nn.init.zeros_(fc.bias)
-
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem_pool(self.stem(x))
 
@@ -266,8 +273,8 @@ def _create(name: str, **kwargs) -> ResNetVd:
     return ResNetVd(v.block, v.depths, **kwargs)
 
 
-# Pretrained configurations. Evaluation preprocessing of ppcls/configs/ImageNet/ResNet/*.yaml: resize short 256
-# (cv2, bilinear), crop 224: paddle_cfg's defaults.
+# The weights table. Evaluation preprocessing of ppcls/configs/ImageNet/ResNet/*.yaml: resize short 256 (cv2,
+# bilinear), crop 224: paddle_cfg's defaults.
 _DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/README.md (ResNet table)"
 _SSLD_DOC = "PaddleClas docs/zh_CN/models/ImageNet1k/README.md (SSLD and ResNet tables)"
 _ACCURACY = f"Accuracy from {_DOC}."
@@ -305,25 +312,23 @@ _TIMM_TRAININGS = {
 }
 
 
-def _timm_cfgs(arch: str) -> tuple[PretrainedCfg, ...]:
-    """timm's own trainings of the same network (shortcut pool included; ResNet18/34-d's missing first projection
-    is an exact identity), as extra tags with timm's preprocessing."""
-    out = []
-    for t in _TIMM_TRAININGS[arch]:
-        gluon = t.timm_name.endswith("gluon_in1k")
-        if t.top1 is None:
-            measured = "timm publishes no accuracy for it in the results table available here (an older version)."
-        else:
-            measured = (f"Accuracy as timm measures it at {t.eval_size} px, crop_pct {t.eval_crop_pct} "
-                        "(results/results-imagenet.csv)" + (", not this tag's default preprocessing." if
-                                                            t.eval_size != t.crop_size else "."))
-        norm = {} if t.mean_std is None else {"mean": (t.mean_std,) * 3, "std": (t.mean_std,) * 3}
-        out.append(timm_cfg(
-            arch, t.timm_name, crop_size=t.crop_size, crop_pct=t.crop_pct, interpolation="bicubic", top1=t.top1,
-            top5=t.top5, source="GluonCV, via timm's Hub repo" if gluon else "timm (its own training)", **norm,
-            notes=f"{'GluonCV' if gluon else 'timm'}'s training of ResNet-D ({t.timm_name}), the same network as "
-                  f"PaddleClas's {arch}. {measured}"))
-    return tuple(out)
+
+def _timm_weights(arch: str, t: TimmTraining) -> dict:
+    """One of timm's own trainings of the same network (shortcut pool included; ResNet18/34-d's missing first
+    projection is an exact identity), as an extra tag with timm's preprocessing."""
+    gluon = t.timm_name.endswith("gluon_in1k")
+    if t.top1 is None:
+        measured = "timm publishes no accuracy for it in the results table available here (an older version)."
+    else:
+        measured = (f"Accuracy as timm measures it at {t.eval_size} px, crop_pct {t.eval_crop_pct} "
+                    "(results/results-imagenet.csv)" + (", not this tag's default preprocessing." if
+                                                        t.eval_size != t.crop_size else "."))
+    norm = {} if t.mean_std is None else {"mean": (t.mean_std,) * 3, "std": (t.mean_std,) * 3}
+    return timm_cfg(
+        t.timm_name, crop_size=t.crop_size, crop_pct=t.crop_pct, interpolation="bicubic", top1=t.top1, top5=t.top5,
+        source="GluonCV, via timm's Hub repo" if gluon else "timm (its own training)", **norm,
+        notes=f"{'GluonCV' if gluon else 'timm'}'s training of ResNet-D ({t.timm_name}), the same network as "
+              f"PaddleClas's {arch}. {measured}")
 
 
 # Published checkpoints outside legendary_models/ (PaddleClas 2.0's dygraph files), listed in its model-zoo docs.
@@ -332,110 +337,83 @@ _LEGACY_LAYOUT = ("The file is in PaddleClas 2.0's dygraph layout (conv1_1, bb_S
                   "reads; that layout was read off PaddleClas 2.0's resnet_vd.py, as the file itself could not be "
                   "downloaded here.")
 
+default_cfgs = generate_default_cfgs({
+    "resnet18_vd.paddle_in1k": paddle_cfg("ResNet18_vd_pretrained", top1=72.26, top5=90.80, notes=_ACCURACY),
+    "resnet34_vd.ssld_in1k": paddle_cfg(
+        "ResNet34_vd_ssld_pretrained", top1=79.72, top5=94.90, notes=f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
+    "resnet34_vd.paddle_in1k": paddle_cfg("ResNet34_vd_pretrained", top1=75.98, top5=92.98, notes=_ACCURACY),
+    "resnet50_vd.ssld_in1k": paddle_cfg(
+        "ResNet50_vd_ssld_pretrained", top1=83.00, top5=96.40,
+        notes="SSLD distillation. Accuracy from the tables that link this file "
+              "(docs/zh_CN/models/ImageNet1k/README.md and ResNet.md, release 2.2 on: 0.8300 / 0.9640). "
+              "The 82.39 of older docs (ResNet_and_vd.md: 0.824 / 0.961) is the earlier static SSLD "
+              "model; 83.0 / 96.4 was listed there as ResNet50_vd_ssld_v2."),
+    "resnet50_vd.paddle_in1k": paddle_cfg("ResNet50_vd_pretrained", top1=79.12, top5=94.44, notes=_ACCURACY),
+    "resnet50_vd.fix_ssld_in1k": paddle_cfg(
+        "Fix_ResNet50_vd_ssld_v2_pretrained", top1=84.0, top5=97.0, url_root=_DYGRAPH, resize_short=320, crop_size=320,
+        notes="PaddleClas's Fix_ResNet50_vd_ssld (file Fix_ResNet50_vd_ssld_v2): ResNet50_vd_ssld_v2 with "
+              "every layer but the fc frozen, fine-tuned at 320x320 (FixRes). Accuracy from "
+              "docs/zh_CN/models/ImageNet1k/ResNet.md (0.840 / 0.970); URL from PaddleClas's model-zoo "
+              "overview (its list of pretrained models and download links). Evaluation: crop 320 after "
+              "resizing the short side to 320, as the T4 table of ResNet_and_vd.md lists it; no "
+              "evaluation config is published for it, so the interpolation is ResizeImage's default (cv2 "
+              "bilinear), not a documented fact. " + _LEGACY_LAYOUT),
+    "resnet50_vd.paddle_10w": paddle_cfg(
+        "ResNet50_vd_10w_pretrained", num_classes=0, url_root=_DYGRAPH,
+        notes="Baidu's large-scale pretraining for fine-tuning: 100,000 classes, 43 million images "
+              "(PaddleClas docs, transfer learning: 'ResNet50_vd_10w'). The file has no classifier (the "
+              "FAQ: it 'does not provide the final FC layer parameters'), so this tag has none; pass "
+              "num_classes to get a fresh one. No accuracy is published; the preprocessing is ResNet50_vd's "
+              "ImageNet evaluation (PaddleClas publishes none for it). " + _LEGACY_LAYOUT),
+    "resnet101_vd.ssld_in1k": paddle_cfg(
+        "ResNet101_vd_ssld_pretrained", top1=83.73, top5=96.69, notes=f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
+    "resnet101_vd.paddle_in1k": paddle_cfg("ResNet101_vd_pretrained", top1=80.17, top5=94.97, notes=_ACCURACY),
+    "resnet152_vd.paddle_in1k": paddle_cfg("ResNet152_vd_pretrained", top1=80.59, top5=95.30, notes=_ACCURACY),
+    "resnet200_vd.paddle_in1k": paddle_cfg("ResNet200_vd_pretrained", top1=80.93, top5=95.33, notes=_ACCURACY),
+    **{f"{arch}.{t.timm_name.partition('.')[2]}": _timm_weights(arch, t)
+       for arch, trainings in _TIMM_TRAININGS.items() for t in trainings},
+})
 
-@register_model(
-    paddle_name="ResNet18_vd",
-    pretrained_cfgs=(
-        paddle_cfg("resnet18_vd", "paddle_in1k", "ResNet18_vd_pretrained", top1=72.26, top5=90.80, notes=_ACCURACY),
-        *_timm_cfgs("resnet18_vd"),
-    ),
-)
+
+# The builders: the variant's network (VARIANTS) with its weight tags (default_cfgs); the first tag is the default.
+
+@register_model("ResNet18_vd", default_cfgs)
 def resnet18_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet18_vd (basic blocks, depths 2-2-2-2)."""
-    return _create("resnet18_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("resnet18_vd", **locals())
 
 
-@register_model(
-    paddle_name="ResNet34_vd",
-    pretrained_cfgs=(
-        paddle_cfg("resnet34_vd", "ssld_in1k", "ResNet34_vd_ssld_pretrained", top1=79.72, top5=94.90,
-                   notes=f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
-        paddle_cfg("resnet34_vd", "paddle_in1k", "ResNet34_vd_pretrained", top1=75.98, top5=92.98, notes=_ACCURACY),
-        *_timm_cfgs("resnet34_vd"),
-    ),
-)
+@register_model("ResNet34_vd", default_cfgs)
 def resnet34_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet34_vd (basic blocks, depths 3-4-6-3)."""
-    return _create("resnet34_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("resnet34_vd", **locals())
 
 
-@register_model(
-    paddle_name="ResNet50_vd",
-    pretrained_cfgs=(
-        paddle_cfg("resnet50_vd", "ssld_in1k", "ResNet50_vd_ssld_pretrained", top1=83.00, top5=96.40,
-                   notes="SSLD distillation. Accuracy from the tables that link this file "
-                         "(docs/zh_CN/models/ImageNet1k/README.md and ResNet.md, release 2.2 on: 0.8300 / 0.9640). "
-                         "The 82.39 of older docs (ResNet_and_vd.md: 0.824 / 0.961) is the earlier static SSLD "
-                         "model; 83.0 / 96.4 was listed there as ResNet50_vd_ssld_v2."),
-        paddle_cfg("resnet50_vd", "paddle_in1k", "ResNet50_vd_pretrained", top1=79.12, top5=94.44, notes=_ACCURACY),
-        paddle_cfg("resnet50_vd", "fix_ssld_in1k", "Fix_ResNet50_vd_ssld_v2_pretrained", top1=84.0, top5=97.0,
-                   url_root=_DYGRAPH, resize_short=320, crop_size=320,
-                   notes="PaddleClas's Fix_ResNet50_vd_ssld (file Fix_ResNet50_vd_ssld_v2): ResNet50_vd_ssld_v2 with "
-                         "every layer but the fc frozen, fine-tuned at 320x320 (FixRes). Accuracy from "
-                         "docs/zh_CN/models/ImageNet1k/ResNet.md (0.840 / 0.970); URL from PaddleClas's model-zoo "
-                         "overview (its list of pretrained models and download links). Evaluation: crop 320 after "
-                         "resizing the short side to 320, as the T4 table of ResNet_and_vd.md lists it; no "
-                         "evaluation config is published for it, so the interpolation is ResizeImage's default (cv2 "
-                         "bilinear), not a documented fact. "
-                         + _LEGACY_LAYOUT),
-        paddle_cfg("resnet50_vd", "paddle_10w", "ResNet50_vd_10w_pretrained", num_classes=0, url_root=_DYGRAPH,
-                   notes="Baidu's large-scale pretraining for fine-tuning: 100,000 classes, 43 million images "
-                         "(PaddleClas docs, transfer learning: 'ResNet50_vd_10w'). The file has no classifier (the "
-                         "FAQ: it 'does not provide the final FC layer parameters'), so this tag has none; pass "
-                         "num_classes to get a fresh one. No accuracy is published; the preprocessing is ResNet50_vd's "
-                         "ImageNet evaluation (PaddleClas publishes none for it). " + _LEGACY_LAYOUT),
-        *_timm_cfgs("resnet50_vd"),
-    ),
-)
+@register_model("ResNet50_vd", default_cfgs)
 def resnet50_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                 drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet50_vd (bottlenecks, depths 3-4-6-3)."""
-    return _create("resnet50_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("resnet50_vd", **locals())
 
 
-@register_model(
-    paddle_name="ResNet101_vd",
-    pretrained_cfgs=(
-        paddle_cfg("resnet101_vd", "ssld_in1k", "ResNet101_vd_ssld_pretrained", top1=83.73, top5=96.69,
-                   notes=f"SSLD distillation. Accuracy from {_SSLD_DOC}."),
-        paddle_cfg("resnet101_vd", "paddle_in1k", "ResNet101_vd_pretrained", top1=80.17, top5=94.97, notes=_ACCURACY),
-        *_timm_cfgs("resnet101_vd"),
-    ),
-)
+@register_model("ResNet101_vd", default_cfgs)
 def resnet101_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet101_vd (bottlenecks, depths 3-4-23-3)."""
-    return _create("resnet101_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("resnet101_vd", **locals())
 
 
-@register_model(
-    paddle_name="ResNet152_vd",
-    pretrained_cfgs=(
-        paddle_cfg("resnet152_vd", "paddle_in1k", "ResNet152_vd_pretrained", top1=80.59, top5=95.30, notes=_ACCURACY),
-        *_timm_cfgs("resnet152_vd"),
-    ),
-)
+@register_model("ResNet152_vd", default_cfgs)
 def resnet152_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet152_vd (bottlenecks, depths 3-8-36-3)."""
-    return _create("resnet152_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("resnet152_vd", **locals())
 
 
-@register_model(
-    paddle_name="ResNet200_vd",
-    pretrained_cfgs=(
-        paddle_cfg("resnet200_vd", "paddle_in1k", "ResNet200_vd_pretrained", top1=80.93, top5=95.33, notes=_ACCURACY),
-    ),
-)
+@register_model("ResNet200_vd", default_cfgs)
 def resnet200_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0) -> ResNetVd:
     """ResNet200_vd (bottlenecks, depths 3-12-48-3)."""
-    return _create("resnet200_vd", num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   drop_path_rate=drop_path_rate)
+    return _create("resnet200_vd", **locals())
