@@ -82,7 +82,7 @@ class _Files(Dataset):
 def _source(model: str | nn.Module | None, checkpoint, pretrained_file, *, ema: bool, num_classes: int | None,
             in_chans: int | None, deployed) -> tuple[nn.Module | None, object]:
     """(model or None, checkpoint info or None) from what the caller gave."""
-    from .checkpoint import model_from_checkpoint
+    from .checkpoint import load_model
 
     if checkpoint is not None and pretrained_file is not None:
         raise TypeError("pass checkpoint= or pretrained_file= (the same thing), not both")
@@ -91,33 +91,29 @@ def _source(model: str | nn.Module | None, checkpoint, pretrained_file, *, ema: 
         if checkpoint is not None:
             raise TypeError("checkpoint= goes with a model name, not with a built model")
         return model.eval(), None
-    if checkpoint is not None:
-        return model_from_checkpoint(checkpoint, model_name=model, num_classes=num_classes, in_chans=in_chans,
-                                     ema=ema)
-    if model is None:
+    if model is None and checkpoint is None:
         if deployed is None:
             raise TypeError("predict needs a model name, a built model, checkpoint= or deployed=")
         return None, None
-    from ._builder import create_model
-
-    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
-    return create_model(model, pretrained=True, **kwargs).eval(), None
+    return load_model(model, checkpoint=checkpoint, num_classes=num_classes, in_chans=in_chans, ema=ema)
 
 
 def _preprocessing(model: nn.Module | None, info, deployed, img_size: int | None) -> tuple[dict, int, int | None]:
     """(data config, input channels, classes) of the model, or of a deployed file alone."""
-    from .checkpoint import data_config, eval_config, input_channels
+    from .checkpoint import data_config, input_channels
 
     if model is not None:
         return data_config(info, model, crop_size=img_size), input_channels(model), model.num_classes
     from ._registry import get_pretrained_cfg, is_model
     from .deploy.runtimes import read_meta
+    from .preprocessing import resolve_preprocessing
 
     meta = read_meta(deployed)
     name = str(meta.get("model") or "")
     chans = int(meta.get("in_chans") or 3)
     cfg = get_pretrained_cfg(name) if is_model(name) else None
-    return eval_config(cfg, meta.get("data_config"), chans, crop_size=img_size), chans, meta.get("num_classes")
+    dc = resolve_preprocessing(cfg, meta.get("data_config"), chans, crop_size=img_size)
+    return dc, chans, meta.get("num_classes")
 
 
 def _run(runner, files: list[str], dc: dict, in_chans: int, k: int, names: list[str] | None, batch_size: int,

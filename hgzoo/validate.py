@@ -61,9 +61,8 @@ from hgzoo.checkpoint import (
     CheckpointConflictError,
     add_weights_argument,
     data_config,
-    eval_config,
     input_channels,
-    model_from_checkpoint,
+    load_model,
 )
 from hgzoo.data import (
     ImageFolder,
@@ -72,6 +71,7 @@ from hgzoo.data import (
     create_transform,
     split_cores,
 )
+from hgzoo.preprocessing import resolve_preprocessing
 
 PREPROCESSING_KEYS = ("resize_short", "crop_size", "interpolation", "resize_backend")
 CSV_FIELDS = (
@@ -217,19 +217,18 @@ class Subject(NamedTuple):
 
 
 def _build_model(name: str | None, args: argparse.Namespace):
-    """(model, checkpoint info) for ``name`` and the weights asked for."""
-    if args.checkpoint:
-        return model_from_checkpoint(args.checkpoint, model_name=name, num_classes=args.num_classes,
-                                     in_chans=args.in_chans, ema=args.weights == "ema")
-    if args.weights == "ema":
-        raise BadInput("--ema takes the EMA weights of a --checkpoint; --pretrained has none")
-    cfg = hgzoo.get_pretrained_cfg(name)
-    for flag, value, own in (("--num-classes", args.num_classes, cfg.num_classes if cfg else None),
-                             ("--in-chans", args.in_chans, 3)):
-        if value is not None and own is not None and value != own:
-            raise BadInput(f"{flag} {value} contradicts the published weights of {name} ({own}); validating them "
-                           "with a new random layer would mean nothing: give --checkpoint FILE for your own weights")
-    return hgzoo.create_model(name, pretrained=True).eval(), None
+    """(model, checkpoint info) for ``name`` and the weights asked for; published weights are validated as they are
+    published (a new random classifier or stem would mean nothing)."""
+    if not args.checkpoint:
+        cfg = hgzoo.get_pretrained_cfg(name)
+        for flag, value, own in (("--num-classes", args.num_classes, cfg.num_classes if cfg else None),
+                                 ("--in-chans", args.in_chans, 3)):
+            if value is not None and own is not None and value != own:
+                raise BadInput(f"{flag} {value} contradicts the published weights of {name} ({own}); validating "
+                               "them with a new random layer would mean nothing: give --checkpoint FILE for your own "
+                               "weights")
+    return load_model(name, checkpoint=args.checkpoint, num_classes=args.num_classes, in_chans=args.in_chans,
+                      ema=args.weights == "ema")
 
 
 def subject_of(name: str | None, args: argparse.Namespace, deployed_meta: dict | None) -> Subject:
@@ -249,7 +248,8 @@ def subject_of(name: str | None, args: argparse.Namespace, deployed_meta: dict |
     chans = int(meta.get("in_chans") or 3)
     stored = meta.get("data_config")
     return Subject(label, None, f"{args.deployed} (deployed file only)", chans, meta.get("num_classes"),
-                   eval_config(cfg, stored, chans, **overrides), eval_config(cfg, stored, chans), cfg)
+                   resolve_preprocessing(cfg, stored, chans, **overrides), resolve_preprocessing(cfg, stored, chans),
+                   cfg)
 
 
 def run_pass(runner, dataset, s: Subject, args: argparse.Namespace, workers: int, desc: str, timed: bool = True):

@@ -5,9 +5,8 @@ import argparse
 import sys
 
 from .._cli import BadInput, RunFailed, positive_int
-from ..checkpoint import CheckpointConflictError, add_weights_argument, data_config
+from ..checkpoint import CheckpointConflictError, add_weights_argument, data_config, load_model
 from .api import FORMATS, PRECISIONS, ExportError, ExportVerificationError, export
-from .source import load_model
 
 __all__ = ["add_parser"]
 
