@@ -8,7 +8,7 @@ or adapts a stem: an argument that contradicts the checkpoint is a :class:`Check
 This is the one reader of train.py's checkpoints: predict, validate, export and publishing read them through it, and
 :func:`load_model` gives them a model from a name or a checkpoint alike::
 
-    info = hgzoo.checkpoint.describe("runs/x/best.pt")      # model_name, num_classes, in_chans, class_names, ...
+    info = hgzoo.checkpoint.read_info("runs/x/best.pt")     # model_name, num_classes, in_chans, class_names, ...
     model, info = hgzoo.checkpoint.model_from_checkpoint("runs/x/best.pt", ema=True)
     dc = hgzoo.checkpoint.data_config(info, model)          # the evaluation preprocessing it was trained with
 
@@ -16,7 +16,6 @@ Every file is read once, by the one safe reader (:func:`hgzoo._files.safe_load`)
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +30,10 @@ from ._registry import resolve_model_name
 from .preprocessing import DATA_KEYS, resolve_preprocessing
 from .pretrained import PretrainedCfg
 
-__all__ = ["CheckpointInfo", "CheckpointConflictError", "describe", "model_from_checkpoint", "train_checkpoint",
+__all__ = ["CheckpointInfo", "CheckpointConflictError", "read_info", "model_from_checkpoint", "train_checkpoint",
            "load_model",
            "data_config", "run_data_config",
-           "input_channels", "add_weights_argument"]
+           "input_channels"]
 
 _FC = "head.fc.weight"
 
@@ -132,7 +131,7 @@ def _read(path: str | os.PathLike) -> tuple[CheckpointInfo, Any]:
     return _info(path, obj), obj
 
 
-def describe(path: str | os.PathLike) -> CheckpointInfo:
+def read_info(path: str | os.PathLike) -> CheckpointInfo:
     """What the checkpoint at ``path`` says about its model (read with the safe reader)."""
     return _read(path)[0]
 
@@ -290,12 +289,3 @@ def input_channels(model: nn.Module) -> int:
         if isinstance(m, nn.modules.conv._ConvNd):
             return int(m.weight.shape[1] * m.groups)
     raise ValueError(f"cannot tell the input channels of {type(model).__name__}: pass in_chans=")
-
-
-def add_weights_argument(parser: argparse.ArgumentParser) -> None:
-    """``--weights model|ema`` (and ``--ema``, the same as ``--weights ema``): which weights of a checkpoint that
-    holds both (train.py's with EMA, timm's ``state_dict_ema``) a command uses."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--weights", choices=["model", "ema"], default="model",
-                       help="a train.py checkpoint's model weights (default) or its EMA weights")
-    group.add_argument("--ema", dest="weights", action="store_const", const="ema", help="the same as --weights ema")

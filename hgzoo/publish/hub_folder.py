@@ -22,8 +22,8 @@ import yaml
 from safetensors.torch import save
 from torch import nn
 
-from ._files import atomic_write
-from .pretrained import PADDLECLAS_URL, PretrainedCfg, WeightSource
+from .._files import atomic_write
+from ..pretrained import PADDLECLAS_URL, PretrainedCfg, WeightSource
 
 __all__ = ["Metrics", "Provenance", "save_pretrained", "push_to_hub", "upload_folder", "write_hub_folder",
            "write_safetensors", "hub_config", "model_card"]
@@ -312,7 +312,7 @@ _TRAIN_SETTINGS = ("model", "pretrained", "initial_checkpoint", "init", "dataset
 
 
 def _card_settings(config: dict) -> tuple[tuple[str, Any], ...]:
-    from .train.config import DEFAULTS
+    from ..train.config import DEFAULTS
 
     def shown(key: str) -> bool:
         value = config.get(key)
@@ -343,7 +343,7 @@ def from_train_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Pretraine
                                                            list[str] | None, int]:
     """(model with the checkpoint's weights, its pretrained cfg, provenance, metrics, class names, in_chans) of a
     self-describing train.py checkpoint (``best.pt`` / ``last.pt``), read by :mod:`hgzoo.checkpoint`."""
-    from .checkpoint import data_config, input_channels, train_checkpoint
+    from ..checkpoint import data_config, input_channels, train_checkpoint
 
     path = Path(path)
     model, info = train_checkpoint(path)
