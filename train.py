@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from hgzoo.train.cli import main
+from hgzoo.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from hgzoo.validate import main
+from hgzoo.cli.validate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,9 +24,9 @@ if __package__ in (None, ""):  # run as `python benchmarks/drift.py`: the tools 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness.drift import ALL_TARGETS, measure_drift  # noqa: E402
+from hgzoo.checkpoint import load_model, run_data_config  # noqa: E402
 from hgzoo.data import FASHION_MNIST_DIR, FashionMNIST, ImageFolder, LabelListDataset  # noqa: E402
 from hgzoo.deploy import ExportError, eval_transform  # noqa: E402
-from hgzoo.deploy.source import build_model, train_data_config  # noqa: E402
 
 
 def _targets(text: str) -> list[tuple[str, str]]:
@@ -106,14 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        model, cfg = build_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
+        model, info = load_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
                                  num_classes=args.num_classes, in_chans=args.in_chans)
+        cfg = info.train_config if info is not None else None
         if args.config:
             import yaml
 
             cfg = yaml.safe_load(Path(args.config).read_text())
         in_chans = args.in_chans or int((cfg or {}).get("in_chans") or 3)
-        data_config = train_data_config(cfg, model) if cfg else None
+        data_config = run_data_config(cfg, model) if cfg else None
         img_size = args.img_size or (data_config or {}).get("crop_size") or model.pretrained_cfg.crop_size
         if data_config and img_size != data_config["crop_size"]:
             data_config = {k: data_config[k] for k in ("mean", "std", "interpolation", "resize_backend")}

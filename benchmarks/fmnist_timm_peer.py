@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hgzoo._cli import BadInput, RunFailed, guarded_main, non_negative_int  # noqa: E402
+from hgzoo.cli.base import BadInput, RunFailed, guarded_main, non_negative_int  # noqa: E402
 from hgzoo.files import atomic_write  # noqa: E402
 
 __all__ = ["TimmRun", "map_recipe", "timm_model_name", "prepare_data", "parse_log", "main"]

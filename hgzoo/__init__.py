@@ -1,15 +1,14 @@
 """hgzoo: PaddleClas's efficient backbones in PyTorch, at exact parity with PaddleClas.
 
-``import hgzoo`` loads the library proper: the registry, the builder, the layers and the models. The
-packages on top of it (``hgzoo.deploy``, ``hgzoo.data``, ``hgzoo.train``, ``hgzoo.hub``, ``hgzoo.features``,
-``hgzoo.convert``, ``hgzoo.publish``, ``hgzoo.timm_compat``), :func:`hgzoo.predict`, :func:`hgzoo.save_pretrained`
-and :func:`hgzoo.push_to_hub` load on first use.
+``import hgzoo`` loads the library proper: the registry, the builder, the layers and the models. What stands on
+top of it loads on first use: the key maps (``hgzoo.convert``), preprocessing (``hgzoo.preprocessing``,
+``hgzoo.data``), checkpoints (``hgzoo.checkpoint``), ``hgzoo.deploy``, ``hgzoo.train``, ``hgzoo.hub``,
+``hgzoo.features``, :func:`hgzoo.predict` (``hgzoo.inference``), publishing (``hgzoo.publish``:
+:func:`hgzoo.save_pretrained`, :func:`hgzoo.push_to_hub`; ``hgzoo.timm_compat``) and the commands (``hgzoo.cli``).
 """
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 from . import models  # noqa: F401  (registers every model)
@@ -24,34 +23,20 @@ __all__ = [
     "reparameterize", "PretrainedCfg", "predict", "save_pretrained", "push_to_hub", "count_flops",
 ]
 
-_LAZY_MODULES = ("convert", "data", "deploy", "features", "hub", "publish", "timm_compat", "train")
-# Functions named like the module that defines them: ``hgzoo.predict`` is the function of ``hgzoo/predict.py``.
-_LAZY_FUNCTIONS = ("predict",)
+_LAZY_MODULES = ("checkpoint", "cli", "convert", "data", "deploy", "features", "hub", "inference", "preprocessing",
+                 "publish", "timm_compat", "train")
 # Functions of a lazily loaded module, by the module's name.
-_LAZY_ATTRIBUTES = {"save_pretrained": "publish", "push_to_hub": "publish", "count_flops": "_flops"}
+_LAZY_ATTRIBUTES = {"predict": "inference", "save_pretrained": "publish", "push_to_hub": "publish",
+                    "count_flops": "_flops"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_MODULES or name in _LAZY_FUNCTIONS:
-        importlib.import_module(f".{name}", __name__)  # sets the attribute (see _Package.__setattr__)
-        return globals()[name]
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _LAZY_ATTRIBUTES:
         return getattr(importlib.import_module(f".{_LAZY_ATTRIBUTES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_FUNCTIONS) | set(_LAZY_ATTRIBUTES))
-
-
-class _Package(types.ModuleType):
-    """The ``hgzoo`` module object. Importing a submodule sets the package attribute of that name to the
-    submodule; for ``hgzoo.predict``, wherever that import happens, the attribute is its function instead."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY_FUNCTIONS and isinstance(value, types.ModuleType):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_ATTRIBUTES))

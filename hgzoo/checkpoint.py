@@ -5,9 +5,10 @@ evaluation preprocessing and EMA weights (``hgzoo_checkpoint`` = 2). :func:`mode
 the network a checkpoint holds, from that description, or, for plain weights (a state dict, safetensors,
 ``.pdparams``), from a model name and the shapes of the weights themselves. It never swaps in a random classifier
 or adapts a stem: an argument that contradicts the checkpoint is a :class:`CheckpointConflictError`.
-``validate.py``, ``python -m hgzoo predict`` and ``python -m hgzoo export`` read checkpoints through it::
+This is the one reader of train.py's checkpoints: predict, validate, export and publishing read them through it, and
+:func:`load_model` gives them a model from a name or a checkpoint alike::
 
-    info = hgzoo.checkpoint.describe("runs/x/best.pt")      # model_name, num_classes, in_chans, class_names, ...
+    info = hgzoo.checkpoint.read_info("runs/x/best.pt")     # model_name, num_classes, in_chans, class_names, ...
     model, info = hgzoo.checkpoint.model_from_checkpoint("runs/x/best.pt", ema=True)
     dc = hgzoo.checkpoint.data_config(info, model)          # the evaluation preprocessing it was trained with
 
@@ -15,8 +16,6 @@ Every file is read once, by the one safe reader (:func:`hgzoo._files.safe_load`)
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +27,15 @@ from torch import nn
 from ._builder import create_model, state_dict_of
 from ._files import CheckpointMismatchError, CorruptCheckpointError, safe_load
 from ._registry import resolve_model_name
+from .preprocessing import DATA_KEYS, resolve_preprocessing
 from .pretrained import PretrainedCfg
 
-__all__ = ["CheckpointInfo", "CheckpointConflictError", "describe", "model_from_checkpoint", "data_config",
-           "eval_config", "input_channels",
-           "add_weights_argument"]
+__all__ = ["CheckpointInfo", "CheckpointConflictError", "read_info", "model_from_checkpoint", "train_checkpoint",
+           "load_model",
+           "data_config", "run_data_config",
+           "input_channels"]
 
 _FC = "head.fc.weight"
-_DATA_KEYS = ("resize_short", "crop_size", "interpolation", "resize_backend", "mean", "std")
 
 
 class CheckpointConflictError(ValueError):
@@ -57,6 +57,9 @@ class CheckpointInfo:
     source: str  # where the description came from, in words
     data_config: dict | None = field(default=None, compare=False, hash=False)
     train_config: dict | None = field(default=None, compare=False, hash=False, repr=False)
+    epoch: int | None = None  # train.py: the epoch of these weights, and their validation top-1 / top-5
+    top1: float | None = None
+    top5: float | None = None
 
     @property
     def self_describing(self) -> bool:
@@ -81,6 +84,15 @@ def _int_or_none(value: Any, key: str, path: Path) -> int | None:
     return value
 
 
+def _number(d: dict, key: str, kind: type, path: Path) -> Any:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CorruptCheckpointError(f"{path}: {key} must be a number, found {value!r}")
+    return kind(value)
+
+
 def _info(path: Path, obj: Any) -> CheckpointInfo:
     """The description inside ``obj`` (what the safe reader read from ``path``)."""
     d = obj if isinstance(obj, dict) else {}
@@ -99,7 +111,8 @@ def _info(path: Path, obj: Any) -> CheckpointInfo:
             str(path), d.get("model_name") or (cfg or {}).get("model"), key("num_classes"), key("in_chans"),
             key("img_size"), tuple(names) if names is not None else None, isinstance(d.get("ema"), dict), version,
             f"train.py checkpoint (layout {version})" if version else "train.py checkpoint",
-            {k: dc[k] for k in _DATA_KEYS if k in dc} if dc else None, cfg)
+            {k: dc[k] for k in DATA_KEYS if k in dc} if dc else None, cfg, _number(d, "epoch", int, path),
+            _number(d, "top1", float, path), _number(d, "top5", float, path))
     source = "the train.py configuration inside it"
     if cfg is None and Path(path).suffix.lower() in (".pt", ".pth"):
         cfg, source = _read_config_beside(path), f"{path.parent / 'config.yaml'} beside it"
@@ -118,7 +131,7 @@ def _read(path: str | os.PathLike) -> tuple[CheckpointInfo, Any]:
     return _info(path, obj), obj
 
 
-def describe(path: str | os.PathLike) -> CheckpointInfo:
+def read_info(path: str | os.PathLike) -> CheckpointInfo:
     """What the checkpoint at ``path`` says about its model (read with the safe reader)."""
     return _read(path)[0]
 
@@ -178,7 +191,21 @@ def model_from_checkpoint(path: str | os.PathLike, *, model_name: str | None = N
     weights need ``model_name``; their classes and channels are read off the classifier and stem weights.
     Contradictions raise :class:`CheckpointConflictError`; weights that do not fit, :class:`CheckpointMismatchError`.
     """
+    return _model_from(*_read(path), model_name, num_classes, in_chans, ema)
+
+
+def train_checkpoint(path: str | os.PathLike, *, ema: bool = False) -> tuple[nn.Module, CheckpointInfo]:
+    """:func:`model_from_checkpoint` for a file that must be a train.py checkpoint (``best.pt`` / ``last.pt``):
+    anything else is a :class:`CheckpointConflictError` that says so."""
     info, obj = _read(path)
+    if info.version is None:
+        raise CheckpointConflictError(f"{info.path} is not a train.py checkpoint (no 'hgzoo_checkpoint' key); "
+                                      "publish a model with save_pretrained(model, folder)")
+    return _model_from(info, obj, None, None, None, ema)
+
+
+def _model_from(info: CheckpointInfo, obj: Any, model_name: str | None, num_classes: int | None,
+                in_chans: int | None, ema: bool) -> tuple[nn.Module, CheckpointInfo]:
     if info.model_name is not None:
         if model_name is not None and _architecture(model_name) != _architecture(info.model_name):
             raise CheckpointConflictError(f"--model {model_name} contradicts {info.path}, a checkpoint of "
@@ -205,36 +232,49 @@ def model_from_checkpoint(path: str | os.PathLike, *, model_name: str | None = N
     return model.eval(), info
 
 
+def load_model(name: str | None = None, *, checkpoint: str | os.PathLike | None = None, pretrained: bool = True,
+               num_classes: int | None = None, in_chans: int | None = None,
+               ema: bool = False) -> tuple[nn.Module, CheckpointInfo | None]:
+    """A model from a name or a checkpoint, in eval mode, and what the checkpoint says about it (None without one).
+
+    With ``checkpoint``: :func:`model_from_checkpoint` (``name`` may name its model). Without: ``name`` built with
+    its published weights (``pretrained``) or random ones, with ``num_classes`` / ``in_chans`` if given. predict,
+    validate, export and publish all start here."""
+    if checkpoint is not None:
+        return model_from_checkpoint(checkpoint, model_name=name, num_classes=num_classes, in_chans=in_chans,
+                                     ema=ema)
+    if not name:
+        raise CheckpointConflictError("give a model name (--model) or a checkpoint (--checkpoint FILE)")
+    if ema:
+        raise CheckpointConflictError("--ema takes the EMA weights of a --checkpoint; there is none")
+    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
+    return create_model(name, pretrained=pretrained, **kwargs).eval(), None
+
+
+#: train.py's run settings that set its evaluation preprocessing, and the setting each one overrides.
+_EVAL_SETTINGS = (("img_size", "crop_size"), ("eval_resize_short", "resize_short"),
+                  ("eval_interpolation", "interpolation"), ("eval_resize_backend", "resize_backend"), ("mean", "mean"),
+                  ("std", "std"))
+
+
 def data_config(info: CheckpointInfo | None, model: nn.Module, **overrides: Any) -> dict:
-    """The evaluation preprocessing of ``model``: the checkpoint's own (train.py's), else the model's weight tag's;
-    then ``overrides`` (``resize_short``, ``crop_size``, ``crop_pct``, ``interpolation``, ``resize_backend``,
-    ``mean``, ``std``; see :func:`hgzoo.data.resolve_data_config`). A model with other than 3 input channels and
-    no stored mean/std is normalized with 0.5 per channel, as train.py does."""
-    pcfg = getattr(model, "pretrained_cfg", None)
+    """The evaluation preprocessing of ``model``: its weight tag's, replaced by the checkpoint's own (train.py's),
+    then ``overrides`` (:func:`hgzoo.preprocessing.resolve_preprocessing`, for the model's input channels)."""
     stored = info.data_config if info is not None else None
-    if not stored and info is not None and info.train_config:
-        from .train.data import eval_data_config  # an older checkpoint: recompute what train.py evaluated with
-
-        full = {"mean": None, "std": None, "eval_resize_short": None, "eval_interpolation": None,
-                "eval_resize_backend": None, **info.train_config}
-        stored = eval_data_config(full, pcfg if isinstance(pcfg, PretrainedCfg) else None)
-    return eval_config(pcfg, stored, input_channels(model), **overrides)
+    if not stored and info is not None and info.train_config:  # an older checkpoint: only its run's settings
+        stored = run_data_config(info.train_config, model)
+    return resolve_preprocessing(_pretrained_cfg(model), stored, input_channels(model), **overrides)
 
 
-def eval_config(pretrained_cfg: PretrainedCfg | None, stored: dict | None = None, in_chans: int = 3,
-                **overrides: Any) -> dict:
-    """Evaluation preprocessing settings: ``pretrained_cfg``'s (PaddleClas's defaults without one), replaced by a
-    ``stored`` configuration (a checkpoint's, or an exported file's), then ``overrides`` relative to that (a new
-    ``crop_size`` alone keeps its resize/crop ratio). Other than 3 channels without a stored mean/std: 0.5 each."""
-    from .data import resolve_data_config
+def run_data_config(settings: dict, model: nn.Module) -> dict:
+    """What train.py evaluates ``model`` with, from the run's ``settings`` (its configuration)."""
+    overrides = {key: settings.get(setting) for setting, key in _EVAL_SETTINGS}
+    return resolve_preprocessing(_pretrained_cfg(model), None, input_channels(model), **overrides)
 
-    pcfg = pretrained_cfg if isinstance(pretrained_cfg, PretrainedCfg) else None
-    base = resolve_data_config(pcfg)
-    base.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in (stored or {}).items() if k in _DATA_KEYS})
-    if len(base["mean"]) != in_chans:
-        base.update(mean=(0.5,) * in_chans, std=(0.5,) * in_chans)
-    as_cfg = dataclasses.replace(pcfg or PretrainedCfg(architecture="model", tag=""), **base)
-    return resolve_data_config(as_cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+def _pretrained_cfg(model: nn.Module) -> PretrainedCfg | None:
+    pcfg = getattr(model, "pretrained_cfg", None)
+    return pcfg if isinstance(pcfg, PretrainedCfg) else None
 
 
 def input_channels(model: nn.Module) -> int:
@@ -249,12 +289,3 @@ def input_channels(model: nn.Module) -> int:
         if isinstance(m, nn.modules.conv._ConvNd):
             return int(m.weight.shape[1] * m.groups)
     raise ValueError(f"cannot tell the input channels of {type(model).__name__}: pass in_chans=")
-
-
-def add_weights_argument(parser: argparse.ArgumentParser) -> None:
-    """``--weights model|ema`` (and ``--ema``, the same as ``--weights ema``): which weights of a checkpoint that
-    holds both (train.py's with EMA, timm's ``state_dict_ema``) a command uses."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--weights", choices=["model", "ema"], default="model",
-                       help="a train.py checkpoint's model weights (default) or its EMA weights")
-    group.add_argument("--ema", dest="weights", action="store_const", const="ema", help="the same as --weights ema")

@@ -4,16 +4,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
+
+from .preprocessing import DATA_KEYS, IMAGENET_MEAN, IMAGENET_STD, resolve_preprocessing
 
 __all__ = [
     "PretrainedCfg", "WeightSource", "paddle_cfg", "timm_cfg", "pretrained_cfg_from_dict", "pretrained_cfg_from_timm",
     "timm_crop_pct", "IMAGENET_MEAN", "IMAGENET_STD", "PADDLE_URL_ROOT", "PADDLE_BUCKET", "generate_default_cfgs",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PADDLE_BUCKET = "https://paddle-imagenet-models-name.bj.bcebos.com/"
 PADDLE_URL_ROOT = f"{PADDLE_BUCKET}dygraph/legendary_models/"
 TIMM_HUB_ORG = "timm"
@@ -141,6 +141,28 @@ class PretrainedCfg(Mapping):
     def hf_hub_id(self) -> str | None:
         """The first Hub repo among the sources, if any."""
         return next((s.location for s in self.sources if s.kind == "hf-hub"), None)
+
+    def data_config(self, stored: Mapping[str, Any] | None = None, in_chans: int | None = None,
+                    **overrides: Any) -> dict[str, Any]:
+        """This tag's evaluation preprocessing settings, with a ``stored`` configuration and ``overrides`` on top,
+        for ``in_chans`` input channels (default: :attr:`input_size`'s): see
+        :func:`hgzoo.preprocessing.resolve_preprocessing`."""
+        return resolve_preprocessing(self, stored, in_chans, **overrides)
+
+    def with_data_config(self, data_config: Mapping[str, Any]) -> PretrainedCfg:
+        """This configuration with the preprocessing settings of a resolved ``data_config`` (:meth:`data_config`)."""
+        return replace(self, **{k: tuple(v) if k in ("mean", "std") else v for k, v in data_config.items()
+                                if k in DATA_KEYS})
+
+    def transforms(self, training: bool = False, *, stored: Mapping[str, Any] | None = None,
+                   in_chans: int | None = None, normalize: bool = True, **overrides: Any):
+        """This tag's preprocessing as a torchvision ``v2.Compose`` (as torchvision's ``Weights.transforms()``):
+        :meth:`data_config` carried out by :func:`hgzoo.data.create_transform`."""
+        from .data.transforms import create_transform
+
+        chans = self.input_size[0] if in_chans is None else in_chans
+        return create_transform(self.data_config(stored, chans, **overrides), training, normalize=normalize,
+                                in_chans=chans)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -6,7 +6,7 @@
     timm.list_models("pphgnet*"), timm.list_pretrained("pphgnet_small*")
 
 timm's own scripts (``train.py``, ``validate.py``, ``benchmark.py`` from timm's repository) run with hgzoo models
-through this module, which registers and then runs the script::
+through :mod:`hgzoo.cli.timm`, which registers and then runs the script::
 
     python -m hgzoo.timm_compat path/to/timm/validate.py --model pphgnet_small --pretrained --data-dir val/
 
@@ -19,9 +19,7 @@ points call :func:`hgzoo.create_model`, so weights come from hgzoo's resolver (H
 from __future__ import annotations
 
 import dataclasses
-import runpy
 import sys
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -29,7 +27,7 @@ from torch import nn
 from ._builder import create_model
 from ._registry import list_models, model_class, pretrained_cfgs
 
-__all__ = ["register", "is_registered", "default_cfgs", "run_script"]
+__all__ = ["register", "is_registered", "default_cfgs"]
 
 #: timm reads a module's ``default_cfgs`` when it registers the module's entry points (filled by :func:`register`).
 default_cfgs: dict[str, Any] = {}
@@ -108,30 +106,7 @@ def is_registered() -> bool:
     return all(getattr(_model_entrypoints.get(a), "hgzoo_architecture", None) == a for a in list_models())
 
 
-def run_script(argv: list[str] | None = None) -> int:
-    """``python -m hgzoo.timm_compat SCRIPT [ARGS...]``: :func:`register`, then run ``SCRIPT`` as ``__main__`` with
-    ``ARGS`` (timm's train.py, validate.py, benchmark.py, or any script that builds models with timm)."""
-    from ._cli import BadInput, guarded_main
+if __name__ == "__main__":  # ``python -m hgzoo.timm_compat SCRIPT``: the command lives in hgzoo.cli.timm
+    import runpy
 
-    def main(args: list[str] | None) -> int:
-        args = list(sys.argv[1:] if args is None else args)
-        if not args or args[0] in ("-h", "--help"):
-            print("usage: python -m hgzoo.timm_compat SCRIPT [ARGS...]  (registers hgzoo's models into timm, "
-                  "then runs SCRIPT)")
-            return 0 if args else 2
-        script = Path(args[0])
-        if not script.is_file():
-            raise BadInput(f"{script}: no such script (give the path of timm's train.py, validate.py or benchmark.py)")
-        register()
-        sys.argv = [str(script), *args[1:]]
-        try:
-            runpy.run_path(str(script), run_name="__main__")
-        except SystemExit as e:  # the script's own exit status
-            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        return 0
-
-    return guarded_main(main, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(run_script())
+    runpy.run_module("hgzoo.cli.timm", run_name="__main__", alter_sys=True)

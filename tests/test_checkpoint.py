@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import hgzoo
-from hgzoo.checkpoint import CheckpointConflictError, data_config, describe, model_from_checkpoint
+from hgzoo.checkpoint import CheckpointConflictError, data_config, model_from_checkpoint, read_info
 from hgzoo.data import ConvertChannels, FashionMNIST, Normalizer, PaddleCenterCrop, ResizeShort
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +63,8 @@ def best(tmp_path_factory) -> Path:
     return out / "best.pt"
 
 
-def test_describe_reads_what_train_py_wrote(best):
-    info = describe(best)
+def test_read_info_reads_what_train_py_wrote(best):
+    info = read_info(best)
     assert (info.model_name, info.num_classes, info.in_chans, info.img_size) == (MODEL, 10, 1, 32)
     assert info.class_names == CLASSES and info.has_ema and info.version == 2 and info.self_describing
     assert (info.data_config["crop_size"], info.data_config["resize_short"]) == (32, 32)

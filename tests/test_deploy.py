@@ -21,8 +21,9 @@ from safetensors.torch import save_file
 import hgzoo
 from benchmarks.harness import drift as drift_mod
 from benchmarks.harness.drift import measure_drift
-from hgzoo.__main__ import main as hgzoo_main
-from hgzoo.checkpoint import CheckpointConflictError
+from hgzoo.checkpoint import CheckpointConflictError, load_model, read_info
+from hgzoo.cli import export as cli_mod
+from hgzoo.cli.main import main as hgzoo_main
 from hgzoo.deploy import (
     EXTENSIONS,
     FORMATS,
@@ -39,10 +40,8 @@ from hgzoo.deploy import (
     verdict,
 )
 from hgzoo.deploy import api as api_mod
-from hgzoo.deploy import cli as cli_mod
 from hgzoo.deploy import export as _export
 from hgzoo.deploy import runtimes as rt
-from hgzoo.deploy.source import build_model, train_config
 
 pytest.importorskip("skimage", reason="scikit-image (the `test` extra) provides the sample photos")
 pytest.importorskip("onnx")
@@ -392,14 +391,14 @@ def test_train_py_checkpoint_brings_its_configuration(tmp_path):
     m = hgzoo.create_model("pplcnetv2_small", num_classes=10, in_chans=1)
     cfg = {"model": "pplcnetv2_small", "num_classes": 10, "in_chans": 1, "img_size": 32, "mean": None, "std": None}
     torch.save({"model_name": "pplcnetv2_small", "model": m.state_dict(), "config": cfg}, tmp_path / "best.pt")
-    model, got = build_model(None, checkpoint=str(tmp_path / "best.pt"))
-    assert got == cfg and model.num_classes == 10 and rt.input_channels(model) == 1
+    model, info = load_model(None, checkpoint=str(tmp_path / "best.pt"))
+    assert info.train_config == cfg and model.num_classes == 10 and rt.input_channels(model) == 1
     torch.save(m.state_dict(), tmp_path / "plain.pt")
     (tmp_path / "config.yaml").write_text("model: pplcnetv2_small\nnum_classes: 10\nin_chans: 1\n")
-    assert train_config(tmp_path / "plain.pt")["in_chans"] == 1
+    assert read_info(tmp_path / "plain.pt").train_config["in_chans"] == 1
     (tmp_path / "other").mkdir()
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, tmp_path / "other" / "weights.safetensors")
     with pytest.raises(CheckpointConflictError, match="plain weights.*give --model"):
-        build_model(None, checkpoint=str(tmp_path / "other" / "weights.safetensors"))
-    model, _ = build_model("pplcnetv2_small", checkpoint=str(tmp_path / "other" / "weights.safetensors"))
+        load_model(None, checkpoint=str(tmp_path / "other" / "weights.safetensors"))
+    model, _ = load_model("pplcnetv2_small", checkpoint=str(tmp_path / "other" / "weights.safetensors"))
     assert model.num_classes == 10 and rt.input_channels(model) == 1  # read off the weights themselves

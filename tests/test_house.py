@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Loaded on first use only: the packages on top of the models, and the heavy optional dependencies.
-NOT_AT_IMPORT = ("hgzoo.deploy", "hgzoo.data", "hgzoo.train", "hgzoo.hub", "hgzoo.predict", "hgzoo.features",
+NOT_AT_IMPORT = ("hgzoo.deploy", "hgzoo.data", "hgzoo.train", "hgzoo.hub", "hgzoo.inference", "hgzoo.features",
+                 "hgzoo.cli", "hgzoo.publish", "hgzoo.checkpoint",
                  "benchmarks", "torchvision.transforms.v2", "onnx", "onnxruntime", "openvino", "nncf", "timm")
 
 
@@ -32,8 +33,9 @@ def test_import_hgzoo_loads_only_the_library():
 
 @pytest.mark.parametrize("code", [
     "import hgzoo; f = hgzoo.predict",
-    "import hgzoo, hgzoo.predict; f = hgzoo.predict",
-    "import hgzoo; from hgzoo.predict import list_image_files; f = hgzoo.predict",
+    "import hgzoo, hgzoo.inference; f = hgzoo.predict",
+    "import hgzoo; from hgzoo.inference import list_image_files; f = hgzoo.predict",
+    "import hgzoo.cli.predict; import hgzoo; f = hgzoo.predict",
     "from hgzoo import predict as f",
 ])
 def test_lazy_names_resolve_whatever_loads_them_first(code):
@@ -152,3 +154,21 @@ def test_the_graph_reader_sees_circles():
     edges = _imports("hgzoo")
     assert "hgzoo.hub" in edges["hgzoo._builder"]["function"] and "hgzoo.models" in edges["hgzoo"]["module"]
     assert "hgzoo.layers" in edges["hgzoo.models.pphgnet"]["module"]  # a relative `from ..layers import ...`
+
+
+# argparse outside the command floor: the safe reader admits ``argparse.Namespace`` (timm's training checkpoints
+# hold one), and train.py's flags are built beside its settings table.
+ARGPARSE_OUTSIDE_CLI = {"hgzoo._files", "hgzoo.train.config"}
+
+
+def test_commands_live_on_one_floor():
+    """Every parser, exit code and printed line is on the command floor (``hgzoo.cli``), and nothing below it
+    imports it: ``python -m hgzoo`` is the only other way in."""
+    edges = _imports("hgzoo")
+    parsers = {m for m, e in edges.items()
+               if "argparse" in e["module"] | e["function"] and not m.startswith("hgzoo.cli")}
+    assert parsers <= ARGPARSE_OUTSIDE_CLI, f"argparse outside hgzoo.cli: {sorted(parsers - ARGPARSE_OUTSIDE_CLI)}"
+    upward = sorted((m, t) for m, e in edges.items() for t in e["module"] | e["function"]
+                    if t.startswith("hgzoo.cli") and not m.startswith("hgzoo.cli") and m != "hgzoo.__main__")
+    assert not upward, f"the library imports the command floor: {upward}"
+    assert "argparse" in edges["hgzoo.cli.base"]["module"]  # the reader sees the floor's own parsers

@@ -10,10 +10,10 @@ import torch
 from image_samples import calibrated_model, small_model_name, write_photo_jpegs
 
 import hgzoo
-from hgzoo.__main__ import main as cli
+from hgzoo import predict
+from hgzoo.cli.main import main as cli
 from hgzoo.data import create_transform, imagenet_class_names, read_image
 from hgzoo.data.transforms import ImageDecodeError
-from hgzoo.predict import predict
 
 NAMES = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -56,7 +56,7 @@ def test_predict_python_api(setup):
 
 
 def test_predict_is_exported():
-    assert callable(hgzoo.predict), "hgzoo/__init__.py should export it: `from .predict import predict`"
+    assert callable(hgzoo.predict), "hgzoo/__init__.py should export it: `predict` from hgzoo.inference"
 
 
 def test_predict_cli_json_with_a_bad_file(setup, tmp_path):

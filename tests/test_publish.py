@@ -119,7 +119,7 @@ def test_push_to_hub_then_load_in_hgzoo_and_timm(run, tmp_path):
 
 
 def test_convert_cli_publishes_a_train_checkpoint(run, tmp_path, capsys):
-    from hgzoo.convert.__main__ import main
+    from hgzoo.cli.convert import main
 
     out = tmp_path / "folder"
     assert main(["--input", str(run), "--output", str(out)]) == 0
@@ -148,7 +148,7 @@ def test_convert_cli_publishes_a_train_checkpoint(run, tmp_path, capsys):
     ("resnet50_vd.paddle_in1k", ("he2019bag", "paddleclas"), ("cui2021ssld",)),
 ])
 def test_converted_weights_card(tag, cites, absent, tmp_path):
-    from hgzoo.convert.export import write_hub_folder
+    from hgzoo.publish import write_hub_folder
 
     cfg = hgzoo.get_pretrained_cfg(tag)
     model = hgzoo.create_model(tag)

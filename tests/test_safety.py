@@ -64,7 +64,7 @@ def _load_script(name: str):
 
 def call(command: str, argv: list[str], capsys) -> subprocess.CompletedProcess:
     """Run a command's ``main`` in this process (the same code as the command line, without the start-up cost)."""
-    from hgzoo.__main__ import main as hgzoo_main
+    from hgzoo.cli.main import main as hgzoo_main
 
     main = {"train": lambda a: _load_script("train").main(a), "validate": lambda a: _load_script("validate").main(a),
             "hgzoo": hgzoo_main}[command]
@@ -480,7 +480,7 @@ def test_atomic_writer_leaves_nothing_behind_on_failure(tmp_path):
 
 def _write_folder(args) -> int:
     folder, i = args
-    from hgzoo.convert.export import write_hub_folder
+    from hgzoo.publish import write_hub_folder
 
     model = hgzoo.create_model(MODEL, num_classes=2)
     cfg = hgzoo.get_pretrained_cfg(MODEL)

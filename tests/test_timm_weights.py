@@ -53,7 +53,7 @@ for tag in spec["tags"]:
         out[tag] = m(x).numpy()
 np.savez(spec["out"], **out)
 if spec.get("convert"):
-    from hgzoo.convert.__main__ import main
+    from hgzoo.cli.convert import main
     sys.exit(main(["--from", "timm", "--input", spec["convert"][0], "--output", spec["convert"][1]]))
 """
 
@@ -244,7 +244,7 @@ def test_dropout_convention(images):
 
 
 def test_resnet200d_is_refused_by_name(tmp_path):
-    from hgzoo.convert.__main__ import main
+    from hgzoo.cli.convert import main
 
     with pytest.raises(ValueError, match="3-24-36-3.*3-12-48-3"):
         find_timm_arch("resnet200d")
@@ -261,7 +261,7 @@ def test_resnet200d_is_refused_by_name(tmp_path):
 def test_projection_that_is_not_the_identity_is_refused(tmp_path, capsys):
     from safetensors.torch import save_file
 
-    from hgzoo.convert.__main__ import main
+    from hgzoo.cli.convert import main
 
     model = hgzoo.create_model("resnet18_vd")  # PaddleClas's init: a projection that is no identity
     with pytest.raises(ValueError, match="not the identity"):
@@ -295,7 +295,7 @@ def test_pretrained_file_recognises_timm_checkpoints(tmp_path, images):
 def test_convert_cli_from_timm_and_back(tmp_path, images):
     """``--from timm`` turns timm's own folder into an hgzoo one; ``--to timm`` writes a folder timm loads
     (``local-dir:``) and whose logits are the original's."""
-    from hgzoo.convert.__main__ import main
+    from hgzoo.cli.convert import main
 
     for name, arch in (("resnet18d", "resnet18_vd"),):
         tm = calibrated_timm(name, images)
@@ -483,7 +483,7 @@ def test_timm_cli_bad_input_gets_one_line_and_exit_2(tmp_path, capsys):
     and nothing runs from a file."""
     import pickle
 
-    from hgzoo.convert.__main__ import main
+    from hgzoo.cli.convert import main
 
     marker = tmp_path / "pwned"
     torch.save({"state_dict": {"conv1.0.weight": _Payload(marker)}}, tmp_path / "evil.pth")
@@ -540,7 +540,7 @@ def test_convert_from_timm_keeps_a_one_channel_stem(tmp_path):
     input channel and loads (``local-dir:``) with timm's logits (PP-LCNetV2: PaddleClas's 0.8 on the fc input)."""
     import timm
 
-    from hgzoo.convert.__main__ import main
+    from hgzoo.cli.convert import main
 
     torch.manual_seed(0)
     tm = timm.create_model("lcnetv2_small", in_chans=1, num_classes=10).eval()

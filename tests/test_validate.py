@@ -14,7 +14,7 @@ from image_samples import calibrated_model, small_model_name, write_photo_jpegs
 from safetensors.torch import save_file
 
 import hgzoo
-import hgzoo.validate as validate  # validate.py's command line (validate.py wraps it)
+import hgzoo.cli.validate as validate  # validate.py's command line (validate.py wraps it)
 from hgzoo.data import Normalizer, create_transform, read_image
 
 ROOT = Path(__file__).resolve().parent.parent

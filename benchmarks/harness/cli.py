@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 
-from hgzoo._cli import BadInput, positive_float, writable_file
+from hgzoo.cli.base import BadInput, positive_float, writable_file
 from hgzoo.deploy import BACKENDS, PRECISIONS
 from hgzoo.deploy.backends import cpu_precision_skip
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from ..pretrained import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["resolve_model_data_config", "resolve_timm_data_config"]
 

@@ -40,7 +40,7 @@ import random
 import re
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -52,7 +52,7 @@ except ImportError:  # a torchvision without its (deprecated) decoders: PIL deco
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
-from ..pretrained import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, SIZE_ROUNDINGS, resolve_preprocessing
 
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec and warns on every call. They are
 # libjpeg-turbo and libpng, decode exactly as OpenCV does, and are what this module is built on.
@@ -253,9 +253,6 @@ def _hw(img: torch.Tensor) -> tuple[int, int]:
     return img.shape[-2], img.shape[-1]
 
 
-SIZE_ROUNDINGS = ("paddle", "torchvision")
-
-
 def _check_rounding(rounding: str) -> str:
     if rounding not in SIZE_ROUNDINGS:
         raise ValueError(f"size_rounding must be one of {SIZE_ROUNDINGS}, got {rounding!r}")
@@ -407,64 +404,27 @@ class ConvertChannels(nn.Module):
 _TIMM_ARGS = ("args", "pretrained_cfg", "model", "use_test_size", "verbose")
 
 
-def resolve_data_config(
-    cfg: PretrainedCfg | None = None,
-    *,
-    resize_short: int | None = None,
-    crop_size: int | None = None,
-    crop_pct: float | None = None,
-    interpolation: str | None = None,
-    resize_backend: str | None = None,
-    size_rounding: str | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    **timm_args,
-) -> dict:
-    """The preprocessing settings: ``cfg``'s (PaddleClas's defaults without one), then any overrides.
-
-    ``crop_pct`` sets ``resize_short = round(crop_size / crop_pct)`` (timm's convention) unless
-    ``resize_short`` is also given; changing only ``crop_size`` keeps the cfg's resize/crop ratio.
+def resolve_data_config(cfg: Any = None, **kwargs: Any) -> dict:
+    """The preprocessing settings of ``cfg`` (a :class:`~hgzoo.PretrainedCfg`, or None for PaddleClas's defaults)
+    with overrides (``resize_short``, ``crop_size``, ``crop_pct``, ``interpolation``, ``resize_backend``,
+    ``size_rounding``, ``mean``, ``std``): :func:`hgzoo.preprocessing.resolve_preprocessing`, the one resolver.
 
     Called as timm calls its function of this name (``resolve_data_config(model=model)``,
     ``resolve_data_config(vars(args), model=model)``, ``pretrained_cfg=``, ``use_test_size=``, ``verbose=``), it
     is that function and returns timm's keys: see :func:`hgzoo.data.timm_config.resolve_timm_data_config`.
     """
+    timm_args = {k: kwargs.pop(k) for k in _TIMM_ARGS if k in kwargs}
     if timm_args or isinstance(cfg, dict):
-        return _timm_call(cfg, timm_args, dict(resize_short=resize_short, crop_size=crop_size, crop_pct=crop_pct,
-                                               interpolation=interpolation, resize_backend=resize_backend, mean=mean,
-                                               std=std))
-    base = dict(resize_short=256, crop_size=224, interpolation="bilinear", resize_backend="cv2",
-                size_rounding="paddle", mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    if cfg is not None:
-        base.update(resize_short=cfg.resize_short, crop_size=cfg.crop_size, interpolation=cfg.interpolation,
-                    resize_backend=cfg.resize_backend, size_rounding=getattr(cfg, "size_rounding", "paddle"),
-                    mean=tuple(cfg.mean), std=tuple(cfg.std))
-    out = dict(base)
-    if crop_size is not None:
-        out["crop_size"] = crop_size
-        if resize_short is None and crop_pct is None:
-            out["resize_short"] = int(round(crop_size * base["resize_short"] / base["crop_size"]))
-    if crop_pct is not None:
-        if not 0 < crop_pct <= 1:
-            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-        out["resize_short"] = int(round(out["crop_size"] / crop_pct))
-    for key, value in (("resize_short", resize_short), ("interpolation", interpolation),
-                       ("resize_backend", resize_backend), ("size_rounding", size_rounding), ("mean", mean),
-                       ("std", std)):
-        if value is not None:
-            out[key] = tuple(value) if key in ("mean", "std") else value
-    if out["resize_short"] < out["crop_size"]:
-        raise ValueError(f"resize_short {out['resize_short']} is smaller than crop_size {out['crop_size']}")
-    _resize_mode(out["interpolation"], out["resize_backend"])  # fail early on an unknown combination
-    _check_rounding(out["size_rounding"])
-    return out
+        return _timm_call(cfg, timm_args, kwargs)
+    return resolve_preprocessing(cfg, **kwargs)
 
 
 def _timm_call(args: dict | None, timm_args: dict, hgzoo_args: dict) -> dict:
     """``resolve_data_config`` called timm's way: check the arguments, then timm's resolution."""
+    from ..preprocessing import OVERRIDE_KEYS
     from .timm_config import resolve_timm_data_config
 
-    unknown = sorted(set(timm_args) - set(_TIMM_ARGS))
+    unknown = sorted(set(hgzoo_args) - set(OVERRIDE_KEYS))
     if unknown:
         raise TypeError(f"resolve_data_config got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
     mixed = sorted(k for k, v in hgzoo_args.items() if v is not None)
@@ -477,7 +437,7 @@ def _timm_call(args: dict | None, timm_args: dict, hgzoo_args: dict) -> dict:
 
 
 def create_transform(
-    cfg: PretrainedCfg | dict | None = None,
+    cfg: Any = None,
     training: bool = False,
     *,
     normalize: bool = True,
@@ -501,7 +461,7 @@ def create_transform(
     """
     if isinstance(cfg, dict) and overrides:
         raise TypeError("pass overrides to resolve_data_config, not with a dict cfg")
-    dc = dict(cfg) if isinstance(cfg, dict) else resolve_data_config(cfg, **overrides)
+    dc = dict(cfg) if isinstance(cfg, dict) else resolve_preprocessing(cfg, None, in_chans, **overrides)
     ops: list = [v2.ToImage()] + ([ConvertChannels(in_chans)] if in_chans != 3 else [])
     if training:
         ops += [PaddleRandCrop(dc["crop_size"], interpolation=dc["interpolation"], backend=dc["resize_backend"]),

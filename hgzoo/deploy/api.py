@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from ..layers import reparameterize
+from ..preprocessing import resolve_preprocessing
 from ..pretrained import PretrainedCfg
 from . import runtimes as rt
-from .images import ImageSource, eval_data_config, eval_transform, image_set, split_indices
+from .images import ImageSource, eval_transform, image_set, split_indices
 
 __all__ = [
     "export", "ExportReport", "ExportError", "ExportVerificationError", "FORMATS", "PRECISIONS", "EXTENSIONS",
@@ -249,7 +250,7 @@ def _plan(model: nn.Module, fmt: str, precision: str, output: str | os.PathLike 
             "precision": precision, "img_size": img_size, "in_chans": in_chans, "dynamic_batch": dynamic_batch,
             "num_classes": getattr(model, "num_classes", None)}
     if transform is None:  # how the file's input is made, for hgzoo.deploy.load's users (validate.py, predict)
-        dc = eval_data_config(pcfg, img_size, in_chans, data_config)
+        dc = resolve_preprocessing(pcfg, None, in_chans, **{"crop_size": img_size, **(data_config or {})})
         meta.update(mean=list(dc["mean"]), std=list(dc["std"]),
                     data_config={k: (list(v) if isinstance(v, tuple) else v) for k, v in dc.items()})
     return _Plan(fmt, precision, output, img_size, in_chans, dynamic_batch, tf, meta)

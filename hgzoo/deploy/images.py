@@ -16,10 +16,11 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ..data.datasets import IMAGE_EXTENSIONS
-from ..data.transforms import ConvertChannels, create_transform, read_image, resolve_data_config
+from ..data.transforms import ConvertChannels, create_transform, read_image
+from ..preprocessing import resolve_preprocessing
 
 __all__ = [
-    "ImageSet", "ImageSource", "SAMPLE_PHOTOS", "eval_data_config", "eval_transform", "image_set",
+    "ImageSet", "ImageSource", "SAMPLE_PHOTOS", "eval_transform", "image_set",
     "sample_photo_views", "split_indices",
 ]
 
@@ -29,36 +30,12 @@ ImageSource = Union[str, os.PathLike, Dataset, torch.Tensor, Sequence]
 #: scikit-image's photos that ship inside its wheel (no download).
 SAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
 
-_DATA_CONFIG_KEYS = ("resize_short", "crop_size", "crop_pct", "interpolation", "resize_backend", "size_rounding",
-                     "mean", "std")
-
-
-def eval_data_config(pretrained_cfg: Any = None, img_size: int | None = None, in_chans: int = 3,
-                     data_config: dict | None = None) -> dict:
-    """The evaluation preprocessing settings for export: ``pretrained_cfg``'s (PaddleClas's defaults without one)
-    at ``img_size``, with any ``data_config`` keys (``resize_short``, ``crop_size``, ``crop_pct``,
-    ``interpolation``, ``resize_backend``, ``mean``, ``std``) on top. For a model with other than 3 channels and
-    no ``mean``/``std`` given, both are 0.5 per channel, as train.py uses."""
-    overrides = {k: v for k, v in (data_config or {}).items() if v is not None}
-    unknown = sorted(set(overrides) - set(_DATA_CONFIG_KEYS))
-    if unknown:
-        raise TypeError(f"data_config: unknown key(s) {unknown}; known: {', '.join(_DATA_CONFIG_KEYS)}")
-    if img_size is not None and "crop_size" not in overrides:
-        overrides["crop_size"] = img_size
-    if in_chans != 3 and "mean" not in overrides:
-        overrides["mean"], overrides["std"] = (0.5,) * in_chans, overrides.get("std", (0.5,) * in_chans)
-    cfg = resolve_data_config(pretrained_cfg, **overrides)
-    for key in ("mean", "std"):
-        if len(cfg[key]) != in_chans:
-            raise ValueError(f"data_config {key} has {len(cfg[key])} values; the model takes {in_chans} channels")
-    return cfg
-
-
 def eval_transform(pretrained_cfg: Any = None, img_size: int | None = None, in_chans: int = 3,
                    data_config: dict | None = None) -> v2.Compose:
-    """The evaluation preprocessing for export (see :func:`eval_data_config`); images are first given ``in_chans``
+    """The evaluation preprocessing for export: ``pretrained_cfg``'s at ``img_size``, with ``data_config``'s
+    settings on top (:func:`hgzoo.preprocessing.resolve_preprocessing`); images are first given ``in_chans``
     channels (:class:`~hgzoo.data.ConvertChannels`)."""
-    cfg = eval_data_config(pretrained_cfg, img_size, in_chans, data_config)
+    cfg = resolve_preprocessing(pretrained_cfg, None, in_chans, **{"crop_size": img_size, **(data_config or {})})
     return v2.Compose([v2.ToImage(), ConvertChannels(in_chans), create_transform(cfg)])
 
 

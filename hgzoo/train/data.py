@@ -18,11 +18,11 @@ from ..data import (
     PaddleRandCrop,
     TimmRandCrop,
     create_transform,
-    resolve_data_config,
 )
 from ..data.datasets import scan_images
 from ..data.randaugment import parse_randaugment
 from ..data.transforms import ConvertChannels, read_image
+from ..preprocessing import resolve_preprocessing
 from .config import ConfigError, TrainConfig, as_config
 
 __all__ = ["Datasets", "build_datasets", "ResumableSampler", "train_transform", "eval_data_config"]
@@ -45,12 +45,9 @@ def eval_data_config(cfg: TrainConfig | Mapping[str, Any], pretrained_cfg) -> di
     """The evaluation preprocessing: the model's PaddleClas eval ops at ``img_size``, then the overrides.
     ``cfg`` may be a checkpoint's stored config (a plain dict)."""
     cfg = as_config(cfg)
-    mean, std = cfg.mean, cfg.std
-    if mean is None and cfg.in_chans != 3:
-        mean, std = [0.5] * cfg.in_chans, [0.5] * cfg.in_chans
-    return resolve_data_config(pretrained_cfg, crop_size=cfg.img_size, resize_short=cfg.eval_resize_short,
-                               interpolation=cfg.eval_interpolation, resize_backend=cfg.eval_resize_backend,
-                               mean=mean, std=std)
+    return resolve_preprocessing(pretrained_cfg, None, cfg.in_chans, crop_size=cfg.img_size,
+                                 resize_short=cfg.eval_resize_short, interpolation=cfg.eval_interpolation,
+                                 resize_backend=cfg.eval_resize_backend, mean=cfg.mean, std=cfg.std)
 
 
 class _Unlabeled(Dataset):

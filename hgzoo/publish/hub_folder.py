@@ -22,9 +22,9 @@ import yaml
 from safetensors.torch import save
 from torch import nn
 
-from ._files import atomic_write, safe_load
-from ._registry import SSLD_CITATION, model_family
-from .pretrained import PADDLECLAS_URL, PretrainedCfg, WeightSource
+from .._files import atomic_write
+from .._registry import SSLD_CITATION, model_family
+from ..pretrained import PADDLECLAS_URL, PretrainedCfg, WeightSource
 
 __all__ = ["Metrics", "Provenance", "save_pretrained", "push_to_hub", "upload_folder", "write_hub_folder",
            "write_safetensors", "hub_config", "model_card"]
@@ -270,7 +270,7 @@ _TRAIN_SETTINGS = ("model", "pretrained", "initial_checkpoint", "init", "dataset
 
 
 def _card_settings(config: dict) -> tuple[tuple[str, Any], ...]:
-    from .train.config import DEFAULTS
+    from ..train.config import DEFAULTS
 
     def shown(key: str) -> bool:
         value = config.get(key)
@@ -286,45 +286,36 @@ def _train_dataset(config: dict) -> tuple[str, str | None, str]:
     return Path(str(where)).name or str(where), None, str(config.get("val_split") or "validation")
 
 
+def _start(config: dict, model_name: str) -> str:
+    """The weights a train.py run started from, in words."""
+    if config.get("initial_checkpoint"):
+        return f"the checkpoint `{Path(str(config['initial_checkpoint'])).name}`"
+    if config.get("pretrained"):
+        return f"hgzoo's pretrained `{model_name}` weights (converted from PaddleClas)"
+    if config.get("init") == "timm":
+        return "timm's random initialization (no pretrained weights)"
+    return "PaddleClas's random initialization (no pretrained weights)"
+
+
 def from_train_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, PretrainedCfg, Provenance, Metrics | None,
                                                            list[str] | None, int]:
     """(model with the checkpoint's weights, its pretrained cfg, provenance, metrics, class names, in_chans) of a
-    self-describing train.py checkpoint (``best.pt`` / ``last.pt``)."""
-    from ._builder import create_model, state_dict_of
-    from ._registry import resolve_model_name
+    self-describing train.py checkpoint (``best.pt`` / ``last.pt``), read by :mod:`hgzoo.checkpoint`."""
+    from ..checkpoint import data_config, input_channels, train_checkpoint
 
     path = Path(path)
-    ckpt = safe_load(path)
-    if not (isinstance(ckpt, dict) and "hgzoo_checkpoint" in ckpt):
-        raise ValueError(f"{path} is not a train.py checkpoint (no 'hgzoo_checkpoint' key); publish a model with "
-                         "save_pretrained(model, folder)")
-    arch, tag = resolve_model_name(ckpt["model_name"])
-    in_chans = int(ckpt.get("in_chans") or 3)
-    model = create_model(arch, num_classes=int(ckpt["num_classes"]), in_chans=in_chans)
-    model.load_state_dict(state_dict_of(ckpt, model, str(path)))
-    dc, config = ckpt.get("data_config") or {}, ckpt.get("config") or {}
+    model, info = train_checkpoint(path)
+    config = info.train_config or {}
     name, dataset_id, split = _train_dataset(config)
-    top1, top5 = ckpt.get("top1"), ckpt.get("top5")
-    metrics = Metrics(top1, top5, name, dataset_id, split, f"measured by train.py at epoch {ckpt.get('epoch')}") \
-        if top1 is not None else None
-    cfg = dataclasses.replace(
-        model.pretrained_cfg, tag="custom", sources=(), num_classes=model.num_classes,
-        resize_short=int(dc.get("resize_short", model.pretrained_cfg.resize_short)),
-        crop_size=int(dc.get("crop_size", model.pretrained_cfg.crop_size)),
-        interpolation=dc.get("interpolation", model.pretrained_cfg.interpolation),
-        resize_backend=dc.get("resize_backend", model.pretrained_cfg.resize_backend),
-        mean=tuple(dc.get("mean", model.pretrained_cfg.mean)), std=tuple(dc.get("std", model.pretrained_cfg.std)),
-        top1=top1, top5=top5, source="hgzoo train.py", notes="")
-    if config.get("initial_checkpoint"):
-        start = f"the checkpoint `{Path(str(config['initial_checkpoint'])).name}`"
-    elif config.get("pretrained"):
-        start = f"hgzoo's pretrained `{arch}.{tag or model.pretrained_cfg.tag}` weights (converted from PaddleClas)"
-    elif config.get("init") == "timm":
-        start = "timm's random initialization (no pretrained weights)"
-    else:
-        start = "PaddleClas's random initialization (no pretrained weights)"
-    provenance = Provenance("train", path.name, start, (("best epoch", ckpt.get("epoch")), *_card_settings(config)))
-    return model, cfg, provenance, metrics, ckpt.get("class_names"), in_chans
+    metrics = Metrics(info.top1, info.top5, name, dataset_id, split, f"measured by train.py at epoch {info.epoch}") \
+        if info.top1 is not None else None
+    cfg = dataclasses.replace(model.pretrained_cfg.with_data_config(data_config(info, model)), tag="custom",
+                              sources=(), num_classes=model.num_classes, top1=info.top1, top5=info.top5,
+                              source="hgzoo train.py", notes="")
+    start = _start(config, f"{model.pretrained_cfg.architecture}.{model.pretrained_cfg.tag}")
+    provenance = Provenance("train", path.name, start, (("best epoch", info.epoch), *_card_settings(config)))
+    names = list(info.class_names) if info.class_names is not None else None
+    return model, cfg, provenance, metrics, names, input_channels(model)
 
 
 def _in_chans(model: nn.Module) -> int:

@@ -5,22 +5,20 @@ Exit codes: 0 done, 1 the run failed (a diverging loss, an undecodable image, a 
 """
 from __future__ import annotations
 
-from .._cli import guarded_main
+from .base import RunFailed, guarded_main
 
 __all__ = ["main"]
 
 
 def _train(argv: list[str] | None) -> int:
     from ..data.transforms import ImageDecodeError
-    from .config import resolve_config
-    from .engine import run
+    from ..train.config import resolve_config
+    from ..train.engine import run
 
     cfg = resolve_config(argv)
     try:
         run(cfg)
     except ImageDecodeError as e:
-        from .._cli import RunFailed
-
         raise RunFailed(f"{e} (remove or fix the file; the last checkpoint is kept)") from None
     finally:
         import torch.distributed as dist
@@ -31,6 +29,6 @@ def _train(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Train as the arguments say (see ``--help``); returns the exit code."""
-    from .config import ConfigError
+    from ..train.config import ConfigError
 
     return guarded_main(_train, argv, bad_input=(ConfigError,), failed=(FloatingPointError,))

@@ -8,15 +8,11 @@ From Python::
     hgzoo.predict(checkpoint="runs/x/best.pt", images="photos/", backend="openvino", precision="int8",
                   calibration="calib/")                                     # what the int8 file predicts
 
-From the command line: ``python -m hgzoo predict [--model NAME | --checkpoint FILE] IMG [IMG|DIR ...] [--topk 5]
-[--json] [--backend openvino --precision int8 --calibration DIR | --deployed FILE]``.
+``hgzoo.predict`` is :func:`predict`; ``python -m hgzoo predict`` (:mod:`hgzoo.cli.predict`) is its command line.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -27,7 +23,7 @@ from torch.utils.data import Dataset
 from .data import IMAGE_EXTENSIONS, imagenet_class_names, read_class_names, read_image, scan_images
 from .data.transforms import ImageDecodeError
 
-__all__ = ["predict", "list_image_files"]
+__all__ = ["predict", "predictions_and_runtime", "list_image_files"]
 
 ImageInput = str | os.PathLike
 
@@ -82,7 +78,7 @@ class _Files(Dataset):
 def _source(model: str | nn.Module | None, checkpoint, pretrained_file, *, ema: bool, num_classes: int | None,
             in_chans: int | None, deployed) -> tuple[nn.Module | None, object]:
     """(model or None, checkpoint info or None) from what the caller gave."""
-    from .checkpoint import model_from_checkpoint
+    from .checkpoint import load_model
 
     if checkpoint is not None and pretrained_file is not None:
         raise TypeError("pass checkpoint= or pretrained_file= (the same thing), not both")
@@ -91,33 +87,29 @@ def _source(model: str | nn.Module | None, checkpoint, pretrained_file, *, ema: 
         if checkpoint is not None:
             raise TypeError("checkpoint= goes with a model name, not with a built model")
         return model.eval(), None
-    if checkpoint is not None:
-        return model_from_checkpoint(checkpoint, model_name=model, num_classes=num_classes, in_chans=in_chans,
-                                     ema=ema)
-    if model is None:
+    if model is None and checkpoint is None:
         if deployed is None:
             raise TypeError("predict needs a model name, a built model, checkpoint= or deployed=")
         return None, None
-    from ._builder import create_model
-
-    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
-    return create_model(model, pretrained=True, **kwargs).eval(), None
+    return load_model(model, checkpoint=checkpoint, num_classes=num_classes, in_chans=in_chans, ema=ema)
 
 
 def _preprocessing(model: nn.Module | None, info, deployed, img_size: int | None) -> tuple[dict, int, int | None]:
     """(data config, input channels, classes) of the model, or of a deployed file alone."""
-    from .checkpoint import data_config, eval_config, input_channels
+    from .checkpoint import data_config, input_channels
 
     if model is not None:
         return data_config(info, model, crop_size=img_size), input_channels(model), model.num_classes
     from ._registry import get_pretrained_cfg, is_model
     from .deploy.runtimes import read_meta
+    from .preprocessing import resolve_preprocessing
 
     meta = read_meta(deployed)
     name = str(meta.get("model") or "")
     chans = int(meta.get("in_chans") or 3)
     cfg = get_pretrained_cfg(name) if is_model(name) else None
-    return eval_config(cfg, meta.get("data_config"), chans, crop_size=img_size), chans, meta.get("num_classes")
+    dc = resolve_preprocessing(cfg, meta.get("data_config"), chans, crop_size=img_size)
+    return dc, chans, meta.get("num_classes")
 
 
 def _run(runner, files: list[str], dc: dict, in_chans: int, k: int, names: list[str] | None, batch_size: int,
@@ -187,16 +179,16 @@ def predict(
         One dict per image, in input order, with PaddleClas's keys: ``file_name``, ``class_ids``, ``scores``
         (softmax probabilities) and ``label_names`` (when names are known).
     """
-    return _predict(model, images, topk=topk, checkpoint=checkpoint, pretrained_file=pretrained_file, ema=ema,
-                    num_classes=num_classes, in_chans=in_chans, img_size=img_size, class_names=class_names,
-                    backend=backend, precision=precision, calibration=calibration, deployed=deployed,
-                    save_deployed=save_deployed, batch_size=batch_size, workers=workers, threads=threads,
-                    device=device, skip_bad_images=skip_bad_images)[0]
+    return predictions_and_runtime(
+        model, images, topk=topk, checkpoint=checkpoint, pretrained_file=pretrained_file, ema=ema,
+        num_classes=num_classes, in_chans=in_chans, img_size=img_size, class_names=class_names, backend=backend,
+        precision=precision, calibration=calibration, deployed=deployed, save_deployed=save_deployed,
+        batch_size=batch_size, workers=workers, threads=threads, device=device, skip_bad_images=skip_bad_images)[0]
 
 
-def _predict(model, images, *, topk, checkpoint, pretrained_file, ema, num_classes, in_chans, img_size, class_names,
-             backend, precision, calibration, deployed, save_deployed, batch_size, workers, threads, device,
-             skip_bad_images) -> tuple[list[dict], dict]:
+def predictions_and_runtime(model, images, *, topk, checkpoint, pretrained_file, ema, num_classes, in_chans, img_size,
+                         class_names, backend, precision, calibration, deployed, save_deployed, batch_size, workers,
+                         threads, device, skip_bad_images) -> tuple[list[dict], dict]:
     """:func:`predict`, and what ran (the runner's description) for the command line's JSON."""
     from .data import split_cores
     from .deploy.runner import check_request, prepare, resolve_deployed
@@ -223,89 +215,3 @@ def _predict(model, images, *, topk, checkpoint, pretrained_file, ema, num_class
     finally:
         runner.close()
     return results, runner.describe()
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """The ``predict`` subcommand of ``python -m hgzoo``."""
-    from ._cli import positive_int
-    from .checkpoint import add_weights_argument
-
-    p = sub.add_parser("predict", help="classify image files (like `paddleclas --infer_imgs`)",
-                       description="Print the top classes of each image: class ids, scores and label names. A "
-                                   "train.py checkpoint brings its model, classes, channels, preprocessing and class "
-                                   "names. Exit codes: 0 done, 1 some image could not be decoded (the others are "
-                                   "printed) or an export failed its verification, 2 bad input.")
-    p.add_argument("--model", help="name[.tag], e.g. pphgnet_small or PPHGNet_small.ssld_in1k (default: the "
-                                   "checkpoint's)")
-    p.add_argument("images", nargs="+", metavar="IMG|DIR", help="image files, or folders searched recursively")
-    p.add_argument("--topk", type=positive_int, default=5)
-    p.add_argument("--json", action="store_true", help="print one JSON object (what ran, and the predictions)")
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--checkpoint", metavar="FILE", help="a train.py .pt, or a .pdparams, .safetensors, .pth")
-    weights.add_argument("--pretrained-file", dest="checkpoint", metavar="FILE", help="the same as --checkpoint")
-    add_weights_argument(p)
-    p.add_argument("--num-classes", type=positive_int, help="classifier size (default: the checkpoint's)")
-    p.add_argument("--in-chans", type=positive_int, help="input channels (default: the checkpoint's, else 3)")
-    p.add_argument("--img-size", type=positive_int, help="center-crop size (default: the checkpoint's or weights')")
-    p.add_argument("--class-names", metavar="FILE", help="a PaddleClas class-id map ('id name' lines)")
-    _add_runtime_arguments(p)
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--max-image-pixels", type=positive_int, metavar="N",
-                   help="refuse (and report) images larger than N pixels before decoding them (default: "
-                        "$HGZOO_MAX_IMAGE_PIXELS, else 89,478,485, PIL's limit)")
-    p.set_defaults(fn=run)
-
-
-def _add_runtime_arguments(p: argparse.ArgumentParser) -> None:
-    from ._cli import positive_int
-    from .deploy.runner import BACKENDS, RUN_PRECISIONS
-
-    p.add_argument("--backend", choices=BACKENDS, help="eager (default), compile, onnxruntime or openvino")
-    p.add_argument("--precision", choices=RUN_PRECISIONS, help="fp32 (default), bf16, int8 (runtimes only)")
-    p.add_argument("--calibration", metavar="DIR_OR_LIST", help="real images for int8 calibration")
-    p.add_argument("--deployed", metavar="FILE", help="run this exported .onnx / .xml file")
-    p.add_argument("--save-deployed", metavar="FILE", help="keep the file exported for this run")
-    p.add_argument("--threads", type=positive_int, help="inference threads (default: every core)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ._cli import BadInput, set_max_image_pixels
-    from .checkpoint import CheckpointConflictError
-    from .deploy import ExportError, ExportVerificationError
-
-    set_max_image_pixels(args.max_image_pixels)
-    if args.model is None and args.checkpoint is None and args.deployed is None:
-        raise BadInput("give --model NAME, --checkpoint FILE or --deployed FILE")
-    try:
-        results, ran = _predict(
-            args.model, args.images, topk=args.topk, checkpoint=args.checkpoint, pretrained_file=None,
-            ema=args.weights == "ema", num_classes=args.num_classes, in_chans=args.in_chans, img_size=args.img_size,
-            class_names=args.class_names, backend=args.backend, precision=args.precision,
-            calibration=args.calibration, deployed=args.deployed, save_deployed=args.save_deployed,
-            batch_size=args.batch_size, workers=None, threads=args.threads, device=args.device, skip_bad_images=True)
-    except (CheckpointConflictError, ExportError) as e:
-        raise BadInput(str(e)) from None
-    except ExportVerificationError as e:
-        from ._cli import RunFailed
-
-        raise RunFailed(str(e)) from None
-    _print(results, ran, args)
-    return 1 if any("error" in r for r in results) else 0
-
-
-def _print(results: list[dict], ran: dict, args: argparse.Namespace) -> None:
-    for r in results:
-        if "error" in r:
-            print(f"error: {r['error']}", file=sys.stderr)
-    if args.json:
-        print(json.dumps({"model": args.model, "checkpoint": args.checkpoint, "weights": args.weights, **ran,
-                          "predictions": results}, indent=2))
-        return
-    for r in results:
-        if "error" in r:
-            continue
-        print(f"{r['file_name']}:")
-        for j, (c, s) in enumerate(zip(r["class_ids"], r["scores"])):
-            label = f"  {r['label_names'][j]}" if "label_names" in r else ""
-            print(f"  {c:>5d}  {s:.5f}{label}")

@@ -4,19 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._cli import BadInput, RunFailed, positive_int
-from ..checkpoint import CheckpointConflictError, add_weights_argument, data_config
-from .api import FORMATS, PRECISIONS, ExportError, ExportVerificationError, export
-from .source import load_model
+from ..checkpoint import CheckpointConflictError, data_config, load_model
+from ..deploy.api import FORMATS, PRECISIONS, ExportError, ExportVerificationError, export
+from .base import BadInput, RunFailed, add_weights_argument, fraction, positive_int
 
 __all__ = ["add_parser"]
-
-
-def _fraction(text: str) -> float:
-    v = float(text)
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
-    return v
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -44,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        help="verification images (default: the calibration source, else scikit-image's photos)")
     check.add_argument("--no-verify", action="store_true", help="skip the verification (not advised)")
     p.add_argument("--verify-size", type=positive_int, default=64, metavar="N", help="images verified on (default: 64)")
-    p.add_argument("--min-top1-agreement", type=_fraction, metavar="F",
+    p.add_argument("--min-top1-agreement", type=fraction, metavar="F",
                    help="the bound for fp16/bf16/int8 (default: 0.97/0.95/0.90)")
     p.add_argument("--static-batch", action="store_true", help="a fixed batch of 1 instead of a dynamic batch axis")
     p.add_argument("--output", "-o", metavar="FILE", help="default: <model>-<precision>.<onnx|xml|pt>")

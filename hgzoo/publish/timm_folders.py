@@ -1,6 +1,7 @@
 """Files in timm's layout: a timm checkpoint (``.safetensors``, ``.pth``, ``.pth.tar``, ``hf-hub:timm/...``) to an
 hgzoo Hub folder, and hgzoo weights to a folder timm loads (``timm.create_model("local-dir:DIR", pretrained=True)``).
-The conversions themselves are :mod:`hgzoo.convert.timm`'s."""
+The conversions themselves are :mod:`hgzoo.convert.timm`'s; ``python -m hgzoo.convert --from timm / --to timm`` is
+the command line."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,12 +11,12 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import save
 
-from .._builder import _apply_state_dict, _build, read_checkpoint, state_dict_of
+from .._builder import create_model, load_checkpoint, read_checkpoint, state_dict_of
 from .._files import atomic_write, safe_load
 from .._registry import get_pretrained_cfg, is_model, resolve_model_name
+from ..convert.timm import find_timm_arch, hgzoo_to_timm, timm_archs_of, timm_key_maps
 from ..pretrained import PretrainedCfg, pretrained_cfg_from_timm
-from .export import write_hub_folder
-from .timm import find_timm_arch, hgzoo_to_timm, timm_archs_of, timm_key_maps
+from .hub_folder import write_hub_folder
 
 __all__ = ["convert_from_timm", "convert_to_timm", "hgzoo_arch_of"]
 
@@ -63,11 +64,11 @@ def _classes_of(sd: dict) -> int:
 def convert_from_timm(source: str, output: Path, model_name: str | None = None) -> Path:
     """A timm checkpoint of a network hgzoo has, as an hgzoo Hub folder at ``output`` (weights, config, card)."""
     obj, arch, timm_cfg, name = _read_source(source, model_name)
-    probe = _build(arch, num_classes=1000)
+    probe = create_model(arch, num_classes=1000)
     sd = state_dict_of(obj, probe, name, layout="timm", dropout_convention="timm")
     num_classes = _classes_of(sd)
     stem = sd.get(f"{probe.first_conv}.weight")  # a 1-channel (or other) training: the stem says how many
-    model = _build(arch, num_classes=num_classes, in_chans=int(stem.shape[1]) if stem is not None else 3)
+    model = create_model(arch, num_classes=num_classes, in_chans=int(stem.shape[1]) if stem is not None else 3)
     sd = state_dict_of(obj, model, name, layout="timm", dropout_convention="timm")
     model.load_state_dict(sd)  # strict: proves the converted dict fits exactly
     if timm_cfg:
@@ -124,12 +125,11 @@ def convert_to_timm(model_name: str, source: str, output: Path, timm_model: str 
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"--input {source}: no such file")
-    model = _build(arch, num_classes=1000)
-    sd = read_checkpoint(path, model)
-    if _classes_of(sd) != model.num_classes:
-        model = _build(arch, num_classes=_classes_of(sd))
-        sd = read_checkpoint(path, model)
-    _apply_state_dict(model, dict(sd), str(path))  # the loader's checks: every key, every shape
+    model = create_model(arch, num_classes=1000)
+    classes = _classes_of(read_checkpoint(path, model))
+    if classes != model.num_classes:
+        model = create_model(arch, num_classes=classes)
+    load_checkpoint(model, path)  # the loader's checks: every key, every shape
     cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
     timm_sd = hgzoo_to_timm(model.state_dict(), model, arch, timm_name, name=str(path))
     output = Path(output)

@@ -1,7 +1,8 @@
 """Evaluate hgzoo models on a labelled image set: top-1 / top-5, image count, end-to-end throughput; on torch eager,
 torch.compile, or the deployed file itself (ONNX Runtime, OpenVINO) at fp32, bf16 or int8.
 
-``python validate.py ...`` and ``python -m hgzoo validate ...`` (a wheel install) are this command line.
+``python validate.py ...`` and ``python -m hgzoo validate ...`` (a wheel install) are this command line; the
+evaluation pass itself is :func:`hgzoo.deploy.evaluate.run_pass`.
 
 Examples::
 
@@ -44,26 +45,12 @@ from typing import NamedTuple
 import torch
 
 import hgzoo
-from hgzoo._cli import (
-    BadInput,
-    RunFailed,
-    finite_float,
-    guarded_main,
-    non_negative_int,
-    one_line,
-    positive_float,
-    positive_int,
-    set_max_image_pixels,
-    writable_file,
-)
 from hgzoo._files import atomic_write
 from hgzoo.checkpoint import (
     CheckpointConflictError,
-    add_weights_argument,
     data_config,
-    eval_config,
     input_channels,
-    model_from_checkpoint,
+    load_model,
 )
 from hgzoo.data import (
     ImageFolder,
@@ -71,6 +58,22 @@ from hgzoo.data import (
     LabelListError,
     create_transform,
     split_cores,
+)
+from hgzoo.preprocessing import resolve_preprocessing
+
+from .base import (
+    BadInput,
+    RunFailed,
+    add_runtime_arguments,
+    add_weights_argument,
+    fraction,
+    guarded_main,
+    non_negative_int,
+    one_line,
+    positive_float,
+    positive_int,
+    set_max_image_pixels,
+    writable_file,
 )
 
 PREPROCESSING_KEYS = ("resize_short", "crop_size", "interpolation", "resize_backend")
@@ -88,25 +91,10 @@ class BadImageError(RunFailed):
     """An image failed to decode and ``--skip-bad-images`` was not given (exit 1)."""
 
 
-def fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1]."""
-    value = finite_float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
-    return value
-
-
-def _add_runtime_arguments(ap: argparse.ArgumentParser) -> None:
-    from hgzoo.deploy.runner import BACKENDS, RUN_PRECISIONS
-
+def _add_runtime_group(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("the runtime (the deployed file)")
-    g.add_argument("--backend", choices=BACKENDS, help="eager (default), compile (torch.compile), onnxruntime or "
-                                                       "openvino (export, verify, then validate the file)")
-    g.add_argument("--precision", choices=RUN_PRECISIONS, help="fp32 (default), bf16 or int8 (runtimes only)")
-    g.add_argument("--calibration", metavar="DIR_OR_LIST", help="real images for int8 calibration (required for int8)")
+    add_runtime_arguments(g)
     g.add_argument("--calibration-size", type=positive_int, default=300, metavar="N")
-    g.add_argument("--deployed", metavar="FILE", help="validate this exported .onnx / .xml file instead of exporting")
-    g.add_argument("--save-deployed", metavar="FILE", help="keep the file exported for this run (.onnx or .xml)")
     agree = g.add_mutually_exclusive_group()
     agree.add_argument("--agreement", dest="agreement", action="store_true", default=None,
                        help="also run eager fp32 on the same images (untimed) and report the top-1 agreement "
@@ -114,7 +102,6 @@ def _add_runtime_arguments(ap: argparse.ArgumentParser) -> None:
     agree.add_argument("--no-agreement", dest="agreement", action="store_false")
     g.add_argument("--min-top1-agreement", type=fraction, metavar="F",
                    help="the export's verification bound for bf16/int8 (default: 0.95/0.90)")
-    g.add_argument("--threads", type=positive_int, help="inference threads (default: every core)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -140,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--reparam", action="store_true", help="fuse conv+BN and merge re-parameterizable branches first")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    _add_runtime_arguments(ap)
+    _add_runtime_group(ap)
     ap.add_argument("--skip-bad-images", action="store_true",
                     help="leave images that fail to decode out of the accuracy (they are counted and listed)")
     ap.add_argument("--results-file", metavar="FILE", help="write the results as .csv or .json")
@@ -199,11 +186,11 @@ def overrides_of(args: argparse.Namespace) -> dict:
                               ("resize_backend", args.resize_backend)) if v is not None}
 
 
-def describe(dc: dict) -> str:
+def preprocessing_text(dc: dict) -> str:
     return f"resize {dc['resize_short']} {dc['interpolation']} ({dc['resize_backend']}), crop {dc['crop_size']}"
 
 
-class Subject(NamedTuple):
+class Target(NamedTuple):
     """What is validated: the model (None when only a deployed file is given), its name, weights and preprocessing."""
 
     name: str
@@ -217,22 +204,21 @@ class Subject(NamedTuple):
 
 
 def _build_model(name: str | None, args: argparse.Namespace):
-    """(model, checkpoint info) for ``name`` and the weights asked for."""
-    if args.checkpoint:
-        return model_from_checkpoint(args.checkpoint, model_name=name, num_classes=args.num_classes,
-                                     in_chans=args.in_chans, ema=args.weights == "ema")
-    if args.weights == "ema":
-        raise BadInput("--ema takes the EMA weights of a --checkpoint; --pretrained has none")
-    cfg = hgzoo.get_pretrained_cfg(name)
-    for flag, value, own in (("--num-classes", args.num_classes, cfg.num_classes if cfg else None),
-                             ("--in-chans", args.in_chans, 3)):
-        if value is not None and own is not None and value != own:
-            raise BadInput(f"{flag} {value} contradicts the published weights of {name} ({own}); validating them "
-                           "with a new random layer would mean nothing: give --checkpoint FILE for your own weights")
-    return hgzoo.create_model(name, pretrained=True).eval(), None
+    """(model, checkpoint info) for ``name`` and the weights asked for; published weights are validated as they are
+    published (a new random classifier or stem would mean nothing)."""
+    if not args.checkpoint:
+        cfg = hgzoo.get_pretrained_cfg(name)
+        for flag, value, own in (("--num-classes", args.num_classes, cfg.num_classes if cfg else None),
+                                 ("--in-chans", args.in_chans, 3)):
+            if value is not None and own is not None and value != own:
+                raise BadInput(f"{flag} {value} contradicts the published weights of {name} ({own}); validating "
+                               "them with a new random layer would mean nothing: give --checkpoint FILE for your own "
+                               "weights")
+    return load_model(name, checkpoint=args.checkpoint, num_classes=args.num_classes, in_chans=args.in_chans,
+                      ema=args.weights == "ema")
 
 
-def subject_of(name: str | None, args: argparse.Namespace, deployed_meta: dict | None) -> Subject:
+def target_of(name: str | None, args: argparse.Namespace, deployed_meta: dict | None) -> Target:
     """Build the model (unless only a deployed file is validated) and resolve its preprocessing."""
     overrides = overrides_of(args)
     if args.pretrained or args.checkpoint:
@@ -241,18 +227,19 @@ def subject_of(name: str | None, args: argparse.Namespace, deployed_meta: dict |
         label = name or (info.model_name if info else type(model).__name__)
         weights = args.checkpoint + (" (EMA)" if args.weights == "ema" else "") if args.checkpoint else \
             (cfg.name if cfg else "random")
-        return Subject(label, model, weights, input_channels(model), model.num_classes,
+        return Target(label, model, weights, input_channels(model), model.num_classes,
                        data_config(info, model, **overrides), data_config(info, model), cfg)
     meta = deployed_meta or {}
     label = name or meta.get("model") or Path(args.deployed).stem
     cfg = hgzoo.get_pretrained_cfg(label) if hgzoo.is_model(label.split(".")[0]) else None
     chans = int(meta.get("in_chans") or 3)
     stored = meta.get("data_config")
-    return Subject(label, None, f"{args.deployed} (deployed file only)", chans, meta.get("num_classes"),
-                   eval_config(cfg, stored, chans, **overrides), eval_config(cfg, stored, chans), cfg)
+    return Target(label, None, f"{args.deployed} (deployed file only)", chans, meta.get("num_classes"),
+                   resolve_preprocessing(cfg, stored, chans, **overrides), resolve_preprocessing(cfg, stored, chans),
+                   cfg)
 
 
-def run_pass(runner, dataset, s: Subject, args: argparse.Namespace, workers: int, desc: str, timed: bool = True):
+def run_pass(runner, dataset, s: Target, args: argparse.Namespace, workers: int, desc: str, timed: bool = True):
     """Every image through ``runner`` (see :func:`hgzoo.deploy.evaluate.run_pass`)."""
     from hgzoo.data import ImageDecodeError
     from hgzoo.deploy.evaluate import run_pass as one_pass
@@ -267,13 +254,13 @@ def run_pass(runner, dataset, s: Subject, args: argparse.Namespace, workers: int
                             "then counted and listed)") from None
 
 
-def _wants_agreement(s: Subject, runner, args: argparse.Namespace) -> bool:
+def _wants_agreement(s: Target, runner, args: argparse.Namespace) -> bool:
     if s.model is None or (runner.backend == "eager" and runner.precision == "fp32"):
         return False
     return runner.precision in LOW_PRECISIONS if args.agreement is None else args.agreement
 
 
-def agreement_pass(s: Subject, dataset, args: argparse.Namespace, workers: int, threads: int,
+def agreement_pass(s: Target, dataset, args: argparse.Namespace, workers: int, threads: int,
                    deployed) -> tuple[float, int]:
     """Top-1 agreement of the deployed path with eager fp32 on the same images (a second, untimed pass)."""
     from hgzoo.deploy.evaluate import top1_agreement
@@ -284,7 +271,7 @@ def agreement_pass(s: Subject, dataset, args: argparse.Namespace, workers: int, 
     return top1_agreement(deployed, run_pass(reference, dataset, s, args, workers, "eager fp32", timed=False))
 
 
-def make_runner(s: Subject, args: argparse.Namespace, threads: int):
+def make_runner(s: Target, args: argparse.Namespace, threads: int):
     from hgzoo.deploy.runner import prepare
 
     return prepare(s.model, args.backend, args.precision, data_config=s.data_config, calibration=args.calibration,
@@ -293,9 +280,9 @@ def make_runner(s: Subject, args: argparse.Namespace, threads: int):
                    min_top1_agreement=args.min_top1_agreement)
 
 
-def validate(name: str | None, dataset, args: argparse.Namespace, deployed_meta: dict | None = None) -> dict:
+def validate_one(name: str | None, dataset, args: argparse.Namespace, deployed_meta: dict | None = None) -> dict:
     """Evaluate one model on the backend asked for; returns its results row."""
-    s = subject_of(name, args, deployed_meta)
+    s = target_of(name, args, deployed_meta)
     if s.num_classes is not None and len(dataset.targets) and max(dataset.targets) >= s.num_classes:
         raise BadInput(f"the data has label {max(dataset.targets)}, {s.name} has {s.num_classes} classes")
     workers, threads = split_cores(args.workers, args.threads)
@@ -314,7 +301,7 @@ def validate(name: str | None, dataset, args: argparse.Namespace, deployed_meta:
     return row_of(s, runner, result, args, agreement, n_agree, prepare_s, workers, threads)
 
 
-def row_of(s: Subject, runner, r, args, agreement: float | None, n_agree: int, prepare_s: float,
+def row_of(s: Target, runner, r, args, agreement: float | None, n_agree: int, prepare_s: float,
            workers: int, threads: int) -> dict:
     dc, default_dc = s.data_config, s.default_config
     changed = {k: dc[k] for k in PREPROCESSING_KEYS if dc[k] != default_dc[k]}
@@ -345,7 +332,7 @@ def report(r: dict) -> str:
         f"{r['model']}: top-1 {r['top1']:.3f}  top-5 {r['top5']:.3f}  ({r['num_images']} images, "
         f"{r['num_bad_images']} bad, {r['img_per_sec']:.1f} img/s, {r['seconds']:.1f} s)",
         f"  runtime: {r['backend']} {r['precision']}: {r['compute']}",
-        f"  preprocessing: {describe(dc)}" + (f", {r['in_chans']} channel(s)" if r["in_chans"] != 3 else ""),
+        f"  preprocessing: {preprocessing_text(dc)}" + (f", {r['in_chans']} channel(s)" if r["in_chans"] != 3 else ""),
         f"  pipeline: {r['threads']} inference thread(s), {r['workers']} loader worker(s); waited for data "
         f"{100 * r['data_wait_share']:.1f}% of the time ({r['infer_seconds']:.1f} s inference); "
         f"prepared in {r['prepare_seconds']:.1f} s (not counted)",
@@ -371,7 +358,7 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(path: str, results: list[dict]) -> None:
+def save_results(path: str, results: list[dict]) -> None:
     """The results as JSON or CSV, written atomically."""
     p = Path(path)
     if p.suffix.lower() == ".json":
@@ -417,7 +404,7 @@ def _main(argv: list[str] | None = None) -> int:
     results, failures = [], []
     for name in names:
         try:
-            r = validate(name, dataset, args, deployed_meta)
+            r = validate_one(name, dataset, args, deployed_meta)
         except (BadImageError, BadInput, CheckpointConflictError):
             raise
         except Exception as e:  # noqa: BLE001 - one model failing must not lose the others' results
@@ -429,7 +416,7 @@ def _main(argv: list[str] | None = None) -> int:
         print(report(r), flush=True)
         results.append(r)
     if args.results_file and results:
-        write_results(args.results_file, results)
+        save_results(args.results_file, results)
         print(f"results written to {args.results_file}", file=sys.stderr)
     if failures:
         raise RunFailed(f"{len(failures)} of {len(names)} models failed: {', '.join(failures)}")
@@ -444,7 +431,3 @@ def main(argv: list[str] | None = None) -> int:
 
     return guarded_main(_main, argv, bad_input=(LabelListError, WeightsNotFoundError, ExportError, TypeError,
                                                 ValueError), failed=(ExportVerificationError,))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

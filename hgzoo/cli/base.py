@@ -19,7 +19,8 @@ import warnings
 from collections.abc import Callable, Sequence
 
 __all__ = ["BadInput", "RunFailed", "guarded_main", "one_line", "positive_int", "non_negative_int",
-           "positive_float", "finite_float", "writable_file", "set_max_image_pixels"]
+           "positive_float", "finite_float", "fraction", "writable_file", "set_max_image_pixels",
+           "add_weights_argument", "add_runtime_arguments"]
 
 
 class BadInput(ValueError):
@@ -37,8 +38,8 @@ def one_line(e: BaseException) -> str:
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
-    from ._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError
-    from ._registry import UnknownModelError
+    from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError
+    from .._registry import UnknownModelError
 
     return (BadInput, UnknownModelError, UnsafePickleError, CorruptCheckpointError, CheckpointMismatchError,
             FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
@@ -80,26 +81,24 @@ def guarded_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str
 
 # ---------------------------------------------------------------------------------------------- argparse types
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def finite_float(text: str) -> float:
@@ -121,6 +120,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    value = finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
+    return value
+
+
 def writable_file(path: str, flag: str) -> None:
     """Raise :class:`BadInput` now, before any work, if ``path`` could not be written at the end."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -136,3 +143,28 @@ def set_max_image_pixels(value: int | None) -> None:
     """``--max-image-pixels``: the decoded-image limit for this process and its data-loader workers."""
     if value is not None:
         os.environ["HGZOO_MAX_IMAGE_PIXELS"] = str(value)
+
+
+# ---------------------------------------------------------------------------------------------- shared flags
+
+def add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    """``--weights model|ema`` (and ``--ema``, the same as ``--weights ema``): which weights of a checkpoint that
+    holds both (train.py's with EMA, timm's ``state_dict_ema``) a command uses."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--weights", choices=["model", "ema"], default="model",
+                       help="a train.py checkpoint's model weights (default) or its EMA weights")
+    group.add_argument("--ema", dest="weights", action="store_const", const="ema", help="the same as --weights ema")
+
+
+def add_runtime_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """What runs the model (predict and validate): ``--backend``, ``--precision``, ``--calibration``,
+    ``--deployed``, ``--save-deployed``, ``--threads``."""
+    from ..deploy.runner import BACKENDS, RUN_PRECISIONS
+
+    p.add_argument("--backend", choices=BACKENDS, help="eager (default), compile (torch.compile), onnxruntime or "
+                                                       "openvino (export, verify, then run the file)")
+    p.add_argument("--precision", choices=RUN_PRECISIONS, help="fp32 (default), bf16 or int8 (runtimes only)")
+    p.add_argument("--calibration", metavar="DIR_OR_LIST", help="real images for int8 calibration (required for int8)")
+    p.add_argument("--deployed", metavar="FILE", help="run this exported .onnx / .xml file instead of exporting")
+    p.add_argument("--save-deployed", metavar="FILE", help="keep the file exported for this run (.onnx or .xml)")
+    p.add_argument("--threads", type=positive_int, help="inference threads (default: every core)")
