@@ -12,8 +12,10 @@ through this module, which registers and then runs the script::
 
 Every hgzoo architecture is registered under its hgzoo name (timm has its own ``hgnet_small`` etc., which are left
 alone) with every weight tag as a timm pretrained config (:meth:`hgzoo.PretrainedCfg.to_timm_dict`). The entry
-points call :func:`hgzoo.create_model`, so weights come from hgzoo's resolver (Hub, cache, Paddle URL) and
-``timm.create_model("hf-hub:ORG/REPO")`` loads a folder written by :func:`hgzoo.save_pretrained`. timm's
+points call :func:`hgzoo.create_model` with timm's ``pretrained_cfg`` as it is, so weights come from hgzoo's resolver
+(Hub, cache, Paddle URL), and ``timm.create_model("hf-hub:ORG/REPO")`` or ``("local-dir:FOLDER")`` loads a folder
+written by :func:`hgzoo.save_pretrained`. A tag whose only source is a Paddle URL carries it as timm's ``url``, so
+``timm.list_pretrained()`` lists every hgzoo tag. timm's
 ``checkpoint_path``, ``scriptable`` and ``exportable`` are handled by timm's ``create_model`` itself.
 """
 from __future__ import annotations
