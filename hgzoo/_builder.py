@@ -12,13 +12,14 @@ import torch
 from torch import nn
 
 from ._files import CheckpointMismatchError, CorruptCheckpointError, safe_load
-from ._registry import alias_defaults, get_pretrained_cfg, is_model, model_entrypoint, resolve_model_name
+from ._registry import TIMM_ALIASES, alias_defaults, get_pretrained_cfg, is_model, model_entrypoint, resolve_model_name
 from .convert.paddle import _mismatch_report, convert_paddle_state_dict
 from .convert.timm import find_timm_arch, looks_like_timm, timm_to_hgzoo
 from .layers import check_global_pool
 from .pretrained import PretrainedCfg, pretrained_cfg_from_dict, pretrained_cfg_from_timm
 
-__all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoint", "state_dict_of"]
+__all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoint", "state_dict_of",
+           "checkpoint_weights", "pretrained_cfg_argument", "hub_architecture", "EMA_KEYS"]
 
 
 def _build(arch: str, **kwargs) -> nn.Module:
@@ -58,7 +59,8 @@ def create_model(
             for another class count the classifier is re-initialised, with a warning.
         in_chans: input channels; pretrained RGB stem weights are adapted.
         pretrained_file: a ``.pdparams``, ``.safetensors`` or ``.pth`` file to load (implies pretrained): hgzoo's
-            layout, PaddleClas's, or timm's (recognised by its keys and converted, see :mod:`hgzoo.convert.timm`).
+            layout, PaddleClas's, or timm's (recognised by its keys and converted, see :mod:`hgzoo.convert.timm`);
+            a checkpoint's model weights, not its EMA weights (``checkpoint_path=`` loads those).
         cache_dir: where downloads and converted weights go (timm's ``cache_dir``): the Hugging Face cache folder
             for Hub files, and ``cache_dir/converted`` for hgzoo's converted files (default: the Hugging Face
             cache, and ``$HGZOO_CACHE`` or ``~/.cache/hgzoo``).
@@ -75,9 +77,14 @@ def create_model(
         norm_eval: keep every BatchNorm in eval mode, even after ``train()`` (running statistics used and never
             updated; weight and bias still train), as mmdetection's ``norm_eval``; for small detection batches.
         **kwargs: the model's own arguments (``drop_rate``, ``drop_path_rate``, ...), and timm's
-            (:func:`timm_kwargs`): ``checkpoint_path``, ``pretrained_cfg_overlay``, ``global_pool``,
-            ``scriptable``, ``exportable``. Unknown ones raise ``TypeError`` naming them.
+            (:func:`timm_kwargs`): ``checkpoint_path`` (its EMA weights where it has them, as timm loads it),
+            ``pretrained_cfg`` (a tag, a dict or a ``PretrainedCfg``, see :func:`pretrained_cfg_argument`),
+            ``pretrained_cfg_overlay``, ``global_pool``, ``scriptable``, ``exportable``. Unknown ones raise
+            ``TypeError`` naming them.
     """
+    model_name, given_cfg, cfg_file = pretrained_cfg_argument(model_name, kwargs.pop("pretrained_cfg", None))
+    if cfg_file is not None and pretrained_file is None and pretrained:
+        pretrained_file = cfg_file
     timm = timm_kwargs(kwargs)
     kwargs = {**alias_defaults(model_name), **kwargs}
     if timm.pretrained_file is not None:
@@ -95,7 +102,7 @@ def create_model(
         return _as_backbone(model, cfg, features_only, out_indices, feature_mode, freeze_at, norm_eval, timm)
 
     arch, tag = resolve_model_name(model_name)
-    cfg = get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
+    cfg = given_cfg or get_pretrained_cfg(f"{arch}.{tag}" if tag else arch)
     if num_classes is None:
         num_classes = cfg.num_classes if cfg is not None else 1000
     if features_only and (pretrained or pretrained_file is not None) and cfg is not None:
@@ -103,7 +110,7 @@ def create_model(
     model = _build(arch, num_classes=num_classes, in_chans=in_chans, **kwargs)
     model.pretrained_cfg = cfg
     if pretrained_file is not None:
-        load_checkpoint(model, pretrained_file)
+        load_checkpoint(model, pretrained_file, use_ema=False)
     elif pretrained:
         if cfg is None:
             raise ValueError(f"{arch} has no published weights; pass pretrained_file=PATH to load your own")
@@ -191,12 +198,10 @@ def _from_hub_repo(source: str, pretrained: bool, pretrained_file, num_classes: 
     declared_in_chans = _declared_in_chans(config, f"{source} config.json")
     if in_chans == 3:  # the default: the repo's own channel count (timm's model_args), as timm reads it
         in_chans = declared_in_chans
-    layout = "hgzoo"
-    if is_model(config["architecture"]):
-        arch = resolve_model_name(config["architecture"])[0]
+    arch, layout = hub_architecture(config["architecture"], source)
+    if layout == "hgzoo":
         cfg = pretrained_cfg_from_dict(config.get("pretrained_cfg") or {"architecture": arch, "tag": "hub"})
     else:
-        arch, layout = find_timm_arch(config["architecture"])[1].hgzoo, "timm"
         timm_cfg = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
         cfg = pretrained_cfg_from_timm(arch, Path(repo_id).name if kind == "local-dir" else repo_id.replace("/", "_"),
                                        timm_cfg, config["num_classes"])
@@ -204,10 +209,88 @@ def _from_hub_repo(source: str, pretrained: bool, pretrained_file, num_classes: 
                    in_chans=in_chans, **kwargs)
     model.pretrained_cfg = cfg
     if pretrained_file is not None:
-        load_checkpoint(model, pretrained_file)
+        load_checkpoint(model, pretrained_file, use_ema=False)
     elif pretrained:
         _apply_state_dict(model, read_checkpoint(weights, model, layout=layout), weights.name)
     return model, cfg
+
+
+def hub_architecture(name: str, source: str) -> tuple[str, str]:
+    """(hgzoo architecture, state-dict layout) of a Hub ``config.json``'s ``architecture``: ``"hgzoo"`` for hgzoo's
+    own names (``python -m hgzoo.convert``, :func:`hgzoo.save_pretrained`), ``"timm"`` for timm's names of the same
+    networks (``hgnet_small`` is ``pphgnet_small``, ``resnet50d`` ``resnet50_vd``...; timm's ``resnet200d`` and
+    others built otherwise are refused, with the reason)."""
+    if is_model(name) and name.partition(".")[0].lower() not in TIMM_ALIASES:
+        return resolve_model_name(name)[0], "hgzoo"
+    try:
+        return find_timm_arch(name)[1].hgzoo, "timm"
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
+def pretrained_cfg_argument(model_name: str, pretrained_cfg: object) -> tuple[str, PretrainedCfg | None, str | None]:
+    """timm's ``pretrained_cfg`` argument, as (model name, weight configuration, weights file).
+
+    A tag string selects that tag of ``model_name``'s architecture (it takes priority over a tag in the name, as in
+    timm); an hgzoo :class:`PretrainedCfg` is used as it is; a dict or timm's ``PretrainedCfg`` names the weights
+    by timm's keys: ``source`` ``hf-hub`` with ``hf_hub_id`` (the Hub repo), ``local-dir`` with ``file`` (the
+    folder), ``file`` (a weights file, read if ``pretrained``), else ``tag``; a dict of hgzoo's own fields
+    (:meth:`PretrainedCfg.to_dict`) is that configuration.
+    """
+    if pretrained_cfg is None or pretrained_cfg == "":
+        return model_name, None, None
+    if model_name.startswith(("hf-hub:", "local-dir:")):
+        raise TypeError(f"pretrained_cfg= with {model_name!r}: the repo's config.json is its configuration; give one "
+                        "or the other (as in timm)")
+    arch = model_name.partition(".")[0]
+    if isinstance(pretrained_cfg, str):
+        return f"{arch}.{pretrained_cfg}", None, None
+    if isinstance(pretrained_cfg, PretrainedCfg):
+        if pretrained_cfg.architecture != resolve_model_name(arch)[0]:
+            raise ValueError(f"pretrained_cfg is for {pretrained_cfg.architecture}, not {model_name}")
+        return arch, pretrained_cfg, None
+    if dataclasses.is_dataclass(pretrained_cfg) and not isinstance(pretrained_cfg, type):
+        pretrained_cfg = dataclasses.asdict(pretrained_cfg)  # timm's PretrainedCfg
+    if not isinstance(pretrained_cfg, dict):
+        raise TypeError(f"pretrained_cfg must be a tag, a dict or a PretrainedCfg, got {type(pretrained_cfg).__name__}")
+    d = pretrained_cfg
+    if d.get("source") == "hf-hub" and d.get("hf_hub_id"):
+        return f"hf-hub:{d['hf_hub_id']}", None, None
+    if d.get("source") == "local-dir" and d.get("file"):
+        return f"local-dir:{d['file']}", None, None
+    if "sources" in d and d.get("architecture"):  # hgzoo's own fields
+        return pretrained_cfg_argument(model_name, pretrained_cfg_from_dict(d))
+    name = f"{arch}.{d['tag']}" if d.get("tag") else model_name
+    return name, None, (os.fspath(d["file"]) if d.get("file") else None)
+
+
+#: Where checkpoints keep EMA weights, in timm's order of preference (timm's ``load_state_dict``); ``ema`` is where
+#: hgzoo's train.py kept them before it wrote timm's key.
+EMA_KEYS = ("state_dict_ema", "model_ema", "ema")
+_MODEL_KEYS = ("state_dict", "model", "model_state_dict")
+
+
+def checkpoint_weights(obj: object, use_ema: bool = False) -> object:
+    """The weights inside a checkpoint ``obj`` as timm's ``load_state_dict`` finds them: with ``use_ema``, the first
+    of :data:`EMA_KEYS` it holds; then ``state_dict``, ``model``, ``model_state_dict``; a file holding only EMA
+    weights gives those; anything else is taken to be the weights themselves."""
+    if not isinstance(obj, dict):
+        return obj
+    for key in (*EMA_KEYS, *_MODEL_KEYS) if use_ema else (*_MODEL_KEYS, *EMA_KEYS):
+        if isinstance(obj.get(key), dict):
+            return obj[key]
+    return obj
+
+
+def _strip_wrappers(sd: dict) -> dict:
+    """``sd`` without DDP's ``module.`` and ``torch.compile``'s ``_orig_mod.`` prefixes (in either order), as timm's
+    ``clean_state_dict``."""
+    out = {}
+    for k, v in sd.items():
+        for prefix in ("_orig_mod.", "module.", "_orig_mod."):
+            k = k[len(prefix):] if k.startswith(prefix) else k
+        out[k] = v
+    return out
 
 
 def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, progress: bool = True,
@@ -297,8 +380,8 @@ def _as_backbone(model: nn.Module, cfg: PretrainedCfg | None, features_only: boo
     features-only backbone if asked, then freeze and set norm_eval."""
     timm = timm or TimmArgs()
     cfg = model.pretrained_cfg = timm.overlay(cfg)
-    if timm.checkpoint_path is not None:
-        load_checkpoint(model, timm.checkpoint_path)
+    if timm.checkpoint_path is not None:  # timm's create_model: its EMA weights where it has them
+        load_checkpoint(model, timm.checkpoint_path, use_ema=True)
     if features_only:
         from .features import FeatureListNet
 
@@ -314,34 +397,32 @@ def _as_backbone(model: nn.Module, cfg: PretrainedCfg | None, features_only: boo
 
 
 def read_checkpoint(path: str | os.PathLike, model: nn.Module, *, layout: str | None = None,
-                    dropout_convention: str = "timm") -> dict[str, torch.Tensor]:
+                    dropout_convention: str = "timm", use_ema: bool = False) -> dict[str, torch.Tensor]:
     """Read ``path`` with the safe reader (:func:`hgzoo._files.safe_load`) into a state dict with ``model``'s keys.
 
     A ``.pdparams`` is converted with the family's Paddle key map, a timm state dict (recognised by its keys, or
     ``layout="timm"``) with its timm key map (``dropout_convention``: see :func:`hgzoo.convert.timm.timm_to_hgzoo`);
     a PyTorch checkpoint that wraps its weights (train.py's ``model``, timm's ``state_dict``) is unwrapped, and
-    DDP's ``module.`` prefix removed.
+    DDP's ``module.`` prefix removed; ``use_ema``: its EMA weights where it has them (:func:`checkpoint_weights`).
     """
     path = Path(path)
-    return state_dict_of(safe_load(path), model, str(path), layout=layout, dropout_convention=dropout_convention)
+    return state_dict_of(safe_load(path), model, str(path), layout=layout, dropout_convention=dropout_convention,
+                         use_ema=use_ema)
 
 
 def state_dict_of(obj: object, model: nn.Module, name: str, *, layout: str | None = None,
-                  dropout_convention: str = "timm") -> dict[str, torch.Tensor]:
+                  dropout_convention: str = "timm", use_ema: bool = False) -> dict[str, torch.Tensor]:
     """The state dict inside what :func:`~hgzoo._files.safe_load` read from ``name``, with ``model``'s keys.
 
-    ``layout`` (``"paddle"``, ``"timm"``, ``"hgzoo"``) says what the file is; by default it is recognised."""
+    ``layout`` (``"paddle"``, ``"timm"``, ``"hgzoo"``) says what the file is; by default it is recognised.
+    ``use_ema``: a checkpoint's EMA weights where it has them (:func:`checkpoint_weights`)."""
     if layout not in (None, "paddle", "timm", "hgzoo"):
         raise ValueError(f"layout must be 'paddle', 'timm' or 'hgzoo', got {layout!r}")
     if isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values()):
         if layout not in (None, "paddle"):
             raise CorruptCheckpointError(f"{name} is a Paddle .pdparams, not the {layout} file its source names")
         return convert_paddle_state_dict(obj, model)
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
+    obj = checkpoint_weights(obj, use_ema)
     if not isinstance(obj, dict) or not obj:
         what = "an empty dict" if isinstance(obj, dict) else f"a {type(obj).__name__}"
         raise CorruptCheckpointError(f"{name} holds {what}, not a state dict (a mapping of parameter names to tensors)")
@@ -349,8 +430,7 @@ def state_dict_of(obj: object, model: nn.Module, name: str, *, layout: str | Non
     if bad:
         raise CorruptCheckpointError(f"{name} is not a state dict: entry {bad[0]!r} is a "
                                      f"{type(obj[bad[0]]).__name__}, not a tensor")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+    obj = _strip_wrappers(obj)
     if layout == "timm" or (layout is None and looks_like_timm(obj, model)):
         return timm_to_hgzoo(obj, model, dropout_convention=dropout_convention, name=name)
     return obj
@@ -371,14 +451,17 @@ def _evict(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, evict_if_corrupt: bool = False) -> None:
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, evict_if_corrupt: bool = False, *,
+                    use_ema: bool = True) -> None:
     """Load a checkpoint into ``model``, adapting the classifier and the stem when they differ.
 
-    With ``evict_if_corrupt`` (used for cached downloads), a corrupt file is removed before the error is raised.
+    ``use_ema`` (timm's ``load_checkpoint``, default True as there): a checkpoint's EMA weights where it has them
+    (timm's ``state_dict_ema``, train.py's), else its model weights. With ``evict_if_corrupt`` (used for cached
+    downloads), a corrupt file is removed before the error is raised.
     """
     path = Path(path)
     try:
-        sd = read_checkpoint(path, model)
+        sd = read_checkpoint(path, model, use_ema=use_ema)
     except CorruptCheckpointError as e:
         if not evict_if_corrupt:
             raise

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._builder import create_model, state_dict_of
+from ._builder import EMA_KEYS, create_model, state_dict_of
 from ._files import CheckpointMismatchError, CorruptCheckpointError, safe_load
 from ._registry import resolve_model_name
 from .preprocessing import DATA_KEYS, resolve_preprocessing
@@ -109,20 +109,25 @@ def _info(path: Path, obj: Any) -> CheckpointInfo:
 
         return CheckpointInfo(
             str(path), d.get("model_name") or (cfg or {}).get("model"), key("num_classes"), key("in_chans"),
-            key("img_size"), tuple(names) if names is not None else None, isinstance(d.get("ema"), dict), version,
+            key("img_size"), tuple(names) if names is not None else None, _has_ema(d), version,
             f"train.py checkpoint (layout {version})" if version else "train.py checkpoint",
             {k: dc[k] for k in DATA_KEYS if k in dc} if dc else None, cfg, _number(d, "epoch", int, path),
             _number(d, "top1", float, path), _number(d, "top5", float, path))
     source = "the train.py configuration inside it"
     if cfg is None and Path(path).suffix.lower() in (".pt", ".pth"):
         cfg, source = _read_config_beside(path), f"{path.parent / 'config.yaml'} beside it"
-    has_ema = isinstance(d.get("ema"), dict) or isinstance(d.get("state_dict_ema"), dict)
+    has_ema = _has_ema(d)
     if cfg and isinstance(cfg.get("model"), str):  # an older train.py checkpoint: only its run configuration
         return CheckpointInfo(str(path), cfg["model"], _int_or_none(cfg.get("num_classes"), "num_classes", path),
                               _int_or_none(cfg.get("in_chans"), "in_chans", path),
                               _int_or_none(cfg.get("img_size"), "img_size", path), None, has_ema, None, source,
                               None, cfg)
     return CheckpointInfo(str(path), None, None, None, None, None, has_ema, None, "weights only (no description)")
+
+
+def _has_ema(d: dict) -> bool:
+    """Whether a checkpoint holds EMA weights (timm's ``state_dict_ema``, or an older train.py file's ``ema``)."""
+    return any(isinstance(d.get(k), dict) for k in EMA_KEYS)
 
 
 def _read(path: str | os.PathLike) -> tuple[CheckpointInfo, Any]:
@@ -140,7 +145,7 @@ def _weights(obj: Any, info: CheckpointInfo, ema: bool) -> Any:
     if not ema:
         return obj
     d = obj if isinstance(obj, dict) else {}
-    chosen = d.get("ema") if isinstance(d.get("ema"), dict) else d.get("state_dict_ema")
+    chosen = next((d[k] for k in EMA_KEYS if isinstance(d.get(k), dict)), None)
     if not isinstance(chosen, dict):
         raise CheckpointConflictError(f"{info.path} holds no EMA weights (train.py saves them with --ema); "
                                       "leave out --ema to use its model weights")

@@ -12,8 +12,10 @@ through :mod:`hgzoo.cli.timm`, which registers and then runs the script::
 
 Every hgzoo architecture is registered under its hgzoo name (timm has its own ``hgnet_small`` etc., which are left
 alone) with every weight tag as a timm pretrained config (:meth:`hgzoo.PretrainedCfg.to_timm_dict`). The entry
-points call :func:`hgzoo.create_model`, so weights come from hgzoo's resolver (Hub, cache, Paddle URL) and
-``timm.create_model("hf-hub:ORG/REPO")`` loads a folder written by :func:`hgzoo.save_pretrained`. timm's
+points call :func:`hgzoo.create_model` with timm's ``pretrained_cfg`` as it is, so weights come from hgzoo's resolver
+(Hub, cache, Paddle URL), and ``timm.create_model("hf-hub:ORG/REPO")`` or ``("local-dir:FOLDER")`` loads a folder
+written by :func:`hgzoo.save_pretrained`. A tag whose only source is a Paddle URL carries it as timm's ``url``, so
+``timm.list_pretrained()`` lists every hgzoo tag. timm's
 ``checkpoint_path``, ``scriptable`` and ``exportable`` are handled by timm's ``create_model`` itself.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 
 from ._builder import create_model
 from ._registry import list_models, model_class, pretrained_cfgs
+from .pretrained import PretrainedCfg
 
 __all__ = ["register", "is_registered", "default_cfgs"]
 
@@ -34,36 +37,33 @@ default_cfgs: dict[str, Any] = {}
 _registered: set[str] = set()
 
 
-def _tag_of(pretrained_cfg: Any) -> tuple[str | None, str | None]:
-    """(weight tag, Hub repo id when timm resolved an ``hf-hub:`` name) from timm's ``pretrained_cfg`` argument:
-    a tag string, a dict or timm's ``PretrainedCfg``."""
-    if pretrained_cfg is None or isinstance(pretrained_cfg, str):
-        return pretrained_cfg or None, None
-    cfg = pretrained_cfg if isinstance(pretrained_cfg, dict) else dataclasses.asdict(pretrained_cfg)
-    if cfg.get("source") == "hf-hub" and cfg.get("hf_hub_id"):
-        return None, cfg["hf_hub_id"]
-    return cfg.get("tag") or None, None
-
-
 def _entry(arch: str):
     """timm's entry point for ``arch``: builds hgzoo's model with hgzoo's ``create_model``."""
 
     def entry(pretrained: bool = False, pretrained_cfg: Any = None, pretrained_cfg_overlay: dict | None = None,
               cache_dir: Any = None, **kwargs: Any) -> nn.Module:
-        tag, repo = _tag_of(pretrained_cfg)
         kwargs.pop("pretrained_model_args", None)  # timm's record of a Hub config's model_args, already in kwargs
         if cache_dir is not None:
             kwargs["cache_dir"] = cache_dir
         if pretrained_cfg_overlay:
             kwargs["pretrained_cfg_overlay"] = pretrained_cfg_overlay
-        name = f"hf-hub:{repo}" if repo else (f"{arch}.{tag}" if tag else arch)
-        return create_model(name, pretrained=pretrained, **kwargs)
+        # A tag, timm's PretrainedCfg (hf-hub:, local-dir: sources) or a dict: hgzoo.create_model reads it as timm.
+        return create_model(arch, pretrained=pretrained, pretrained_cfg=pretrained_cfg, **kwargs)
 
     entry.__name__ = entry.__qualname__ = arch
     entry.__module__ = __name__
     entry.hgzoo_architecture = arch  # marks it as hgzoo's, whichever copy of this module made it
     entry.__doc__ = f"hgzoo's {arch} (hgzoo.create_model), registered into timm by hgzoo.timm_compat.register()."
     return entry
+
+
+def _timm_cfg(cfg: PretrainedCfg) -> dict[str, Any]:
+    """``cfg`` as timm's pretrained config, with its Paddle URL as timm's ``url`` where it has no Hub repo: timm lists
+    a tag as pretrained only if it names a place for the weights (the weights still come through hgzoo's loader)."""
+    d = cfg.to_timm_dict()
+    if not d.get("hf_hub_id") and cfg.paddle_url:
+        d["url"] = cfg.paddle_url
+    return d
 
 
 def register() -> list[str]:
@@ -78,7 +78,7 @@ def register() -> list[str]:
     for arch in list_models():
         first_conv = model_class(arch).first_conv
         for cfg in pretrained_cfgs(arch):  # hgzoo's default tag first: timm's default too
-            cfgs[cfg.name] = dataclasses.replace(cfg, extra={**cfg.extra, "first_conv": first_conv}).to_timm_dict()
+            cfgs[cfg.name] = _timm_cfg(dataclasses.replace(cfg, extra={**cfg.extra, "first_conv": first_conv}))
     default_cfgs.update(generate_default_cfgs(cfgs))
     module = sys.modules[__name__]
     done = []

@@ -66,20 +66,50 @@ def best(tmp_path_factory) -> Path:
 def test_read_info_reads_what_train_py_wrote(best):
     info = read_info(best)
     assert (info.model_name, info.num_classes, info.in_chans, info.img_size) == (MODEL, 10, 1, 32)
-    assert info.class_names == CLASSES and info.has_ema and info.version == 2 and info.self_describing
+    assert info.class_names == CLASSES and info.has_ema and info.version == 3 and info.self_describing
     assert (info.data_config["crop_size"], info.data_config["resize_short"]) == (32, 32)
     assert list(info.data_config["mean"]) == [0.5]
 
 
 def test_model_from_checkpoint_loads_model_or_ema_weights(best):
     stored = torch.load(best, weights_only=True)
-    for ema, key in ((False, "model"), (True, "ema")):
+    for ema, key in ((False, "model"), (True, "state_dict_ema")):
         model, info = model_from_checkpoint(best, ema=ema)
         assert not model.training and model.num_classes == 10
         sd = model.state_dict()
         assert all(torch.equal(sd[k], v) for k, v in stored[key].items())
-    assert any(not torch.equal(stored["model"][k], stored["ema"][k]) for k in stored["model"]
+    assert any(not torch.equal(stored["model"][k], stored["state_dict_ema"][k]) for k in stored["model"]
                if stored["model"][k].is_floating_point()), "EMA and model weights should differ after training"
+
+
+def test_ema_weights_are_found_by_timms_load_checkpoint(best, tmp_path):
+    """timm's ``load_checkpoint(use_ema=True)`` finds train.py's EMA weights (timm's key, ``state_dict_ema``), and
+    hgzoo's ``load_checkpoint`` chooses as timm's does. An older train.py file (EMA under ``ema``) is still read by
+    hgzoo; timm, which does not know that key, loads its model weights there: the case a wrong key would give."""
+    timm = pytest.importorskip("timm")
+    import hgzoo.timm_compat
+
+    hgzoo.timm_compat.register()
+    stored = torch.load(best, weights_only=True)
+    older = {**{k: v for k, v in stored.items() if k != "state_dict_ema"}, "ema": stored["state_dict_ema"]}
+    torch.save(older, tmp_path / "older.pt")
+
+    def loaded(load, path, use_ema: bool) -> dict:
+        model = timm.create_model(MODEL, num_classes=10, in_chans=1)  # hgzoo's model, through timm's registry
+        load(model, str(path), use_ema=use_ema)
+        return model.state_dict()
+
+    def equal(sd: dict, key: str) -> bool:
+        return all(torch.equal(sd[k], v) for k, v in stored[key].items())
+
+    for use_ema, key in ((True, "state_dict_ema"), (False, "model")):
+        assert equal(loaded(timm.models.load_checkpoint, best, use_ema), key)
+        assert equal(loaded(hgzoo.load_checkpoint, best, use_ema), key)
+        assert equal(loaded(hgzoo.load_checkpoint, tmp_path / "older.pt", use_ema), key)
+    assert equal(loaded(timm.models.load_checkpoint, tmp_path / "older.pt", True), "model")
+    assert not equal(loaded(timm.models.load_checkpoint, tmp_path / "older.pt", True), "state_dict_ema")
+    assert equal(model_from_checkpoint(tmp_path / "older.pt", ema=True)[0].state_dict(), "state_dict_ema")
+    assert describe(tmp_path / "older.pt").has_ema
 
 
 def test_flags_that_contradict_the_checkpoint_are_refused(best):

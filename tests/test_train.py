@@ -94,7 +94,7 @@ def test_end_to_end(first_run):
     assert ckpt["config"] == cfg  # the checkpoint stores the plain dict that config.yaml holds
     from hgzoo.train import TrainConfig
     assert TrainConfig.from_dict(ckpt["config"]).lr_mult_list == (0.1, 0.1, 0.2, 0.2, 0.3)
-    assert ckpt["ema"] is not None and ckpt["scheduler"]["step_count"] == 8
+    assert ckpt["state_dict_ema"] is not None and ckpt["scheduler"]["step_count"] == 8  # timm's key
     # --freeze 1: the stem's parameters are not in the optimizer
     import hgzoo
     model = hgzoo.create_model(MODEL, num_classes=2)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Subset
 
 import hgzoo
 
-from .._builder import state_dict_of
+from .._builder import EMA_KEYS, state_dict_of
 from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, atomic_write, safe_load
 from ..data import Normalizer
 from ..data.mixup import MixUpCutMix, soft_cross_entropy
@@ -50,8 +50,9 @@ __all__ = ["run", "evaluate", "train_one_epoch", "prepare_output", "plot_summary
 SUMMARY_FIELDS = ["epoch", "train_loss", "eval_top1", "eval_top5", "ema_top1", "lr", "epoch_time_s", "images_per_s"]
 #: The files a run writes into its output folder (``--overwrite`` removes them before a new run starts).
 RUN_FILES = ("config.yaml", "summary.csv", "last.pt", "best.pt", "curves.png", "tb")
-#: The layout version of train.py's checkpoints (readable with ``weights_only=True`` since version 2).
-CHECKPOINT_VERSION = 2
+#: The layout version of train.py's checkpoints (readable with ``weights_only=True`` since version 2; EMA weights
+#: under timm's ``state_dict_ema`` since version 3, under ``ema`` before).
+CHECKPOINT_VERSION = 3
 
 
 def _checkpoint_error(what: str, path: str, e: Exception) -> ConfigError:
@@ -324,8 +325,9 @@ def restore(r: _Run, resume: dict) -> None:
     r.optimizer.load_state_dict(resume["optimizer"])
     r.sched.load_state_dict(resume["scheduler"])
     r.scaler.load_state_dict(resume["scaler"])
-    if r.ema is not None and resume.get("ema") is not None:
-        r.ema.module.load_state_dict(resume["ema"])
+    ema = next((resume[k] for k in EMA_KEYS if resume.get(k) is not None), None)  # "ema": an older train.py's
+    if r.ema is not None and ema is not None:
+        r.ema.module.load_state_dict(ema)
     r.start_epoch, r.start_micro = resume["epoch"], resume["micro_in_epoch"]
     r.best, r.global_step = resume["best_top1"], resume["global_step"]
     set_rng_state(resume["rng"][r.rank] if r.rank < len(resume["rng"]) else resume["rng"][0])
@@ -364,7 +366,7 @@ def save_last(r: _Run, epoch: int, micro: int) -> None:
     atomic_save({
         **_describe(r), "model": unwrap(r.model).state_dict(), "optimizer": r.optimizer.state_dict(),
         "scheduler": r.sched.state_dict(), "scaler": r.scaler.state_dict(),
-        "ema": r.ema.module.state_dict() if r.ema else None, "epoch": epoch, "micro_in_epoch": micro,
+        "state_dict_ema": r.ema.module.state_dict() if r.ema else None, "epoch": epoch, "micro_in_epoch": micro,
         "global_step": r.global_step, "best_top1": r.best, "rng": rngs,
     }, r.out / "last.pt")
 
@@ -372,8 +374,8 @@ def save_last(r: _Run, epoch: int, micro: int) -> None:
 def save_best(r: _Run, epoch: int, top1: float, top5: float) -> None:
     """``best.pt``: the weights (and EMA weights) of the best epoch so far, with their accuracy."""
     atomic_save({**_describe(r), "model": unwrap(r.model).state_dict(),
-                 "ema": r.ema.module.state_dict() if r.ema else None, "epoch": epoch, "top1": top1, "top5": top5},
-                r.out / "best.pt")
+                 "state_dict_ema": r.ema.module.state_dict() if r.ema else None, "epoch": epoch, "top1": top1,
+                 "top5": top5}, r.out / "best.pt")
 
 
 # ---------------------------------------------------------------------------------------------- the loop
