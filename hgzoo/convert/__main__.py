@@ -7,6 +7,9 @@ publish train.py checkpoints.
   python -m hgzoo.convert --from timm --input X.safetensors|X.pth|X.pth.tar|hf-hub:timm/REPO --output DIR
                           [--model hgnet_small|pphgnet_small]
   python -m hgzoo.convert --to timm --model pphgnet_small[.tag] --input WEIGHTS --output DIR [--timm-model NAME]
+  python -m hgzoo.convert --from dfine|rtdetrv2|presnet --model B4|L|50 --input THEIR.pth --output DIR
+  python -m hgzoo.convert --to dfine|rtdetrv2|presnet --model B4|L|50 --input HGZOO.safetensors --output DIR
+                          (a detector's backbone file, or the backbone.* of its checkpoint; see docs/detectors.md)
   python -m hgzoo.convert --input runs/x/best.pt --output DIR [--push-to-hub ORG/REPO]
                           (a train.py checkpoint: self-describing, so no --model)
 
@@ -31,6 +34,7 @@ from .._registry import get_pretrained_cfg, list_pretrained, resolve_model_name
 from ..hub import download_url
 from ..pretrained import PretrainedCfg
 from ..publish import write_hub_folder
+from .detectors import convert_detector_file, detector_origins
 from .paddle import convert_paddle_state_dict
 
 
@@ -118,12 +122,23 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-classes", type=positive_int, help="class count (default: read from the checkpoint)")
     ap.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the folder with huggingface_hub")
     ap.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
-    ap.add_argument("--from", dest="from_layout", choices=("paddle", "timm"), default="paddle",
-                    help="the layout of --input: a PaddleClas .pdparams (default) or a timm checkpoint")
-    ap.add_argument("--to", dest="to_layout", choices=("hgzoo", "timm"), default="hgzoo",
-                    help="the layout written: an hgzoo Hub folder (default) or a folder timm loads")
+    ap.add_argument("--from", dest="from_layout", choices=("paddle", "timm", *detector_origins()), default="paddle",
+                    help="the layout of --input: a PaddleClas .pdparams (default), a timm checkpoint, or a detector's "
+                         "backbone (--model: their name, B4/L/50)")
+    ap.add_argument("--to", dest="to_layout", choices=("hgzoo", "timm", *detector_origins()), default="hgzoo",
+                    help="the layout written: an hgzoo Hub folder (default), a folder timm loads, or a detector's "
+                         "backbone file")
     ap.add_argument("--timm-model", metavar="NAME", help="with --to timm: timm's architecture (e.g. hrnet_w18_ssld)")
     args = ap.parse_args(argv)
+    detector = {args.from_layout, args.to_layout} & set(detector_origins())
+    if detector:
+        if not (args.model and args.input) or args.all or (args.from_layout != "paddle" and args.to_layout != "hgzoo"):
+            ap.error("a detector backbone converts one file: give --model (their name) and --input, and one of "
+                     "--from/--to")
+        print("wrote " + convert_detector_file(
+            args.input, args.output, args.model, from_origin=args.from_layout if args.from_layout in detector else None,
+            to_origin=args.to_layout if args.to_layout in detector else None))
+        return 0
     if args.from_layout == "timm" or args.to_layout == "timm":
         return _timm_main(ap, args)
     if bool(args.all) == bool(args.input):

@@ -154,3 +154,62 @@ def from_hgzoo(sd: Mapping[str, torch.Tensor], origin: str, name: str | int) -> 
     native = {k: v for k, v in sd.items() if not k.startswith("head.")}
     _check_strict(native, _reference_shapes(arch), f"hgzoo {arch} → {key_map.description} {name}")
     return _renamed(native, key_map.to_theirs)
+
+
+# --- files: python -m hgzoo.convert --from/--to dfine|rtdetrv2|presnet|transformers ------------------------------
+
+def _transformers_maps():
+    """The transformers key maps (``HGNetV2Backbone``, ``RTDetrResNetBackbone``), where that module exists."""
+    try:
+        from . import transformers_detectors
+    except ImportError:
+        return None
+    return transformers_detectors
+
+
+def detector_origins() -> tuple[str, ...]:
+    """The layouts ``python -m hgzoo.convert --from/--to`` converts backbones from and to."""
+    return (*DETECTOR_KEY_MAPS, *(("transformers",) if _transformers_maps() is not None else ()))
+
+
+def _their_file_name(origin: str, name: str) -> str:
+    if origin == "dfine":
+        return f"PPHGNetV2_{name}_stage1.pth"
+    if origin == "rtdetrv2":
+        return f"PPHGNetV2_{name}_ssld_pretrained_from_paddle.pth"
+    if origin == "presnet":
+        return f"ResNet{name}_vd_backbone.pth"
+    return f"{name}_transformers_backbone.pth"
+
+
+def convert_detector_file(source: str, output: str, name: str, *, from_origin: str | None = None,
+                          to_origin: str | None = None) -> str:
+    """Convert one backbone file (or a whole detector checkpoint's ``backbone.*``) from ``from_origin``'s names to
+    hgzoo's (a ``<arch>.backbone.safetensors`` in ``output``), or hgzoo's to ``to_origin``'s (a ``.pth`` named as
+    their code looks for it). ``name``: their ``name``/``depth`` (``B4``, ``L``, ``50``); for transformers, the hgzoo
+    architecture. Strict both ways: every key used once, none missing, shapes equal."""
+    import io
+    from pathlib import Path
+
+    from safetensors.torch import save
+
+    from .._files import atomic_write, safe_load
+
+    origin = from_origin or to_origin
+    if (from_origin is None) == (to_origin is None) or origin not in detector_origins():
+        raise ValueError(f"convert from one detector layout or to one, of {', '.join(detector_origins())}")
+    sd = backbone_part(safe_load(source))
+    if origin == "transformers":
+        maps, arch = _transformers_maps(), name
+        out = maps.hf_to_hgzoo(sd, arch) if from_origin else maps.hgzoo_to_hf(sd, arch)
+    else:
+        arch = hgzoo_arch(origin, name)
+        out = to_hgzoo(sd, origin, name) if from_origin else from_hgzoo(sd, origin, name)
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {k: v.contiguous() for k, v in out.items()}
+    if from_origin:
+        return str(atomic_write(folder / f"{arch}.backbone.safetensors", save(out)))
+    buf = io.BytesIO()
+    torch.save(out, buf)
+    return str(atomic_write(folder / _their_file_name(origin, name), buf.getvalue()))
