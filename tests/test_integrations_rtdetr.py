@@ -441,3 +441,32 @@ def test_convert_cli_presnet_both_ways(ref, tmp_path):
     back = torch.load(tmp_path / "back" / "ResNet34_vd_backbone.pth")
     assert set(back) == set(theirs.state_dict())
     PResNet(34).load_state_dict(back, strict=True)
+
+
+TORCHRUN = textwrap.dedent("""\
+    import sys, torch, torch.distributed as dist
+    from hgzoo.integrations.rtdetr import HGNetv2
+    dist.init_process_group("gloo")
+    m = HGNetv2("B0", use_lab=True, pretrained=True, local_model_dir=sys.argv[1])
+    total = torch.tensor([float(sum(p.double().sum() for p in m.state_dict().values()))], dtype=torch.float64)
+    dist.all_reduce(total)
+    if dist.get_rank() == 0:
+        print("SUM", float(total) / dist.get_world_size())
+    dist.destroy_process_group()
+""")
+
+
+def test_pretrained_under_torchrun(ref, tmp_path):
+    """Two torchrun processes (gloo) load their file as one process does; no rank-0-only download to wait for."""
+    theirs = _their_hgnet(ref, "B0", 0.2, (64, 64))
+    (tmp_path / "w").mkdir()
+    torch.save(theirs.state_dict(), tmp_path / "w" / "PPHGNetV2_B0_stage1.pth")
+    (tmp_path / "run.py").write_text(TORCHRUN)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(tmp_path / "run.py"), str(tmp_path / "w")], capture_output=True, text=True,
+                          timeout=180, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want = float(sum(v.double().sum() for v in HGNetv2("B0", use_lab=True, pretrained=True,
+                                                        local_model_dir=str(tmp_path / "w")).state_dict().values()))
+    got = float(proc.stdout.split("SUM")[1])
+    assert abs(got - want) <= 1e-9 * abs(want)
