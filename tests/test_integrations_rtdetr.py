@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hgzoo.integrations import rtdetrv2
-from hgzoo.integrations.rtdetr import HGNetv2, HGZooBackbone, PResNet, register_backbones
+from hgzoo.integrations.rtdetr import FusedAffine, HGNetv2, HGZooBackbone, PResNet, register_backbones
 from hgzoo.layers import FrozenBatchNorm2d
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -258,6 +258,7 @@ def test_convert_to_deploy_keeps_outputs(ref, build):
         y = theirs.eval()(x)
         assert ours.convert_to_deploy() is ours
         assert not any(isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)) for m in ours.modules())
+        assert build == "presnet" or any(isinstance(m, FusedAffine) for m in ours.modules())
         assert max_rel(ours(x), y) < 1e-10
 
 

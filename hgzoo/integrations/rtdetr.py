@@ -32,7 +32,7 @@ from torch import nn
 
 from .._files import safe_load
 from ..convert.detectors import backbone_part, from_hgzoo, hgzoo_arch
-from ..layers import ConvBNAct, freeze_batch_norm, reparameterize
+from ..layers import ConvBNAct, LearnableAffine, freeze_batch_norm, reparameterize
 from ..models.pphgnet import VARIANTS as HG_VARIANTS
 from ..models.pphgnet import HGBlockV2, HGStage, StageCfg, StemV2
 from ..models.resnet_vd import STAGE_WIDTHS, ResNetVdShortcut
@@ -80,6 +80,23 @@ def _check_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int (-1: nothing frozen), got {value!r}")
     return value
+
+
+class FusedAffine(LearnableAffine):
+    """The learnable affine block for inference: one fused multiply-add (``torch.addcmul``), one pass over memory
+    instead of two."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, x, self.scale)
+
+
+def _fuse_affines(model: nn.Module) -> None:
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is LearnableAffine:
+                fused = FusedAffine()
+                fused.scale, fused.bias = child.scale, child.bias
+                setattr(parent, name, fused)
 
 
 class DetectorBackbone(nn.Module):
@@ -143,10 +160,12 @@ class DetectorBackbone(nn.Module):
 
     @torch.no_grad()
     def convert_to_deploy(self) -> DetectorBackbone:
-        """Fold every BatchNorm (FrozenBatchNorm2d included) into its conv, in place, for inference; the outputs stay
-        the same. D-FINE's and RT-DETR's ``model.deploy()`` call it on every module that has it."""
+        """Fold every BatchNorm (FrozenBatchNorm2d included) into its conv and make each learnable affine block one
+        fused multiply-add, in place, for inference; the outputs stay the same. D-FINE's and RT-DETR's
+        ``model.deploy()`` call it on every module that has it."""
         self._prepare_deploy()
         reparameterize(self)
+        _fuse_affines(self)
         return self
 
     # --- weights ---------------------------------------------------------------------------------------------------
