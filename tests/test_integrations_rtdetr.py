@@ -474,3 +474,19 @@ def test_pretrained_under_torchrun(ref, tmp_path):
                                                         local_model_dir=str(tmp_path / "w")).state_dict().values()))
     got = float(proc.stdout.split("SUM")[1])
     assert abs(got - want) <= 1e-9 * abs(want)
+
+
+@pytest.mark.parametrize("stem_pool,equal", [("zero", True), ("same", False)])
+def test_hgzoo_classifier_with_the_zero_stem_pool_is_their_network(ref, stem_pool, equal):
+    """create_model("pphgnetv2_b0", stem_pool="zero") in hgzoo's own names (through the key map) gives their
+    features; PaddleClas's default ("same") does not, on a negative LAB bias."""
+    import hgzoo
+    from hgzoo.convert.detectors import to_hgzoo
+
+    theirs = _their_hgnet(ref, "B0", -0.4)
+    native = hgzoo.create_model("pphgnetv2_b0", stem_pool=stem_pool, features_only=True, out_indices=(1, 2, 3))
+    native.model.load_state_dict(to_hgzoo(theirs.state_dict(), "dfine", "B0"), strict=True)
+    x = _inputs(193, 257)
+    with torch.no_grad():
+        err = max_rel(native.eval()(x), theirs(x))
+    assert (err < 1e-5) if equal else (err > 1e-3)
