@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/reference/setup.sh
+# D-FINE's backbone code, the oracle of tests/test_integrations_rtdetr.py (from PyPI; its tests skip without it).
+bash tests/reference/detectors_setup.sh || echo "D-FINE reference not set up: tests/test_integrations_rtdetr.py will skip"
 py=.venv/bin/python
 [ -x "$py" ] || py=python3
 # One worker per core (pytest-xdist), each file's tests on one worker (module fixtures are made once);

@@ -7,6 +7,10 @@ publish train.py checkpoints.
   python -m hgzoo.convert --from timm --input X.safetensors|X.pth|X.pth.tar|hf-hub:timm/REPO --output DIR
                           [--model hgnet_small|pphgnet_small]
   python -m hgzoo.convert --to timm --model pphgnet_small[.tag] --input WEIGHTS --output DIR [--timm-model NAME]
+  python -m hgzoo.convert --from dfine|rtdetrv2|presnet|transformers --model B4|L|50 --input THEIR.pth --output DIR
+  python -m hgzoo.convert --to dfine|rtdetrv2|presnet|transformers --model B4|L|50 --input HGZOO.safetensors
+                          --output DIR  (a detector's backbone file, or the backbone.* of its checkpoint;
+                          see docs/detectors.md)
   python -m hgzoo.convert --input runs/x/best.pt --output DIR [--push-to-hub ORG/REPO]
                           (a train.py checkpoint: self-describing, so no --model)
 
@@ -20,6 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..publish.detector_files import convert_detector_file, detector_origins
 from ..publish import save_pretrained, upload_folder
 from ..publish.paddle_folders import convert_file, official_cfg_for_file
 from .base import BadInput, RunFailed, guarded_main, one_line, positive_int
@@ -50,12 +55,17 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-classes", type=positive_int, help="class count (default: read from the checkpoint)")
     ap.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the folder with huggingface_hub")
     ap.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
-    ap.add_argument("--from", dest="from_layout", choices=("paddle", "timm"), default="paddle",
-                    help="the layout of --input: a PaddleClas .pdparams (default) or a timm checkpoint")
-    ap.add_argument("--to", dest="to_layout", choices=("hgzoo", "timm"), default="hgzoo",
-                    help="the layout written: an hgzoo Hub folder (default) or a folder timm loads")
+    ap.add_argument("--from", dest="from_layout", choices=("paddle", "timm", *detector_origins()), default="paddle",
+                    help="the layout of --input: a PaddleClas .pdparams (default), a timm checkpoint, or a detector's "
+                         "backbone (--model: their name, B4/L/50)")
+    ap.add_argument("--to", dest="to_layout", choices=("hgzoo", "timm", *detector_origins()), default="hgzoo",
+                    help="the layout written: an hgzoo Hub folder (default), a folder timm loads, or a detector's "
+                         "backbone file")
     ap.add_argument("--timm-model", metavar="NAME", help="with --to timm: timm's architecture (e.g. hrnet_w18_ssld)")
     args = ap.parse_args(argv)
+    detector = {args.from_layout, args.to_layout} & set(detector_origins())
+    if detector:
+        return _detector_main(ap, args, detector)
     if args.from_layout == "timm" or args.to_layout == "timm":
         return _timm_main(ap, args)
     if bool(args.all) == bool(args.input):
@@ -95,6 +105,17 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"FAILED {f.name}: {one_line(e)}", file=sys.stderr)
     if failed:
         raise RunFailed(f"{len(failed)} of {len(files)} files failed to convert: {', '.join(failed)}")
+    return 0
+
+
+def _detector_main(ap: argparse.ArgumentParser, args: argparse.Namespace, detector: set[str]) -> int:
+    """``--from/--to dfine|rtdetrv2|presnet|transformers``: one detector backbone file, converted strictly."""
+    if not (args.model and args.input) or args.all or (args.from_layout != "paddle" and args.to_layout != "hgzoo"):
+        ap.error("a detector backbone converts one file: give --model (their name) and --input, and one of "
+                 "--from/--to")
+    print("wrote " + convert_detector_file(
+        args.input, args.output, args.model, from_origin=args.from_layout if args.from_layout in detector else None,
+        to_origin=args.to_layout if args.to_layout in detector else None))
     return 0
 
 

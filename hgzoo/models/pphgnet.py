@@ -46,7 +46,7 @@ torch.fx.wrap("pad_same")  # MaxPool2dSame calls it here: FX keeps it as one cal
 
 __all__ = [
     "HGBlock", "HGBlockV2", "HGStage", "LightConvBNAct", "MaxPool2dSame", "PPHGNet", "PPHGNetV2", "StageCfg",
-    "StemV2", "PPHGNET", "PPHGNETV2", "VARIANTS", "default_cfgs",
+    "StemV2", "check_stem_pool", "PPHGNET", "PPHGNETV2", "VARIANTS", "default_cfgs",
 ]
 
 PPHGNET = ModelFamily("PP-HGNet", (PADDLECLAS_CITATION,))
@@ -153,29 +153,45 @@ class HGStage(nn.Module):
 
 class MaxPool2dSame(nn.Module):
     """Max-pool with Paddle's ``padding="SAME"``: the padding (right/bottom first) never wins the max,
-    as if it were -inf. Zero padding would differ wherever a window's real values are all negative."""
+    as if it were -inf. Zero padding (``pad_value=0.0``, as D-FINE, DEIM, RT-DETRv2 and transformers pad PP-HGNetV2's
+    stem pool) differs wherever a window's real values are all negative."""
 
-    def __init__(self, kernel_size: int, stride: int = 1) -> None:
+    def __init__(self, kernel_size: int, stride: int = 1, pad_value: float = float("-inf")) -> None:
         super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride
+        self.kernel_size, self.stride, self.pad_value = kernel_size, stride, pad_value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_same(x, self.kernel_size, self.stride, value=float("-inf"))
+        x = pad_same(x, self.kernel_size, self.stride, value=self.pad_value)
         return F.max_pool2d(x, self.kernel_size, self.stride)
+
+
+STEM_POOLS = {"same": float("-inf"), "zero": 0.0}
+
+
+def check_stem_pool(stem_pool: str) -> float:
+    """The pad value of a stem-pool option: ``"same"`` (PaddleClas, -inf) or ``"zero"`` (the detectors)."""
+    if stem_pool not in STEM_POOLS:
+        raise ValueError(f"stem_pool must be 'same' (PaddleClas) or 'zero' (D-FINE, DEIM, RT-DETRv2), "
+                         f"got {stem_pool!r}")
+    return STEM_POOLS[stem_pool]
 
 
 class StemV2(nn.Module):
     """PP-HGNetV2 stem (stride 4): 3x3/2 conv, then two branches concatenated: a 2x2 "SAME" max-pool
-    and two 2x2 "SAME" convs (zero-padded right/bottom); then 3x3/2 and 1x1 convs."""
+    and two 2x2 "SAME" convs (zero-padded right/bottom); then 3x3/2 and 1x1 convs.
 
-    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, use_lab: bool = False) -> None:
+    ``stem_pool``: ``"same"`` pads the pool as PaddleClas (-inf), ``"zero"`` as the detectors (zeros); they differ
+    only where a window's values are all negative, which a negative affine bias (``use_lab``) makes happen."""
+
+    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, use_lab: bool = False,
+                 stem_pool: str = "same") -> None:
         super().__init__()
         self.stem1 = ConvBNAct(in_chs, mid_chs, 3, stride=2, use_lab=use_lab)
         self.stem2a = ConvBNAct(mid_chs, mid_chs // 2, 2, padding="same", use_lab=use_lab)
         self.stem2b = ConvBNAct(mid_chs // 2, mid_chs, 2, padding="same", use_lab=use_lab)
         self.stem3 = ConvBNAct(mid_chs * 2, mid_chs, 3, stride=2, use_lab=use_lab)
         self.stem4 = ConvBNAct(mid_chs, out_chs, 1, use_lab=use_lab)
-        self.pool = MaxPool2dSame(2, stride=1)
+        self.pool = MaxPool2dSame(2, stride=1, pad_value=check_stem_pool(stem_pool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem1(x)
@@ -299,6 +315,8 @@ class PPHGNetV2(_HGNetBase):
         stem_chs: (mid, out) widths of the stem.
         stages: the four stages.
         use_lab: learnable affine blocks after every activation (B0-B3).
+        stem_pool: padding of the stem's max-pool, ``"same"`` (PaddleClas, the default) or ``"zero"`` (D-FINE, DEIM,
+            RT-DETRv2, transformers); see :class:`StemV2`.
         num_classes, in_chans, drop_rate, drop_path_rate, use_last_conv, class_expand: as :class:`PPHGNet`.
 
     PaddleClas trains the affine blocks' scale and bias with a 0.01 learning-rate multiplier.
@@ -310,10 +328,10 @@ class PPHGNetV2(_HGNetBase):
 
     def __init__(self, stem_chs: tuple[int, int], stages: tuple[StageCfg, ...], use_lab: bool = False,
                  num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> None:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> None:
         super().__init__()
         self.use_lab = use_lab
-        self.stem = StemV2(in_chans, stem_chs[0], stem_chs[1], use_lab=use_lab)
+        self.stem = StemV2(in_chans, stem_chs[0], stem_chs[1], use_lab=use_lab, stem_pool=stem_pool)
         self._build_stages(stages, drop_path_rate, self._make_block)
         self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
                                    act_layer=ReLUAffine if use_lab else nn.ReLU, drop_rate=drop_rate)
@@ -449,48 +467,48 @@ def pphgnet_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 
 @register_model("PPHGNetV2_B0", default_cfgs)
 def pphgnetv2_b0(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
     """PP-HGNetV2 B0 (stem 16-16, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
     return _create("pphgnetv2_b0", **locals())
 
 
 @register_model("PPHGNetV2_B1", default_cfgs)
 def pphgnetv2_b1(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
     """PP-HGNetV2 B1 (stem 24-32, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
     return _create("pphgnetv2_b1", **locals())
 
 
 @register_model("PPHGNetV2_B2", default_cfgs)
 def pphgnetv2_b2(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
     """PP-HGNetV2 B2 (stem 24-32, 4 layers per block, depths 1-1-3-1, learnable affine blocks)."""
     return _create("pphgnetv2_b2", **locals())
 
 
 @register_model("PPHGNetV2_B3", default_cfgs)
 def pphgnetv2_b3(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
     """PP-HGNetV2 B3 (stem 24-32, 5 layers per block, depths 1-1-3-1, learnable affine blocks)."""
     return _create("pphgnetv2_b3", **locals())
 
 
 @register_model("PPHGNetV2_B4", default_cfgs)
 def pphgnetv2_b4(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
     """PP-HGNetV2 B4 (stem 32-48, 6 layers per block, depths 1-1-3-1)."""
     return _create("pphgnetv2_b4", **locals())
 
 
 @register_model("PPHGNetV2_B5", default_cfgs)
 def pphgnetv2_b5(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
     """PP-HGNetV2 B5 (stem 32-64, 6 layers per block, depths 1-2-5-2)."""
     return _create("pphgnetv2_b5", **locals())
 
 
 @register_model("PPHGNetV2_B6", default_cfgs)
 def pphgnetv2_b6(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
     """PP-HGNetV2 B6 (stem 48-96, 6 layers per block, depths 2-3-6-3)."""
     return _create("pphgnetv2_b6", **locals())
