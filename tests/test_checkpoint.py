@@ -109,7 +109,7 @@ def test_ema_weights_are_found_by_timms_load_checkpoint(best, tmp_path):
     assert equal(loaded(timm.models.load_checkpoint, tmp_path / "older.pt", True), "model")
     assert not equal(loaded(timm.models.load_checkpoint, tmp_path / "older.pt", True), "state_dict_ema")
     assert equal(model_from_checkpoint(tmp_path / "older.pt", ema=True)[0].state_dict(), "state_dict_ema")
-    assert describe(tmp_path / "older.pt").has_ema
+    assert read_info(tmp_path / "older.pt").has_ema
 
 
 def test_flags_that_contradict_the_checkpoint_are_refused(best):

@@ -24,8 +24,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..publish.detector_files import convert_detector_file, detector_origins
 from ..publish import save_pretrained, upload_folder
+from ..publish.detector_files import convert_detector_file, detector_origins
 from ..publish.paddle_folders import convert_file, official_cfg_for_file
 from .base import BadInput, RunFailed, guarded_main, one_line, positive_int
 
