@@ -68,12 +68,13 @@ def pytest_configure(config) -> None:
 # The fast tier, `pytest -m "not slow"`, starts no process, needs neither the PaddleClas reference nor a wheel, and
 # runs model tests on the smallest variant of each family (FAST_MODELS). Everything else is `slow`: a test whose module
 # says `pytestmark = pytest.mark.slow`, that says `@pytest.mark.slow`, that SLOW lists (in modules that are mostly
-# fast: they start a process, export, compile or script, or take seconds), that is marked `parity` or `gpu`, that uses
-# a fixture of SLOW_FIXTURES, or whose parameters name another model. A fast-tier test that starts a process fails.
+# fast: they start a process, export, compile or script a model, or take over a CPU-second, the model contracts on
+# FAST_MODELS excepted), that is marked `parity` or `gpu`, that uses a fixture of SLOW_FIXTURES, or whose parameters
+# name another model. A fast-tier test that starts a process fails. tests/README.md says how to run each tier.
 SLOW_MARKERS = ("parity", "gpu")
 SLOW_FIXTURES = ("paddle_reference", "wheel_install")
 FAST_MODELS = ("pphgnet_tiny", "pphgnetv2_b0", "pplcnetv2_small", "hrnet_w18_c", "resnet18_vd",
-               "hgnet_tiny", "hgnetv2_b0", "lcnetv2_small", "hrnet_w18", "resnet18d")  # the same under timm's names
+               "hgnet_tiny", "hgnetv2_b0", "lcnetv2_small", "hrnet_w18")  # the same under timm's names (lower case)
 SLOW = {
     "test_bench_validate.py": ("test_quick_mode_runs_every_peer_on_the_same_weights",),
     "test_benchmark.py": ("test_own_worker_processes_count_as_the_benchmark", "test_tiny_real_run_per_cpu_backend",
@@ -93,7 +94,7 @@ SLOW = {
     "test_deploy.py": ("test_cli_export_end_to_end", "test_export_verifies_or_names_the_fallback",
                        "test_drift_report_and_a_bad_export_is_caught",
                        "test_export_that_changes_the_results_raises_and_leaves_no_file",
-                       "test_onnx_fp16_path_with_a_stand_in_gpu"),
+                       "test_onnx_fp16_path_with_a_stand_in_gpu", "test_torchscript_fp16_path_with_a_stand_in_device"),
     "test_detection.py": ("test_training_step_trains_only_what_is_not_frozen_then_detects",),
     "test_features.py": ("test_onnx_export_with_dynamic_height_and_width",
                          "test_features_only_drops_what_it_never_runs",
@@ -113,7 +114,8 @@ SLOW = {
     "test_pphgnet.py": ("test_v1_structure",),
     "test_predict.py": ("test_predict_cli_json_with_a_bad_file", "test_predict_python_api", "test_predict_cli_text"),
     "test_publish.py": ("test_push_to_hub_then_load_in_hgzoo_and_timm",
-                        "test_convert_cli_publishes_a_train_checkpoint", "test_converted_weights_card"),
+                        "test_convert_cli_publishes_a_train_checkpoint", "test_converted_weights_card",
+                        "test_card_names_the_runs_init_crop_and_flip"),
     "test_safety.py": ("test_train_never_runs_code_from_a_checkpoint", "test_commands_never_run_code_from_weights",
                        "test_validate_and_predict_refuse_the_image_bomb",
                        "test_hub_config_declaring_a_billion_classes", "test_hub_config_declaring_bad_input_channels",
@@ -151,22 +153,24 @@ TIERS = pytest.StashKey[dict]()  # node id -> slow
 def pytest_collection_modifyitems(config, items) -> None:
     """Mark the slow tests (see SLOW), and keep every test's tier in ``config.stash[TIERS]`` (test_tiers.py reads
     it); a name in SLOW that its module does not define is an error."""
-    from hgzoo._registry import TIMM_ALIASES
-
-    models = set(hgzoo.list_models()) | set(TIMM_ALIASES)
     for item in items:
         module = Path(str(item.fspath)).name
-        params = {p for p in getattr(getattr(item, "callspec", None), "params", {}).values() if isinstance(p, str)}
+        params = getattr(getattr(item, "callspec", None), "params", {}).values()
         if (getattr(item, "originalname", "") in SLOW.get(module, ())
                 or any(item.get_closest_marker(m) for m in SLOW_MARKERS)
                 or set(SLOW_FIXTURES) & set(getattr(item, "fixturenames", ()))
-                or (params & models) - set(FAST_MODELS)):
+                or any(_a_large_model(p) for p in params)):
             item.add_marker(pytest.mark.slow)
     config.stash[TIERS] = {item.nodeid: bool(item.get_closest_marker("slow")) for item in items}
     modules = {Path(str(i.fspath)).name: i.module for i in items if getattr(i, "module", None)}
     stale = [f"{m}::{n}" for m, mod in modules.items() for n in SLOW.get(m, ()) if not hasattr(mod, n)]
     if stale:
         raise pytest.UsageError(f"tests/conftest.py SLOW names tests that do not exist: {', '.join(stale)}")
+
+
+def _a_large_model(param) -> bool:
+    """True if a test parameter names a model (any spelling; a weight tag does not count) not in FAST_MODELS."""
+    return isinstance(param, str) and "." not in param and param.lower() not in FAST_MODELS and hgzoo.is_model(param)
 
 
 def _refuse_to_spawn(item: pytest.Item, original, what: str):
@@ -194,35 +198,34 @@ def _no_processes(item: pytest.Item) -> Iterator[None]:
         yield
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     with _no_processes(item):
-        return (yield)
+        yield
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     with _no_processes(item):
-        return (yield)
+        yield
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     with _no_processes(item):
-        return (yield)
+        yield
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """A fast-tier test that started a process fails, even where the test caught the error."""
-    report = yield
+    report = (yield).get_result()
     what = item.stash.get(SPAWNED, None)
     if what:
         del item.stash[SPAWNED]
         if report.passed:
             report.outcome = "failed"
             report.longrepr = f"in the fast tier but starts a process ({what}): mark it slow"
-    return report
 
 
 @pytest.fixture(scope="module")
