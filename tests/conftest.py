@@ -1,13 +1,20 @@
-"""Shared fixtures. The parity oracle (PaddleClas) runs in its own environment, see tests/reference/."""
+"""Shared fixtures, and the two test tiers (tests/README.md). The parity oracle (PaddleClas) runs in its own
+environment, see tests/reference/."""
 from __future__ import annotations
 
+import contextlib
+import functools
+import multiprocessing.process
 import os
+import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import hgzoo
 from hgzoo._registry import model_entrypoint, paddle_name
@@ -47,12 +54,178 @@ def shared_dir(tmp_path_factory, name: str) -> Path:
 
 def pytest_configure(config) -> None:
     """Under pytest-xdist (tests/run.sh: one worker per core), one intra-op thread per worker and per subprocess:
-    two workers of two threads on two cores spin against each other."""
+    two workers of two threads on two cores spin against each other. ``platform.processor()`` (the benchmark
+    harness reports it) runs ``uname -p`` once and keeps the answer: asked here, no fast-tier test starts it."""
+    platform.processor()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
         torch.set_num_threads(1)
         os.environ["OMP_NUM_THREADS"] = "1"
+
+
+# --- the two tiers ------------------------------------------------------------------------------------------------
+# The fast tier, `pytest -m "not slow"`, starts no process, needs neither the PaddleClas reference nor a wheel, and
+# runs model tests on the smallest variant of each family (FAST_MODELS). Everything else is `slow`: a test whose module
+# says `pytestmark = pytest.mark.slow`, that says `@pytest.mark.slow`, that SLOW lists (in modules that are mostly
+# fast: they start a process, export, compile or script a model, or take over a CPU-second, the model contracts on
+# FAST_MODELS excepted), that is marked `parity` or `gpu`, that uses a fixture of SLOW_FIXTURES, or whose parameters
+# name another model. A fast-tier test that starts a process fails. tests/README.md says how to run each tier.
+SLOW_MARKERS = ("parity", "gpu")
+SLOW_FIXTURES = ("paddle_reference", "wheel_install")
+FAST_MODELS = ("pphgnet_tiny", "pphgnetv2_b0", "pplcnetv2_small", "hrnet_w18_c", "resnet18_vd",
+               "hgnet_tiny", "hgnetv2_b0", "lcnetv2_small", "hrnet_w18")  # the same under timm's names (lower case)
+SLOW = {
+    "test_bench_validate.py": ("test_quick_mode_runs_every_peer_on_the_same_weights",),
+    "test_benchmark.py": ("test_own_worker_processes_count_as_the_benchmark", "test_tiny_real_run_per_cpu_backend",
+                          "test_plot_writes_png", "test_compare_timm_and_cli_outputs",
+                          "test_compare_timm_plain_keeps_timm_branches",
+                          "test_int8_runs_on_onnxruntime_and_openvino_checked_on_real_photos",
+                          "test_out_of_memory_halves_the_batch_and_says_so",
+                          "test_prepare_budget_stops_a_slow_backend_per_model"),
+    "test_checkpoint.py": ("test_describe_reads_what_train_py_wrote",
+                           "test_model_from_checkpoint_loads_model_or_ema_weights",
+                           "test_flags_that_contradict_the_checkpoint_are_refused",
+                           "test_validate_takes_everything_from_the_checkpoint",
+                           "test_validate_refuses_contradicting_flags",
+                           "test_predict_prints_the_checkpoints_class_names",
+                           "test_export_takes_the_checkpoint_and_its_ema"),
+    "test_data.py": ("test_loader_reports_bad_images_and_normalizes",),
+    "test_deploy.py": ("test_cli_export_end_to_end", "test_export_verifies_or_names_the_fallback",
+                       "test_drift_report_and_a_bad_export_is_caught",
+                       "test_export_that_changes_the_results_raises_and_leaves_no_file",
+                       "test_onnx_fp16_path_with_a_stand_in_gpu", "test_torchscript_fp16_path_with_a_stand_in_device"),
+    "test_detection.py": ("test_training_step_trains_only_what_is_not_frozen_then_detects",),
+    "test_features.py": ("test_onnx_export_with_dynamic_height_and_width",
+                         "test_features_only_drops_what_it_never_runs",
+                         "test_hrnet_offers_incre_and_branch_features",
+                         "test_reparameterized_feature_model_gives_same_features"),
+    "test_fmnist_timm_peer.py": ("test_dry_run_maps_the_recipe", "test_bad_input_exits_2",
+                                 "test_tiny_run_through_timm_train_py"),
+    "test_gpu.py": ("test_gpu_check_without_gpu_ends_cleanly",
+                    "test_gpu_check_bad_arguments_are_one_line_and_exit_2", "test_gpu_check_help",
+                    "test_gpu_check_commands_are_valid_for_the_tools",
+                    "test_gpu_check_forced_run_on_cpu_walks_every_phase", "test_channels_last_matches_cpu",
+                    "test_amp_matches_fp32"),
+    "test_house.py": ("test_import_hgzoo_loads_only_the_library", "test_lazy_names_resolve_whatever_loads_them_first"),
+    "test_hrnet.py": ("test_feature_views", "test_grad_checkpointing_same_gradients_with_drop_path"),
+    "test_init.py": ("test_timm_init_matches_timm",),
+    "test_models.py": ("test_drop_path_is_active_in_training_only", "test_grad_checkpointing_gives_same_gradients"),
+    "test_pphgnet.py": ("test_v1_structure",),
+    "test_predict.py": ("test_predict_cli_json_with_a_bad_file", "test_predict_python_api", "test_predict_cli_text"),
+    "test_publish.py": ("test_push_to_hub_then_load_in_hgzoo_and_timm",
+                        "test_convert_cli_publishes_a_train_checkpoint", "test_converted_weights_card",
+                        "test_card_names_the_runs_init_crop_and_flip"),
+    "test_safety.py": ("test_train_never_runs_code_from_a_checkpoint", "test_commands_never_run_code_from_weights",
+                       "test_validate_and_predict_refuse_the_image_bomb",
+                       "test_hub_config_declaring_a_billion_classes", "test_hub_config_declaring_bad_input_channels",
+                       "test_publishing_never_runs_code_from_a_checkpoint",
+                       "test_a_finished_run_is_never_overwritten", "test_overwrite_replaces_the_run",
+                       "test_resume_keeps_the_saved_config_and_prints_changes",
+                       "test_resuming_a_finished_run_says_how_to_continue",
+                       "test_resume_from_what_cannot_be_resumed", "test_output_that_is_a_file_or_read_only",
+                       "test_symlink_loop_is_counted_once", "test_train_takes_paddleclas_spellings",
+                       "test_missing_weights_offline_give_one_line", "test_concurrent_writers_of_a_hub_folder",
+                       "test_image_bomb_refused_before_decoding"),
+    "test_timm_compat.py": ("test_timm_scripts_run_through_the_runner", "test_scripted_equals_eager",
+                            "test_fx_traces_at_any_size", "test_forward_intermediates_as_timm_and_as_features_only",
+                            "test_prune_intermediate_layers", "test_timm_names_of_other_networks_are_refused",
+                            "test_timm_resolves_the_data_config", "test_timm_scripts_run_hgzoo_models"),
+    "test_timm_weights.py": ("test_tags_load_from_timms_repos_and_give_timms_logits",
+                             "test_pins_refuse_another_file", "test_timm_to_hgzoo_to_timm_is_exact",
+                             "test_convert_cli_from_timm_and_back", "test_every_timm_variant_maps_key_for_key",
+                             "test_pretrained_file_recognises_timm_checkpoints"),
+    "test_train.py": ("test_ddp_two_processes", "test_resume_after_sigkill", "test_bad_input",
+                      "test_distillation_with_unlabeled_extra", "test_end_to_end",
+                      "test_epochs_without_evaluation_have_no_eval_figures"),
+    "test_validate.py": ("test_wildcard_validates_every_tag_from_the_cache", "test_a_runtime_that_is_not_installed",
+                         "test_top1_matches_direct_computation", "test_int8_file_is_what_is_validated",
+                         "test_deployed_file_runs_without_exporting_again",
+                         "test_compile_and_bf16_backends_agree_with_eager", "test_label_list_and_overrides",
+                         "test_bad_images_stop_or_are_counted",
+                         "test_runtime_bad_input_is_one_line_and_writes_nothing"),
+}
+SPAWNED = pytest.StashKey[str]()
+TIERS = pytest.StashKey[dict]()  # node id -> slow
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the slow tests (see SLOW), and keep every test's tier in ``config.stash[TIERS]`` (test_tiers.py reads
+    it); a name in SLOW that its module does not define is an error."""
+    for item in items:
+        module = Path(str(item.fspath)).name
+        params = getattr(getattr(item, "callspec", None), "params", {}).values()
+        if (getattr(item, "originalname", "") in SLOW.get(module, ())
+                or any(item.get_closest_marker(m) for m in SLOW_MARKERS)
+                or set(SLOW_FIXTURES) & set(getattr(item, "fixturenames", ()))
+                or any(_a_large_model(p) for p in params)):
+            item.add_marker(pytest.mark.slow)
+    config.stash[TIERS] = {item.nodeid: bool(item.get_closest_marker("slow")) for item in items}
+    modules = {Path(str(i.fspath)).name: i.module for i in items if getattr(i, "module", None)}
+    stale = [f"{m}::{n}" for m, mod in modules.items() for n in SLOW.get(m, ()) if not hasattr(mod, n)]
+    if stale:
+        raise pytest.UsageError(f"tests/conftest.py SLOW names tests that do not exist: {', '.join(stale)}")
+
+
+def _a_large_model(param) -> bool:
+    """True if a test parameter names a model (any spelling; a weight tag does not count) not in FAST_MODELS."""
+    return isinstance(param, str) and "." not in param and param.lower() not in FAST_MODELS and hgzoo.is_model(param)
+
+
+def _refuse_to_spawn(item: pytest.Item, original, what: str):
+    @functools.wraps(original)
+    def refuse(*args, **kwargs):
+        item.stash[SPAWNED] = what
+        raise RuntimeError(f"{item.nodeid} is in the fast tier but starts a process ({what}): mark it slow "
+                           "(SLOW in tests/conftest.py, or @pytest.mark.slow)")
+    return refuse
+
+
+@contextlib.contextmanager
+def _no_processes(item: pytest.Item) -> Iterator[None]:
+    """While a fast-tier test (its fixtures included) runs, subprocess, os.fork, os.posix_spawn and multiprocessing
+    raise, and are recorded (os.system stays: test_convert and test_safety pickle it by name)."""
+    if item.get_closest_marker("slow"):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        for owner, name, what in ((subprocess.Popen, "_execute_child", "subprocess"),
+                                  (os, "fork", "os.fork"), (os, "posix_spawn", "os.posix_spawn"),
+                                  (os, "posix_spawnp", "os.posix_spawnp"),
+                                  (multiprocessing.process.BaseProcess, "start", "multiprocessing")):
+            mp.setattr(owner, name, _refuse_to_spawn(item, getattr(owner, name), what))
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _no_processes(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _no_processes(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    with _no_processes(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A fast-tier test that started a process fails, even where the test caught the error."""
+    report = (yield).get_result()
+    what = item.stash.get(SPAWNED, None)
+    if what:
+        del item.stash[SPAWNED]
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = f"in the fast tier but starts a process ({what}): mark it slow"
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +289,12 @@ def paddle_reference(tmp_path_factory) -> PaddleReference:
             pytest.fail(msg)
         pytest.skip(msg)
     return PaddleReference(python, shared_dir(tmp_path_factory, "paddle_ref"))
+
+
+def logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """``model``'s output for the array ``x``, without autograd, as an array."""
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
 
 
 def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run every test. Builds the PaddleClas reference environment (.venv-ref, the parity oracle) once,
-# then runs pytest with hgzoo's environment (.venv, made by the README's set-up command), one worker per core.
+# Run every test (the full suite; tests/README.md). Builds the PaddleClas reference environment (.venv-ref, the
+# parity oracle) once, then runs pytest with hgzoo's environment (.venv, made by the README's set-up command), one
+# worker per core. The fast tier needs neither this script nor the reference: .venv/bin/python -m pytest -m "not slow"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/reference/setup.sh

@@ -51,14 +51,7 @@ NAME, SIZE, CLASSES = "pphgnetv2_b0", 64, 7  # 7 classes: one per scikit-image p
 TARGETS = [(f, p) for f in FORMATS for p in PRECISIONS]
 # One thread per runtime: the models are tiny, and a busy machine stalls multi-threaded runtimes.
 export = functools.partial(_export, threads=1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fit_to_photos(model: torch.nn.Module) -> torch.nn.Module:

@@ -10,17 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import parity_sizes, relative_error
+from conftest import logits, parity_sizes, relative_error
 
 import hgzoo
 
 TOL = 1e-4
 pytestmark = pytest.mark.parity
-
-
-def _logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
 
 
 @pytest.mark.parametrize("name", hgzoo.list_models())
@@ -31,11 +26,11 @@ def test_parity_with_paddleclas(name, paddle_reference):
         y_ref = ref[f"y_{h}x{w}"]
         # The oracle must carry the input: two images give clearly different logits.
         assert np.abs(y_ref[0] - y_ref[1]).std() > 0.05 * y_ref.std(), "reference logits ignore the input"
-        err = relative_error(_logits(model, ref[f"x_{h}x{w}"]), y_ref)
+        err = relative_error(logits(model, ref[f"x_{h}x{w}"]), y_ref)
         assert err < TOL, f"{name} at {h}x{w}: relative error {err:.2e}"
     hgzoo.reparameterize(model)
     for h, w in parity_sizes(name):
-        err = relative_error(_logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
+        err = relative_error(logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
         assert err < TOL, f"{name} at {h}x{w} after reparameterize: relative error {err:.2e}"
 
 
@@ -47,5 +42,5 @@ def test_parity_test_can_fail(name, paddle_reference):
     relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
     relus[len(relus) // 2].forward = lambda x: x
     h, w = parity_sizes(name)[1]
-    err = relative_error(_logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
+    err = relative_error(logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
     assert err > 100 * TOL, f"a removed activation changed {name}'s logits by only {err:.2e}"

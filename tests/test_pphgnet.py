@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import PARITY_SIZES, REF_SCRIPT, reference_python, relative_error
+from conftest import PARITY_SIZES, REF_SCRIPT, logits, reference_python, relative_error
 from torch import nn
 
 import hgzoo
@@ -16,11 +16,6 @@ from hgzoo.layers import ConvBNAct, Dropout, EffectiveSE, LearnableAffine, Learn
 from hgzoo.models.pphgnet import HGBlock, HGBlockV2, LightConvBNAct, MaxPool2dSame, PPHGNetV2
 
 TOL = 1e-4
-
-
-def _logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
 
 
 def _zero_pad_pool(x: torch.Tensor) -> torch.Tensor:
@@ -119,9 +114,9 @@ def test_zero_pool_padding_with_shared_reference(paddle_reference):
     lab = model.stem.stem1.lab
     h, w = PARITY_SIZES[1]
     x, y_ref = ref[f"x_{h}x{w}"], ref[f"y_{h}x{w}"]
-    right = _logits(model, x)
+    right = logits(model, x)
     model.stem.pool.forward = _zero_pad_pool
-    wrong = _logits(model, x)
+    wrong = logits(model, x)
     if lab.scale.item() > 0 and lab.bias.item() > 0:
         np.testing.assert_array_equal(wrong, right)
     else:
@@ -151,10 +146,10 @@ def test_zero_pool_padding_breaks_parity(reference_with_negative_stem_bias):
     model = hgzoo.create_model("pphgnetv2_b0", pretrained_file=pdparams).eval()
     assert model.stem.stem1.lab.bias.item() < 0, "the reference no longer exercises negative pool inputs"
     for h, w in PARITY_SIZES:
-        assert relative_error(_logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"]) < TOL
+        assert relative_error(logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"]) < TOL
     model.stem.pool.forward = _zero_pad_pool
     for h, w in PARITY_SIZES:
-        err = relative_error(_logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
+        err = relative_error(logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
         assert err > 10 * TOL, f"zero padding of the stem max-pool changed the logits by only {err:.2e} at {h}x{w}"
 
 
@@ -169,5 +164,5 @@ def test_same_conv_pads_right_and_bottom(paddle_reference):
         inner = conv.conv.forward
         conv.conv.forward = lambda x, inner=inner: inner(F.pad(x, (1, 0, 1, 0)))
     h, w = PARITY_SIZES[1]
-    err = relative_error(_logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
+    err = relative_error(logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
     assert err > 10 * TOL

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import reference_python
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytest.importorskip("timm")
 pytest.importorskip("openvino")

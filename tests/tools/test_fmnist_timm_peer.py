@@ -14,7 +14,7 @@ import yaml
 from hgzoo.data.datasets import FASHION_MNIST_DIR
 from hgzoo.train.config import DEFAULTS, load_recipe, recipe_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "fmnist_timm_peer.py"
 TIMM_TRAIN = os.environ.get("HGZOO_TIMM_TRAIN", "")
 needs_train_py = pytest.mark.skipif(

@@ -414,16 +414,7 @@ def test_int8_runs_on_onnxruntime_and_openvino_checked_on_real_photos():
     assert "**int8:** post-training static quantization" in md and "not judged" in md
 
 
-@pytest.fixture
-def one_torch_thread():
-    """A tiny model: one thread is enough, and does not stall on a busy machine."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-def test_int8_agreement_is_judged_with_pretrained_weights(one_torch_thread):
+def test_int8_agreement_is_judged_with_pretrained_weights(one_thread):
     pytest.importorskip("skimage")
     from benchmarks.harness.backends import int8_images
     from benchmarks.harness.subjects import build_hgzoo
