@@ -20,7 +20,8 @@ from hgzoo.integrations import rtdetrv2
 from hgzoo.integrations.rtdetr import FusedAffine, HGNetv2, HGZooBackbone, PResNet, register_backbones
 from hgzoo.layers import FrozenBatchNorm2d
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# Against D-FINE's own code (a reference environment): the full suite, not the fast tier.
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 # use_lab as D-FINE's configs set it: B0 (N, S), B2 (M) with it; B4 (L), B5 (X) without; B1, B3, B6 as their family.
 USE_LAB = {f"B{i}": i <= 3 for i in range(7)}

@@ -30,7 +30,8 @@ from hgzoo.convert.transformers_detectors import hf_backbone_config, hf_to_hgzoo
 
 transformers = pytest.importorskip("transformers", reason="transformers (the `test` extra) is the reference")
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# Against transformers' own backbones, at 640x640 for every variant: the full suite, not the fast tier.
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 SIZES = ((640, 640), (193, 257))
 TOLERANCE = 1e-5
