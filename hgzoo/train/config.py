@@ -58,8 +58,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("dataset", "folder", "folder: DATA_DIR/<split>/<class>/<image>; list: PaddleClas label lists; "
                             "fashion_mnist: Debian's dataset-fashion-mnist"),
     _S("data_dir", None, "the data folder (root of the label lists' paths for --dataset list)"),
-    _S("train_split", "train", "training sub-folder of --data-dir"),
-    _S("val_split", "val", "evaluation sub-folder of --data-dir"),
+    _S("train_split", "train", "training sub-folder of --data-dir (train, else training, as timm finds it)"),
+    _S("val_split", "val", "evaluation sub-folder of --data-dir (val, else validation, valid, eval or evaluation, "
+                           "as timm finds it)"),
     _S("train_list", None, "PaddleClas label list of the training images ('path label' lines)"),
     _S("val_list", None, "PaddleClas label list of the evaluation images"),
     _S("train_subset", 0, "train on a fixed random subset of this many images (0: all)"),
@@ -117,6 +118,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("amp", False, "automatic mixed precision: float16 on CUDA, bfloat16 on CPU"),
     _S("channels_last", False, "channels-last memory format"),
     _S("torchcompile", False, "torch.compile the model"),
+    _S("grad_checkpointing", False, "recompute each stage's activations in the backward pass (less memory, more "
+                                    "time): model.set_grad_checkpointing(), as timm's flag"),
     _S("sync_bn", False, "SyncBatchNorm across processes (CUDA)"),
     _S("device", "auto", "auto, cpu or cuda"),
     _S("threads", 0, "torch threads per process (0: torch's default)"),
@@ -131,8 +134,11 @@ SETTINGS: tuple[Setting, ...] = (
     _S("distill_alpha", 0.0, "add alpha x cross-entropy on the labelled images"),
     # output
     _S("output", None, "run folder for checkpoints, config.yaml, summary.csv (default: output/<model>)"),
+    _S("experiment", None, "timm's run name: the run folder is --output (default: output/train)/NAME"),
     _S("resume", None, "continue a run from its last.pt (its own settings; flags given change them)"),
     _S("overwrite", False, "replace the run files of a non-empty --output folder"),
+    _S("checkpoint_hist", 1, "best checkpoints kept: 1 (best.pt, beside last.pt), as timm's --checkpoint-hist 1; "
+                             "more is refused"),
     _S("checkpoint_every", 0, "also save last.pt every N optimizer steps (0: at epoch ends only)"),
     _S("eval_every", 1, "evaluate every N epochs (and at the last)"),
     _S("seed", 0, "random seed"),
@@ -150,7 +156,8 @@ _LIST_TYPES = {"decay_epochs": float, "lr_mult_list": float, "mean": float, "std
 _TYPES = {"num_classes": int, "drop_rate": float, "clip_grad": float, "lr": float, "layer_decay": float,
           "initial_checkpoint": str, "teacher": str, "teacher_checkpoint": str, "extra_data": str,
           "output": str, "resume": str, "data_dir": str, "train_list": str, "val_list": str, "model": str,
-          "randaugment": str, "eval_resize_short": int, "eval_interpolation": str, "eval_resize_backend": str}
+          "randaugment": str, "experiment": str, "eval_resize_short": int, "eval_interpolation": str,
+          "eval_resize_backend": str}
 _CHOICES = {"dataset": ("folder", "list", "fashion_mnist"), "sched": ("cosine", "piecewise", "constant"),
             "no_weight_decay": ("none", "bn", "1d"), "distill_loss": ("dml", "kl", "js"),
             "opt": ("momentum", "sgd", "adamw"), "init": ("paddle", "timm"),
@@ -367,6 +374,9 @@ def resolve_config(argv: list[str] | None = None) -> dict:
         if recipe is None:
             raise ConfigError(f"no recipe for {given['model']} in {CONFIG_DIR}: give --config FILE (a recipe YAML)")
         cfg.update(load_recipe(recipe))
+    if given.get("experiment") not in (None, _UNSET):  # timm's layout: OUTPUT/NAME, OUTPUT by default output/train
+        base = given.get("output") if given.get("output") not in (None, _UNSET) else "output/train"
+        given["output"] = str(Path(base) / given["experiment"])
     if "lr_base" in given and "lr" not in given:
         cfg["lr"] = None  # --lr-base asks for scaling, whatever the recipe's absolute lr
     cfg.update(given)
@@ -388,6 +398,9 @@ def _check(cfg: dict) -> None:
     _check_ranges(cfg)
     if cfg["lr_mult_list"] is not None and len(cfg["lr_mult_list"]) != 5:
         raise ConfigError(f"--lr-mult-list needs 5 values (stem + 4 stages), got {cfg['lr_mult_list']}")
+    if cfg["checkpoint_hist"] != 1:
+        raise ConfigError(f"--checkpoint-hist {cfg['checkpoint_hist']}: train.py keeps one best checkpoint (best.pt) "
+                          "beside last.pt, as timm's --checkpoint-hist 1; keeping more is not supported")
     if not 0 <= cfg["freeze"] <= 5:
         raise ConfigError(f"--freeze counts leading units of [stem, stage1..4]: 0..5, got {cfg['freeze']}")
     if cfg["randaugment"]:
