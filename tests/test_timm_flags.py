@@ -47,7 +47,7 @@ def test_benchmark_timm_flags_choose_the_backends_and_precisions():
 
 @pytest.mark.parametrize("argv, words", [
     (["--bench", "train"], "inference only"),
-    (["--channels-last"], "already time channels-last"),
+    (["--channels-last"], "deploy and cuda backends already time channels-last"),
     (["--torchscript"], "no TorchScript backend"),
     (["--torchcompile", "eager"], "only inductor"),
     (["--torchcompile", "--backend", "eager"], "leave out --backend"),

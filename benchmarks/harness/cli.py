@@ -159,7 +159,8 @@ def _add_timm_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--bench", choices=["inference", "train", "both", "profile"],
                    help="inference only: benchmark.py times inference (train, both and profile are refused)")
     g.add_argument("--channels-last", action="store_true",
-                   help="refused: the backends try channels-last and contiguous and keep the faster")
+                   help="refused: the deploy and cuda backends try channels-last and contiguous and keep the "
+                        "faster")
     g.add_argument("--torchscript", action="store_true", help="refused: no TorchScript backend (use compile)")
 
 
@@ -168,8 +169,8 @@ def _timm_flags(args: argparse.Namespace) -> None:
     if args.bench not in (None, "inference"):
         raise BenchmarkInputError(f"--bench {args.bench}: benchmark.py times inference only; give --bench inference")
     if args.channels_last:
-        raise BenchmarkInputError("--channels-last: the deploy, compile and cuda backends already time channels-last "
-                                  "and contiguous and keep the faster (the details say which); leave it out")
+        raise BenchmarkInputError("--channels-last: the deploy and cuda backends already time channels-last and "
+                                  "contiguous and keep the faster (the details say which); leave it out")
     if args.torchscript:
         raise BenchmarkInputError("--torchscript: benchmark.py has no TorchScript backend; use --torchcompile "
                                   "(--backend compile or cuda-compile)")

@@ -59,7 +59,7 @@ from hgzoo.data import (
     create_transform,
     split_cores,
 )
-from hgzoo.preprocessing import resolve_preprocessing
+from hgzoo.preprocessing import RESIZE_INTERPOLATIONS, resolve_preprocessing
 
 from .base import (
     BadInput,
@@ -76,7 +76,6 @@ from .base import (
     writable_file,
 )
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 PREPROCESSING_KEYS = ("resize_short", "crop_size", "interpolation", "resize_backend")
 CSV_FIELDS = (
     "model", "weights", "backend", "precision", "compute", "deployed_file", "top1", "top5", "top1_agreement",
@@ -127,7 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="timm's spelling: --in-chans C --img-size H (H must equal W: the crop is square)")
     ap.add_argument("--resize-short", type=positive_int, help="short-side resize (default: the weights', e.g. 236)")
     ap.add_argument("--crop-pct", type=positive_float, help="set --resize-short to img-size / crop-pct")
-    ap.add_argument("--interpolation", choices=INTERPOLATIONS,
+    ap.add_argument("--interpolation", choices=sorted(set(RESIZE_INTERPOLATIONS["cv2"] + RESIZE_INTERPOLATIONS["pil"])),
                     help="nearest, bilinear, bicubic (cv2 and pil); box, hamming, lanczos (pil only: add "
                          "--resize-backend pil if the weights' own is cv2)")
     ap.add_argument("--resize-backend", choices=["cv2", "pil"], help="whose resize to reproduce (default: the tag's)")
@@ -195,9 +194,9 @@ def _check_timm_spellings(ap: argparse.ArgumentParser, args: argparse.Namespace)
         if args.backend not in (None, "compile"):
             ap.error(f"--torchcompile is --backend compile; it contradicts --backend {args.backend}")
         args.backend = "compile"
-    if args.interpolation in ("box", "hamming", "lanczos") and args.resize_backend == "cv2":
-        ap.error(f"--interpolation {args.interpolation} is PIL's: give --resize-backend pil (cv2 has nearest, "
-                 "bilinear, bicubic)")
+    if args.resize_backend and args.interpolation not in (None, *RESIZE_INTERPOLATIONS[args.resize_backend]):
+        ap.error(f"--interpolation {args.interpolation} is not --resize-backend {args.resize_backend}'s (it has "
+                 f"{', '.join(RESIZE_INTERPOLATIONS[args.resize_backend])})")
     suffix = Path(args.results_file).suffix.lower().lstrip(".") if args.results_file else None
     if args.results_format and not args.results_file:
         ap.error("--results-format goes with --results-file FILE")
