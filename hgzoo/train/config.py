@@ -106,8 +106,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("sched", "cosine", "LR schedule, stepped per iteration: cosine, piecewise or constant"),
     _S("warmup_epochs", 0.0, "linear warmup epochs"),
     _S("warmup_start_lr", 0.0, "LR at the start of the warmup", ("--warmup-lr",)),
-    _S("decay_epochs", [30, 60, 90], "piecewise: epochs at which the LR is multiplied by --decay-gamma"),
-    _S("decay_gamma", 0.1, "piecewise: LR factor at each decay epoch"),
+    _S("decay_epochs", [30, 60, 90], "piecewise: epochs at which the LR is multiplied by --decay-gamma (counted from "
+                                     "0; timm's multistep --decay-milestones M decays one epoch earlier: give M-1)"),
+    _S("decay_gamma", 0.1, "piecewise: LR factor at each decay epoch", ("--decay-rate",)),
     _S("min_lr", 0.0, "cosine: the floor of the LR"),
     _S("lr_mult_list", None, "LR multipliers of the stem and the 4 stages (PaddleClas's lr_mult_list), 5 values"),
     _S("lab_lr", 1.0, "LR multiplier of PP-HGNetV2's learnable affine blocks (PaddleClas: 0.01)"),
@@ -117,7 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
     # speed and precision
     _S("amp", False, "automatic mixed precision: float16 on CUDA, bfloat16 on CPU"),
     _S("channels_last", False, "channels-last memory format"),
-    _S("torchcompile", False, "torch.compile the model"),
+    _S("torchcompile", False, "torch.compile the model (timm's '--torchcompile inductor' too; inductor only)"),
     _S("grad_checkpointing", False, "recompute each stage's activations in the backward pass (less memory, more "
                                     "time): model.set_grad_checkpointing(), as timm's flag"),
     _S("sync_bn", False, "SyncBatchNorm across processes (CUDA)"),
@@ -256,6 +257,17 @@ def _bool(v: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {v!r}")
 
 
+def _bool_or_inductor(v: str) -> bool:
+    """``--torchcompile [BOOL]``, or timm's ``--torchcompile inductor`` (torch.compile's default backend)."""
+    if v.lower() == "inductor":
+        return True
+    try:
+        return _bool(v)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a boolean or inductor (the only torch.compile backend train.py "
+                                         f"uses), got {v!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py",
@@ -272,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         kw: dict = dict(default=None, dest=s.key, help=s.help + (f" (default: {s.default!r})" if s.default not in
                                                                    (None, False) else ""))
         if isinstance(s.default, bool):
-            kw.update(nargs="?", const=True, type=_bool, metavar="BOOL")
+            kw.update(nargs="?", const=True, type=_bool_or_inductor if s.key == "torchcompile" else _bool,
+                      metavar="BOOL")
         elif s.key in _LIST_TYPES:
             kw.update(nargs="+", type=_LIST_TYPES[s.key])
         elif s.key in _CHOICES:
