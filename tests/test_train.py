@@ -423,6 +423,15 @@ def test_recipes_ship_in_the_wheel(wheel_install, tmp_path):
     for command in ("validate", "predict", "export"):  # the rest of the journey from the wheel alone
         r = wheel_install.run("-m", "hgzoo", command, "--help", cwd=tmp_path)
         assert r.returncode == 0 and "--checkpoint" in r.stdout, (command, r.stderr)
+    # the console script ([project.scripts]; pip --target puts it in bin/), run by the wheel's python
+    script = str(wheel_install.site / "bin" / "hgzoo")
+    r = wheel_install.run(script, "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "usage: hgzoo" in r.stdout, r.stderr
+    assert all(c in r.stdout for c in ("models", "train", "validate", "predict", "export", "convert"))
+    r = wheel_install.run(script, "models", "pphgnet_tiny", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.splitlines()[1].startswith("pphgnet_tiny "), r.stderr
+    r = wheel_install.run(script, "convert", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "--output" in r.stdout, r.stderr
 
 
 @pytest.mark.parametrize("name", ["pphgnet_tiny", "hrnet_w18_c"])

@@ -289,3 +289,63 @@ def test_a_runtime_that_is_not_installed(setup, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "pip install" in errors[0] and "openvino" in errors[0], proc.stderr[-2000:]
     assert not out.exists()
+
+
+# --- timm's validate.py spellings (issue 26) ------------------------------------------------------------------------
+
+def test_timm_spellings_take_effect(setup, tmp_path, capsys):
+    """-b, -j, --use-ema, --results-format and --input-size do what timm's do: a timm-format checkpoint's EMA
+    weights (the calibrated model) give the expected accuracy, its model weights (random) do not."""
+    random_model = hgzoo.create_model(setup["name"], num_classes=setup["model"].num_classes)
+    ckpt = tmp_path / "timm.pth.tar"
+    torch.save({"state_dict": random_model.state_dict(), "state_dict_ema": setup["model"].state_dict()}, ckpt)
+    base = ["--model", setup["name"], "--checkpoint", str(ckpt), "--data-dir", str(setup["data"]), "--no-progress"]
+
+    def run(*extra: str) -> dict:
+        out = tmp_path / "results.txt"  # timm's --results-file takes any name; --results-format says the format
+        assert validate.main([*base, *extra, "--results-file", str(out), "--results-format", "json"]) == 0
+        return json.loads(out.read_text())[0]
+
+    ema = run("--use-ema", "-b", "3", "-j", "1")
+    assert ema["batch_size"] == 3 and ema["workers"] == 1 and ema["weights"].endswith("(EMA)")
+    assert ema["top1"] == pytest.approx(100 * 3 / 7, abs=1e-3) and ema["top5"] == pytest.approx(100 * 5 / 7, abs=1e-3)
+    model_weights = run("-b", "3", "-j", "1")
+    assert (model_weights["top1"], model_weights["top5"]) != (ema["top1"], ema["top5"])  # the check can fail
+    by_timm, by_hgzoo = run("--use-ema", "--input-size", "3", "160", "160"), run("--use-ema", "--img-size", "160")
+    assert by_timm["crop_size"] == 160 and by_timm["in_chans"] == 3
+    assert {k: by_timm[k] for k in ("top1", "top5", "resize_short")} == \
+           {k: by_hgzoo[k] for k in ("top1", "top5", "resize_short")}
+
+
+def test_timm_spellings_in_help_and_torchcompile_is_the_compile_backend(setup):
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        validate.parse_args(["--help"])
+    shown = buf.getvalue()
+    for flag in ("-b", "-j", "--use-ema", "--torchcompile", "--input-size", "--results-format"):
+        assert f"{flag} " in shown or f"{flag}," in shown, flag
+    assert "area" not in shown  # offered only what a resize backend does
+    args = validate.parse_args(["--model", setup["name"], "--pretrained", "--data-dir", "x", "--torchcompile"])
+    assert args.backend == "compile"
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--torchscript"], ["--torchscript", "--backend compile"]),
+    (["--torchcompile", "eager"], ["inductor only"]),
+    (["--torchcompile", "--backend", "openvino"], ["contradicts --backend openvino"]),
+    (["--input-size", "3", "160", "200"], ["square"]),
+    (["--input-size", "1", "160", "160", "--in-chans", "3"], ["contradicts --in-chans 3"]),
+    (["--interpolation", "area"], ["invalid choice: 'area'"]),
+    (["--interpolation", "lanczos", "--resize-backend", "cv2"], ["is not --resize-backend cv2"]),
+    (["--results-file", "{tmp}/r.csv", "--results-format", "json"], ["contradicts --results-file"]),
+    (["--results-file", "{tmp}/r.txt"], ["--results-format csv|json"]),
+    (["--results-format", "json"], ["goes with --results-file"]),
+])
+def test_timm_spellings_hgzoo_cannot_honour_are_one_line_errors(setup, tmp_path, capsys, extra, words):
+    argv = ["--model", setup["name"], "--checkpoint", str(setup["ckpt"]), "--data-dir", str(setup["data"]),
+            *(e.format(tmp=tmp_path) for e in extra)]
+    code, err = _run_main(argv, capsys)
+    assert code == 2 and len(err.strip().splitlines()[-1]) > 0, err
+    assert all(w in err for w in words), err

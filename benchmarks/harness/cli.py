@@ -145,10 +145,56 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-details", action="store_true", help="print only the main table")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    _add_timm_flags(ap.add_argument_group("timm's benchmark.py spellings"))
     return ap
 
 
+def _add_timm_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--device", choices=["cpu", "cuda"], help="cpu: the CPU backends; cuda: the GPU backends "
+                                                             "(when --backend is not given)")
+    g.add_argument("--amp", action="store_true", help="mixed precision: --precision fp16 with --device cuda, else bf16")
+    g.add_argument("--torchcompile", nargs="?", const="inductor", metavar="inductor",
+                   help="the torch.compile backend: compile on CPU, cuda-compile with --device cuda (inductor only)")
+    g.add_argument("--bench", choices=["inference", "train", "both", "profile"],
+                   help="inference only: benchmark.py times inference (train, both and profile are refused)")
+    g.add_argument("--channels-last", action="store_true",
+                   help="refused: the deploy and cuda backends try channels-last and contiguous and keep the "
+                        "faster")
+    g.add_argument("--torchscript", action="store_true", help="refused: no TorchScript backend (use compile)")
+
+
+def _timm_flags(args: argparse.Namespace) -> None:
+    """timm's benchmark.py flags turned into hgzoo's (--backend, --precision), or refused in one line."""
+    if args.bench not in (None, "inference"):
+        raise BenchmarkInputError(f"--bench {args.bench}: benchmark.py times inference only; give --bench inference")
+    if args.channels_last:
+        raise BenchmarkInputError("--channels-last: the deploy and cuda backends already time channels-last and "
+                                  "contiguous and keep the faster (the details say which); leave it out")
+    if args.torchscript:
+        raise BenchmarkInputError("--torchscript: benchmark.py has no TorchScript backend; use --torchcompile "
+                                  "(--backend compile or cuda-compile)")
+    gpu = args.device == "cuda"
+    if args.torchcompile is not None:
+        if args.torchcompile != "inductor":
+            raise BenchmarkInputError(f"--torchcompile {args.torchcompile}: only inductor; give --torchcompile")
+        if args.backend:
+            raise BenchmarkInputError("--torchcompile names the backend: leave out --backend (or give --backend "
+                                      "compile/cuda-compile)")
+        args.backend = ["cuda-compile" if gpu else "compile"]
+    if args.device and not args.backend:
+        args.backend = GPU_BACKENDS if gpu else CPU_BACKENDS
+    elif args.device:
+        wrong = [b for b in expand_backends(args.backend) if b in BACKENDS and (BACKENDS[b].device != "cpu") != gpu]
+        if wrong:
+            raise BenchmarkInputError(f"--device {args.device} contradicts --backend {','.join(wrong)}")
+    if args.amp:
+        if args.precision:
+            raise BenchmarkInputError("--amp is --precision fp16 (bf16 on CPU): give one of them")
+        args.precision = ["fp16" if gpu else "bf16"]
+
+
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
+    _timm_flags(args)
     models = [m for group in (args.model or [DEFAULT_MODELS]) for m in group]
     backends = expand_backends(args.backend) if args.backend else _default_backends()
     if args.compare is None:

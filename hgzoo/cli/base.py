@@ -153,7 +153,9 @@ def add_weights_argument(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--weights", choices=["model", "ema"], default="model",
                        help="a train.py checkpoint's model weights (default) or its EMA weights")
-    group.add_argument("--ema", dest="weights", action="store_const", const="ema", help="the same as --weights ema")
+    group.add_argument("--ema", "--use-ema", dest="weights", action="store_const", const="ema",
+                       help="the same as --weights ema (--use-ema: timm's spelling; a file without EMA weights is "
+                            "refused, where timm falls back to the model weights)")
 
 
 def add_runtime_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -1,10 +1,13 @@
 """``python -m hgzoo``: ``python -m hgzoo models [PATTERN] [--flops] [--tags] [--markdown]``,
 ``python -m hgzoo train ...``, ``python -m hgzoo validate ...``,
 ``python -m hgzoo predict --model NAME IMG [IMG|DIR ...] [--topk 5] [--json] [--pretrained-file FILE]``,
-``python -m hgzoo export --model NAME --format onnx|openvino|torchscript --precision fp32|fp16|bf16|int8 ...``."""
+``python -m hgzoo export --model NAME --format onnx|openvino|torchscript --precision fp32|fp16|bf16|int8 ...``,
+``python -m hgzoo convert ...``. A wheel install also has the command ``hgzoo``: ``hgzoo models``, ``hgzoo train``,
+..., the same command line."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import hgzoo
@@ -96,12 +99,20 @@ def main(argv: list[str] | None = None) -> int:
         from .validate import main as validate_main
 
         return validate_main(argv[1:])
-    ap = argparse.ArgumentParser(prog="python -m hgzoo", description=hgzoo.__doc__)
+    if argv[:1] == ["convert"]:  # python -m hgzoo.convert's own command line
+        from .convert import main as convert_main
+
+        return convert_main(argv[1:])
+    # the wheel's `hgzoo` command and `python -m hgzoo` are this one command line
+    prog = "hgzoo" if os.path.basename(sys.argv[0]) == "hgzoo" else "python -m hgzoo"
+    ap = argparse.ArgumentParser(prog=prog, description=hgzoo.__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("train", help="train with a PaddleClas recipe (the same as train.py; `train --help`)",
                    add_help=False)
     sub.add_parser("validate", help="top-1/top-5 and images/s on a labelled set (the same as validate.py; "
                    "`validate --help`)", add_help=False)
+    sub.add_parser("convert", help="convert weights to hgzoo's, timm's or a Hub folder (the same as python -m "
+                   "hgzoo.convert; `convert --help`)", add_help=False)
     p = sub.add_parser("models", help="list the models with their parameters, FLOPs and default weights")
     p.add_argument("pattern", nargs="?", default="*", help="wildcard, e.g. 'pphgnet*'")
     p.add_argument("--flops", action="store_true", help="also measure GFLOPs at 224x224 (torch.utils.flop_counter)")

@@ -59,7 +59,7 @@ from hgzoo.data import (
     create_transform,
     split_cores,
 )
-from hgzoo.preprocessing import resolve_preprocessing
+from hgzoo.preprocessing import RESIZE_INTERPOLATIONS, resolve_preprocessing
 
 from .base import (
     BadInput,
@@ -102,6 +102,11 @@ def _add_runtime_group(ap: argparse.ArgumentParser) -> None:
     agree.add_argument("--no-agreement", dest="agreement", action="store_false")
     g.add_argument("--min-top1-agreement", type=fraction, metavar="F",
                    help="the export's verification bound for bf16/int8 (default: 0.95/0.90)")
+    g.add_argument("--torchcompile", nargs="?", const="inductor", metavar="inductor",
+                   help="timm's spelling of --backend compile (torch.compile's inductor; other torch.compile "
+                        "backends are refused)")
+    g.add_argument("--torchscript", action="store_true",
+                   help="timm's flag, refused: validate runs eager, compile, onnxruntime or openvino")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -114,12 +119,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_weights_argument(ap)
     ap.add_argument("--data-dir", metavar="DIR", help="an ImageFolder tree, or the root of --label-list's paths")
     ap.add_argument("--label-list", metavar="FILE", help="a PaddleClas label list: 'relative/path.jpg label' lines")
-    ap.add_argument("--batch-size", type=positive_int, default=64)
-    ap.add_argument("--workers", type=non_negative_int, help="data loader processes (default: one per 4 cores)")
+    ap.add_argument("--batch-size", "-b", type=positive_int, default=64)
+    ap.add_argument("--workers", "-j", type=non_negative_int, help="data loader processes (default: one per 4 cores)")
     ap.add_argument("--img-size", type=positive_int, help="center-crop size (default: the weights', e.g. 224)")
+    ap.add_argument("--input-size", type=positive_int, nargs=3, metavar=("C", "H", "W"),
+                    help="timm's spelling: --in-chans C --img-size H (H must equal W: the crop is square)")
     ap.add_argument("--resize-short", type=positive_int, help="short-side resize (default: the weights', e.g. 236)")
     ap.add_argument("--crop-pct", type=positive_float, help="set --resize-short to img-size / crop-pct")
-    ap.add_argument("--interpolation", choices=["nearest", "bilinear", "bicubic", "area", "box", "hamming", "lanczos"])
+    ap.add_argument("--interpolation", choices=sorted(set(RESIZE_INTERPOLATIONS["cv2"] + RESIZE_INTERPOLATIONS["pil"])),
+                    help="nearest, bilinear, bicubic (cv2 and pil); box, hamming, lanczos (pil only: add "
+                         "--resize-backend pil if the weights' own is cv2)")
     ap.add_argument("--resize-backend", choices=["cv2", "pil"], help="whose resize to reproduce (default: the tag's)")
     ap.add_argument("--num-classes", type=positive_int, help="classifier size (default: the checkpoint's)")
     ap.add_argument("--in-chans", type=positive_int, help="input channels (default: the checkpoint's, else 3)")
@@ -131,6 +140,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--skip-bad-images", action="store_true",
                     help="leave images that fail to decode out of the accuracy (they are counted and listed)")
     ap.add_argument("--results-file", metavar="FILE", help="write the results as .csv or .json")
+    ap.add_argument("--results-format", choices=["csv", "json"],
+                    help="timm's spelling: the --results-file format (default: its suffix, .csv or .json)")
     ap.add_argument("--max-image-pixels", type=positive_int, metavar="N",
                     help="refuse images larger than N pixels before decoding them (default: $HGZOO_MAX_IMAGE_PIXELS, "
                          "else 89,478,485, PIL's limit); with --skip-bad-images they are skipped")
@@ -149,8 +160,7 @@ def _check_usage(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error("give --pretrained, --checkpoint FILE or --deployed FILE")
     if not args.model and not args.checkpoint and not args.deployed:
         ap.error("--model is required with --pretrained")
-    if args.results_file and Path(args.results_file).suffix.lower() not in (".csv", ".json"):
-        ap.error("--results-file must end in .csv or .json")
+    _check_timm_spellings(ap, args)
     if args.amp:
         if args.backend not in (None, "eager", "compile") or args.precision not in (None, "bf16") or args.deployed:
             ap.error("--amp is torch's bf16 autocast: it goes with --backend eager or compile (or give --precision)")
@@ -163,6 +173,39 @@ def _check_usage(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         writable_file(args.results_file, "--results-file")  # checked now, not after the whole evaluation
     if args.save_deployed:
         writable_file(args.save_deployed, "--save-deployed")
+
+
+def _check_timm_spellings(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """timm's validate.py flags, turned into hgzoo's, or refused in one line where hgzoo cannot do the same."""
+    if args.input_size:
+        c, h, w = args.input_size
+        if h != w:
+            ap.error(f"--input-size {c} {h} {w}: the center crop is square; give H = W")
+        for flag, value, wanted in (("--img-size", args.img_size, h), ("--in-chans", args.in_chans, c)):
+            if value is not None and value != wanted:
+                ap.error(f"--input-size {c} {h} {w} contradicts {flag} {value}; give one of them")
+        args.img_size, args.in_chans = h, c
+    if args.torchscript:
+        ap.error("--torchscript: validate does not run TorchScript; use --backend compile (timm's --torchcompile), "
+                 "onnxruntime or openvino")
+    if args.torchcompile is not None:
+        if args.torchcompile != "inductor":
+            ap.error(f"--torchcompile {args.torchcompile}: hgzoo compiles with inductor only; give --torchcompile")
+        if args.backend not in (None, "compile"):
+            ap.error(f"--torchcompile is --backend compile; it contradicts --backend {args.backend}")
+        args.backend = "compile"
+    if args.resize_backend and args.interpolation not in (None, *RESIZE_INTERPOLATIONS[args.resize_backend]):
+        ap.error(f"--interpolation {args.interpolation} is not --resize-backend {args.resize_backend}'s (it has "
+                 f"{', '.join(RESIZE_INTERPOLATIONS[args.resize_backend])})")
+    suffix = Path(args.results_file).suffix.lower().lstrip(".") if args.results_file else None
+    if args.results_format and not args.results_file:
+        ap.error("--results-format goes with --results-file FILE")
+    if args.results_format and suffix in ("csv", "json") and suffix != args.results_format:
+        ap.error(f"--results-format {args.results_format} contradicts --results-file {args.results_file}")
+    if args.results_file and not args.results_format and suffix not in ("csv", "json"):
+        ap.error("--results-file must end in .csv or .json (or give --results-format csv|json)")
+    if args.results_file:
+        args.results_format = args.results_format or suffix
 
 
 def model_names(pattern: str | None, pretrained: bool) -> list[str | None]:
@@ -358,10 +401,10 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def save_results(path: str, results: list[dict]) -> None:
-    """The results as JSON or CSV, written atomically."""
+def save_results(path: str, results: list[dict], fmt: str | None = None) -> None:
+    """The results as JSON or CSV (``fmt``, default: the file's suffix), written atomically."""
     p = Path(path)
-    if p.suffix.lower() == ".json":
+    if (fmt or p.suffix.lower().lstrip(".")) == "json":
         atomic_write(p, json.dumps(results, indent=2) + "\n")
         return
     text = io.StringIO()
@@ -416,7 +459,7 @@ def _main(argv: list[str] | None = None) -> int:
         print(report(r), flush=True)
         results.append(r)
     if args.results_file and results:
-        save_results(args.results_file, results)
+        save_results(args.results_file, results, args.results_format)
         print(f"results written to {args.results_file}", file=sys.stderr)
     if failures:
         raise RunFailed(f"{len(failures)} of {len(names)} models failed: {', '.join(failures)}")

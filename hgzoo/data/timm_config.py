@@ -10,6 +10,7 @@ PaddleClas exactly; the README gives the measured difference.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,10 @@ from torch import nn
 
 from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["resolve_model_data_config", "resolve_timm_data_config"]
+__all__ = ["resolve_model_data_config", "resolve_timm_data_config", "TIMM_TRANSFORM_KEYS", "from_timm_keywords"]
+
+#: timm's ``create_transform`` keywords that :func:`hgzoo.data.create_transform` also takes, with timm's meaning.
+TIMM_TRANSFORM_KEYS = ("input_size", "crop_mode", "is_training")
 
 DEFAULT_CROP_PCT = 0.875  # timm's defaults, for a model without a pretrained config
 DEFAULT_CROP_MODE = "center"
@@ -78,3 +82,38 @@ def resolve_model_data_config(model: nn.Module, args: Mapping[str, Any] | None =
                               verbose: bool = False) -> dict[str, Any]:
     """timm's ``resolve_model_data_config``: :func:`resolve_timm_data_config` with the model first."""
     return resolve_timm_data_config(args, pretrained_cfg, model, use_test_size, verbose)
+
+
+def from_timm_keywords(overrides: Mapping[str, Any], in_chans: int) -> tuple[dict[str, Any], int]:
+    """timm's ``create_transform`` keywords as hgzoo's preprocessing overrides: ``(overrides, in_chans)``.
+
+    With ``input_size`` (C, H, W; H = W) the pipeline is timm's evaluation one: crop H, resize the short side to
+    ``floor(H / crop_pct)``, PIL's resize with torchvision's rounding (unless ``resize_backend``/``size_rounding``
+    are given). ``crop_mode`` must be ``'center'``; ``is_training=True`` is refused (hgzoo's training transform is
+    PaddleClas's crop and flip, ``training=True``, not timm's augmentation).
+    """
+    out = dict(overrides)
+    if out.pop("is_training", False):
+        raise ValueError("is_training=True: hgzoo's training transform is PaddleClas's crop and flip (training=True); "
+                         "timm's augmentation is timm.data.create_transform's")
+    mode = out.pop("crop_mode", None)
+    if mode not in (None, "center"):
+        raise ValueError(f"crop_mode={mode!r} is not supported: hgzoo resizes the short side and center-crops "
+                         "(crop_mode='center')")
+    size = out.pop("input_size", None)
+    if size is None:
+        return out, in_chans
+    c, h, w = (int(v) for v in size)
+    if h != w:
+        raise ValueError(f"input_size={tuple(size)}: the crop is square; give H = W")
+    if in_chans not in (3, c) or out.get("crop_size") not in (None, h):
+        raise ValueError(f"input_size={tuple(size)} contradicts in_chans={in_chans} or crop_size={out['crop_size']}")
+    out["crop_size"] = h
+    crop_pct = out.pop("crop_pct", None)
+    if crop_pct is not None and out.get("resize_short") is None:
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        out["resize_short"] = math.floor(h / crop_pct)  # timm's scale size
+    out.setdefault("resize_backend", "pil")
+    out.setdefault("size_rounding", "torchvision")
+    return out, c

@@ -53,6 +53,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, SIZE_ROUNDINGS, resolve_preprocessing
+from .timm_config import TIMM_TRANSFORM_KEYS, from_timm_keywords
 
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec and warns on every call. They are
 # libjpeg-turbo and libpng, decode exactly as OpenCV does, and are what this module is built on.
@@ -455,10 +456,14 @@ def create_transform(
             (batch it and normalize on the batch, as :class:`~hgzoo.data.Normalizer` does).
         in_chans: the model's input channels; other than 3, images are converted first (:class:`ConvertChannels`).
         **overrides: ``resize_short``, ``crop_size``, ``crop_pct``, ``interpolation``, ``resize_backend``,
-            ``size_rounding``, ``mean``, ``std`` (see :func:`resolve_data_config`).
+            ``size_rounding``, ``mean``, ``std`` (see :func:`resolve_data_config`); and timm's ``input_size``,
+            ``crop_mode`` and ``is_training``, so that ``create_transform(**timm.data.resolve_data_config(...))``
+            works (:func:`~hgzoo.data.timm_config.from_timm_keywords` says with what meaning).
 
     The result takes a uint8 (C, H, W) tensor from :func:`read_image`, a PIL image or an HWC uint8 array.
     """
+    if any(k in overrides for k in TIMM_TRANSFORM_KEYS):  # create_transform(**timm.data.resolve_data_config(...))
+        overrides, in_chans = from_timm_keywords(overrides, in_chans)
     if isinstance(cfg, dict) and overrides:
         raise TypeError("pass overrides to resolve_data_config, not with a dict cfg")
     dc = dict(cfg) if isinstance(cfg, dict) else resolve_preprocessing(cfg, None, in_chans, **overrides)

@@ -69,8 +69,9 @@ class TrainConfig:
         "folder", "folder: DATA_DIR/<split>/<class>/<image>; list: PaddleClas label lists; fashion_mnist: Debian's "
                   "dataset-fashion-mnist")
     data_dir: str | None = _s(None, "the data folder (root of the label lists' paths for --dataset list)")
-    train_split: str = _s("train", "training sub-folder of --data-dir")
-    val_split: str = _s("val", "evaluation sub-folder of --data-dir")
+    train_split: str = _s("train", "training sub-folder of --data-dir (train, else training, as timm finds it)")
+    val_split: str = _s("val", "evaluation sub-folder of --data-dir (val, else validation, valid, eval or evaluation, "
+                               "as timm finds it)")
     train_list: str | None = _s(None, "PaddleClas label list of the training images ('path label' lines)")
     val_list: str | None = _s(None, "PaddleClas label list of the evaluation images")
     train_subset: int = _s(0, "train on a fixed random subset of this many images (0: all)", span="[0, inf)")
@@ -124,8 +125,10 @@ class TrainConfig:
     warmup_epochs: float = _s(0.0, "linear warmup epochs", span="[0, inf)")
     warmup_start_lr: float = _s(0.0, "LR at the start of the warmup", "--warmup-lr", span="[0, inf)")
     decay_epochs: tuple[float, ...] = _s((30, 60, 90), "piecewise: epochs at which the LR is multiplied by "
-                                                       "--decay-gamma", span="[0, inf)")
-    decay_gamma: float = _s(0.1, "piecewise: LR factor at each decay epoch", span="(0, inf)")
+                                                       "--decay-gamma (counted from 0; timm's multistep "
+                                                       "--decay-milestones M decays one epoch earlier: give M-1)",
+                                         span="[0, inf)")
+    decay_gamma: float = _s(0.1, "piecewise: LR factor at each decay epoch", "--decay-rate", span="(0, inf)")
     min_lr: float = _s(0.0, "cosine: the floor of the LR", span="[0, inf)")
     lr_mult_list: tuple[float, ...] | None = _s(None, "LR multipliers of the stem and the 4 stages (PaddleClas's "
                                                       "lr_mult_list), 5 values", span="[0, inf)")
@@ -137,7 +140,9 @@ class TrainConfig:
     # speed and precision
     amp: bool = _s(False, "automatic mixed precision: float16 on CUDA, bfloat16 on CPU")
     channels_last: bool = _s(False, "channels-last memory format")
-    torchcompile: bool = _s(False, "torch.compile the model")
+    torchcompile: bool = _s(False, "torch.compile the model (timm's '--torchcompile inductor' too; inductor only)")
+    grad_checkpointing: bool = _s(False, "recompute each stage's activations in the backward pass (less memory, "
+                                         "more time): model.set_grad_checkpointing(), as timm's flag")
     sync_bn: bool = _s(False, "SyncBatchNorm across processes (CUDA)")
     device: str = _s("auto", "auto, cpu or cuda")
     threads: int = _s(0, "torch threads per process (0: torch's default)", span="[0, inf)")
@@ -153,8 +158,11 @@ class TrainConfig:
     distill_alpha: float = _s(0.0, "add alpha x cross-entropy on the labelled images", span="[0, inf)")
     # output
     output: str | None = _s(None, "run folder for checkpoints, config.yaml, summary.csv (default: output/<model>)")
+    experiment: str | None = _s(None, "timm's run name: the run folder is --output (default: output/train)/NAME")
     resume: str | None = _s(None, "continue a run from its last.pt (its own settings; flags given change them)")
     overwrite: bool = _s(False, "replace the run files of a non-empty --output folder")
+    checkpoint_hist: int = _s(1, "best checkpoints kept: 1 (best.pt, beside last.pt), as timm's "
+                                 "--checkpoint-hist 1; more is refused")
     checkpoint_every: int = _s(0, "also save last.pt every N optimizer steps (0: at epoch ends only)",
                                span="[0, inf)")
     eval_every: int = _s(1, "evaluate every N epochs (and at the last)", span="[1, inf)")
@@ -290,6 +298,9 @@ def _checked_value(s: Setting, value: Any) -> Any:
 
 def _check_relations(cfg: TrainConfig) -> None:
     """The rules that tie settings together."""
+    if cfg.checkpoint_hist != 1:
+        raise ConfigError(f"--checkpoint-hist {cfg.checkpoint_hist}: train.py keeps one best checkpoint (best.pt) "
+                          "beside last.pt, as timm's --checkpoint-hist 1; keeping more is not supported")
     if cfg.lr_mult_list is not None and len(cfg.lr_mult_list) != 5:
         raise ConfigError(f"--lr-mult-list needs 5 values (stem + 4 stages), got {list(cfg.lr_mult_list)}")
     if bool(cfg.teacher) != bool(cfg.teacher_checkpoint):
@@ -408,6 +419,17 @@ def _bool(v: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {v!r}")
 
 
+def _bool_or_inductor(v: str) -> bool:
+    """``--torchcompile [BOOL]``, or timm's ``--torchcompile inductor`` (torch.compile's default backend)."""
+    if v.lower() == "inductor":
+        return True
+    try:
+        return _bool(v)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a boolean or inductor (the only torch.compile backend train.py "
+                                         f"uses), got {v!r}") from None
+
+
 def _help(s: Setting) -> str:
     default = DEFAULTS[s.key]
     notes = ([f"default: {default!r}"] if default not in (None, False) else []) + ([f"in {s.span}"] if s.span else [])
@@ -428,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     for s in SETTINGS:
         kw: dict[str, Any] = dict(default=None, dest=s.key, help=_help(s))
         if s.kind is bool:
-            kw.update(nargs="?", const=True, type=_bool, metavar="BOOL")
+            kw.update(nargs="?", const=True, type=_bool_or_inductor if s.key == "torchcompile" else _bool,
+                      metavar="BOOL")
         elif s.many:
             kw.update(nargs="+", type=s.kind)
         elif s.choices:
@@ -487,6 +510,9 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
         if given.get(key) not in (None, _UNSET):
             given[key] = canonical_model_name(given[key], f"--{key}")
     base, recipe, resumed = _starting_settings(args.config, given)
+    if given.get("experiment") not in (None, _UNSET):  # timm's layout: OUTPUT/NAME, OUTPUT by default output/train
+        out = given.get("output") if given.get("output") not in (None, _UNSET) else "output/train"
+        given["output"] = str(Path(out) / given["experiment"])
     settings = {**DEFAULTS, **base}
     if "lr_base" in given and "lr" not in given:
         settings["lr"] = None  # --lr-base asks for scaling, whatever the recipe's absolute lr

@@ -74,6 +74,17 @@ class _ImageFiles(Dataset):
         return self.transform(read_image(self.paths[i])), -1
 
 
+#: The folder names that stand for each other, in the order they are tried (as timm's create_dataset finds a split).
+SPLIT_SYNONYMS = (("train", "training"), ("val", "valid", "validation", "eval", "evaluation"))
+
+
+def find_split(data_dir: Path, split: str) -> Path:
+    """``data_dir/split``, else the first of its synonyms that exists (``val`` finds ``validation``)."""
+    names = next((group for group in SPLIT_SYNONYMS if split in group), ())
+    found = [data_dir / name for name in (split, *names) if (data_dir / name).is_dir()]
+    return found[0] if found else data_dir / split
+
+
 def _folder(root: Path, transform) -> ImageFolder:
     if not root.is_dir():
         raise ConfigError(f"data folder {root} not found (expected <data-dir>/<split>/<class>/<image>)")
@@ -142,8 +153,8 @@ def build_datasets(cfg: TrainConfig, eval_cfg: dict) -> Datasets:
         if cfg.in_chans == 1:  # PIL's convert("L") first, as validate.py, predict and export do
             tt, et = (v2.Compose([v2.ToImage(), ConvertChannels(1), t]) for t in (tt, et))
         if kind == "folder":
-            train = _folder(Path(data_dir) / cfg.train_split, tt)
-            val = _folder(Path(data_dir) / cfg.val_split, et)
+            train = _folder(find_split(Path(data_dir), cfg.train_split), tt)
+            val = _folder(find_split(Path(data_dir), cfg.val_split), et)
             if train.classes != val.classes:
                 raise ConfigError(f"{data_dir}: train and val have different class folders")
             n_data, names = len(train.classes), list(train.classes)

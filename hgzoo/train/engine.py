@@ -123,9 +123,12 @@ def _create_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     if cfg.drop_rate is not None:
         kw["drop_rate"] = cfg.drop_rate
     try:
-        return hgzoo.create_model(cfg.model, pretrained=cfg.pretrained, **kw)
+        model = hgzoo.create_model(cfg.model, pretrained=cfg.pretrained, **kw)
     except (KeyError, RuntimeError) as e:
         raise ConfigError(f"cannot create {cfg.model}: {e}") from None
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    return model
 
 
 def _load_initial(model: nn.Module, path: str) -> None:
