@@ -21,8 +21,9 @@ import hgzoo
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-# The architectures whose default tag the examples load with pretrained=True.
-PRETRAINED = ("pphgnet_small", "pphgnetv2_b0", "pphgnetv2_b4", "resnet50_vd")
+# The architectures (default tag) or arch.tags the examples load with pretrained=True; the last is the tag
+# D-FINE's stage-1 file corresponds to (hgzoo.integrations.rtdetr.HGNetv2("B4", pretrained=True)).
+PRETRAINED = ("pphgnet_small", "pphgnetv2_b0", "pphgnetv2_b4", "resnet50_vd", "pphgnetv2_b4.ssld_stage1_in22k_in1k")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def weights_cache(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     for arch in PRETRAINED:
         cfg = hgzoo.get_pretrained_cfg(arch)
-        model = hgzoo.create_model(arch, num_classes=cfg.num_classes)
+        model = hgzoo.create_model(arch.split(".")[0], num_classes=cfg.num_classes)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(cache / "converted" / f"{cfg.name}.safetensors"))
     return cache
