@@ -5,13 +5,16 @@ PaddleClas evaluates every model with the same five ops (``paddleclas.deploy.pyt
 ``NormalizeImage(scale=1/255, mean, std)`` and ``ToCHWImage``. :func:`read_image` and
 :func:`create_transform` reproduce them:
 
-* **Decoding** is ``cv2.imdecode(bytes, IMREAD_COLOR)`` in PaddleClas. We decode with
-  ``torchvision.io.decode_image`` and get the same pixels: EXIF orientation applied (IMREAD_COLOR applies
-  it too), grayscale replicated to three channels, alpha dropped (not composited over a background),
+* **Decoding** is ``cv2.imdecode(bytes, IMREAD_COLOR)`` in PaddleClas. We decode JPEG, GIF and WebP with
+  ``torchvision.io.decode_image``, PNG and the rest with PIL (see :func:`decode_bytes`), and get the same
+  pixels: EXIF orientation applied (IMREAD_COLOR applies it too), grayscale replicated to three channels,
+  alpha dropped (not composited over a background),
   16-bit PNGs reduced to 8 bits by their high byte, and CMYK JPEGs converted with OpenCV's formula
-  ``k - ((255 - c) * k >> 8)`` (torchvision's and PIL's own conversions are one level off). Formats
-  torchvision cannot decode (BMP, TIFF, ...) go through PIL. A file that cannot be decoded raises
-  :class:`ImageDecodeError` naming it (PaddleClas fails on ``None.shape``).
+  ``k - ((255 - c) * k >> 8)`` (torchvision's and PIL's own conversions are one level off). A file that
+  cannot be decoded raises :class:`ImageDecodeError` naming it (PaddleClas fails on ``None.shape``).
+* **Bounds**: regular files only, at most :func:`max_image_bytes` read, at most :func:`max_image_pixels` decoded
+  (the size each decoder will allocate, read from the headers first), an animation's first frame only, and a
+  resize whose output would exceed the pixel limit refused (:class:`ResizeShort`).
 * **Resizing** scales the short side to ``resize_short`` with PaddleClas's arithmetic (the other side is
   ``round(long * short / min(h, w))``, where torchvision's ``Resize(int)`` truncates). OpenCV's bilinear
   and bicubic (``backend="cv2"``) do not antialias: they are torch's interpolation with
@@ -113,7 +116,7 @@ def pil_to_rgb(img) -> torch.Tensor:
     return F.pil_to_tensor(img)
 
 
-def _decode_with_pil(data: bytes, name: str) -> torch.Tensor:
+def _decode_with_pil(data: bytes, name: str, fmt: str | None = None) -> torch.Tensor:
     """Formats torchvision does not decode (BMP, TIFF, ...): PIL, its first frame, EXIF-transposed, to 8-bit RGB.
     The size checked is the size of the image object that is then decoded."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -122,6 +125,8 @@ def _decode_with_pil(data: bytes, name: str) -> torch.Tensor:
         with _pil_size_check_off():
             img = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
     except UnidentifiedImageError:
+        if fmt is not None:  # PIL checks every chunk's checksum, and stops at the first bad one
+            raise ImageDecodeError(name, f"PIL cannot read its header (a corrupt {fmt.upper()} file)") from None
         raise ImageDecodeError(name, "not a known image format (neither torchvision nor PIL can read it)") from None
     except Exception as e:  # noqa: BLE001  (any PIL failure means "not an image we can read")
         raise ImageDecodeError(name, f"PIL cannot read its header ({type(e).__name__}: {_one_line(e)})") from None
@@ -186,14 +191,17 @@ def decode_bytes(data: bytes | bytearray | memoryview, name: str = "<bytes>") ->
         raise ImageDecodeError(name, f"it is {len(data):,} bytes, over the {max_image_bytes():,}-byte limit "
                                "(HGZOO_MAX_IMAGE_BYTES raises it)")
     fmt = torchvision_format(data)
-    if fmt is None or decode_image is None or (fmt == "webp" and is_animated_webp(data)):
-        return _decode_with_pil(bytes(data), name)
     try:
-        _check_pixels(name, *declared_size(data, fmt))
+        if fmt is not None:
+            _check_pixels(name, *declared_size(data, fmt))
         if fmt == "gif":
             data = first_gif_frame(data)
     except HeaderError as e:
         raise ImageDecodeError(name, str(e)) from None
+    # PNGs go through PIL: torchvision 0.29's decode_png kills the process (SIGSEGV) when libpng reports a corrupt
+    # data stream (a bad filter byte, a bad zlib checksum; found by tests/fuzz_inputs.py). Same pixels, lossless.
+    if fmt in (None, "png") or decode_image is None or (fmt == "webp" and is_animated_webp(data)):
+        return _decode_with_pil(bytes(data), name, fmt)
     encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:  # JPEGs are decoded as stored, so that CMYK ones can be converted exactly as OpenCV does.
         img = decode_image(encoded, mode=ImageReadMode.UNCHANGED if fmt == "jpeg" else ImageReadMode.RGB,
