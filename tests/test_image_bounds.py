@@ -219,6 +219,21 @@ def test_extreme_aspect_ratio_is_refused_by_the_resize(tmp_path, shape):
     assert create_transform(None, normalize=False)(torch.zeros(3, 1, 300, dtype=torch.uint8)).shape == (3, 224, 224)
 
 
+@pytest.mark.parametrize("crop", ["paddle", "timm"])
+def test_training_crops_of_thin_and_tiny_images(crop):
+    """The random crops resize to the crop size (bounded whatever the input), and never crop zero pixels: a
+    1 x 1, 2 x 3 or 1 x 65535 image gave an empty crop and a reshape error before."""
+    import random
+
+    from hgzoo.data import PaddleRandCrop, TimmRandCrop
+
+    op = (PaddleRandCrop if crop == "paddle" else TimmRandCrop)(32)
+    for shape in [(1, 65535), (65535, 1), (1, 1), (2, 3)]:
+        for seed in range(30):
+            random.seed(seed)
+            assert op(torch.zeros(3, *shape, dtype=torch.uint8)).shape == (3, 32, 32), (shape, seed)
+
+
 def test_datasets_name_the_file_a_resize_refuses(tmp_path):
     (tmp_path / "a").mkdir()
     write(tmp_path / "a", "thin.png", zero_png(65535, 1))

@@ -427,7 +427,8 @@ class PaddleRandCrop(nn.Module):
         aspect = math.sqrt(random.uniform(*self.ratio))
         bound = min((w / h) / aspect**2, (h / w) * aspect**2)
         area = w * h * random.uniform(min(self.scale[0], bound), min(self.scale[1], bound))
-        cw, ch = int(math.sqrt(area) * aspect), int(math.sqrt(area) / aspect)
+        # At least one pixel: on a very thin or tiny image the product rounds to 0 (PaddleClas then fails in cv2).
+        cw, ch = max(1, int(math.sqrt(area) * aspect)), max(1, int(math.sqrt(area) / aspect))
         left, top = random.randint(0, w - cw), random.randint(0, h - ch)
         return top, left, ch, cw
 
@@ -451,7 +452,7 @@ class TimmRandCrop(PaddleRandCrop):
             area = random.uniform(*self.scale) * w * h
             aspect = math.exp(random.uniform(*log_ratio))
             cw, ch = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-            if cw <= w and ch <= h:
+            if 0 < cw <= w and 0 < ch <= h:  # as torchvision's RandomResizedCrop checks
                 top = random.randint(0, h - ch)
                 return top, random.randint(0, w - cw), ch, cw
         ch, cw = h, w
