@@ -140,3 +140,20 @@ def test_the_memory_limit_catches_an_unbounded_read(tmp_path):
             "decode_image(torch.frombuffer(bytearray(open(sys.argv[1], 'rb').read()), dtype=torch.uint8))")
     rc, _, err, _ = run_limited([sys.executable, "-c", code, str(gif)], tmp_path, {})
     assert rc != 0 and ("memory" in err.lower() or "alloc" in err.lower()), err[-2000:]
+
+
+def test_validate_skips_a_thin_image_by_name(tmp_path):
+    """The resize's refusal is a bad image like any other: validate --skip-bad-images counts and names it."""
+    data = tmp_path / "val"
+    for k, cls in enumerate(("a", "b")):
+        (data / cls).mkdir(parents=True)
+        Image.new("RGB", (300, 200), (30 + 100 * k, 60, 90)).save(data / cls / "good.jpg")
+    (data / "a" / "thin.png").write_bytes(zero_png(65535, 1))
+    weights = tmp_path / "w.pt"
+    torch.save({"model": hgzoo.create_model(MODEL, num_classes=2).state_dict()}, weights)
+    argv = [sys.executable, "validate.py", "--model", MODEL, "--num-classes", "2", "--checkpoint", str(weights),
+            "--data-dir", str(data), "--workers", "1", "--no-progress", "--skip-bad-images"]
+    code, out, err, peak = run_limited(argv, tmp_path, {})
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    assert "2 images, 1 bad" in out and f"{data / 'a' / 'thin.png'}: it is 65535x1: resized" in out, out
+    assert peak < PEAK_RSS
