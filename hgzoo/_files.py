@@ -348,7 +348,11 @@ def load_pdparams(path: str | os.PathLike | bytes) -> dict[str, np.ndarray]:
         data, name = path, "<bytes>"
     else:
         checked, _ = _checked_path(path)
-        data, name = checked.read_bytes(), str(path)
+        name = str(path)
+        try:  # read as checked: a regular file under the limit, even if the path changed since
+            data = read_regular_file(checked, max_file_bytes(), "HGZOO_MAX_FILE_BYTES")
+        except FileRefusedError as e:
+            raise CorruptCheckpointError(f"{name} is refused: {e.reason}") from None
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
     except UnsafePickleError as e:

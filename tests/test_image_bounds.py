@@ -332,3 +332,15 @@ def test_label_lists_and_class_maps_are_regular_bounded_files(tmp_path, monkeypa
     monkeypatch.setenv("HGZOO_MAX_LIST_BYTES", "500")
     with pytest.raises(LabelListError, match="big.txt: it is 800 bytes, over the 500-byte limit"):
         LabelListDataset(lst)
+
+
+def test_weight_readers_refuse_what_is_not_a_regular_file(tmp_path, alarm):
+    from hgzoo._files import CorruptCheckpointError, safe_load
+
+    fifo = tmp_path / "w.pdparams"
+    os.mkfifo(fifo)
+    with pytest.raises(CorruptCheckpointError, match="w.pdparams is not a weights file: it is a FIFO"):
+        safe_load(fifo)
+    (tmp_path / "zero.pt").symlink_to("/dev/zero")
+    with pytest.raises(CorruptCheckpointError, match="character device"):
+        safe_load(tmp_path / "zero.pt")
