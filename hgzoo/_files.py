@@ -11,6 +11,9 @@
 * Paddle's ``.pdparams``: a pickle read by a restricted unpickler that builds numpy arrays and nothing
   else, in every pickle protocol Paddle writes (2, 3, 4).
 
+**Only regular files** are read (:func:`read_regular_file`: a FIFO or a device behind a file's name would never
+end), and every limit is stated the same way (:func:`env_limit`, a positive number in an environment variable).
+
 **Size limits** stop a small file from declaring a huge allocation: a file over ``HGZOO_MAX_FILE_BYTES``
 (default 16 GiB) is refused; a safetensors header over 100 MB, a zip whose members declare more bytes
 than the file could hold uncompressed, and a ``.pdparams`` whose arrays declare more bytes than the file
