@@ -42,6 +42,7 @@ import math
 import os
 import random
 import re
+import threading
 import warnings
 from typing import Callable, Iterator, Sequence
 
@@ -91,24 +92,29 @@ _TV_PREFIX = re.compile(r"^\w+, \S+:\d+, ")  # "decode_jpeg, /path/to/decode_jpe
 PIL_FORMATS = ("BMP", "DIB", "TIFF", "PPM", "SUN", "WEBP", "GIF", "PNG", "JPEG")
 
 
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _pil_size_check_off() -> Iterator[None]:
     """PIL's own pixel limit off while a header is read: :func:`max_image_pixels` is checked instead, on the
     size that is then decoded (PIL would refuse at twice its limit, whatever the user set)."""
     from PIL import Image
 
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+    with _PIL_LIMIT_LOCK:  # threads that read at once restore PIL's own value, not each other's None
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
 
 
 def pil_to_rgb(img) -> torch.Tensor:
     """A PIL image as a (3, H, W) uint8 tensor, as OpenCV's ``IMREAD_COLOR`` reads the file it would save to:
-    alpha dropped (not composited), a palette expanded (its transparency ignored), gray replicated, 16- and
-    32-bit gray reduced to their high byte (``v >> 8``, as OpenCV reduces 16-bit samples)."""
+    alpha dropped (not composited), a palette expanded (its transparency ignored), gray replicated, 16-bit gray
+    reduced to its high byte (``v >> 8``, as OpenCV reduces 16-bit samples; 32-bit gray is read as 16-bit,
+    clipped)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         img = img.point(lambda v: v / 256).convert("L")
     if img.mode != "RGB":
