@@ -264,7 +264,7 @@ def _check_zip(path: Path, size: int) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:  # "zip file version 12.7"
         raise CorruptCheckpointError(f"{path} is corrupt: not a readable zip (PyTorch) file ({e}); save or download "
                                      "it again") from None
     declared = sum(i.file_size for i in infos)
@@ -299,7 +299,8 @@ def _load_torch_zip(path: Path, size: int) -> Any:
                 "the program that wrote it (torch.save(model.state_dict(), 'clean.pth') or safetensors) and give "
                 "hgzoo that file") from None
         raise CorruptCheckpointError(f"{path} is corrupt or not a PyTorch checkpoint: {_first_line(e)}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            NotImplementedError) as e:
         raise CorruptCheckpointError(f"{path} is corrupt or not a PyTorch checkpoint: {_first_line(e)}") from None
 
 

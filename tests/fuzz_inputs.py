@@ -158,7 +158,7 @@ def run(cases: int, seed: int, kinds: tuple[str, ...] = KINDS, mutations: list[i
     cases = len(plan)
     counts = {k: {"ok": 0, "refused": 0} for k in kinds}
     findings: list[dict] = []
-    slowest = 0.0
+    slowest: dict = {}
     while plan:
         # stderr to a file: decoders warn on every corrupt file, and a pipe nobody reads would fill and block them
         log = tempfile.TemporaryFile("w+")
@@ -174,7 +174,8 @@ def run(cases: int, seed: int, kinds: tuple[str, ...] = KINDS, mutations: list[i
                 current, deadline = msg["start"], time.monotonic() + CASE_SECONDS
                 continue
             done.add(msg["index"])
-            slowest = max(slowest, msg["seconds"])
+            if msg["seconds"] >= slowest.get("seconds", 0):
+                slowest = {k: msg[k] for k in ("kind", "seed", "seconds")}
             if msg["outcome"] == "finding":
                 findings.append(msg)
             else:
@@ -192,7 +193,7 @@ def run(cases: int, seed: int, kinds: tuple[str, ...] = KINDS, mutations: list[i
             raise RuntimeError(f"the fuzz worker failed to start: {_tail(log, 2000)}")
         log.close()
         plan = [c for c in plan if c[0] not in done]
-    return {"cases": cases, "seed": seed, "counts": counts, "findings": findings, "slowest_case_s": slowest}
+    return {"cases": cases, "seed": seed, "counts": counts, "findings": findings, "slowest_case": slowest}
 
 
 def _tail(log, n: int = 300) -> str:

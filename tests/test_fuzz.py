@@ -46,3 +46,13 @@ def test_fuzz_invariant_rejects_other_errors(monkeypatch, tmp_path):
     monkeypatch.setattr(hgzoo.data, "read_image", lambda path: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         fuzz_inputs._read("bmp", seeds["bmp"], tmp_path)
+
+
+def test_fuzz_findings_stay_fixed(tmp_path):
+    """What longer passes found, replayed: a zip whose member claims version 12.7 (zipfile raised
+    NotImplementedError through the torch reader)."""
+    import random
+
+    seeds = fuzz_inputs.seeds()
+    for kind, seed in (("torch", 1021168488),):
+        assert fuzz_inputs._read(kind, fuzz_inputs.mutate(seeds[kind], random.Random(seed)), tmp_path) == "refused"
