@@ -11,6 +11,9 @@
 * Paddle's ``.pdparams``: a pickle read by a restricted unpickler that builds numpy arrays and nothing
   else, in every pickle protocol Paddle writes (2, 3, 4).
 
+**Only regular files** are read (:func:`read_regular_file`: a FIFO or a device behind a file's name would never
+end), and every limit is stated the same way (:func:`env_limit`, a positive number in an environment variable).
+
 **Size limits** stop a small file from declaring a huge allocation: a file over ``HGZOO_MAX_FILE_BYTES``
 (default 16 GiB) is refused; a safetensors header over 100 MB, a zip whose members declare more bytes
 than the file could hold uncompressed, and a ``.pdparams`` whose arrays declare more bytes than the file
@@ -29,9 +32,11 @@ import contextlib
 import errno
 import io
 import json
+import math
 import os
 import pickle
 import re
+import stat
 import struct
 import tempfile
 import zipfile
@@ -43,7 +48,8 @@ import numpy as np
 
 __all__ = [
     "safe_load", "read_safetensors", "load_pdparams", "detect_format", "atomic_open", "atomic_write",
-    "max_file_bytes", "UnsafePickleError", "CorruptCheckpointError", "CheckpointMismatchError",
+    "max_file_bytes", "env_limit", "read_regular_file", "FileRefusedError", "UnsafePickleError",
+    "CorruptCheckpointError", "CheckpointMismatchError",
 ]
 
 #: The largest safetensors header accepted (safetensors' own limit).
@@ -63,18 +69,84 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint does not fit the model: missing, unexpected or mismatched keys."""
 
 
-def max_file_bytes() -> int:
-    """The largest weights or checkpoint file read: ``$HGZOO_MAX_FILE_BYTES``, default 16 GiB."""
-    text = os.environ.get("HGZOO_MAX_FILE_BYTES")
+def env_limit(name: str, default: int, unit: str) -> int:
+    """A limit from the environment variable ``name`` (a positive whole number of ``unit``, ``1e9`` allowed),
+    ``default`` when it is unset or empty. Every size limit hgzoo applies is stated this way."""
+    text = os.environ.get(name)
     if not text:
-        return _DEFAULT_MAX_FILE_BYTES
+        return default
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"HGZOO_MAX_FILE_BYTES={text!r} is not a whole number of bytes") from None
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number == int(number)):
+            raise ValueError(f"{name}={text!r} is not a whole number of {unit}") from None
+        value = int(number)
     if value <= 0:
-        raise ValueError(f"HGZOO_MAX_FILE_BYTES={text!r} must be positive")
+        raise ValueError(f"{name}={text!r} must be positive")
     return value
+
+
+def max_file_bytes() -> int:
+    """The largest weights or checkpoint file read: ``$HGZOO_MAX_FILE_BYTES``, default 16 GiB."""
+    return env_limit("HGZOO_MAX_FILE_BYTES", _DEFAULT_MAX_FILE_BYTES, "bytes")
+
+
+class FileRefusedError(ValueError):
+    """A path that is not a regular file (a FIFO, a device, a socket, a folder), or a file over its byte limit.
+
+    ``path`` and ``reason`` are kept, so that a caller can re-raise it as its own error type."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_regular_file(path: str | os.PathLike, limit: int, knob: str) -> bytes:
+    """The bytes of ``path``, a regular file (links resolved) of at most ``limit`` bytes.
+
+    A FIFO, device or socket is refused before anything is read (``/dev/zero`` or a pipe behind an image's
+    name would never end), and so is a file over ``limit`` (``knob``, the environment variable that raises
+    it, is named in the message). The file is opened without blocking and checked again once open, and at
+    most ``limit + 1`` bytes are ever read. Raises :class:`FileRefusedError`, ``FileNotFoundError`` if there
+    is no such file, ``PermissionError`` if it cannot be read.
+    """
+    name = os.fspath(path)
+    st = os.stat(name)  # follows links; FileNotFoundError as is
+    if not stat.S_ISREG(st.st_mode):
+        raise FileRefusedError(name, f"it is {_kind(st.st_mode)}, not a regular file")
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)  # what was opened, should the path have changed since the check
+        if not stat.S_ISREG(st.st_mode):
+            raise FileRefusedError(name, f"it is {_kind(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise FileRefusedError(name, f"it is {st.st_size:,} bytes, over the {limit:,}-byte limit ({knob} "
+                                   "raises it)")
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 24, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise FileRefusedError(name, f"it grew past the {limit:,}-byte limit while being read ({knob} raises it)")
+    return b"".join(chunks)
 
 
 # ---------------------------------------------------------------------------------------------- detection
@@ -100,9 +172,12 @@ def _checked_path(path: str | os.PathLike) -> tuple[Path, int]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    if not path.is_file():
-        raise IsADirectoryError(f"{path} is not a file")
-    size = path.stat().st_size
+    st = path.stat()
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{path} is not a file (it is a directory)")
+    if not stat.S_ISREG(st.st_mode):
+        raise CorruptCheckpointError(f"{path} is not a weights file: it is {_kind(st.st_mode)}, not a regular file")
+    size = st.st_size
     if size == 0:
         raise CorruptCheckpointError(f"{path} is empty (0 bytes): an interrupted download or save? Get it again")
     limit = max_file_bytes()
@@ -189,7 +264,7 @@ def _check_zip(path: Path, size: int) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:  # "zip file version 12.7"
         raise CorruptCheckpointError(f"{path} is corrupt: not a readable zip (PyTorch) file ({e}); save or download "
                                      "it again") from None
     declared = sum(i.file_size for i in infos)
@@ -224,7 +299,8 @@ def _load_torch_zip(path: Path, size: int) -> Any:
                 "the program that wrote it (torch.save(model.state_dict(), 'clean.pth') or safetensors) and give "
                 "hgzoo that file") from None
         raise CorruptCheckpointError(f"{path} is corrupt or not a PyTorch checkpoint: {_first_line(e)}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            NotImplementedError) as e:
         raise CorruptCheckpointError(f"{path} is corrupt or not a PyTorch checkpoint: {_first_line(e)}") from None
 
 
@@ -276,7 +352,11 @@ def load_pdparams(path: str | os.PathLike | bytes) -> dict[str, np.ndarray]:
         data, name = path, "<bytes>"
     else:
         checked, _ = _checked_path(path)
-        data, name = checked.read_bytes(), str(path)
+        name = str(path)
+        try:  # read as checked: a regular file under the limit, even if the path changed since
+            data = read_regular_file(checked, max_file_bytes(), "HGZOO_MAX_FILE_BYTES")
+        except FileRefusedError as e:
+            raise CorruptCheckpointError(f"{name} is refused: {e.reason}") from None
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
     except UnsafePickleError as e:

@@ -34,14 +34,16 @@ from .transforms import (
     TimmRandCrop,
     create_transform,
     decode_bytes,
+    max_image_bytes,
     max_image_pixels,
     read_image,
     resolve_data_config,
+    transform_file,
 )
 
 __all__ = [
     "create_transform", "resolve_data_config", "resolve_model_data_config", "read_image", "max_image_pixels",
-    "decode_bytes", "ImageDecodeError", "ResizeShort",
+    "max_image_bytes", "transform_file", "decode_bytes", "ImageDecodeError", "ResizeShort",
     "PaddleCenterCrop", "PaddleRandCrop", "TimmRandCrop", "Normalizer", "ConvertChannels",
     "ImageFolder", "LabelListDataset", "LabelListError", "FashionMNIST", "FASHION_MNIST_DIR", "IMAGE_EXTENSIONS",
     "imagenet_class_names", "read_class_names", "scan_images",

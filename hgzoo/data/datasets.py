@@ -14,11 +14,12 @@ import torchvision
 from torchvision import tv_tensors
 from torchvision.datasets import VisionDataset
 
-from .transforms import read_image
+from .._files import FileRefusedError, env_limit, read_regular_file
+from .transforms import read_image, transform_file
 
 __all__ = [
     "ImageFolder", "LabelListDataset", "LabelListError", "FashionMNIST", "FASHION_MNIST_DIR",
-    "imagenet_class_names", "read_class_names", "IMAGE_EXTENSIONS", "scan_images",
+    "imagenet_class_names", "read_class_names", "IMAGE_EXTENSIONS", "scan_images", "max_list_bytes",
 ]
 
 #: File endings read as images (compared case-insensitively).
@@ -97,6 +98,13 @@ class ImageFolder(torchvision.datasets.ImageFolder):
                                     f"{', '.join(IMAGE_EXTENSIONS)})")
         return samples
 
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        img = transform_file(path, self.transform)  # an image a transform refuses is reported under its name
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         classes, class_to_idx = super().find_classes(directory)
         if classes and all(c.isdigit() for c in classes):
@@ -109,59 +117,106 @@ class LabelListError(ValueError):
     """A malformed line in a label-list file (the message names the file and the line number)."""
 
 
+#: The largest label list or class-name map read (ImageNet's train list is about 40 MB).
+DEFAULT_MAX_LIST_BYTES = 256 << 20
+
+
+def max_list_bytes() -> int:
+    """The largest label list or class-id map read: ``$HGZOO_MAX_LIST_BYTES``, default 256 MiB."""
+    return env_limit("HGZOO_MAX_LIST_BYTES", DEFAULT_MAX_LIST_BYTES, "bytes")
+
+
+def _read_text(path: Path, error: type[ValueError]) -> str:
+    """A text file's content, read as :func:`~hgzoo._files.read_regular_file` reads (regular files only, at
+    most :func:`max_list_bytes`); ``error`` names the file."""
+    try:
+        data = read_regular_file(path, max_list_bytes(), "HGZOO_MAX_LIST_BYTES")
+    except FileRefusedError as e:
+        raise error(f"{path}: {e.reason}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise error(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _outside(rel: str) -> bool:
+    """Whether a list's path leaves its root: absolute, or climbing out with '..' (judged on the text, so a
+    symbolic link inside the root, which its owner put there, is followed)."""
+    norm = os.path.normpath(rel)
+    return os.path.isabs(rel) or norm == ".." or norm.startswith(".." + os.sep)
+
+
 class LabelListDataset(VisionDataset):
     """A PaddleClas label list: one ``relative/path.jpg label`` per line, paths relative to ``root``.
 
     This is the format of ImageNet's ``train_list.txt`` / ``val_list.txt`` in PaddleClas's configs.
     ``root`` defaults to the list's own folder. The label is the last field and the path everything
     before it, so paths may contain spaces. Blank lines are ignored; anything else that is not
-    ``path integer`` raises :class:`LabelListError` with the line number.
+    ``path integer`` raises :class:`LabelListError` with the file and line number, and so do a label
+    ``>= num_classes`` (when given) and a path outside ``root`` (absolute, or with ``..`` climbing out),
+    unless ``allow_outside_root``. The list itself must be a regular file under :func:`max_list_bytes`.
     """
 
     def __init__(self, list_file: str | os.PathLike, root: str | os.PathLike | None = None,
                  transform: Callable | None = None, target_transform: Callable | None = None,
-                 delimiter: str | None = None) -> None:
+                 delimiter: str | None = None, *, num_classes: int | None = None,
+                 allow_outside_root: bool = False) -> None:
         list_file = Path(list_file)
         root = Path(root) if root is not None else list_file.parent
         super().__init__(str(root), transform=transform, target_transform=target_transform)
         self.list_file = list_file
-        self.samples = self.parse(list_file, root, delimiter)
+        self.samples = self.parse(list_file, root, delimiter, allow_outside_root=allow_outside_root)
         self.targets = [t for _, t in self.samples]
         self.classes = None  # a label list carries no names
+        if num_classes is not None:
+            self.check_num_classes(num_classes)
 
     @staticmethod
-    def parse(list_file: Path, root: Path, delimiter: str | None = None) -> list[tuple[str, int]]:
+    def parse(list_file: Path, root: Path, delimiter: str | None = None, *,
+              allow_outside_root: bool = False) -> list[tuple[str, int]]:
         samples = []
-        with open(list_file, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                text = line.strip()
-                if not text:
-                    continue
-                fields = text.rsplit(delimiter, 1)
-                try:
-                    if len(fields) != 2 or not fields[0].strip():
-                        raise ValueError
-                    label = int(fields[1])
-                    if label < 0:
-                        raise ValueError
-                except ValueError:
-                    raise LabelListError(
-                        f"{list_file}:{lineno}: expected 'relative/path.jpg label' (a path, then a label >= 0), "
-                        f"got {text!r}"
-                    ) from None
-                samples.append((str(root / fields[0].strip()), label))
+        for lineno, line in enumerate(_read_text(list_file, LabelListError).splitlines(), 1):
+            text = line.strip()
+            if not text:
+                continue
+            fields = text.rsplit(delimiter, 1)
+            try:
+                if len(fields) != 2 or not fields[0].strip():
+                    raise ValueError
+                label = int(fields[1])
+                if label < 0:
+                    raise ValueError
+            except ValueError:
+                raise LabelListError(
+                    f"{list_file}:{lineno}: expected 'relative/path.jpg label' (a path, then a label >= 0), "
+                    f"got {text!r}"
+                ) from None
+            rel = fields[0].strip()
+            if not allow_outside_root and _outside(rel):
+                raise LabelListError(f"{list_file}:{lineno}: the path {rel!r} is outside the data root {root}; "
+                                     "paths must be relative to it (allow_outside_root=True if the list is trusted)")
+            samples.append((str(root / rel), label))
         if not samples:
             raise LabelListError(f"{list_file}: the label list is empty")
         return samples
+
+    def check_num_classes(self, num_classes: int) -> None:
+        """Raise :class:`LabelListError` naming the file and line of the first label ``>= num_classes``."""
+        bad = next((i for i, t in enumerate(self.targets) if t >= num_classes), None)
+        if bad is None:
+            return
+        lines = _read_text(self.list_file, LabelListError).splitlines()
+        lineno = [n for n, line in enumerate(lines, 1) if line.strip()][bad]
+        raise LabelListError(f"{self.list_file}:{lineno}: label {self.targets[bad]} is out of range for a model "
+                             f"with {num_classes} classes (0..{num_classes - 1})")
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int):
         path, target = self.samples[index]
-        img = read_image(path)
-        if self.transform is not None:
-            img = self.transform(img)
+        img = transform_file(path, self.transform)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return img, target
@@ -238,15 +293,14 @@ class FashionMNIST(VisionDataset):
 def read_class_names(path: str | os.PathLike) -> list[str]:
     """A PaddleClas class-id map (``class_id_map_file``): ``id name`` per line, ids 0..N-1."""
     names: dict[int, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            text = line.strip()
-            if not text:
-                continue
-            idx, _, name = text.partition(" ")
-            if not idx.isdigit():
-                raise ValueError(f"{path}:{lineno}: expected 'class_id name', got {text!r}")
-            names[int(idx)] = name.strip()
+    for lineno, line in enumerate(_read_text(Path(path), ValueError).splitlines(), 1):
+        text = line.strip()
+        if not text:
+            continue
+        idx, _, name = text.partition(" ")
+        if not idx.isdigit():
+            raise ValueError(f"{path}:{lineno}: expected 'class_id name', got {text!r}")
+        names[int(idx)] = name.strip()
     if sorted(names) != list(range(len(names))):
         raise ValueError(f"{path}: class ids must be 0..{len(names) - 1}, each once")
     return [names[i] for i in range(len(names))]

@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from .transforms import ImageDecodeError, Normalizer
+from .transforms import UNNAMED, ImageDecodeError, Normalizer
 
 __all__ = ["GuardedDataset", "Batch", "LoaderClock", "create_eval_loader", "iterate_batches", "split_cores",
            "available_cores"]
@@ -40,6 +40,8 @@ class GuardedDataset(Dataset):
         except (ImageDecodeError, OSError) as e:
             samples = getattr(self.dataset, "samples", None)
             target = samples[index][1] if samples is not None else -1
+            if isinstance(e, ImageDecodeError) and e.path == UNNAMED and samples is not None:
+                e = ImageDecodeError(str(samples[index][0]), e.reason)  # refused by a transform: name the file
             return None, target, str(e)
         return img, target, None
 

@@ -5,13 +5,16 @@ PaddleClas evaluates every model with the same five ops (``paddleclas.deploy.pyt
 ``NormalizeImage(scale=1/255, mean, std)`` and ``ToCHWImage``. :func:`read_image` and
 :func:`create_transform` reproduce them:
 
-* **Decoding** is ``cv2.imdecode(bytes, IMREAD_COLOR)`` in PaddleClas. We decode with
-  ``torchvision.io.decode_image`` and get the same pixels: EXIF orientation applied (IMREAD_COLOR applies
-  it too), grayscale replicated to three channels, alpha dropped (not composited over a background),
+* **Decoding** is ``cv2.imdecode(bytes, IMREAD_COLOR)`` in PaddleClas. We decode JPEG, GIF and WebP with
+  ``torchvision.io.decode_image``, PNG and the rest with PIL (see :func:`decode_bytes`), and get the same
+  pixels: EXIF orientation applied (IMREAD_COLOR applies it too), grayscale replicated to three channels,
+  alpha dropped (not composited over a background),
   16-bit PNGs reduced to 8 bits by their high byte, and CMYK JPEGs converted with OpenCV's formula
-  ``k - ((255 - c) * k >> 8)`` (torchvision's and PIL's own conversions are one level off). Formats
-  torchvision cannot decode (BMP, TIFF, ...) go through PIL. A file that cannot be decoded raises
-  :class:`ImageDecodeError` naming it (PaddleClas fails on ``None.shape``).
+  ``k - ((255 - c) * k >> 8)`` (torchvision's and PIL's own conversions are one level off). A file that
+  cannot be decoded raises :class:`ImageDecodeError` naming it (PaddleClas fails on ``None.shape``).
+* **Bounds**: regular files only, at most :func:`max_image_bytes` read, at most :func:`max_image_pixels` decoded
+  (the size each decoder will allocate, read from the headers first), an animation's first frame only, and a
+  resize whose output would exceed the pixel limit refused (:class:`ResizeShort`).
 * **Resizing** scales the short side to ``resize_short`` with PaddleClas's arithmetic (the other side is
   ``round(long * short / min(h, w))``, where torchvision's ``Resize(int)`` truncates). OpenCV's bilinear
   and bicubic (``backend="cv2"``) do not antialias: they are torch's interpolation with
@@ -33,14 +36,15 @@ PaddleClas evaluates every model with the same five ops (``paddleclas.deploy.pyt
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import random
 import re
+import threading
 import warnings
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -49,10 +53,13 @@ try:
     from torchvision.io import ImageReadMode, decode_image
 except ImportError:  # a torchvision without its (deprecated) decoders: PIL decodes everything
     ImageReadMode = decode_image = None
+from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
+from .._files import FileRefusedError, env_limit, read_regular_file
 from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, SIZE_ROUNDINGS, resolve_preprocessing
+from ._headers import HeaderError, declared_size, first_gif_frame, is_animated_webp, torchvision_format
 from .timm_config import TIMM_TRANSFORM_KEYS, from_timm_keywords
 
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec and warns on every call. They are
@@ -61,7 +68,8 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
                         category=DeprecationWarning)
 
 __all__ = [
-    "ImageDecodeError", "read_image", "decode_bytes", "ResizeShort", "PaddleCenterCrop", "PaddleRandCrop",
+    "ImageDecodeError", "read_image", "decode_bytes", "transform_file", "max_image_pixels", "max_image_bytes",
+    "pil_to_rgb", "ToRGBImage", "ResizeShort", "PaddleCenterCrop", "PaddleRandCrop",
     "TimmRandCrop", "ConvertChannels", "create_transform", "resolve_data_config", "Normalizer",
 ]
 
@@ -80,17 +88,66 @@ class ImageDecodeError(ValueError):
 
 _TV_PREFIX = re.compile(r"^\w+, \S+:\d+, ")  # "decode_jpeg, /path/to/decode_jpeg.cpp:171, " in torchvision's errors
 
+#: The formats PIL may decode (what torchvision does not, and OpenCV does): each one's size at open is the size
+#: it decodes to. Others (EPS runs Ghostscript; ICO and ICNS change size on load; JPEG 2000 ...) are refused.
+PIL_FORMATS = ("BMP", "DIB", "TIFF", "PPM", "SUN", "WEBP", "GIF", "PNG", "JPEG")
 
-def _decode_with_pil(data: bytes) -> torch.Tensor:
-    """Formats torchvision does not decode (BMP, TIFF, ...): PIL, EXIF-transposed, to 8-bit RGB."""
-    from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(data)) as img:
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit gray: keep the high byte, as OpenCV does
-            img = img.point(lambda v: v / 256).convert("L")
-        rgb = img.convert("RGB")
-        return F.pil_to_tensor(rgb)
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pil_size_check_off() -> Iterator[None]:
+    """PIL's own pixel limit off while a header is read: :func:`max_image_pixels` is checked instead, on the
+    size that is then decoded (PIL would refuse at twice its limit, whatever the user set)."""
+    from PIL import Image
+
+    with _PIL_LIMIT_LOCK:  # threads that read at once restore PIL's own value, not each other's None
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def pil_to_rgb(img) -> torch.Tensor:
+    """A PIL image as a (3, H, W) uint8 tensor, as OpenCV's ``IMREAD_COLOR`` reads the file it would save to:
+    alpha dropped (not composited), a palette expanded (its transparency ignored), gray replicated, 16-bit gray
+    reduced to its high byte (``v >> 8``, as OpenCV reduces 16-bit samples; 32-bit gray is read as 16-bit,
+    clipped)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        img = img.point(lambda v: v / 256).convert("L")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return F.pil_to_tensor(img)
+
+
+def _decode_with_pil(data: bytes, name: str, fmt: str | None = None) -> torch.Tensor:
+    """Formats torchvision does not decode (BMP, TIFF, ...): PIL, its first frame, EXIF-transposed, to 8-bit RGB.
+    The size checked is the size of the image object that is then decoded."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with _pil_size_check_off():
+            img = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
+    except UnidentifiedImageError:
+        if fmt is not None:  # PIL checks every chunk's checksum, and stops at the first bad one
+            raise ImageDecodeError(name, f"PIL cannot read its header (a corrupt {fmt.upper()} file)") from None
+        raise ImageDecodeError(name, "not a known image format (neither torchvision nor PIL can read it)") from None
+    except Exception as e:  # noqa: BLE001  (any PIL failure means "not an image we can read")
+        raise ImageDecodeError(name, f"PIL cannot read its header ({type(e).__name__}: {_one_line(e)})") from None
+    with img:
+        _check_pixels(name, *img.size)
+        try:
+            return pil_to_rgb(ImageOps.exif_transpose(img))
+        except Exception as e:  # noqa: BLE001
+            raise ImageDecodeError(name, f"PIL cannot decode it ({type(e).__name__}: {_one_line(e)})") from None
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else ""
 
 
 def _cmyk_to_rgb(cmyk: torch.Tensor) -> torch.Tensor:
@@ -102,43 +159,27 @@ def _cmyk_to_rgb(cmyk: torch.Tensor) -> torch.Tensor:
 
 #: PIL's own default limit (``PIL.Image.MAX_IMAGE_PIXELS``): about 0.27 GB of RGB pixels.
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+#: An uncompressed 24-bit image at the default pixel limit, and 1 MiB of headers: 257 MiB.
+DEFAULT_MAX_IMAGE_BYTES = 3 * DEFAULT_MAX_IMAGE_PIXELS + (1 << 20)
 
 
 def max_image_pixels() -> int:
     """The largest image decoded, in pixels: ``$HGZOO_MAX_IMAGE_PIXELS`` (the ``--max-image-pixels`` flag sets
-    it), default PIL's limit, 89,478,485. A larger image is refused before it is decoded."""
-    text = os.environ.get("HGZOO_MAX_IMAGE_PIXELS")
-    if not text:
-        return DEFAULT_MAX_IMAGE_PIXELS
-    try:
-        value = int(float(text))
-    except ValueError:
-        raise ValueError(f"HGZOO_MAX_IMAGE_PIXELS={text!r} is not a number of pixels") from None
-    if value <= 0:
-        raise ValueError(f"HGZOO_MAX_IMAGE_PIXELS={text!r} must be positive")
-    return value
+    it), default PIL's limit, 89,478,485. A larger image is refused before it is decoded, and so is an image
+    whose resize (:class:`ResizeShort`) would be larger."""
+    return env_limit("HGZOO_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, "pixels")
 
 
-def _check_pixels(data: bytes | bytearray | memoryview, name: str) -> None:
-    """Refuse an image whose header declares more than :func:`max_image_pixels` pixels, before decoding it
-    (a 132 KB PNG can declare 33000x33000 pixels: 3.3 GB once decoded). PIL reads only the header here."""
-    from PIL import Image, UnidentifiedImageError
+def max_image_bytes() -> int:
+    """The largest image file read, in bytes: ``$HGZOO_MAX_IMAGE_BYTES``, default :data:`DEFAULT_MAX_IMAGE_BYTES`
+    (257 MiB). A larger file is refused before it is read."""
+    return env_limit("HGZOO_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES, "bytes")
 
+
+def _check_pixels(name: str, width: int, height: int) -> None:
+    """Refuse a ``width`` x ``height`` image over :func:`max_image_pixels` (a 132 KB PNG can declare 33000x33000
+    pixels: 3.3 GB once decoded)."""
     limit = max_image_pixels()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-        except Image.DecompressionBombError as e:  # over twice PIL's own limit: PIL stops at the header
-            if limit <= 2 * (Image.MAX_IMAGE_PIXELS or 0):
-                found = re.search(r"\((\d+) pixels\)", str(e))
-                count = f"{int(found.group(1)):,}" if found else f"more than {2 * Image.MAX_IMAGE_PIXELS:,}"
-                raise ImageDecodeError(name, f"it declares {count} pixels, over the {limit:,}-pixel limit "
-                                       "(--max-image-pixels or HGZOO_MAX_IMAGE_PIXELS raise it)") from None
-            return  # the limit was raised above PIL's: the caller trusts large images
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            return  # not an image PIL can size: the decoder below says what is wrong with it
     if width * height > limit:
         raise ImageDecodeError(name, f"it declares {width}x{height} = {width * height:,} pixels, over the "
                                f"{limit:,}-pixel limit (--max-image-pixels or HGZOO_MAX_IMAGE_PIXELS raise it)")
@@ -147,31 +188,36 @@ def _check_pixels(data: bytes | bytearray | memoryview, name: str) -> None:
 def decode_bytes(data: bytes | bytearray | memoryview, name: str = "<bytes>") -> torch.Tensor:
     """Decode an encoded image to a (3, H, W) uint8 RGB tensor, as PaddleClas's ``DecodeImage(to_rgb=True)``.
 
-    An image over :func:`max_image_pixels` is refused (:class:`ImageDecodeError`) before it is decoded.
+    The size the decoder will produce is read from the file's headers first (:mod:`hgzoo.data._headers`), and
+    an image over :func:`max_image_pixels`, or one whose header cannot be read, is refused
+    (:class:`ImageDecodeError`) before it is decoded. An animation decodes its first frame only.
     """
     if len(data) == 0:
         raise ImageDecodeError(name, "the file is empty")
-    _check_pixels(data, name)
-    encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    # JPEGs are decoded as stored, so that CMYK ones can be converted exactly as OpenCV does.
-    is_jpeg = bytes(data[:3]) == b"\xff\xd8\xff"
+    if len(data) > max_image_bytes():
+        raise ImageDecodeError(name, f"it is {len(data):,} bytes, over the {max_image_bytes():,}-byte limit "
+                               "(HGZOO_MAX_IMAGE_BYTES raises it)")
+    fmt = torchvision_format(data)
     try:
-        if decode_image is None:
-            raise RuntimeError("Unsupported image file")
-        img = decode_image(encoded, mode=ImageReadMode.UNCHANGED if is_jpeg else ImageReadMode.RGB,
+        if fmt is not None:
+            _check_pixels(name, *declared_size(data, fmt))
+        if fmt == "gif":
+            data = first_gif_frame(data)
+    except HeaderError as e:
+        raise ImageDecodeError(name, str(e)) from None
+    # PNGs go through PIL: torchvision 0.29's decode_png kills the process (SIGSEGV) when libpng reports a corrupt
+    # data stream (a bad filter byte, a bad zlib checksum; found by tests/fuzz_inputs.py). Same pixels, lossless.
+    if fmt in (None, "png") or decode_image is None or (fmt == "webp" and is_animated_webp(data)):
+        return _decode_with_pil(bytes(data), name, fmt)
+    encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    try:  # JPEGs are decoded as stored, so that CMYK ones can be converted exactly as OpenCV does.
+        img = decode_image(encoded, mode=ImageReadMode.UNCHANGED if fmt == "jpeg" else ImageReadMode.RGB,
                            apply_exif_orientation=True)
     except RuntimeError as e:
-        reason = _TV_PREFIX.sub("", str(e))
+        reason = _TV_PREFIX.sub("", _one_line(e))
         if "Unsupported image file" not in reason:
             raise ImageDecodeError(name, reason) from None
-        from PIL import UnidentifiedImageError
-
-        try:
-            img = _decode_with_pil(bytes(data))
-        except UnidentifiedImageError:
-            raise ImageDecodeError(name, "not a known image format (neither torchvision nor PIL can read it)") from None
-        except Exception as pil_error:  # noqa: BLE001  (any PIL failure means "not an image we can read")
-            raise ImageDecodeError(name, f"PIL cannot decode it ({type(pil_error).__name__}: {pil_error})") from None
+        return _decode_with_pil(bytes(data), name)
     if img.ndim == 4:  # an animated GIF: its first frame, as OpenCV reads it
         img = img[0]
     if img.shape[0] == 1:  # grayscale JPEG
@@ -186,19 +232,38 @@ def decode_bytes(data: bytes | bytearray | memoryview, name: str = "<bytes>") ->
 def read_image(source: ImageSource) -> torch.Tensor:
     """Read and decode an image file (or encoded bytes) to a (3, H, W) uint8 RGB tensor.
 
-    Raises :class:`ImageDecodeError` (naming the file) if it cannot be decoded, ``FileNotFoundError``
-    if it does not exist.
+    Only a regular file (links resolved) of at most :func:`max_image_bytes` is read: a FIFO or a device behind
+    an image's name is refused before it is read. Raises :class:`ImageDecodeError` (naming the file) if it is
+    refused or cannot be decoded, ``FileNotFoundError`` if it does not exist.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         return decode_bytes(source)
     path = os.fspath(source)
     try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise ImageDecodeError(path, "it is a directory") from None
+        data = read_regular_file(path, max_image_bytes(), "HGZOO_MAX_IMAGE_BYTES")
+    except FileRefusedError as e:
+        raise ImageDecodeError(path, e.reason) from None
     except PermissionError as e:
         raise ImageDecodeError(path, f"it cannot be read ({e.strerror})") from None
     return decode_bytes(data, path)
+
+
+#: The ``path`` of an :class:`ImageDecodeError` raised by a transform, which does not know the file's name.
+UNNAMED = "<image>"
+
+
+def transform_file(path: str | os.PathLike, transform: Callable | None) -> torch.Tensor:
+    """``transform(read_image(path))``; an image a step of ``transform`` refuses (:class:`ResizeShort`'s bound)
+    is reported under ``path``."""
+    img = read_image(path)
+    if transform is None:
+        return img
+    try:
+        return transform(img)
+    except ImageDecodeError as e:
+        if e.path != UNNAMED:
+            raise
+        raise ImageDecodeError(os.fspath(path), e.reason) from None
 
 
 # (backend, PaddleClas interpolation name) → torchvision mode, antialias.
@@ -260,8 +325,30 @@ def _check_rounding(rounding: str) -> str:
     return rounding
 
 
+class ToRGBImage(nn.Module):
+    """The first op of :func:`create_transform`: a PIL image of any mode becomes the tensor :func:`read_image`
+    gives for the file it would be saved to (:func:`pil_to_rgb`: alpha dropped, as PaddleClas reads it);
+    tensors and arrays go through torchvision's ``ToImage`` unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.to_image = v2.ToImage()
+
+    def forward(self, img):
+        from PIL import Image
+
+        if isinstance(img, Image.Image):
+            return tv_tensors.Image(pil_to_rgb(img))
+        return self.to_image(img)
+
+
 class ResizeShort(nn.Module):
     """Resize so that the short side is ``size``, as PaddleClas's ``ResizeImage(resize_short=size)``.
+
+    PaddleClas and timm both resize the short side first, and hgzoo keeps that order for parity; so the work is
+    bounded by the size of the resize's output, not only by the decoded input: a 1 x 65535 image (65,535 pixels)
+    would become 256 x 16,776,960 (a 12 GB tensor). An output over :func:`max_image_pixels` is refused with an
+    :class:`ImageDecodeError` (``--skip-bad-images`` skips it; :func:`transform_file` names the file).
 
     The long side becomes ``round(long * size / short)`` (``rounding="paddle"``), or ``int(size * long / short)``
     as torchvision's ``Resize(size)`` computes it (``"torchvision"``, timm's weights). ``interpolation`` and
@@ -284,7 +371,13 @@ class ResizeShort(nn.Module):
         return int(round(h * scale)), int(round(w * scale))
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return _resize(img, self.output_size(*_hw(img)), self.mode, self.antialias)
+        (h, w), limit = _hw(img), max_image_pixels()
+        oh, ow = self.output_size(h, w)
+        if oh * ow > limit:
+            raise ImageDecodeError(UNNAMED, f"it is {w}x{h}: resized to a short side of {self.size} it would be "
+                                   f"{ow}x{oh} = {oh * ow:,} pixels, over the {limit:,}-pixel limit (an extreme "
+                                   "aspect ratio; --max-image-pixels or HGZOO_MAX_IMAGE_PIXELS raise it)")
+        return _resize(img, (oh, ow), self.mode, self.antialias)
 
     def extra_repr(self) -> str:
         return (f"size={self.size}, interpolation={self.interpolation}, backend={self.backend}, "
@@ -338,7 +431,8 @@ class PaddleRandCrop(nn.Module):
         aspect = math.sqrt(random.uniform(*self.ratio))
         bound = min((w / h) / aspect**2, (h / w) * aspect**2)
         area = w * h * random.uniform(min(self.scale[0], bound), min(self.scale[1], bound))
-        cw, ch = int(math.sqrt(area) * aspect), int(math.sqrt(area) / aspect)
+        # At least one pixel: on a very thin or tiny image the product rounds to 0 (PaddleClas then fails in cv2).
+        cw, ch = max(1, int(math.sqrt(area) * aspect)), max(1, int(math.sqrt(area) / aspect))
         left, top = random.randint(0, w - cw), random.randint(0, h - ch)
         return top, left, ch, cw
 
@@ -362,7 +456,7 @@ class TimmRandCrop(PaddleRandCrop):
             area = random.uniform(*self.scale) * w * h
             aspect = math.exp(random.uniform(*log_ratio))
             cw, ch = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-            if cw <= w and ch <= h:
+            if 0 < cw <= w and 0 < ch <= h:  # as torchvision's RandomResizedCrop checks
                 top = random.randint(0, h - ch)
                 return top, random.randint(0, w - cw), ch, cw
         ch, cw = h, w
@@ -467,7 +561,7 @@ def create_transform(
     if isinstance(cfg, dict) and overrides:
         raise TypeError("pass overrides to resolve_data_config, not with a dict cfg")
     dc = dict(cfg) if isinstance(cfg, dict) else resolve_preprocessing(cfg, None, in_chans, **overrides)
-    ops: list = [v2.ToImage()] + ([ConvertChannels(in_chans)] if in_chans != 3 else [])
+    ops: list = [ToRGBImage()] + ([ConvertChannels(in_chans)] if in_chans != 3 else [])
     if training:
         ops += [PaddleRandCrop(dc["crop_size"], interpolation=dc["interpolation"], backend=dc["resize_backend"]),
                 v2.RandomHorizontalFlip()]

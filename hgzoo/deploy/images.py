@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ..data.datasets import IMAGE_EXTENSIONS
-from ..data.transforms import ConvertChannels, create_transform, read_image
+from ..data.transforms import ConvertChannels, create_transform, transform_file
 from ..preprocessing import resolve_preprocessing
 
 __all__ = [
@@ -58,8 +58,8 @@ class ImageSet:
             item = self.fetch(item)
         if isinstance(item, (tuple, list)):  # (image, label) from a Dataset
             item = item[0]
-        if isinstance(item, (str, os.PathLike)):
-            item = read_image(item)
+        if isinstance(item, (str, os.PathLike)):  # an image a transform refuses is reported under its name
+            return transform_file(item, self.transform)
         if isinstance(item, torch.Tensor) and item.is_floating_point():
             return item.float()
         return self.transform(item)
