@@ -7,7 +7,7 @@ a few training steps on scikit-image's photos, then boxes.
 
 The detector is transformers' ``DFineForObjectDetection`` with a small configuration (a 128-wide hybrid encoder, two
 decoder layers, 30 queries) and random heads. Its backbone is transformers' own ``HGNetV2Backbone`` (or
-``RTDetrResNetBackbone`` for ``resnet*_vd``), built from :func:`hgzoo.convert.transformers_detectors.hf_backbone_config`
+``RTDetrResNetBackbone`` for ``resnet*_vd``), built from :func:`hgzoo.integrations.transformers.hf_backbone_config`
 and filled with hgzoo's weights by :func:`~hgzoo.convert.transformers_detectors.hgzoo_to_hf`, strictly; the example
 then checks that every backbone tensor equals the file's. ``--weights`` is any file hgzoo reads (hgzoo's, PaddleClas's
 ``.pdparams`` or timm's layout); ``--pretrained`` alone takes hgzoo's default tag of ``--arch``.
@@ -34,7 +34,8 @@ import transformers
 from torch import nn
 
 import hgzoo
-from hgzoo.convert.transformers_detectors import hf_backbone_config, hf_to_hgzoo, hgzoo_to_hf
+from hgzoo.convert.transformers_detectors import hf_to_hgzoo, hgzoo_to_hf
+from hgzoo.integrations.transformers import hf_backbone_config
 from hgzoo.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 CLASSES = ("cat", "eye", "person", "helmet", "shuttle", "cup", "spoon")

@@ -26,7 +26,8 @@ from torch import nn
 import hgzoo
 from hgzoo._registry import model_entrypoint
 from hgzoo.convert import CheckpointMismatchError
-from hgzoo.convert.transformers_detectors import hf_backbone_config, hf_to_hgzoo, hgzoo_to_hf
+from hgzoo.convert.transformers_detectors import hf_to_hgzoo, hgzoo_to_hf
+from hgzoo.integrations.transformers import hf_backbone_config
 
 transformers = pytest.importorskip("transformers", reason="transformers (the `test` extra) is the reference")
 

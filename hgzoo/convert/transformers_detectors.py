@@ -27,19 +27,16 @@ key. BatchNorm's ``num_batches_tracked`` is carried over where the source has it
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from .._files import CheckpointMismatchError
-from .._registry import is_model, model_entrypoint
-from ..models.pphgnet import VARIANTS, PPHGNetV2
-from ..models.resnet_vd import Bottleneck, ResNetVd
+from .._registry import is_model, model_entrypoint, model_family
 from .keymap import TimmKeyMap
 
-__all__ = ["HF_HGNETV2_KEY_MAP", "HF_RTDETR_RESNET_KEY_MAP", "hf_backbone_config", "hf_to_hgzoo", "hgzoo_to_hf"]
+__all__ = ["HF_HGNETV2_KEY_MAP", "HF_RTDETR_RESNET_KEY_MAP", "hf_to_hgzoo", "hgzoo_to_hf"]
 
 _NBT = "num_batches_tracked"
 # A conv and its BatchNorm: transformers' ``convolution`` / ``normalization``, hgzoo's ``conv`` / ``bn``.
@@ -82,7 +79,7 @@ def _meta_model(arch: str) -> nn.Module:
                          "pphgnetv2_b0..b6 (HGNetV2Backbone) and resnet*_vd (RTDetrResNetBackbone)")
     with torch.device("meta"):
         model: nn.Module = model_entrypoint(arch)()
-    if not isinstance(model, (PPHGNetV2, ResNetVd)):
+    if model_family(arch).name not in ("PP-HGNetV2", "ResNet-vd"):
         raise ValueError(f"{arch} has no transformers backbone; those that do are pphgnetv2_b0..b6 (HGNetV2Backbone) "
                          "and resnet*_vd (RTDetrResNetBackbone)")
     return model
@@ -91,36 +88,12 @@ def _meta_model(arch: str) -> nn.Module:
 def _origin(arch: str) -> tuple[TimmKeyMap, str, dict[str, torch.Size]]:
     """The key map of ``arch``, transformers' class name for it, and hgzoo's backbone tensors (name → shape)."""
     model = _meta_model(arch)
-    if isinstance(model, PPHGNetV2):
+    if model_family(arch).name == "PP-HGNetV2":
         key_map, hf_class = HF_HGNETV2_KEY_MAP, "HGNetV2Backbone"
     else:
         key_map, hf_class = HF_RTDETR_RESNET_KEY_MAP, "RTDetrResNetBackbone"
     shapes = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("head.")}
     return key_map, hf_class, shapes
-
-
-def hf_backbone_config(arch: str, out_indices: Sequence[int] = (1, 2, 3, 4)) -> tuple[str, dict[str, Any]]:
-    """transformers' config class for hgzoo's ``arch`` (``"HGNetV2Config"`` or ``"RTDetrResNetConfig"``) and its
-    arguments, so that ``getattr(transformers, name)(**kwargs)`` builds the same network (hgzoo does not import
-    transformers). ``out_indices``: transformers' levels, 0 the stem and 1-4 the stages (its D-FINE uses 2, 3, 4).
-    """
-    model = _meta_model(arch)
-    if isinstance(model, ResNetVd):
-        bottleneck = isinstance(model.stages[0][0], Bottleneck)
-        widths = [s[0].conv1.conv.out_channels * (4 if bottleneck else 1) for s in model.stages]
-        return "RTDetrResNetConfig", {
-            "layer_type": "bottleneck" if bottleneck else "basic", "embedding_size": 64, "hidden_sizes": widths,
-            "depths": [len(s) for s in model.stages], "out_indices": list(out_indices)}
-    v = VARIANTS[arch]
-    stages = v.stages
-    return "HGNetV2Config", {
-        "stem_channels": [3, *v.stem_chs], "embedding_size": v.stem_chs[-1],
-        "stage_in_channels": [s.in_chs for s in stages], "stage_mid_channels": [s.mid_chs for s in stages],
-        "stage_out_channels": [s.out_chs for s in stages], "hidden_sizes": [s.out_chs for s in stages],
-        "stage_num_blocks": [s.depth for s in stages], "depths": [s.depth for s in stages],
-        "stage_downsample": [s.downsample for s in stages], "stage_light_block": [s.light_block for s in stages],
-        "stage_kernel_size": [s.kernel_size for s in stages], "stage_numb_of_layers": [s.layer_num for s in stages],
-        "use_learnable_affine_block": v.use_lab, "out_indices": list(out_indices)}
 
 
 def _hf_backbone_part(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

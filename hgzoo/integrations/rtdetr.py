@@ -14,7 +14,7 @@ the end of their ``src/nn/backbone/__init__.py``::
 
     from hgzoo.integrations.rtdetr import register_backbones; register_backbones(__name__)  # noqa: E702
 
-(RT-DETRv2: ``register_backbones(__name__, "rtdetrv2")``). See docs/detectors.md.
+(RT-DETRv2: the same line with :mod:`hgzoo.integrations.rtdetrv2`'s ``register_backbones``). See docs/detectors.md.
 """
 from __future__ import annotations
 
@@ -500,13 +500,11 @@ class HGZooBackbone(DetectorBackbone):
         return [feats[i] for i in self.return_idx]
 
 
-def register_backbones(package: str, flavour: str = "dfine") -> None:
-    """Register :class:`HGNetv2` (or RT-DETRv2's, ``flavour="rtdetrv2"``), :class:`PResNet` and
-    :class:`HGZooBackbone` in their registry, in place of theirs. ``package``: their backbone package's
-    ``__name__`` (``src.nn.backbone``), whose ``...core`` holds ``register``, as their own files import it."""
-    if flavour not in ("dfine", "rtdetrv2"):
-        raise ValueError(f"flavour must be 'dfine' (D-FINE, DEIM) or 'rtdetrv2', got {flavour!r}")
+def register_backbones(package: str, hgnetv2: type[nn.Module] | None = None) -> None:
+    """Register :class:`HGNetv2` (or ``hgnetv2``: RT-DETRv2's, through
+    :func:`hgzoo.integrations.rtdetrv2.register_backbones`), :class:`PResNet` and :class:`HGZooBackbone` in their
+    registry, in place of theirs. ``package``: their backbone package's ``__name__`` (``src.nn.backbone``), whose
+    ``...core`` holds ``register``, as their own files import it."""
     register = importlib.import_module("...core", package).register
-    hgnet = HGNetv2 if flavour == "dfine" else importlib.import_module(".rtdetrv2", __package__).HGNetv2
-    for cls in (hgnet, PResNet, HGZooBackbone):
+    for cls in (hgnetv2 or HGNetv2, PResNet, HGZooBackbone):
         register(force=True)(cls)

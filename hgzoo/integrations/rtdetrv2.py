@@ -15,8 +15,9 @@ from torch import nn
 
 from ..layers import ConvBNAct
 from .rtdetr import HGNetv2Base, PResNet
+from .rtdetr import register_backbones as _register
 
-__all__ = ["HGNetv2", "PResNet"]
+__all__ = ["HGNetv2", "PResNet", "register_backbones"]
 
 
 def _zero_pad_first(layer: ConvBNAct) -> None:
@@ -54,3 +55,9 @@ class HGNetv2(HGNetv2Base):
         for layer in (self.stem.stem2a, self.stem.stem2b):
             if isinstance(layer.conv, nn.Sequential):
                 layer.conv, layer.same_pad = layer.conv[1], True
+
+
+def register_backbones(package: str) -> None:
+    """RT-DETRv2's line in its ``src/nn/backbone/__init__.py``: registers this :class:`HGNetv2`, :class:`PResNet` and
+    :class:`~hgzoo.integrations.rtdetr.HGZooBackbone` in place of theirs."""
+    _register(package, HGNetv2)
