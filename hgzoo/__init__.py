@@ -3,7 +3,7 @@
 ``import hgzoo`` loads the library proper: the registry, the builder, the layers and the models. The
 packages on top of it (``hgzoo.deploy``, ``hgzoo.data``, ``hgzoo.train``, ``hgzoo.hub``, ``hgzoo.features``,
 ``hgzoo.convert``, ``hgzoo.publish``, ``hgzoo.timm_compat``), :func:`hgzoo.predict`, :func:`hgzoo.save_pretrained`
-and :func:`hgzoo.push_to_hub` load on first use.
+and :func:`hgzoo.push_to_hub` load on first use, and so does ``hgzoo.checkpoint``.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ __all__ = [
     "reparameterize", "PretrainedCfg", "predict", "save_pretrained", "push_to_hub", "count_flops",
 ]
 
-_LAZY_MODULES = ("convert", "data", "deploy", "features", "hub", "publish", "timm_compat", "train")
+_LAZY_MODULES = ("checkpoint", "convert", "data", "deploy", "features", "hub", "publish", "timm_compat", "train")
 # Functions named like the module that defines them: ``hgzoo.predict`` is the function of ``hgzoo/predict.py``.
 _LAZY_FUNCTIONS = ("predict",)
 # Functions of a lazily loaded module, by the module's name.

@@ -40,7 +40,7 @@ import random
 import re
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -54,10 +54,21 @@ from torchvision.transforms.v2 import functional as F
 
 from ..pretrained import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg
 
-# torchvision 0.29 deprecates its decoders in favour of TorchCodec and warns on every call. They are
-# libjpeg-turbo and libpng, decode exactly as OpenCV does, and are what this module is built on.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
+
+def _quiet_decoder(decode: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``decode`` without the DeprecationWarning torchvision 0.29 gives on every call of its decoders (deprecated for
+    TorchCodec; they are libjpeg-turbo and libpng, decode exactly as OpenCV does, and are what this module is built
+    on). Silenced for that call only: the process's own warning filters are left alone."""
+    def call(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                                    category=DeprecationWarning)
+            return decode(*args, **kwargs)
+    return call
+
+
+if decode_image is not None:
+    decode_image = _quiet_decoder(decode_image)
 
 __all__ = [
     "ImageDecodeError", "read_image", "decode_bytes", "ResizeShort", "PaddleCenterCrop", "PaddleRandCrop",
