@@ -164,7 +164,8 @@ def _aug_flags(cfg: dict, add, notes: list) -> None:
     notes.append("--color-jitter 0.0: timm still adds a ColorJitter(0, 0, 0) transform, which changes nothing")
     if cfg["randaugment"]:
         add("--aa", cfg["randaugment"])
-        notes.append(f"randaugment {cfg['randaugment']}: timm's RandAugment, not PaddleClas's")
+        notes.append(f"randaugment {cfg['randaugment']}: timm's on both sides (hgzoo's with PaddleClas's settings: "
+                     "bicubic, ImageNet-mean fill)")
     if cfg["random_erasing"]:
         add("--reprob", repr(float(cfg["random_erasing"])))
         notes.append("random erasing: timm's (per-pixel noise), not PaddleClas's")

@@ -93,6 +93,8 @@ SLOW = {
                            "test_export_takes_the_checkpoint_and_its_ema",
                            "test_ema_weights_are_found_by_timms_load_checkpoint"),
     "test_docs.py": ("test_mkdocs_build_strict",),
+    "test_libraries.py": ("test_decoding_is_quiet_without_a_process_wide_filter",
+                          "test_hgzoo_checkpoint_is_a_lazy_attribute"),
     "test_timm_names.py": ("test_timm_repo_by_name_gives_timms_logits", "test_the_comparison_can_fail"),
     "test_data.py": ("test_loader_reports_bad_images_and_normalizes",),
     "test_deploy.py": ("test_cli_export_end_to_end", "test_export_verifies_or_names_the_fallback",

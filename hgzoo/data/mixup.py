@@ -12,10 +12,9 @@ __all__ = ["MixUpCutMix", "one_hot_smooth"]
 
 
 def one_hot_smooth(targets: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
-    """(B,) int labels → (B, C) float targets with label smoothing ``eps``: ``(1 - eps) * onehot + eps / C``."""
-    off = smoothing / num_classes
-    out = torch.full((targets.shape[0], num_classes), off, device=targets.device, dtype=torch.float32)
-    return out.scatter_(1, targets.view(-1, 1), 1.0 - smoothing + off)
+    """(B,) int labels → (B, C) float targets with label smoothing ``eps``: ``(1 - eps) * onehot + eps / C``, the
+    targets of ``F.cross_entropy(..., label_smoothing=eps)``, kept as tensors because MixUp/CutMix mixes them."""
+    return F.one_hot(targets, num_classes).float() * (1.0 - smoothing) + smoothing / num_classes
 
 
 class MixUpCutMix:
@@ -69,7 +68,3 @@ class MixUpCutMix:
             lam = 1.0 - (y1 - y0) * (x1 - x0) / float(h * w)
         return x, y * lam + y[perm] * (1.0 - lam)
 
-
-def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against soft targets, averaged over the batch."""
-    return torch.sum(-soft_targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()

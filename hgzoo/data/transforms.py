@@ -62,10 +62,21 @@ from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, SIZE_ROUNDINGS, resolve
 from ._headers import HeaderError, declared_size, first_gif_frame, is_animated_webp, torchvision_format
 from .timm_config import TIMM_TRANSFORM_KEYS, from_timm_keywords
 
-# torchvision 0.29 deprecates its decoders in favour of TorchCodec and warns on every call. They are
-# libjpeg-turbo and libpng, decode exactly as OpenCV does, and are what this module is built on.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
+
+def _quiet_decoder(decode: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``decode`` without the DeprecationWarning torchvision 0.29 gives on every call of its decoders (deprecated for
+    TorchCodec; they are libjpeg-turbo and libpng, decode exactly as OpenCV does, and are what this module is built
+    on). Silenced for that call only: the process's own warning filters are left alone."""
+    def call(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                                    category=DeprecationWarning)
+            return decode(*args, **kwargs)
+    return call
+
+
+if decode_image is not None:
+    decode_image = _quiet_decoder(decode_image)
 
 __all__ = [
     "ImageDecodeError", "read_image", "decode_bytes", "transform_file", "max_image_pixels", "max_image_bytes",

@@ -22,6 +22,8 @@ class SqueezeExcite(nn.Module):
     """SE: ``x * sigmoid(conv2(act(conv1(avgpool(x)))))``, with 1x1 convs (with bias).
 
     PaddleClas's HRNet writes the two layers as Linear; the converter reshapes those weights to 1x1 convs.
+    Kept, not torchvision's ``SqueezeExcitation``: that computes the same (ReLU, plain sigmoid, no rounding of
+    ``rd_channels``) but names its convs ``fc1``/``fc2``, which would rename every converted checkpoint's keys.
     """
 
     def __init__(self, channels: int, rd_channels: int, act_layer: type[nn.Module] = nn.ReLU) -> None:

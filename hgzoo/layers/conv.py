@@ -6,6 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import fuse_conv_bn_weights
 
 __all__ = ["ConvBNAct", "LearnableAffine", "LearnableDownsample", "pad_same", "fuse_conv_bn"]
 
@@ -26,7 +27,8 @@ torch.fx.wrap("pad_same")
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the (weight, bias) of one conv equal to ``bn(conv(x))`` in eval mode.
+    """Return the (weight, bias) of one conv equal to ``bn(conv(x))`` in eval mode: torch's
+    ``fuse_conv_bn_weights``, as tensors (a multi-branch conv sums them before making one conv).
 
     ``bn`` may be a BatchNorm2d, a FrozenBatchNorm2d, or Identity (the conv is already fused).
     """
@@ -34,9 +36,8 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> tuple[torch.Tensor, torch.Te
     b = conv.bias if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
     if isinstance(bn, nn.Identity):
         return w, b
-    std = (bn.running_var + bn.eps).sqrt()
-    scale = bn.weight / std
-    return w * scale.reshape(-1, 1, 1, 1), bn.bias + (b - bn.running_mean) * scale
+    fw, fb = fuse_conv_bn_weights(w, b, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
+    return fw.detach(), fb.detach()
 
 
 class LearnableAffine(nn.Module):

@@ -1,10 +1,9 @@
-"""Stochastic depth: the layer, and the schedule every family uses."""
+"""Stochastic depth: the layer (torchvision's), and the schedule every family uses."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import nn
+from torchvision.ops import StochasticDepth
 
 __all__ = ["DropPath", "drop_path_schedule"]
 
@@ -21,19 +20,9 @@ def drop_path_schedule(drop_path_rate: float, depths: Sequence[int]) -> list[lis
     return groups
 
 
-class DropPath(nn.Module):
-    """Drop a residual branch per sample with probability ``p`` in training (stochastic depth)."""
+class DropPath(StochasticDepth):
+    """Drop a residual branch per sample with probability ``p`` in training: torchvision's ``StochasticDepth``
+    in ``"row"`` mode (timm's ``DropPath`` draws the same mask and scales by ``1 / (1 - p)`` alike)."""
 
     def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+        super().__init__(p, "row")

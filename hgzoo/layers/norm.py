@@ -1,35 +1,14 @@
-"""Frozen BatchNorm, and converting a model's BatchNorms to it and back."""
+"""Frozen BatchNorm (torchvision's), and converting a model's BatchNorms to it and back."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
 __all__ = ["FrozenBatchNorm2d", "freeze_batch_norm", "unfreeze_batch_norm"]
 
-
-class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm2d with fixed affine parameters and statistics (all buffers, never updated)."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.num_features, self.eps = num_features, eps
-        self.register_buffer("weight", torch.ones(num_features))
-        self.register_buffer("bias", torch.zeros(num_features))
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # A BatchNorm2d's state dict also holds num_batches_tracked, meaningless here (as torchvision's).
-        state_dict.pop(prefix + "num_batches_tracked", None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.weight * (self.running_var + self.eps).rsqrt()
-        shift = self.bias - self.running_mean * scale
-        return x * scale.reshape(1, -1, 1, 1).to(x.dtype) + shift.reshape(1, -1, 1, 1).to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}"
+# FrozenBatchNorm2d is torchvision's (re-exported as hgzoo.layers.FrozenBatchNorm2d): eps 1e-5 as BatchNorm2d's,
+# every tensor a buffer, and a BatchNorm2d's state dict loads into it (its loader drops num_batches_tracked).
 
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:
@@ -53,7 +32,7 @@ def freeze_batch_norm(module: nn.Module) -> nn.Module:
 def unfreeze_batch_norm(module: nn.Module) -> nn.Module:
     """Inverse of :func:`freeze_batch_norm`: FrozenBatchNorm2d back to trainable BatchNorm2d."""
     if isinstance(module, FrozenBatchNorm2d):
-        bn = nn.BatchNorm2d(module.num_features, module.eps)
+        bn = nn.BatchNorm2d(module.weight.shape[0], module.eps)  # torchvision's keeps no num_features
         with torch.no_grad():
             bn.weight.copy_(module.weight)
             bn.bias.copy_(module.bias)

@@ -527,7 +527,7 @@ def resolve_config(argv: list[str] | None = None) -> TrainConfig:
         from ..data.randaugment import parse_randaugment
         try:
             parse_randaugment(cfg.randaugment)
-        except ValueError as e:
+        except (ValueError, ImportError) as e:  # a bad spec, or no timm
             raise ConfigError(f"--randaugment: {e} (or 'none' to turn it off)") from None
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")

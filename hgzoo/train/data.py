@@ -37,7 +37,7 @@ def train_transform(cfg: TrainConfig) -> v2.Compose:
     if cfg.hflip > 0:
         ops.append(v2.RandomHorizontalFlip(cfg.hflip))
     if cfg.randaugment:
-        ops.append(parse_randaugment(cfg.randaugment))
+        ops.append(parse_randaugment(cfg.randaugment, cfg.img_size))
     return v2.Compose(ops)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Subset
@@ -29,7 +30,7 @@ import hgzoo
 from .._builder import EMA_KEYS, state_dict_of
 from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, atomic_write, safe_load
 from ..data import Normalizer
-from ..data.mixup import MixUpCutMix, soft_cross_entropy
+from ..data.mixup import MixUpCutMix
 from ..layers import timm_init_
 from .config import ConfigError, TrainConfig, canonical_model_name, effective_lr
 from .data import Datasets, ResumableSampler, build_datasets, eval_data_config, shard
@@ -392,12 +393,12 @@ def _loss(r: _Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     with r.amp_ctx():
         logits = r.fwd(x)
     if r.distill is None:
-        return soft_cross_entropy(logits, soft)
+        return F.cross_entropy(logits.float(), soft)  # soft targets: torch's cross-entropy takes them
     with torch.no_grad(), r.amp_ctx():
         t_logits = r.inputs.teacher(x)
     loss = r.distill(logits, t_logits)
     if r.cfg.distill_alpha > 0 and labeled.any():
-        loss = loss + r.cfg.distill_alpha * soft_cross_entropy(logits[labeled], soft[labeled])
+        loss = loss + r.cfg.distill_alpha * F.cross_entropy(logits[labeled].float(), soft[labeled])
     return loss
 
 

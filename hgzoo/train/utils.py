@@ -1,7 +1,6 @@
 """Checkpoints written atomically, RNG state capture, EMA of weights, distillation losses, DDP helpers."""
 from __future__ import annotations
 
-import copy
 import os
 import random
 from pathlib import Path
@@ -11,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .._files import atomic_open, safe_load
 
@@ -79,23 +79,38 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-class ModelEMA:
-    """Exponential moving average of the weights (``ema = d * ema + (1 - d) * w``); buffers are copied."""
+def _ema_with_copied_ints(decay: float):
+    """torch's EMA step for floating tensors; integer buffers (BatchNorm's ``num_batches_tracked``) are copied,
+    as timm's ``ModelEmaV3`` does, where torch's own step would average them and truncate to 0."""
+    ema_step = get_ema_multi_avg_fn(decay)
+
+    def step(ema: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        if ema[0].is_floating_point() or ema[0].is_complex():
+            ema_step(ema, current, n_averaged)
+        else:
+            for e, c in zip(ema, current, strict=True):
+                e.copy_(c)
+
+    return step
+
+
+class ModelEMA(AveragedModel):
+    """Exponential moving average of the weights and floating buffers (``ema = d * ema + (1 - d) * w``):
+    torch's ``AveragedModel`` with its EMA function. ``.module`` is the averaged model; call :meth:`update`
+    after each optimizer step. Same values as timm's ``ModelEmaV3`` (no warmup) on the same updates."""
 
     def __init__(self, model: nn.Module, decay: float = 0.9999) -> None:
-        self.module = copy.deepcopy(unwrap(model)).eval()
+        super().__init__(unwrap(model), multi_avg_fn=_ema_with_copied_ints(decay), use_buffers=True)
         self.decay = decay
+        self.module.eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        # The copy counts as the first average, so the first update is an EMA step (as timm's), not a copy.
+        self.n_averaged.fill_(1)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        src = unwrap(model).state_dict()
-        for k, v in self.module.state_dict().items():
-            if v.dtype.is_floating_point:
-                v.mul_(self.decay).add_(src[k].detach(), alpha=1.0 - self.decay)
-            else:
-                v.copy_(src[k])
+        self.update_parameters(unwrap(model))
 
 
 class DistillationLoss(nn.Module):
