@@ -7,11 +7,8 @@ import csv
 import io
 import json
 import math
-import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -27,13 +24,22 @@ from torch.utils.data import DataLoader, Subset
 import hgzoo
 
 from .._builder import state_dict_of
-from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, atomic_write, safe_load
+from .._files import (
+    LOCK_NAME,
+    CheckpointMismatchError,
+    CorruptCheckpointError,
+    UnsafePickleError,
+    atomic_write,
+    safe_load,
+    unlock_folder,
+)
 from ..data import Normalizer
 from ..data.mixup import MixUpCutMix, soft_cross_entropy
 from ..layers import timm_init_
 from .config import ConfigError, canonical_model_name, effective_lr
 from .data import Datasets, ResumableSampler, build_datasets, eval_data_config, shard
 from .optim import LRSchedule, create_optimizer, freeze_units
+from .output import RUN_FILES, prepare_output
 from .utils import (
     DistillationLoss,
     ModelEMA,
@@ -48,8 +54,6 @@ from .utils import (
 __all__ = ["run", "evaluate", "train_one_epoch", "prepare_output", "plot_summary", "RUN_FILES"]
 
 SUMMARY_FIELDS = ["epoch", "train_loss", "eval_top1", "eval_top5", "ema_top1", "lr", "epoch_time_s", "images_per_s"]
-#: The files a run writes into its output folder (``--overwrite`` removes them before a new run starts).
-RUN_FILES = ("config.yaml", "summary.csv", "last.pt", "best.pt", "curves.png", "tb")
 #: The layout version of train.py's checkpoints (readable with ``weights_only=True`` since version 2).
 CHECKPOINT_VERSION = 2
 
@@ -77,42 +81,6 @@ def _check_compatible(model: nn.Module, state: dict, what: str) -> None:
     if missing or unexpected or shapes:
         raise ConfigError(f"{what} does not fit the model: {len(missing)} missing keys {missing[:3]}, "
                           f"{len(unexpected)} unexpected {unexpected[:3]}, shape mismatches {shapes[:3]}")
-
-
-# ---------------------------------------------------------------------------------------------- the output folder
-
-def prepare_output(cfg: dict, main: bool = True) -> Path:
-    """The run's output folder, checked before any work: not a file, writable, and not holding another run
-    (unless ``--resume`` continues the run that is there, or ``--overwrite`` replaces it)."""
-    if cfg["tensorboard"]:
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None:
-            raise ConfigError("--tensorboard needs the tensorboard package: pip install 'hgzoo[tensorboard]'")
-    out = Path(cfg["output"] or f"output/{cfg['model'].split('.')[0]}")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--output {out} is a file, not a folder; give a folder for the run's checkpoints")
-    resuming_here = cfg["resume"] and Path(cfg["resume"]).resolve().parent == out.resolve()
-    existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if existing and not resuming_here and not cfg["overwrite"]:
-        raise ConfigError(f"--output {out} already holds files ({', '.join(existing[:4])}"
-                          f"{', ...' if len(existing) > 4 else ''}); give --resume {out / 'last.pt'} to continue that "
-                          "run, --overwrite to replace it, or another --output")
-    if dist.is_initialized():
-        dist.barrier()  # every rank has seen the folder as it was before rank 0 writes into it
-    if main:
-        try:
-            if cfg["overwrite"] and not resuming_here:
-                for name in RUN_FILES:
-                    target = out / name
-                    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-            out.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise ConfigError(f"--output {out} cannot be written ({e.strerror}); give a writable folder") from None
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -566,6 +534,14 @@ def run(cfg: dict) -> dict:
     seed = cfg["seed"] + rank
     random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
     out = prepare_output(cfg, main=rank == 0)
+    try:
+        return _run_in(cfg, out, device, rank, world)
+    finally:
+        if rank == 0:
+            unlock_folder(out / LOCK_NAME)
+
+
+def _run_in(cfg: dict, out: Path, device, rank: int, world: int) -> dict:
     inputs = build_inputs(cfg, device)
     r = build_run(cfg, out, device, rank, world, inputs)
     if inputs.resume is not None:
