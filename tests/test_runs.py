@@ -245,3 +245,66 @@ def test_an_unrelated_runtime_error_still_shows_its_traceback():
 
     with pytest.raises(RuntimeError):
         guarded_main(bug)
+
+
+# ---------------------------------------------------------------------------------------------- a tampered last.pt
+
+def _tamper(state: dict, case: str) -> None:
+    import torch
+
+    if case == "epoch-string":
+        state["epoch"] = "1"
+    elif case == "epoch-negative":
+        state["epoch"] = -5
+    elif case == "best-nan":
+        state["best_top1"] = float("nan")
+    elif case == "optimizer-shape":
+        pid, entry = next((k, v) for k, v in state["optimizer"]["state"].items()
+                          if any(isinstance(t, torch.Tensor) and t.ndim > 0 for t in v.values()))
+        name = next(n for n, t in entry.items() if isinstance(t, torch.Tensor) and t.ndim > 0)
+        entry[name] = torch.zeros(3)
+    elif case == "optimizer-groups":
+        state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"][:1] * 7
+    elif case == "rng-torch":
+        state["rng"][0]["torch"] = torch.zeros(10, dtype=torch.uint8)
+    elif case == "rng-python":
+        state["rng"][0]["python"][1] = state["rng"][0]["python"][1][:5]
+    elif case == "scheduler":
+        state["scheduler"] = {"steps": "x"}
+
+
+@pytest.mark.parametrize("case, field", [
+    ("epoch-string", "'epoch' must be a whole number >= 0, found '1'"),
+    ("epoch-negative", "'epoch' must be a whole number >= 0, found -5"),
+    ("best-nan", "'best_top1' must be a number in [-1, 100]"),
+    ("optimizer-shape", "has shape (3,), its parameter"),
+    ("optimizer-groups", "'optimizer' has 7 parameter groups"),
+    ("rng-torch", "'rng[0].torch' must be a uint8 tensor"),
+    ("rng-python", "'rng[0].python' must be random.getstate()'s state"),
+    ("scheduler", "its 'scheduler' does not load (KeyError"),
+])
+def test_a_tampered_last_pt_names_the_bad_field(case, field, finished, tmp_path, capsys):
+    """Checkpoints the safe reader accepts but --resume cannot use: one line naming the field, exit 2, and the run's
+    files untouched."""
+    import torch
+
+    from hgzoo._files import safe_load
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    state = safe_load(copy / "last.pt")
+    _tamper(state, case)
+    torch.save(state, copy / "last.pt")
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    proc = _train_in_process(["--resume", str(copy / "last.pt"), "--epochs", "2"], capsys)
+    one_error_line(proc, 2, "--resume", str(copy / "last.pt"), field)
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
+
+
+def test_an_untampered_last_pt_resumes(finished, tmp_path, capsys):
+    """The check that the cases above can pass: the same copy, unchanged, resumes."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    proc = _train_in_process(["--resume", str(copy / "last.pt"), "--epochs", "2"], capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert [row["epoch"] for row in csv.DictReader(open(copy / "summary.csv"))] == ["1", "2"]

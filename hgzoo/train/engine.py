@@ -44,6 +44,7 @@ from .utils import (
     DistillationLoss,
     ModelEMA,
     atomic_save,
+    check_optimizer_state,
     init_distributed,
     read_train_state,
     rng_state,
@@ -285,12 +286,21 @@ def build_run(cfg: dict, out: Path, device, rank: int, world: int, inputs: _Inpu
 
 def restore(r: _Run, resume: dict) -> None:
     """Continue where ``resume`` (a last.pt) stopped: weights, optimizer, schedule, scaler, EMA, counters, RNGs."""
-    r.model.load_state_dict(resume["model"])
-    r.optimizer.load_state_dict(resume["optimizer"])
-    r.sched.load_state_dict(resume["scheduler"])
-    r.scaler.load_state_dict(resume["scaler"])
+    path = r.cfg["resume"]
+    try:
+        check_optimizer_state(resume["optimizer"], r.optimizer, path)
+    except ValueError as e:
+        raise ConfigError(f"--resume {e}") from None
+    parts = [(r.model, "model"), (r.optimizer, "optimizer"), (r.sched, "scheduler"), (r.scaler, "scaler")]
     if r.ema is not None and resume.get("ema") is not None:
-        r.ema.module.load_state_dict(resume["ema"])
+        parts.append((r.ema.module, "ema"))
+    for target, key in parts:
+        try:
+            target.load_state_dict(resume[key])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            raise ConfigError(f"--resume {path} cannot be resumed: its '{key}' does not load "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})"
+                              ) from None
     r.start_epoch, r.start_micro = resume["epoch"], resume["micro_in_epoch"]
     r.best, r.global_step = resume["best_top1"], resume["global_step"]
     set_rng_state(resume["rng"][r.rank] if r.rank < len(resume["rng"]) else resume["rng"][0])
