@@ -308,3 +308,23 @@ def test_an_untampered_last_pt_resumes(finished, tmp_path, capsys):
     proc = _train_in_process(["--resume", str(copy / "last.pt"), "--epochs", "2"], capsys)
     assert proc.returncode == 0, proc.stderr
     assert [row["epoch"] for row in csv.DictReader(open(copy / "summary.csv"))] == ["1", "2"]
+
+
+# ---------------------------------------------------------------------------------------------- one rule for bad files
+
+def test_an_image_that_would_not_decode_is_bad_input_like_a_bad_checkpoint(data, finished, tmp_path, capsys):
+    """The one rule: a user's bad file is exit 2, whether it is a checkpoint or an image found during the run."""
+    folder = tmp_path / "data"
+    shutil.copytree(data, folder)
+    bad = folder / "train" / "chelsea" / "zz_broken.png"
+    bad.write_bytes((folder / "train" / "chelsea" / "0.png").read_bytes()[:60])
+    proc = _train_in_process([*TRAIN, "--data-dir", str(folder), "--output", str(tmp_path / "o"),
+                              "--max-steps-per-epoch", "100", "--batch-size", "3"], capsys)  # the whole epoch
+    one_error_line(proc, 2, str(bad))
+    (finished / "notes.pt").write_bytes(b"not a checkpoint")
+    try:
+        proc = _train_in_process([*TRAIN, "--data-dir", str(data), "--output", str(tmp_path / "p"),
+                                  "--initial-checkpoint", str(finished / "notes.pt")], capsys)
+        one_error_line(proc, 2, "notes.pt")
+    finally:
+        (finished / "notes.pt").unlink()

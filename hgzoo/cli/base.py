@@ -1,10 +1,13 @@
 """What every command does with a failure: one line on stderr, and an exit code that says whose it is.
 
 * ``0``: done;
-* ``1``: it ran, and a check failed or the run could not finish (a verification below its bound, an image
-  that would not decode without ``--skip-bad-images``, a write that failed for a full disk, a file-size
-  limit or a read-only file system: one line naming the file and the cause);
-* ``2``: bad input (a flag, a model name, a file, a checkpoint), reported before any work is done;
+* ``1``: the input was good, and a check failed or the machine stopped the run (a verification below its
+  bound, a diverging loss, a write that failed for a full disk, a file-size limit or a read-only file
+  system: one line naming the file and the cause);
+* ``2``: bad input: a flag, a model name, or a file the user gave or pointed to (missing, unreadable,
+  corrupt, unsafe, mismatched, a checkpoint that cannot be resumed, an image that would not decode), wherever
+  it is found: before any work, or during it (an image in a dataset without ``--skip-bad-images``; ``predict``
+  still prints what it classified);
 * ``130``: interrupted (Ctrl-C).
 
 A traceback is kept for what is none of these: a bug, which deserves one.
@@ -41,9 +44,10 @@ def one_line(e: BaseException) -> str:
 def _bad_input_types() -> tuple[type[BaseException], ...]:
     from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError
     from .._registry import UnknownModelError
+    from ..data.transforms import ImageDecodeError
 
     return (BadInput, UnknownModelError, UnsafePickleError, CorruptCheckpointError, CheckpointMismatchError,
-            FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+            ImageDecodeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 def guarded_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
