@@ -28,23 +28,25 @@ TRAIN = ["--model", MODEL, "--img-size", "32", "--batch-size", "4", "--workers",
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _limits(fsize: int | None) -> callable:
+def _limits(fsize: int | None, memory: int | None) -> callable:
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that a write over the limit fails with EFBIG
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        if memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     return apply
 
 
-def command(*argv: str, fsize: int | None = None) -> subprocess.Popen:
-    """Start ``python argv...`` (``fsize``: the largest file it may write, in bytes)."""
+def command(*argv: str, fsize: int | None = None, memory: int | None = None) -> subprocess.Popen:
+    """Start ``python argv...`` (``fsize``: the largest file it may write; ``memory``: its address space, bytes)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=ROOT, preexec_fn=_limits(fsize))
+                            env=env, cwd=ROOT, preexec_fn=_limits(fsize, memory))
 
 
-def run(*argv: str, fsize: int | None = None) -> subprocess.CompletedProcess:
-    proc = command(*argv, fsize=fsize)
+def run(*argv: str, fsize: int | None = None, memory: int | None = None) -> subprocess.CompletedProcess:
+    proc = command(*argv, fsize=fsize, memory=memory)
     out, err = proc.communicate(timeout=600)
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
@@ -328,3 +330,43 @@ def test_an_image_that_would_not_decode_is_bad_input_like_a_bad_checkpoint(data,
         one_error_line(proc, 2, "notes.pt")
     finally:
         (finished / "notes.pt").unlink()
+
+
+# ---------------------------------------------------------------------------------------------- unbounded requests
+
+def test_benchmark_refuses_what_memory_cannot_hold_before_allocating():
+    """The issue's request (batch 100000 at 4096 px) under an 8 GiB address-space limit: the estimate of one image
+    (a forward on the meta device) is over what the limit leaves, so it refuses in one line, exit 2, instead of
+    allocating until it is killed."""
+    proc = run("benchmark.py", "-m", MODEL, "--batch-sizes", "100000", "--img-size", "4096", "--backend", "eager",
+               "--compare", "none", "--no-roofline", "--quiet", memory=8 << 30)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "one 4096x4096 image needs ~" in lines[0] and "GiB of working memory (estimated)" in lines[0]
+    assert "--img-size" in lines[0]
+
+
+def test_benchmark_estimate_is_an_upper_bound_of_the_real_forward():
+    """The estimate the refusal rests on, against a real forward's largest activation (the check that can fail)."""
+    import torch
+
+    import hgzoo
+    from benchmarks.harness.subjects import activation_bytes_per_image, flops_at
+    from hgzoo._flops import count_flops
+
+    model = hgzoo.create_model(MODEL).eval()
+    largest = 0
+
+    def hook(_m, _inp, out):
+        nonlocal largest
+        largest = max(largest, out.numel() if isinstance(out, torch.Tensor) else 0)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, 96, 96))
+    for h in handles:
+        h.remove()
+    estimate = activation_bytes_per_image(model, 96)
+    assert 4 * largest < estimate < 4 * (6 * largest + 3 * 96 * 96)
+    assert flops_at(model, 96) == count_flops(model, 96)  # meta-device counting is exact
