@@ -20,6 +20,9 @@ than the file could hold uncompressed, and a ``.pdparams`` whose arrays declare 
 holds are refused as corrupt. PyTorch's pre-1.6 (non-zip) format is refused: its loader allocates what
 the file declares before reading it.
 
+**A run folder's lock**, :func:`lock_folder`: a ``.lock`` file created exclusively, holding its owner's pid and
+host; a lock whose process is gone on this host is stale and taken over, any other refuses a second owner.
+
 **The one atomic writer**, :func:`atomic_open` / :func:`atomic_write`: a uniquely named temporary file in
 the destination folder, flushed and fsynced, renamed over the destination only when complete. A crash
 leaves the old file or the new one, never a partial one, and concurrent writers never share a temporary.
@@ -36,9 +39,12 @@ import math
 import os
 import pickle
 import re
+import socket
 import stat
 import struct
+import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +55,8 @@ import numpy as np
 __all__ = [
     "safe_load", "read_safetensors", "load_pdparams", "detect_format", "atomic_open", "atomic_write",
     "max_file_bytes", "env_limit", "read_regular_file", "FileRefusedError", "UnsafePickleError",
-    "CorruptCheckpointError", "CheckpointMismatchError",
+    "CorruptCheckpointError", "CheckpointMismatchError", "FolderInUseError", "LOCK_NAME", "lock_folder",
+    "unlock_folder", "WRITE_ERRNOS", "write_failure",
 ]
 
 #: The largest safetensors header accepted (safetensors' own limit).
@@ -385,31 +392,51 @@ def load_pdparams(path: str | os.PathLike | bytes) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------------------------------------- writing
 
+#: The causes of a failed write that :func:`atomic_open` reports against its destination.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def write_failure(e: BaseException) -> OSError | None:
+    """The ``OSError`` with a :data:`WRITE_ERRNOS` cause behind ``e``: ``e`` itself, or one it was raised from or
+    while handling (``torch.save`` turns a failed write into a ``RuntimeError`` that never says why)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, OSError) and cur.errno in WRITE_ERRNOS:
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)  # not past `from None`
+    return None
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a uniquely named temporary file beside ``path`` for binary writing; when the block ends without
     an error it is flushed, fsynced and renamed over ``path``; otherwise it is removed and ``path`` untouched.
 
-    A full disk is reported as ``OSError(ENOSPC)`` naming ``path``.
+    A write that fails for a :data:`WRITE_ERRNOS` cause (a full disk, a file-size limit, a read-only file system,
+    no permission), even inside ``torch.save``, is raised as that ``OSError`` with ``filename`` = ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"no space left on the device to write {path}; nothing was replaced, "
-                                        "free some space and run again") from None
+    except Exception as e:
+        cause = write_failure(e)
+        if cause is not None:
+            raise OSError(cause.errno, os.strerror(cause.errno), str(path)) from None
         raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -423,3 +450,78 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ---------------------------------------------------------------------------------------------- folder locks
+
+#: The lock file :func:`lock_folder` creates in a folder.
+LOCK_NAME = ".lock"
+
+
+class FolderInUseError(RuntimeError):
+    """Another live process holds the folder's lock."""
+
+
+def _lock_owner(path: Path) -> dict:
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def _alive(pid: object) -> bool:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def lock_folder(folder: str | os.PathLike) -> Path:
+    """Take ``folder``'s lock (``folder/.lock``, created exclusively, holding this process's pid and host).
+
+    A lock left by a process that is no longer running on this host is stale: it is taken over, with a
+    ``warning:`` line. Raises :class:`FolderInUseError` (one line naming the owner) if a live process, or one
+    on another host, holds it. Returns the lock file's path, for :func:`unlock_folder`.
+    """
+    path = Path(folder) / LOCK_NAME
+    mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(path)
+            here = owner.get("host") == socket.gethostname()
+            if (here and not _alive(owner.get("pid"))) or (not owner and _lock_age(path) > 10):
+                print(f"warning: {path} was left by process {owner.get('pid', '?')}, which is no longer running; "
+                      "taking it over", file=sys.stderr)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                continue
+            who = f"process {owner.get('pid', '?')} on {owner.get('host', '?')}"
+            raise FolderInUseError(f"{folder} is in use by another run ({who} holds {path}); wait for it to finish, "
+                                   f"or give another folder{'' if here else f' (if no run is using it, delete {path})'}"
+                                   ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(mine)
+        return path
+    raise FolderInUseError(f"{folder} is in use by another run: its lock {path} was taken while this one started")
+
+
+def _lock_age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def unlock_folder(lock: Path) -> None:
+    """Release a lock :func:`lock_folder` took (only if this process still owns it)."""
+    if _lock_owner(lock).get("pid") == os.getpid():
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)

@@ -67,7 +67,7 @@ def test_predict_cli_json_with_a_bad_file(setup, tmp_path):
          str(setup["tmp"] / "imgs"), str(bad), "--topk", "3", "--json"],
         capture_output=True, text=True, timeout=300,
     )
-    assert proc.returncode == 1, proc.stderr[-2000:]  # one file failed, the others are still classified
+    assert proc.returncode == 2, proc.stderr[-2000:]  # one bad file (bad input), the others are still classified
     assert f"cannot decode image {bad}" in proc.stderr
     out = json.loads(proc.stdout)
     assert (out["backend"], out["precision"], out["deployed_file"]) == ("eager", "fp32", None)

@@ -321,14 +321,14 @@ def test_validate_and_predict_refuse_the_image_bomb(bomb, data, files, tmp_path)
     shutil.copy(bomb, folder / "chelsea" / "bomb.png")
     proc = run("validate.py", "--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
                "--data-dir", str(folder), "--workers", "2", "--no-progress")
-    assert_one_line_error(proc, 1, "bomb.png", "pixels", "--skip-bad-images")
+    assert_one_line_error(proc, 2, "bomb.png", "pixels", "--skip-bad-images")
     proc = run("validate.py", "--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
                "--data-dir", str(folder), "--workers", "2", "--no-progress", "--skip-bad-images")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "6 images, 1 bad" in proc.stdout and "bomb.png" in proc.stdout
     proc = run("-m", "hgzoo", "predict", "--model", MODEL, "--pretrained-file", str(files["good.pt"]),
                str(folder / "chelsea"), "--max-image-pixels", "100000")
-    assert proc.returncode == 1 and "bomb.png" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "bomb.png" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout.count("chelsea/") == 3  # the good images are still classified
 
 

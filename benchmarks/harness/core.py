@@ -27,6 +27,7 @@ from .subjects import (
     activation_bytes_per_image,
     build_hgzoo,
     build_timm,
+    flops_at,
     timm_equivalent,
     total_stride,
 )
@@ -286,15 +287,38 @@ def check_config(cfg: BenchmarkConfig) -> tuple[list[str], list[Backend], list[B
     return models, backends, peer_backends
 
 
-def _mem_available() -> int | None:
+def _read_kib(path: str, key: str) -> int | None:
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _cgroup_room() -> int | None:
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(int(limit) - used, 0)
+
+
+def _mem_available() -> int | None:
+    """The memory this process may still allocate: the least of the machine's available memory, the room under
+    its address-space limit (``ulimit -v``) and under its cgroup's limit."""
+    import resource
+
+    room = [_read_kib("/proc/meminfo", "MemAvailable:"), _cgroup_room()]
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    size = _read_kib("/proc/self/status", "VmSize:")
+    if soft != resource.RLIM_INFINITY and size is not None:
+        room.append(max(soft - size, 0))
+    known = [r for r in room if r is not None]
+    return min(known) if known else None
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
@@ -363,11 +387,13 @@ def _bench_model(cfg, report, info, backends, peer_backends, budget, log) -> Non
         if pcfg is not None:
             info.top1, info.top5, info.top1_tag = pcfg.top1, pcfg.top5, pcfg.name
         avail = _mem_available()
-        per_image = activation_bytes_per_image(hg.model, cfg.img_size)
+        per_image = activation_bytes_per_image(hg.model, cfg.img_size)  # estimated before anything is allocated
         if avail is not None and per_image > avail * cfg.memory_fraction:
-            raise MemoryError(f"one {cfg.img_size}x{cfg.img_size} image needs ~{per_image / 2**30:.1f} GiB of working "
-                              f"memory; {avail / 2**30:.1f} GiB is available. Use a smaller --img-size.")
-        info.gflops = hgzoo.count_flops(hg.model, cfg.img_size) / 1e9
+            raise BenchmarkInputError(
+                f"{info.name}: one {cfg.img_size}x{cfg.img_size} image needs ~{per_image / 2**30:.1f} GiB of working "
+                f"memory (estimated); {avail / 2**30:.1f} GiB is available, and a batch may use "
+                f"{cfg.memory_fraction:.0%} of it. Use a smaller --img-size")
+        info.gflops = flops_at(hg.model, cfg.img_size) / 1e9
         for impl in cfg.compare:
             peer = timm_equivalent(info.name)
             if peer is None:
@@ -383,7 +409,7 @@ def _bench_model(cfg, report, info, backends, peer_backends, budget, log) -> Non
                 info.peer[impl] = {"model": peer, "reason": _short(e)}
                 continue
             info.peer[impl] = {"model": peer, "params": sub.params,
-                               "gflops": hgzoo.count_flops(sub.model, cfg.img_size) / 1e9}
+                               "gflops": flops_at(sub.model, cfg.img_size) / 1e9}
             subjects.append(sub)
         log(f"{info.name}: {info.params / 1e6:.2f} M params, {info.gflops:.2f} GFLOPs at {cfg.img_size}"
             + "".join(f"; {impl}: {d.get('model', '-')}" for impl, d in info.peer.items()))

@@ -19,7 +19,7 @@ import hgzoo
 
 __all__ = [
     "Subject", "BenchmarkInputError", "timm_equivalent", "build_hgzoo", "build_timm", "total_stride",
-    "activation_bytes_per_image", "calibrate_batchnorm",
+    "activation_bytes_per_image", "flops_at", "calibrate_batchnorm",
 ]
 
 
@@ -155,11 +155,27 @@ def total_stride(model: nn.Module) -> int:
         return 32
 
 
-def activation_bytes_per_image(model: nn.Module, img_size: int, probe_size: int = 64) -> int:
+def on_meta(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` on the meta device: shapes without storage, so a forward at any size costs nothing."""
+    return copy.deepcopy(model).to("meta")
+
+
+def flops_at(model: nn.Module, img_size: int) -> int:
+    """:func:`hgzoo._flops.count_flops` of one image at ``img_size``, counted on the meta device (no compute and no
+    memory, so a request for 4096 px is estimated in a second, not run)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        on_meta(model)(torch.zeros(1, 3, img_size, img_size, device="meta"))
+    return counter.get_total_flops()
+
+
+def activation_bytes_per_image(model: nn.Module, img_size: int) -> int:
     """An upper estimate of the fp32 working memory of one image's inference at ``img_size``.
 
-    Measured at ``probe_size`` (the largest output of any module, scaled by area) times a margin for
-    the tensors alive at the same time (the block input, its branches, the residual, the output).
+    The largest output of any module at ``img_size`` (a forward on the meta device: no memory) times a margin
+    for the tensors alive at the same time (the block input, its branches, the residual, the output).
     """
     largest = 0
 
@@ -168,12 +184,9 @@ def activation_bytes_per_image(model: nn.Module, img_size: int, probe_size: int 
         outs = out if isinstance(out, (list, tuple)) else [out]
         largest = max(largest, sum(o.numel() for o in outs if isinstance(o, torch.Tensor)))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, 3, probe_size, probe_size))
-    finally:
-        for h in handles:
-            h.remove()
-    scale = (img_size / probe_size) ** 2
-    return int(4 * (5 * largest * scale + 3 * img_size * img_size))
+    meta = on_meta(model)
+    for m in meta.modules():
+        m.register_forward_hook(hook)
+    with torch.inference_mode():
+        meta(torch.zeros(1, 3, img_size, img_size, device="meta"))
+    return int(4 * (5 * largest + 3 * img_size * img_size))

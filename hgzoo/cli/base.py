@@ -1,9 +1,13 @@
 """What every command does with a failure: one line on stderr, and an exit code that says whose it is.
 
 * ``0``: done;
-* ``1``: it ran, and a check failed or the run could not finish (a verification below its bound, an image
-  that would not decode without ``--skip-bad-images``, a full disk);
-* ``2``: bad input (a flag, a model name, a file, a checkpoint), reported before any work is done;
+* ``1``: the input was good, and a check failed or the machine stopped the run (a verification below its
+  bound, a diverging loss, a write that failed for a full disk, a file-size limit or a read-only file
+  system: one line naming the file and the cause);
+* ``2``: bad input: a flag, a model name, or a file the user gave or pointed to (missing, unreadable,
+  corrupt, unsafe, mismatched, a checkpoint that cannot be resumed, an image that would not decode), wherever
+  it is found: before any work, or during it (an image in a dataset without ``--skip-bad-images``; ``predict``
+  still prints what it classified);
 * ``130``: interrupted (Ctrl-C).
 
 A traceback is kept for what is none of these: a bug, which deserves one.
@@ -40,9 +44,10 @@ def one_line(e: BaseException) -> str:
 def _bad_input_types() -> tuple[type[BaseException], ...]:
     from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError
     from .._registry import UnknownModelError
+    from ..data.transforms import ImageDecodeError
 
     return (BadInput, UnknownModelError, UnsafePickleError, CorruptCheckpointError, CheckpointMismatchError,
-            FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+            ImageDecodeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 def guarded_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
@@ -61,15 +66,11 @@ def guarded_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str
     except RunFailed as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            print(f"error: {one_line(e)}", file=sys.stderr)
-            return 1
-        if isinstance(e, _bad_input_types()):
-            print(f"error: {one_line(e)}", file=sys.stderr)
-            return 2
-        raise
     except Exception as e:
+        written = _write_failure(e)
+        if written is not None:
+            print(f"error: {written[0]}", file=sys.stderr)
+            return written[1]
         if isinstance(e, _bad_input_types() + bad_input):
             print(f"error: {one_line(e)}", file=sys.stderr)
             return 2
@@ -77,6 +78,31 @@ def guarded_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str
             print(f"error: {one_line(e)}", file=sys.stderr)
             return 1
         raise
+
+
+_WRITE_CAUSES = {errno.ENOSPC: ("no space left on the device", "; free some space and run again"),
+                 errno.EDQUOT: ("the disk quota is exceeded", "; free some space and run again"),
+                 errno.EFBIG: ("the file would exceed the file-size limit", " (ulimit -f); raise it and run again"),
+                 errno.EROFS: ("the file system is read-only", "; give a writable place"),
+                 errno.EACCES: ("permission denied", "; check its permissions or give another path"),
+                 errno.EPERM: ("operation not permitted", "; check its permissions or give another path")}
+
+
+def _write_failure(e: BaseException) -> tuple[str, int] | None:
+    """A failed write behind ``e`` as (one line naming the file and the cause, exit code), else None.
+
+    No space, a file-size limit or a read-only file system stop a run that was under way: exit 1. No permission
+    is a path the user gave that cannot be used: exit 2 (as a missing file is)."""
+    from .._files import write_failure
+
+    cause = write_failure(e)
+    if cause is None:
+        return None
+    what, fix = _WRITE_CAUSES[cause.errno]
+    name = str(cause.filename) if cause.filename else "a file"
+    if cause.errno in (errno.EACCES, errno.EPERM):  # reading or writing: say which file, not which way
+        return f"{name}: {what} ({errno.errorcode[cause.errno]}){fix}", 2
+    return f"cannot write {name}: {what} ({errno.errorcode[cause.errno]}){fix}", 1
 
 
 # ---------------------------------------------------------------------------------------------- argparse types
@@ -136,7 +162,9 @@ def writable_file(path: str, flag: str) -> None:
     if not os.path.isdir(folder):
         raise BadInput(f"{flag} {path}: the folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise BadInput(f"{flag} {path}: the folder {folder} is not writable")
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        raise BadInput(f"{flag} {path}: the folder {folder} is not writable ("
+                       f"{'the file system is read-only, EROFS' if read_only else 'permission denied, EACCES'})")
 
 
 def set_max_image_pixels(value: int | None) -> None:

@@ -24,6 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._files import write_failure
 from ..publish import save_pretrained, upload_folder
 from ..publish.detector_files import convert_detector_file, detector_origins
 from ..publish.paddle_folders import convert_file, official_cfg_for_file
@@ -91,7 +92,7 @@ def _main(argv: list[str] | None = None) -> int:
     files = sorted(Path(args.all).glob("*.pdparams"))
     if not files:
         raise BadInput(f"no .pdparams files in {args.all}")
-    failed = []
+    failed, machine = [], False
     for f in files:
         cfg = official_cfg_for_file(f.name)
         if cfg is None:
@@ -102,9 +103,11 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"wrote {out}")
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
             failed.append(f.name)
+            machine = machine or write_failure(e) is not None
             print(f"FAILED {f.name}: {one_line(e)}", file=sys.stderr)
-    if failed:
-        raise RunFailed(f"{len(failed)} of {len(files)} files failed to convert: {', '.join(failed)}")
+    if failed:  # bad files are bad input (exit 2); a full disk is the machine's (exit 1)
+        error = RunFailed if machine else BadInput
+        raise error(f"{len(failed)} of {len(files)} files failed to convert: {', '.join(failed)}")
     return 0
 
 
@@ -145,7 +148,7 @@ def _timm_main(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 done, 1 some files of --all failed, 2 bad input."""
+    """Exit codes: 0 done, 1 a write failed (a full disk), 2 bad input (some files of --all among it)."""
     import urllib.error
 
     return guarded_main(_main, argv, bad_input=(ValueError, TypeError, urllib.error.URLError))

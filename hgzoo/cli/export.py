@@ -6,7 +6,7 @@ import sys
 
 from ..checkpoint import CheckpointConflictError, data_config, load_model
 from ..deploy.api import FORMATS, PRECISIONS, ExportError, ExportVerificationError, export
-from .base import BadInput, RunFailed, add_weights_argument, fraction, positive_int
+from .base import BadInput, RunFailed, add_weights_argument, fraction, positive_int, writable_file
 
 __all__ = ["add_parser"]
 
@@ -46,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.output:
+        writable_file(args.output, "--output")
     try:
         model, info = load_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
                                  num_classes=args.num_classes, in_chans=args.in_chans, ema=args.weights == "ema")

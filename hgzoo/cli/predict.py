@@ -24,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify image files (like `paddleclas --infer_imgs`)",
                        description="Print the top classes of each image: class ids, scores and label names. A "
                                    "train.py checkpoint brings its model, classes, channels, preprocessing and class "
-                                   "names. Exit codes: 0 done, 1 some image could not be decoded (the others are "
-                                   "printed) or an export failed its verification, 2 bad input.")
+                                   "names. Exit codes: 0 done, 1 an export failed its verification, 2 bad input (a "
+                                   "flag, a file, or an image that could not be decoded: the others are printed).")
     p.add_argument("--model", help="name[.tag], e.g. pphgnet_small or PPHGNet_small.ssld_in1k (default: the "
                                    "checkpoint's)")
     p.add_argument("images", nargs="+", metavar="IMG|DIR", help="image files, or folders searched recursively")
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     except ExportVerificationError as e:
         raise RunFailed(str(e)) from None
     _print(results, ran, args)
-    return 1 if any("error" in r for r in results) else 0
+    return 2 if any("error" in r for r in results) else 0  # a file that would not decode is bad input
 
 
 def _print(results: list[dict], ran: dict, args: argparse.Namespace) -> None:

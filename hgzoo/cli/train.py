@@ -1,11 +1,11 @@
 """``python -m hgzoo train`` and ``train.py``: train an hgzoo model with its PaddleClas recipe.
 
-Exit codes: 0 done, 1 the run failed (a diverging loss, an undecodable image, a full disk), 2 bad input
-(reported before training).
+Exit codes: 0 done, 1 the run failed (a diverging loss, a full disk), 2 bad input (a flag, a file, an image
+that would not decode).
 """
 from __future__ import annotations
 
-from .base import RunFailed, guarded_main
+from .base import BadInput, guarded_main
 
 __all__ = ["main"]
 
@@ -19,7 +19,7 @@ def _train(argv: list[str] | None) -> int:
     try:
         run(cfg)
     except ImageDecodeError as e:
-        raise RunFailed(f"{e} (remove or fix the file; the last checkpoint is kept)") from None
+        raise BadInput(f"{e} (remove or fix the file; the last checkpoint is kept)") from None
     finally:
         import torch.distributed as dist
         if dist.is_initialized():

@@ -87,8 +87,8 @@ CSV_FIELDS = (
 LOW_PRECISIONS = ("bf16", "int8")
 
 
-class BadImageError(RunFailed):
-    """An image failed to decode and ``--skip-bad-images`` was not given (exit 1)."""
+class BadImageError(BadInput):
+    """An image failed to decode and ``--skip-bad-images`` was not given (exit 2, a bad input file)."""
 
 
 def _add_runtime_group(ap: argparse.ArgumentParser) -> None:
@@ -467,8 +467,8 @@ def _main(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 done, 1 a model failed, an export failed its verification or an image did not decode (without
-    --skip-bad-images), 2 bad input."""
+    """Exit codes: 0 done, 1 a model failed or an export failed its verification, 2 bad input (an image that did
+    not decode without --skip-bad-images included)."""
     from hgzoo.deploy import ExportError, ExportVerificationError
     from hgzoo.hub import WeightsNotFoundError
 

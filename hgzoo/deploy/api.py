@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._files import write_failure
 from ..layers import reparameterize
 from ..preprocessing import resolve_preprocessing
 from ..pretrained import PretrainedCfg
@@ -409,8 +410,9 @@ def export(
     report = ExportReport(str(plan.output), format, precision, describe_compute(format, precision), [],
                           plan.img_size, plan.in_chans, dynamic_batch, verified=verify is not False,
                           calibration=cal_desc, n_calibration=0 if cal_x is None else len(cal_x), notes=notes)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{plan.output.name}.", dir=plan.output.parent))
+    workdir = None
     try:
+        workdir = Path(tempfile.mkdtemp(prefix=f".{plan.output.name}.", dir=plan.output.parent))
         deploy = reparameterize(copy.deepcopy(model).float().cpu())
         files = _write_artifact(deploy, plan, workdir / plan.output.stem, cal_x)
         if ver_x is not None:
@@ -420,7 +422,13 @@ def export(
                 report.seconds = time.perf_counter() - t_start
                 raise _refuse(report)
         report.files = _move_into_place(files, plan.output)
+    except Exception as e:
+        cause = write_failure(e)  # a full disk, a size limit, a read-only folder: name the file asked for
+        if cause is not None:
+            raise OSError(cause.errno, os.strerror(cause.errno), str(plan.output)) from None
+        raise
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
     report.seconds = time.perf_counter() - t_start
     return report

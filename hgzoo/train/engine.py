@@ -7,11 +7,8 @@ import csv
 import io
 import json
 import math
-import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -28,17 +25,27 @@ from torch.utils.data import DataLoader, Subset
 import hgzoo
 
 from .._builder import EMA_KEYS, state_dict_of
-from .._files import CheckpointMismatchError, CorruptCheckpointError, UnsafePickleError, atomic_write, safe_load
+from .._files import (
+    LOCK_NAME,
+    CheckpointMismatchError,
+    CorruptCheckpointError,
+    UnsafePickleError,
+    atomic_write,
+    safe_load,
+    unlock_folder,
+)
 from ..data import Normalizer
 from ..data.mixup import MixUpCutMix
 from ..layers import timm_init_
 from .config import ConfigError, TrainConfig, canonical_model_name, effective_lr
 from .data import Datasets, ResumableSampler, build_datasets, eval_data_config, shard
 from .optim import LRSchedule, create_optimizer, freeze_units
+from .output import RUN_FILES, prepare_output
 from .utils import (
     DistillationLoss,
     ModelEMA,
     atomic_save,
+    check_optimizer_state,
     init_distributed,
     read_train_state,
     rng_state,
@@ -49,8 +56,6 @@ from .utils import (
 __all__ = ["run", "evaluate", "train_one_epoch", "prepare_output", "plot_summary", "RUN_FILES"]
 
 SUMMARY_FIELDS = ["epoch", "train_loss", "eval_top1", "eval_top5", "ema_top1", "lr", "epoch_time_s", "images_per_s"]
-#: The files a run writes into its output folder (``--overwrite`` removes them before a new run starts).
-RUN_FILES = ("config.yaml", "summary.csv", "last.pt", "best.pt", "curves.png", "tb")
 #: The layout version of train.py's checkpoints (readable with ``weights_only=True`` since version 2; EMA weights
 #: under timm's ``state_dict_ema`` since version 3, under ``ema`` before).
 CHECKPOINT_VERSION = 3
@@ -79,42 +84,6 @@ def _check_compatible(model: nn.Module, state: dict, what: str) -> None:
     if missing or unexpected or shapes:
         raise ConfigError(f"{what} does not fit the model: {len(missing)} missing keys {missing[:3]}, "
                           f"{len(unexpected)} unexpected {unexpected[:3]}, shape mismatches {shapes[:3]}")
-
-
-# ---------------------------------------------------------------------------------------------- the output folder
-
-def prepare_output(cfg: TrainConfig, main: bool = True) -> Path:
-    """The run's output folder, checked before any work: not a file, writable, and not holding another run
-    (unless ``--resume`` continues the run that is there, or ``--overwrite`` replaces it)."""
-    if cfg.tensorboard:
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") is None:
-            raise ConfigError("--tensorboard needs the tensorboard package: pip install 'hgzoo[tensorboard]'")
-    out = Path(cfg.output or f"output/{cfg.model.split('.')[0]}")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--output {out} is a file, not a folder; give a folder for the run's checkpoints")
-    resuming_here = cfg.resume and Path(cfg.resume).resolve().parent == out.resolve()
-    existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if existing and not resuming_here and not cfg.overwrite:
-        raise ConfigError(f"--output {out} already holds files ({', '.join(existing[:4])}"
-                          f"{', ...' if len(existing) > 4 else ''}); give --resume {out / 'last.pt'} to continue that "
-                          "run, --overwrite to replace it, or another --output")
-    if dist.is_initialized():
-        dist.barrier()  # every rank has seen the folder as it was before rank 0 writes into it
-    if main:
-        try:
-            if cfg.overwrite and not resuming_here:
-                for name in RUN_FILES:
-                    target = out / name
-                    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-            out.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise ConfigError(f"--output {out} cannot be written ({e.strerror}); give a writable folder") from None
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -325,13 +294,22 @@ def build_run(inputs: _Inputs, out: Path, device, rank: int, world: int) -> _Run
 
 def restore(r: _Run, resume: dict) -> None:
     """Continue where ``resume`` (a last.pt) stopped: weights, optimizer, schedule, scaler, EMA, counters, RNGs."""
-    r.model.load_state_dict(resume["model"])
-    r.optimizer.load_state_dict(resume["optimizer"])
-    r.sched.load_state_dict(resume["scheduler"])
-    r.scaler.load_state_dict(resume["scaler"])
-    ema = next((resume[k] for k in EMA_KEYS if resume.get(k) is not None), None)  # "ema": an older train.py's
-    if r.ema is not None and ema is not None:
-        r.ema.module.load_state_dict(ema)
+    path = r.cfg.resume
+    try:
+        check_optimizer_state(resume["optimizer"], r.optimizer, path)
+    except ValueError as e:
+        raise ConfigError(f"--resume {e}") from None
+    parts = [(r.model, "model"), (r.optimizer, "optimizer"), (r.sched, "scheduler"), (r.scaler, "scaler")]
+    ema_key = next((k for k in EMA_KEYS if resume.get(k) is not None), None)  # "ema": an older train.py's
+    if r.ema is not None and ema_key is not None:
+        parts.append((r.ema.module, ema_key))
+    for target, key in parts:
+        try:
+            target.load_state_dict(resume[key])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            raise ConfigError(f"--resume {path} cannot be resumed: its '{key}' does not load "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})"
+                              ) from None
     r.start_epoch, r.start_micro = resume["epoch"], resume["micro_in_epoch"]
     r.best, r.global_step = resume["best_top1"], resume["global_step"]
     set_rng_state(resume["rng"][r.rank] if r.rank < len(resume["rng"]) else resume["rng"][0])
@@ -575,6 +553,14 @@ def run(cfg: TrainConfig) -> dict:
     seed = cfg.seed + rank
     random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
     out = prepare_output(cfg, main=rank == 0)
+    try:
+        return _run_in(cfg, out, device, rank, world)
+    finally:
+        if rank == 0:
+            unlock_folder(out / LOCK_NAME)
+
+
+def _run_in(cfg: dict, out: Path, device, rank: int, world: int) -> dict:
     inputs = build_inputs(cfg, device)
     cfg = inputs.cfg
     r = build_run(inputs, out, device, rank, world)

@@ -14,7 +14,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .._files import atomic_open, safe_load
 
-__all__ = ["atomic_save", "read_train_state", "RESUME_KEYS", "rng_state", "set_rng_state", "ModelEMA",
+__all__ = ["atomic_save", "read_train_state", "check_optimizer_state", "RESUME_KEYS", "rng_state", "set_rng_state",
+           "ModelEMA",
            "DistillationLoss", "init_distributed", "is_main", "unwrap"]
 
 
@@ -45,7 +46,89 @@ def read_train_state(path: str | Path, model_name: str) -> dict:
         hint = (" (best.pt keeps the weights only: resume from last.pt, or start a new run with "
                 f"--initial-checkpoint {path})" if "optimizer" in missing and "model" in state else "")
         raise ValueError(f"{path} cannot be resumed: it lacks {', '.join(missing)}{hint}")
+    _check_resume_fields(state, path)
     return state
+
+
+def _bad(path: str | Path, field: str, expected: str, value: object) -> ValueError:
+    shown = f"{value!r}"[:60] if isinstance(value, (int, float, str, type(None))) else f"a {type(value).__name__}"
+    return ValueError(f"{path} cannot be resumed: its '{field}' must be {expected}, found {shown} (a damaged or "
+                      "edited checkpoint; resume from another one, or start a new run)")
+
+
+def _check_resume_fields(state: dict, path: str | Path) -> None:
+    """The types and ranges of what ``--resume`` reads (before any of it is applied); names the bad field."""
+    for key in ("epoch", "micro_in_epoch", "global_step"):
+        value = state[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _bad(path, key, "a whole number >= 0", value)
+    best = state["best_top1"]
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or not -1.0 <= best <= 100.0:
+        raise _bad(path, "best_top1", "a number in [-1, 100]", best)
+    for key in ("model", "optimizer", "scheduler", "scaler"):
+        if not isinstance(state[key], dict):
+            raise _bad(path, key, "a dict (a state dict)", state[key])
+    for key in ("state_dict_ema", "ema"):  # timm's key since checkpoint version 3, hgzoo's own before
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            raise _bad(path, key, "a state dict or None", state[key])
+    bad_weights = [k for k, v in state["model"].items() if not isinstance(v, torch.Tensor)]
+    if bad_weights:
+        raise _bad(path, f"model.{bad_weights[0]}", "a tensor", state["model"][bad_weights[0]])
+    opt = state["optimizer"]
+    if not isinstance(opt.get("state"), dict) or not isinstance(opt.get("param_groups"), list):
+        raise _bad(path, "optimizer", "an optimizer state dict (state and param_groups)", opt)
+    rngs = state["rng"]
+    if not isinstance(rngs, (list, tuple)) or not rngs:
+        raise _bad(path, "rng", "a list of RNG states, one per process", rngs)
+    for i, rng in enumerate(rngs):
+        _check_rng(rng, f"rng[{i}]", path)
+
+
+def _check_rng(state: object, field: str, path: str | Path) -> None:
+    """Apply each RNG state to a scratch generator: one that any of them refuses is named, nothing is changed."""
+    if not isinstance(state, dict) or not {"python", "numpy", "torch"} <= set(state):
+        raise _bad(path, field, "a dict with python, numpy and torch states", state)
+    try:
+        version, mt, gauss = state["python"]
+        random.Random().setstate((version, tuple(mt), gauss))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise _bad(path, f"{field}.python", f"random.getstate()'s state ({e})", None) from None
+    n = state["numpy"]
+    try:
+        np.random.RandomState().set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                                           n["cached_gaussian"]) if isinstance(n, dict) else n)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        raise _bad(path, f"{field}.numpy", f"numpy's RandomState state ({e})", None) from None
+    t = state["torch"]
+    if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.shape != torch.get_rng_state().shape:
+        raise _bad(path, f"{field}.torch", f"a uint8 tensor of {tuple(torch.get_rng_state().shape)}", t)
+    try:
+        torch.Generator().set_state(t)
+    except (RuntimeError, ValueError) as e:
+        raise _bad(path, f"{field}.torch", f"torch's generator state ({e})", None) from None
+
+
+def check_optimizer_state(saved: dict, optimizer: torch.optim.Optimizer, path: str | Path) -> None:
+    """``saved`` (a checkpoint's optimizer state) fits ``optimizer``: its groups, and each state tensor's shape
+    against its parameter's. Raises ValueError naming the first field that does not."""
+    groups, own = saved["param_groups"], optimizer.param_groups
+    if len(groups) != len(own):
+        raise ValueError(f"{path} cannot be resumed: its 'optimizer' has {len(groups)} parameter groups, this run's "
+                         f"optimizer {len(own)} (another --opt, --lr-mult-list or --freeze?)")
+    ids: dict[object, torch.Tensor] = {}
+    for g, (group, mine) in enumerate(zip(groups, own)):
+        params = group.get("params") if isinstance(group, dict) else None
+        if not isinstance(params, list) or len(params) != len(mine["params"]):
+            raise _bad(path, f"optimizer.param_groups[{g}].params", f"a list of {len(mine['params'])} parameters",
+                       params)
+        ids.update(zip(params, mine["params"]))
+    for pid, entry in saved["state"].items():
+        if pid not in ids or not isinstance(entry, dict):
+            raise _bad(path, f"optimizer.state[{pid!r}]", "the state of one of the optimizer's parameters", entry)
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape != ids[pid].shape:
+                raise ValueError(f"{path} cannot be resumed: its 'optimizer.state[{pid}].{name}' has shape "
+                                 f"{tuple(value.shape)}, its parameter {tuple(ids[pid].shape)}")
 
 
 def rng_state() -> dict:
