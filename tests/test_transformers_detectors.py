@@ -291,3 +291,29 @@ def test_whole_detector_state_dicts(kind, arch):
     assert all(torch.equal(v, given[k]) for k, v in loaded.items())
     stem = "embedder.stem1.convolution.weight" if arch in HGNETV2 else "embedder.embedder.0.convolution.weight"
     assert torch.equal(loaded[stem], donor.state_dict()[f"{donor.first_conv}.weight"])
+
+
+@pytest.mark.parametrize("arch", ["pphgnetv2_b0", "resnet18_vd"])
+def test_convert_files_to_transformers_and_back(arch, tmp_path):
+    """``python -m hgzoo.convert --to/--from transformers`` (the CLI's file step, in process): hgzoo's weights become a
+    file that transformers' own backbone loads strictly, and that file comes back to hgzoo's tensors, equal."""
+    from safetensors.torch import load_file, save_file
+
+    from hgzoo.cli.convert import main as convert_main
+    from hgzoo.files import safe_load
+    from hgzoo.publish.detector_files import detector_origins
+
+    assert "transformers" in detector_origins()
+    ours = carry_input(hgzoo.create_model(arch, num_classes=0), seed=3, stem_bias=0.2)
+    native = {k: v.contiguous() for k, v in ours.state_dict().items()}
+    save_file(native, str(tmp_path / "ours.safetensors"))
+    assert convert_main(["--to", "transformers", "--model", arch, "--input", str(tmp_path / "ours.safetensors"),
+                         "--output", str(tmp_path / "hf")]) == 0
+    [written] = list((tmp_path / "hf").iterdir())
+    theirs = hf_backbone(arch)
+    theirs.load_state_dict(safe_load(written), strict=True)  # transformers' class takes it whole
+    assert convert_main(["--from", "transformers", "--model", arch, "--input", str(written),
+                         "--output", str(tmp_path / "back")]) == 0
+    back = load_file(str(tmp_path / "back" / f"{arch}.backbone.safetensors"))
+    assert set(back) == {k for k in native if not k.startswith("head.")}
+    assert all(torch.equal(back[k], native[k]) for k in back)
