@@ -321,6 +321,30 @@ def test_label_list_labels_name_the_line(tmp_path):
         LabelListDataset(lst)
 
 
+def test_train_py_names_the_list_line_and_keeps_its_paths_in_the_root(tmp_path):
+    """train.py's --dataset list: a label out of --num-classes and a path outside --data-dir name file and line (as
+    train.py reports a ConfigError: one line, exit 2); --allow-outside-root lets the path through."""
+    import hgzoo
+    from hgzoo.train.config import ConfigError, TrainConfig
+    from hgzoo.train.data import build_datasets
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write(data, "a.png", zero_png(8, 8))
+    write(tmp_path, "outside.png", zero_png(8, 8))
+    good = write(tmp_path, "val.txt", b"a.png 0\n")
+    eval_cfg = hgzoo.get_pretrained_cfg("pphgnetv2_b0").data_config()
+    base = dict(model="pphgnetv2_b0", dataset="list", data_dir=str(data), val_list=str(good), num_classes=2)
+    write(tmp_path, "train.txt", b"a.png 0\na.png 5\n")
+    with pytest.raises(ConfigError, match="train.txt:2: label 5 is out of range for a model with 2 classes"):
+        build_datasets(TrainConfig(**base, train_list=str(tmp_path / "train.txt")), eval_cfg)
+    write(tmp_path, "train.txt", b"a.png 0\n../outside.png 1\n")
+    with pytest.raises(ConfigError, match="train.txt:2: the path '../outside.png' is outside the data root"):
+        build_datasets(TrainConfig(**base, train_list=str(tmp_path / "train.txt")), eval_cfg)
+    ds = build_datasets(TrainConfig(**base, train_list=str(tmp_path / "train.txt"), allow_outside_root=True), eval_cfg)
+    assert len(ds.train) == 2
+
+
 def test_label_lists_and_class_maps_are_regular_bounded_files(tmp_path, monkeypatch, alarm):
     fifo = tmp_path / "list.txt"
     os.mkfifo(fifo)

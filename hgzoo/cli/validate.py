@@ -119,6 +119,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_weights_argument(ap)
     ap.add_argument("--data-dir", metavar="DIR", help="an ImageFolder tree, or the root of --label-list's paths")
     ap.add_argument("--label-list", metavar="FILE", help="a PaddleClas label list: 'relative/path.jpg label' lines")
+    ap.add_argument("--allow-outside-root", action="store_true",
+                    help="accept --label-list paths outside --data-dir (absolute, or reaching up with ..); refused by "
+                         "default, naming the file and line")
     ap.add_argument("--batch-size", "-b", type=positive_int, default=64)
     ap.add_argument("--workers", "-j", type=non_negative_int, help="data loader processes (default: one per 4 cores)")
     ap.add_argument("--img-size", type=positive_int, help="center-crop size (default: the weights', e.g. 224)")
@@ -219,7 +222,7 @@ def model_names(pattern: str | None, pretrained: bool) -> list[str | None]:
 
 def build_dataset(args: argparse.Namespace):
     if args.label_list:
-        return LabelListDataset(args.label_list, root=args.data_dir)
+        return LabelListDataset(args.label_list, root=args.data_dir, allow_outside_root=args.allow_outside_root)
     return ImageFolder(args.data_dir)
 
 

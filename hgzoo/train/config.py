@@ -74,6 +74,8 @@ class TrainConfig:
                                "as timm finds it)")
     train_list: str | None = _s(None, "PaddleClas label list of the training images ('path label' lines)")
     val_list: str | None = _s(None, "PaddleClas label list of the evaluation images")
+    allow_outside_root: bool = _s(False, "--dataset list: accept label-list paths outside --data-dir (absolute, or "
+                                         "reaching up with ..); refused by default, naming the file and line")
     train_subset: int = _s(0, "train on a fixed random subset of this many images (0: all)", span="[0, inf)")
     workers: int = _s(2, "data-loading processes", "-j", span="[0, inf)")
     # training preprocessing

@@ -15,6 +15,7 @@ from ..data import (
     FashionMNIST,
     ImageFolder,
     LabelListDataset,
+    LabelListError,
     PaddleRandCrop,
     TimmRandCrop,
     create_transform,
@@ -164,8 +165,14 @@ def build_datasets(cfg: TrainConfig, eval_cfg: dict) -> Datasets:
             for f in (cfg.train_list, cfg.val_list):
                 if not Path(f).is_file():
                     raise ConfigError(f"label list {f} not found")
-            train = LabelListDataset(cfg.train_list, data_dir, transform=tt)
-            val = LabelListDataset(cfg.val_list, data_dir, transform=et)
+            try:
+                train, val = (LabelListDataset(f, data_dir, transform=t, allow_outside_root=cfg.allow_outside_root)
+                              for f, t in ((cfg.train_list, tt), (cfg.val_list, et)))
+                if cfg.num_classes is not None:  # a label out of range names its file and line
+                    train.check_num_classes(cfg.num_classes)
+                    val.check_num_classes(cfg.num_classes)
+            except LabelListError as e:
+                raise ConfigError(str(e)) from None
             n_data, names = max(max(train.targets), max(val.targets)) + 1, None
     if cfg.num_classes is not None:
         mismatch = cfg.num_classes < n_data if kind == "list" else cfg.num_classes != n_data
