@@ -21,11 +21,14 @@ from .pretrained import PretrainedCfg, pretrained_cfg_from_dict, pretrained_cfg_
 __all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoint", "state_dict_of"]
 
 
-def _build(arch: str, **kwargs) -> nn.Module:
+def _build(arch: str, global_pool: str | None = None, **kwargs) -> nn.Module:
     try:
-        return model_entrypoint(arch)(**kwargs)
+        model = model_entrypoint(arch)(**kwargs)
     except TypeError as e:
         raise TypeError(f"create_model({arch!r}): {e}") from None
+    if global_pool is not None:
+        model.set_global_pool(global_pool)  # before any weights: a fc of another width is built fresh
+    return model
 
 
 def create_model(
@@ -161,14 +164,14 @@ def timm_kwargs(kwargs: dict) -> TimmArgs:
     train.py's and timm's ``.pth``; empty means none, as in timm). ``pretrained_cfg_overlay``: ``file`` is the
     weights file when ``pretrained=True`` (as ``pretrained_file``); ``mean``, ``std``, ``interpolation``,
     ``input_size`` (square) and ``crop_pct`` replace the model's preprocessing; other keys (``hf_hub_id``,
-    ``url``) are refused. ``global_pool``: ``'avg'`` or None. ``scriptable``, ``exportable``: accepted, and change
-    nothing: every hgzoo model scripts and exports as built.
+    ``url``) are refused. ``global_pool``: timm's poolings (:data:`~hgzoo.layers.GLOBAL_POOLS`) or None.
+    ``scriptable``, ``exportable``: accepted, and change nothing: every hgzoo model scripts and exports as built.
     """
     for flag in ("scriptable", "exportable"):
         value = kwargs.pop(flag, None)
         if value is not None and not isinstance(value, bool):
             raise TypeError(f"{flag} must be True, False or None, got {value!r}")
-    check_global_pool(kwargs.pop("global_pool", None))
+    check_global_pool(kwargs.get("global_pool"))  # applied by _build
     checkpoint_path = kwargs.pop("checkpoint_path", None) or None
     overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     if not isinstance(overlay, dict):

@@ -169,10 +169,18 @@ class ClassifierModel(nn.Module):
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the final fc by a freshly initialised one with ``num_classes`` outputs (0: none). ``global_pool``
-        (timm's argument) may only be None or ``'avg'``, the pooling every family uses."""
+        """Replace the final fc by a freshly initialised one with ``num_classes`` outputs (0: none), pooling with
+        ``global_pool`` (timm's: ``''``, ``'avg'``, ``'max'``, ``'avgmax'``, ``'catavgmax'``; None keeps the current
+        one). ``reset_classifier(0, '')`` makes ``forward`` return the unpooled map, as in timm."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0 (0: no classifier), got {num_classes!r}")
         check_global_pool(global_pool)
-        self.head.reset(num_classes)
+        self.head.reset(num_classes, global_pool)
+
+    def set_global_pool(self, global_pool: str) -> None:
+        """Pool with ``global_pool`` (see :meth:`reset_classifier`), keeping the fc unless its input width changes
+        (``'catavgmax'`` doubles it): ``create_model(..., global_pool=...)``."""
+        self.head.set_pool(global_pool)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each stage in the backward pass instead of storing its activations."""

@@ -1,0 +1,123 @@
+"""timm's model contract (pooling, FX then TorchScript, feature levels, fuse), checked against timm's own ports of the
+same networks on the same weights (timm's state dict moved by hgzoo.convert.timm), and for every registered model."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hgzoo
+from hgzoo.convert.timm import timm_to_hgzoo
+
+timm = pytest.importorskip("timm", reason="timm (the `test` extra) is the reference for its own contract")
+
+MODELS = hgzoo.list_models()
+POOLS = ("", "avg", "max", "avgmax", "catavgmax")
+# One variant per family, with timm's port of it (timm's default drop_rate, 0, on both sides).
+PEERS = {"resnet18_vd": "resnet18d", "pphgnet_tiny": "hgnet_tiny", "pphgnetv2_b0": "hgnetv2_b0",
+         "pplcnetv2_small": "lcnetv2_small", "hrnet_w18_c": "hrnet_w18"}
+
+
+def _randomize_bn(model: torch.nn.Module) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model
+
+
+def _pair(name: str, **kwargs) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """timm's port (random weights) and hgzoo's model carrying the same weights, both in eval mode."""
+    torch.manual_seed(0)
+    tm = _randomize_bn(timm.create_model(PEERS[name], **kwargs)).eval()
+    hm = hgzoo.create_model(name, drop_rate=0.0, **kwargs).eval()
+    hm.load_state_dict(timm_to_hgzoo(tm.state_dict(), hm))
+    return tm, hm
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert a.shape == b.shape
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+@pytest.mark.parametrize("pool", POOLS)
+def test_global_pool_as_timm(name, pool):
+    """create_model(global_pool=...) builds what timm's port builds: the same num_features, head_hidden_size and
+    forward_head outputs, or an error where timm refuses (no pooling with a classifier; catavgmax before a 1x1 conv)."""
+    num_classes = 0 if pool == "" else 10
+    try:
+        timm.create_model(PEERS[name], global_pool=pool, num_classes=num_classes)
+    except (AssertionError, ValueError) as e:
+        with pytest.raises(ValueError, match="global_pool"):
+            hgzoo.create_model(name, global_pool=pool, num_classes=num_classes)
+        pytest.skip(f"timm refuses it too: {e}")
+    tm, hm = _pair(name, global_pool=pool, num_classes=num_classes)
+    assert (hm.num_features, hm.head_hidden_size, hm.num_classes) == (tm.num_features, tm.head_hidden_size,
+                                                                      tm.num_classes)
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        _close(hm.forward_features(x), tm.forward_features(x))
+        _close(hm(x), tm(x))
+        _close(hm.forward_head(hm.forward_features(x), pre_logits=True),
+               tm.forward_head(tm.forward_features(x), pre_logits=True))
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+def test_reset_classifier_as_timm(name):
+    """reset_classifier(0, '') gives what timm's does on the same weights (the unpooled map, through the head's 1x1
+    conv where there is one); reset_classifier(n, pool) then gives timm's widths; a negative count is refused."""
+    tm, hm = _pair(name)
+    x = torch.randn(1, 3, 64, 96)
+    tm.reset_classifier(0, "")
+    hm.reset_classifier(0, "")
+    with torch.no_grad():
+        _close(hm(x), tm(x))
+    assert hm(x).ndim == 4 and hm.head_hidden_size == tm.head_hidden_size
+    tm.reset_classifier(5, "max")
+    hm.reset_classifier(5, "max")
+    assert hm(x).shape == tm(x).shape == (1, 5)
+    assert (hm.num_features, hm.head_hidden_size) == (tm.num_features, tm.head_hidden_size)
+    with pytest.raises(ValueError, match="num_classes"):
+        hm.reset_classifier(-1)
+    with pytest.raises(ValueError, match="global_pool='mean'"):
+        hm.reset_classifier(5, "mean")
+    with pytest.raises(ValueError, match="num_classes=0"):
+        hm.reset_classifier(5, "")
+
+
+def test_avg_keeps_paddle_head_numerics():
+    """'avg' is PaddleClas's head exactly (pool → 1x1 conv → act → dropout scale → fc): global_pool='avg' and None
+    build the same module and give identical logits; another pooling gives other logits (the test can fail)."""
+    torch.manual_seed(0)
+    ref = hgzoo.create_model("pphgnet_base").eval()  # Paddle's dropout 0.2, downscale_in_infer
+    x = torch.randn(1, 3, 64, 64)
+    for pool in ("avg", "max"):
+        m = hgzoo.create_model("pphgnet_base", global_pool=pool).eval()
+        m.load_state_dict(ref.state_dict())
+        with torch.no_grad():
+            assert torch.equal(m(x), ref(x)) == (pool == "avg")
+    assert isinstance(m.head.global_pool, torch.nn.Module) and repr(ref.head.global_pool).startswith("AdaptiveAvg")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_pool_through_timm_registry(name):
+    """On every model, built through timm's registry: forward_head with every pooling timm offers the family, and
+    reset_classifier(0, '') for the unpooled map."""
+    import hgzoo.timm_compat
+
+    hgzoo.timm_compat.register()
+    m = timm.create_model(name, num_classes=3).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        feats = m.forward_features(x)
+        for pool in POOLS[1:]:
+            if pool == "catavgmax" and m.head.hidden_size:
+                continue  # refused, as timm's ports refuse it (test_global_pool_as_timm)
+            m.reset_classifier(3, pool)
+            assert m.forward_head(feats).shape == (1, 3)
+            assert m.forward_head(feats, pre_logits=True).shape == (1, m.head_hidden_size)
+        m.reset_classifier(0, "")
+        out = m(x)
+    assert out.shape[:2] == (1, m.head_hidden_size) and out.shape[2:] == feats.shape[2:]
