@@ -1,6 +1,5 @@
 """Feature-pyramid outputs for detection and segmentation: FeatureInfo, the features-only wrapper, and its
 ONNX export with dynamic input height and width."""
-from __future__ import annotations
 
 import os
 from collections.abc import Sequence

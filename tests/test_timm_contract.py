@@ -11,6 +11,9 @@ from hgzoo.convert.timm import timm_to_hgzoo
 timm = pytest.importorskip("timm", reason="timm (the `test` extra) is the reference for its own contract")
 
 MODELS = hgzoo.list_models()
+SMALLEST = ("pphgnet_tiny", "pphgnetv2_b0", "pplcnetv2_small", "hrnet_w18_c", "resnet18_vd")
+# One variant per family in the fast tier, every model in the slow one (scripting an HRNet takes ~30 s on 2 cores).
+ALL_SLOW = [n if n in SMALLEST else pytest.param(n, marks=pytest.mark.slow) for n in MODELS]
 POOLS = ("", "avg", "max", "avgmax", "catavgmax")
 # One variant per family, with timm's port of it (timm's default drop_rate, 0, on both sides).
 PEERS = {"resnet18_vd": "resnet18d", "pphgnet_tiny": "hgnet_tiny", "pphgnetv2_b0": "hgnetv2_b0",
@@ -121,3 +124,36 @@ def test_every_pool_through_timm_registry(name):
         m.reset_classifier(0, "")
         out = m(x)
     assert out.shape[:2] == (1, m.head_hidden_size) and out.shape[2:] == feats.shape[2:]
+
+
+@pytest.mark.parametrize("name", ALL_SLOW)
+def test_fx_then_torchscript(name):
+    """torch.jit.script(torch.fx.symbolic_trace(model)) works and gives the model's logits: FX copies forward's
+    annotations into the code it writes, which TorchScript rejects when they are strings (postponed evaluation)."""
+    torch.manual_seed(0)
+    model = hgzoo.create_model(name, num_classes=5).eval()
+    scripted = torch.jit.script(torch.fx.symbolic_trace(model))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet18_vd", "hrnet_w18_c"])
+def test_fx_then_torchscript_features(name):
+    """The same for a features-only backbone (its forward returns a list)."""
+    model = hgzoo.create_model(name, features_only=True).eval()
+    scripted = torch.jit.script(torch.fx.symbolic_trace(model))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(scripted(x), model(x), strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_string_annotations_break_fx_then_torchscript():
+    """The failure the tests above guard against, reproduced: a forward with postponed (string) annotations."""
+    namespace: dict = {}
+    exec("from __future__ import annotations\nimport torch\n"
+         "class M(torch.nn.Module):\n    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        return x + 1\n",
+         namespace)
+    with pytest.raises(RuntimeError, match="Unknown type name"):
+        torch.jit.script(torch.fx.symbolic_trace(namespace["M"]()))

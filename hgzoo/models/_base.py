@@ -1,5 +1,4 @@
 """The model contract every family implements, in one place."""
-from __future__ import annotations
 
 import dataclasses
 import re
@@ -299,7 +298,7 @@ class ClassifierModel(nn.Module):
         self.norm_eval = enable
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> ClassifierModel:
+    def train(self, mode: bool = True) -> "ClassifierModel":
         """As :meth:`nn.Module.train`, except that frozen stages, and every BatchNorm under ``norm_eval``, stay
         in eval mode."""
         super().train(mode)
