@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ._files import CheckpointMismatchError, CorruptCheckpointError, safe_load
-from ._registry import alias_defaults, get_pretrained_cfg, is_model, model_entrypoint, resolve_model_name
+from ._registry import TIMM_ALIASES, alias_defaults, get_pretrained_cfg, is_model, model_entrypoint, resolve_model_name
 from .convert.paddle import _mismatch_report, convert_paddle_state_dict
 from .convert.timm import find_timm_arch, looks_like_timm, timm_to_hgzoo
 from .layers import check_global_pool
@@ -21,14 +21,29 @@ from .pretrained import PretrainedCfg, pretrained_cfg_from_dict, pretrained_cfg_
 __all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoint", "state_dict_of"]
 
 
-def _build(arch: str, global_pool: str | None = None, **kwargs) -> nn.Module:
+def _build(arch: str, global_pool: str | None = None, feature_indexing: str = "hgzoo", **kwargs) -> nn.Module:
     try:
         model = model_entrypoint(arch)(**kwargs)
     except TypeError as e:
         raise TypeError(f"create_model({arch!r}): {e}") from None
     if global_pool is not None:
         model.set_global_pool(global_pool)  # before any weights: a fc of another width is built fresh
+    model.set_feature_indexing(feature_indexing)
     return model
+
+
+_FEATURE_CLS = (None, "list", "getter", "hook")
+
+
+def _feature_args(model_name: str, kwargs: dict) -> None:
+    """timm's ``feature_cls`` (every value timm takes gives hgzoo's one features-only model, with the same outputs)
+    and ``feature_indexing`` (default: ``"timm"`` under a timm name, see ``ClassifierModel.set_feature_indexing``)."""
+    feature_cls = kwargs.pop("feature_cls", None)
+    if feature_cls not in _FEATURE_CLS:
+        raise ValueError(f"feature_cls={feature_cls!r} is not supported; use None, 'list', 'getter' or 'hook' (all "
+                         "give hgzoo's features-only model)")
+    if "feature_indexing" not in kwargs and model_name.partition(".")[0].lower() in TIMM_ALIASES:
+        kwargs["feature_indexing"] = "timm"
 
 
 def create_model(
@@ -82,6 +97,7 @@ def create_model(
             ``scriptable``, ``exportable``. Unknown ones raise ``TypeError`` naming them.
     """
     timm = timm_kwargs(kwargs)
+    _feature_args(model_name, kwargs)
     kwargs = {**alias_defaults(model_name), **kwargs}
     if timm.pretrained_file is not None:
         if pretrained_file is not None:

@@ -59,6 +59,7 @@ def _entry(arch: str):
         if pretrained_cfg_overlay:
             kwargs["pretrained_cfg_overlay"] = pretrained_cfg_overlay
         name = f"hf-hub:{repo}" if repo else (f"{arch}.{tag}" if tag else arch)
+        kwargs.setdefault("feature_indexing", "timm")  # the levels timm's port of the family has
         return create_model(name, pretrained=pretrained, **kwargs)
 
     entry.__name__ = entry.__qualname__ = arch

@@ -71,7 +71,7 @@ def _twins(hgzoo_name: str, timm_name: str, seed: int = 0):
     ref = _calibrate(timm.create_model(timm_name), seed)
     if timm_name.startswith("hrnet") and ref.final_layer[0].bias is not None:
         _fold_hrnet_head_biases(ref)
-    ours = hgzoo.create_model(hgzoo_name).eval()
+    ours = hgzoo.create_model(hgzoo_name, feature_indexing="timm").eval()  # timm's numbering of the levels
     _copy_by_order(ref, ours)
     return ref, ours
 
@@ -243,12 +243,14 @@ def test_forward_intermediates_as_timm_and_as_features_only(name):
                 assert a.shape == b.shape and _rel(a, b) < 1e-5, kw
         final, inter = ours.forward_intermediates(x)
         torch.testing.assert_close(final, ours.forward_features(x))
-        # features_only's levels are forward_intermediates's, after the stem level where there is one
-        offset = int(ours.stem_info is not None)
-        backbone = hgzoo.create_model(name, features_only=True).eval()
-        backbone.model.load_state_dict(ours.state_dict(), strict=False)
-        for a, b in zip(backbone(x), inter[offset:]):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        # features_only's levels are forward_intermediates's: one list (feature_info), in either numbering
+        assert [f["num_chs"] for f in ours.feature_info] == [t.shape[1] for t in inter]
+        for indexing, offset in (("timm", 0), ("hgzoo", int(ours.stem_info is not None))):
+            backbone = hgzoo.create_model(name, features_only=True, feature_indexing=indexing).eval()
+            backbone.model.load_state_dict(ours.state_dict(), strict=False)
+            assert len(backbone(x)) == len(inter) - offset
+            for a, b in zip(backbone(x), inter[offset:], strict=True):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="NCHW"):
         ours.forward_intermediates(x, output_fmt="NHWC")
     with pytest.raises(ValueError, match="out of range"):

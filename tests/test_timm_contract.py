@@ -11,9 +11,6 @@ from hgzoo.convert.timm import timm_to_hgzoo
 timm = pytest.importorskip("timm", reason="timm (the `test` extra) is the reference for its own contract")
 
 MODELS = hgzoo.list_models()
-SMALLEST = ("pphgnet_tiny", "pphgnetv2_b0", "pplcnetv2_small", "hrnet_w18_c", "resnet18_vd")
-# One variant per family in the fast tier, every model in the slow one (scripting an HRNet takes ~30 s on 2 cores).
-ALL_SLOW = [n if n in SMALLEST else pytest.param(n, marks=pytest.mark.slow) for n in MODELS]
 POOLS = ("", "avg", "max", "avgmax", "catavgmax")
 # One variant per family, with timm's port of it (timm's default drop_rate, 0, on both sides).
 PEERS = {"resnet18_vd": "resnet18d", "pphgnet_tiny": "hgnet_tiny", "pphgnetv2_b0": "hgnetv2_b0",
@@ -126,7 +123,8 @@ def test_every_pool_through_timm_registry(name):
     assert out.shape[:2] == (1, m.head_hidden_size) and out.shape[2:] == feats.shape[2:]
 
 
-@pytest.mark.parametrize("name", ALL_SLOW)
+@pytest.mark.slow  # scripts a model (an HRNet: ~30 s on 2 cores)
+@pytest.mark.parametrize("name", MODELS)
 def test_fx_then_torchscript(name):
     """torch.jit.script(torch.fx.symbolic_trace(model)) works and gives the model's logits: FX copies forward's
     annotations into the code it writes, which TorchScript rejects when they are strings (postponed evaluation)."""
@@ -138,6 +136,7 @@ def test_fx_then_torchscript(name):
         torch.testing.assert_close(scripted(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # scripts a model
 @pytest.mark.parametrize("name", ["resnet18_vd", "hrnet_w18_c"])
 def test_fx_then_torchscript_features(name):
     """The same for a features-only backbone (its forward returns a list)."""
@@ -157,3 +156,67 @@ def test_string_annotations_break_fx_then_torchscript():
          namespace)
     with pytest.raises(RuntimeError, match="Unknown type name"):
         torch.jit.script(torch.fx.symbolic_trace(namespace["M"]()))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_one_list_of_levels(name):
+    """feature_info describes forward_intermediates's levels and features_only's, under hgzoo's numbering (the 4
+    stages) and under timm's registry (timm's port's numbering: ResNet-vd and HRNet count a stride-2 stem level 0)."""
+    import hgzoo.timm_compat
+
+    hgzoo.timm_compat.register()
+    x = torch.randn(1, 3, 64, 64)
+    for model, n in ((hgzoo.create_model(name).eval(), 4),
+                     (timm.create_model(name).eval(), 5 if name.startswith(("resnet", "hrnet", "se_hrnet")) else 4)):
+        with torch.no_grad():
+            inter = model.forward_intermediates(x, intermediates_only=True)
+        assert len(model.feature_info) == len(inter) == n
+        assert [(f["num_chs"], f["reduction"]) for f in model.feature_info] == [(t.shape[1], 64 // t.shape[2])
+                                                                                for t in inter]
+    backbone = timm.create_model(name, features_only=True, out_indices=(n - 3, n - 2, n - 1), feature_cls="getter")
+    with torch.no_grad():
+        feats = backbone(x)
+    assert [t.shape[1] for t in feats] == backbone.feature_info.channels() == [t.shape[1] for t in inter[-3:]]
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+def test_levels_as_timm_port(name):
+    """Through timm's registry, feature_info, forward_intermediates and features_only (feature_cls 'getter' and
+    'hook', out_indices timm's) match timm's port level for level on the same weights."""
+    import hgzoo.timm_compat
+
+    hgzoo.timm_compat.register()
+    tm, _ = _pair(name)
+    hm = timm.create_model(name, drop_rate=0.0).eval()
+    hm.load_state_dict(timm_to_hgzoo(tm.state_dict(), hm))
+    assert [(f["num_chs"], f["reduction"]) for f in hm.feature_info] == [
+        (f["num_chs"], f["reduction"]) for f in tm.feature_info]
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(hm.forward_intermediates(x, intermediates_only=True),
+                        tm.forward_intermediates(x, intermediates_only=True), strict=True):
+            _close(a, b)
+    idx = (2, 3) if len(tm.feature_info) == 4 else (2, 3, 4)
+    for feature_cls in ("getter", "hook"):
+        backbone = timm.create_model(name, features_only=True, out_indices=idx, feature_cls=feature_cls).eval()
+        backbone.model.load_state_dict(hm.state_dict(), strict=False)
+        with torch.no_grad():
+            ours = backbone(x)
+            theirs = tm.forward_intermediates(x, indices=list(idx), intermediates_only=True)
+        assert backbone.feature_info.reduction() == [tm.feature_info[i]["reduction"] for i in idx]
+        for a, b in zip(ours, theirs, strict=True):
+            _close(a, b)
+
+
+def test_feature_indexing_values():
+    """hgzoo's names number the stages 0-3, so timm's out_indices=(2, 3, 4) is out of range there; timm's names and
+    feature_indexing='timm' accept it; an unknown feature_cls or indexing is refused by name."""
+    with pytest.raises(ValueError, match="out_index 4"):
+        hgzoo.create_model("resnet50_vd", features_only=True, out_indices=(2, 3, 4))
+    for kw in (dict(feature_indexing="timm"), {}):
+        b = hgzoo.create_model("resnet50_vd" if kw else "resnet50d", features_only=True, out_indices=(2, 3, 4), **kw)
+        assert b.feature_info.reduction() == [8, 16, 32]
+    with pytest.raises(ValueError, match="feature_cls='dict'"):
+        hgzoo.create_model("resnet50_vd", features_only=True, feature_cls="dict")
+    with pytest.raises(ValueError, match="'hgzoo' or 'timm'"):
+        hgzoo.create_model("resnet50_vd", feature_indexing="mmdet")
