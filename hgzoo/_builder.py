@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import warnings
@@ -22,8 +23,14 @@ __all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoin
 
 
 def _build(arch: str, global_pool: str | None = None, feature_indexing: str = "hgzoo", **kwargs) -> nn.Module:
+    entry = model_entrypoint(arch)
+    if kwargs.get("output_stride", 32) != 32 and "output_stride" not in inspect.signature(entry).parameters:
+        raise ValueError(f"{arch} has no output_stride={kwargs['output_stride']!r}: only ResNet-vd dilates its stages "
+                         "(8 or 16); HRNet keeps every resolution in parallel branches already (use its stride-4 "
+                         "features, features_only=True)")
+    kwargs = {k: v for k, v in kwargs.items() if k != "output_stride" or v != 32}
     try:
-        model = model_entrypoint(arch)(**kwargs)
+        model = entry(**kwargs)
     except TypeError as e:
         raise TypeError(f"create_model({arch!r}): {e}") from None
     if global_pool is not None:

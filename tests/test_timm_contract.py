@@ -220,3 +220,32 @@ def test_feature_indexing_values():
         hgzoo.create_model("resnet50_vd", features_only=True, feature_cls="dict")
     with pytest.raises(ValueError, match="'hgzoo' or 'timm'"):
         hgzoo.create_model("resnet50_vd", feature_indexing="mmdet")
+
+
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_output_stride_as_timm_resnet50d(output_stride):
+    """output_stride=16 / 8 dilates ResNet-vd's last stages as timm's resnet50d does: the same shapes, dilations,
+    reductions and outputs on the same weights; the undilated model gives another shape (the test can fail)."""
+    torch.manual_seed(0)
+    tm = _randomize_bn(timm.create_model("resnet50d", output_stride=output_stride)).eval()
+    hm = hgzoo.create_model("resnet50_vd", output_stride=output_stride).eval()
+    hm.load_state_dict(timm_to_hgzoo(tm.state_dict(), hm))
+    dilations = [[m.dilation for m in s.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+                 for s in (hm.stages, torch.nn.ModuleList([tm.layer1, tm.layer2, tm.layer3, tm.layer4]))]
+    assert dilations[0] == dilations[1] and (2, 2) in dilations[0]
+    assert [f["reduction"] for f in hm.feature_info] == [f["reduction"] for f in tm.feature_info][1:]
+    x = torch.randn(1, 3, 97, 130)
+    with torch.no_grad():
+        feats = hm.forward_features(x)
+        assert feats.shape[2:] == (-(-97 // output_stride), -(-130 // output_stride))
+        _close(feats, tm.forward_features(x))
+        _close(hm(x), tm(x))
+        assert hgzoo.create_model("resnet50_vd").forward_features(x).shape != feats.shape
+
+
+def test_output_stride_refused_where_not_built():
+    with pytest.raises(ValueError, match="HRNet keeps every resolution"):
+        hgzoo.create_model("hrnet_w18_c", output_stride=16)
+    with pytest.raises(ValueError, match="8, 16 or 32"):
+        hgzoo.create_model("resnet18_vd", output_stride=4)
+    assert hgzoo.create_model("pphgnetv2_b0", output_stride=32).num_classes == 1000  # timm's default: accepted
