@@ -129,6 +129,13 @@ class FeatureListNet(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
 
+    def fuse(self) -> "FeatureListNet":
+        """For inference: :func:`hgzoo.reparameterize` in place (the wrapped model's ``fuse``); returns the model."""
+        self.model.fuse()
+        return self.eval()
+
+    convert_to_deploy = fuse
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.model.forward_stages(x, self.feature_mode, max(self.out_indices))
         return [feats[i] for i in self.out_indices]

@@ -249,3 +249,26 @@ def test_output_stride_refused_where_not_built():
     with pytest.raises(ValueError, match="8, 16 or 32"):
         hgzoo.create_model("resnet18_vd", output_stride=4)
     assert hgzoo.create_model("pphgnetv2_b0", output_stride=32).num_classes == 1000  # timm's default: accepted
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fuse_and_convert_to_deploy(name):
+    """model.fuse() / convert_to_deploy() reparameterize in place: no BatchNorm left, the same logits (relative 1e-5)
+    as the unfused model with non-trivial BN statistics; a second call changes nothing."""
+    torch.manual_seed(0)
+    model = _randomize_bn(hgzoo.create_model(name)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        assert model.fuse() is model
+        after = model(x)
+        assert model.convert_to_deploy() is model
+        again = model(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert float((after - before).abs().max() / before.abs().max()) < 1e-5
+    assert torch.equal(again, after)
+    backbone = hgzoo.create_model(name, features_only=True, out_indices=(-1,)).eval()
+    with torch.no_grad():
+        ref = backbone(x)[0]
+        assert backbone.convert_to_deploy() is backbone
+        torch.testing.assert_close(backbone(x)[0], ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))

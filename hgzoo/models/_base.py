@@ -10,7 +10,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .._registry import ModelFamily
 from ..convert.keymap import PaddleKeyMap
-from ..layers import ClassifierHead, PaddleInit, check_global_pool, paddle_init_
+from ..layers import ClassifierHead, PaddleInit, check_global_pool, paddle_init_, reparameterize
 from ..pretrained import PretrainedCfg
 
 __all__ = ["ClassifierModel", "take_indices"]
@@ -198,6 +198,16 @@ class ClassifierModel(nn.Module):
         """Pool with ``global_pool`` (see :meth:`reset_classifier`), keeping the fc unless its input width changes
         (``'catavgmax'`` doubles it): ``create_model(..., global_pool=...)``."""
         self.head.set_pool(global_pool)
+
+    def fuse(self) -> "ClassifierModel":
+        """For inference: :func:`hgzoo.reparameterize` in place (every conv+BN fused, every multi-branch conv merged,
+        eval-time dropout folded into the fc; the model goes to eval mode). Returns the model, as detectors'
+        ``fuse()`` and ``convert_to_deploy()`` do; a second call changes nothing."""
+        return reparameterize(self)
+
+    def convert_to_deploy(self) -> "ClassifierModel":
+        """:meth:`fuse` under the name RT-DETR's and D-FINE's deploy scripts call on every module."""
+        return self.fuse()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each stage in the backward pass instead of storing its activations."""
