@@ -241,6 +241,8 @@ def test_output_stride_as_timm_resnet50d(output_stride):
         _close(feats, tm.forward_features(x))
         _close(hm(x), tm(x))
         assert hgzoo.create_model("resnet50_vd").forward_features(x).shape != feats.shape
+        fused = hm.fuse()(x)  # the fused convs keep their dilation
+    _close(fused, tm(x))
 
 
 def test_output_stride_refused_where_not_built():
