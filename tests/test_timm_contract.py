@@ -17,13 +17,17 @@ PEERS = {"resnet18_vd": "resnet18d", "pphgnet_tiny": "hgnet_tiny", "pphgnetv2_b0
          "pplcnetv2_small": "lcnetv2_small", "hrnet_w18_c": "hrnet_w18"}
 
 
-def _randomize_bn(model: torch.nn.Module) -> torch.nn.Module:
+def _randomize_bn(model: torch.nn.Module, affine: bool = False) -> torch.nn.Module:
+    """Non-trivial BN statistics (and, with ``affine``, weights below 1 that keep deep models' activations small)."""
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                if affine:
+                    m.weight.copy_(torch.rand(m.num_features, generator=g) * 0.6 + 0.3)
+                    m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
     return model
 
 
@@ -258,7 +262,7 @@ def test_fuse_and_convert_to_deploy(name):
     """model.fuse() / convert_to_deploy() reparameterize in place: no BatchNorm left, the same logits (relative 1e-5)
     as the unfused model with non-trivial BN statistics; a second call changes nothing."""
     torch.manual_seed(0)
-    model = _randomize_bn(hgzoo.create_model(name)).eval()
+    model = _randomize_bn(hgzoo.create_model(name), affine=True).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         before = model(x)
@@ -269,7 +273,7 @@ def test_fuse_and_convert_to_deploy(name):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert float((after - before).abs().max() / before.abs().max()) < 1e-5
     assert torch.equal(again, after)
-    backbone = hgzoo.create_model(name, features_only=True, out_indices=(-1,)).eval()
+    backbone = _randomize_bn(hgzoo.create_model(name, features_only=True, out_indices=(-1,)), affine=True).eval()
     with torch.no_grad():
         ref = backbone(x)[0]
         assert backbone.convert_to_deploy() is backbone
