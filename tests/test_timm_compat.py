@@ -410,7 +410,7 @@ def test_timm_create_model_loads_through_hgzoos_loader(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(m(x), ref(x), rtol=0, atol=0)
-    backbone = timm.create_model("resnet18_vd", features_only=True, out_indices=(2, 3))
+    backbone = timm.create_model("resnet18_vd", features_only=True, out_indices=(3, 4))  # timm's ResNet-d levels
     assert backbone.feature_info.channels() == [256, 512] and backbone.feature_info.get_dicts(idx=0)["reduction"] == 16
 
 
