@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import warnings
@@ -22,11 +23,35 @@ __all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoin
            "checkpoint_weights", "pretrained_cfg_argument", "hub_architecture", "EMA_KEYS"]
 
 
-def _build(arch: str, **kwargs) -> nn.Module:
+def _build(arch: str, global_pool: str | None = None, feature_indexing: str = "hgzoo", **kwargs) -> nn.Module:
+    entry = model_entrypoint(arch)
+    if kwargs.get("output_stride", 32) != 32 and "output_stride" not in inspect.signature(entry).parameters:
+        raise ValueError(f"{arch} has no output_stride={kwargs['output_stride']!r}: only ResNet-vd dilates its stages "
+                         "(8 or 16); HRNet keeps every resolution in parallel branches already (use its stride-4 "
+                         "features, features_only=True)")
+    kwargs = {k: v for k, v in kwargs.items() if k != "output_stride" or v != 32}
     try:
-        return model_entrypoint(arch)(**kwargs)
+        model = entry(**kwargs)
     except TypeError as e:
         raise TypeError(f"create_model({arch!r}): {e}") from None
+    if global_pool is not None:
+        model.set_global_pool(global_pool)  # before any weights: a fc of another width is built fresh
+    model.set_feature_indexing(feature_indexing)
+    return model
+
+
+_FEATURE_CLS = (None, "list", "getter", "hook")
+
+
+def _feature_args(model_name: str, kwargs: dict) -> None:
+    """timm's ``feature_cls`` (every value timm takes gives hgzoo's one features-only model, with the same outputs)
+    and ``feature_indexing`` (default: ``"timm"`` under a timm name, see ``ClassifierModel.set_feature_indexing``)."""
+    feature_cls = kwargs.pop("feature_cls", None)
+    if feature_cls not in _FEATURE_CLS:
+        raise ValueError(f"feature_cls={feature_cls!r} is not supported; use None, 'list', 'getter' or 'hook' (all "
+                         "give hgzoo's features-only model)")
+    if "feature_indexing" not in kwargs and model_name.partition(".")[0].lower() in TIMM_ALIASES:
+        kwargs["feature_indexing"] = "timm"
 
 
 def create_model(
@@ -86,6 +111,7 @@ def create_model(
     if cfg_file is not None and pretrained_file is None and pretrained:
         pretrained_file = cfg_file
     timm = timm_kwargs(kwargs)
+    _feature_args(model_name, kwargs)
     kwargs = {**alias_defaults(model_name), **kwargs}
     if timm.pretrained_file is not None:
         if pretrained_file is not None:
@@ -168,14 +194,14 @@ def timm_kwargs(kwargs: dict) -> TimmArgs:
     train.py's and timm's ``.pth``; empty means none, as in timm). ``pretrained_cfg_overlay``: ``file`` is the
     weights file when ``pretrained=True`` (as ``pretrained_file``); ``mean``, ``std``, ``interpolation``,
     ``input_size`` (square) and ``crop_pct`` replace the model's preprocessing; other keys (``hf_hub_id``,
-    ``url``) are refused. ``global_pool``: ``'avg'`` or None. ``scriptable``, ``exportable``: accepted, and change
-    nothing: every hgzoo model scripts and exports as built.
+    ``url``) are refused. ``global_pool``: timm's poolings (:data:`~hgzoo.layers.GLOBAL_POOLS`) or None.
+    ``scriptable``, ``exportable``: accepted, and change nothing: every hgzoo model scripts and exports as built.
     """
     for flag in ("scriptable", "exportable"):
         value = kwargs.pop(flag, None)
         if value is not None and not isinstance(value, bool):
             raise TypeError(f"{flag} must be True, False or None, got {value!r}")
-    check_global_pool(kwargs.pop("global_pool", None))
+    check_global_pool(kwargs.get("global_pool"))  # applied by _build
     checkpoint_path = kwargs.pop("checkpoint_path", None) or None
     overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     if not isinstance(overlay, dict):

@@ -1,6 +1,5 @@
 """Feature-pyramid outputs for detection and segmentation: FeatureInfo, the features-only wrapper, and its
 ONNX export with dynamic input height and width."""
-from __future__ import annotations
 
 import os
 from collections.abc import Sequence
@@ -129,6 +128,13 @@ class FeatureListNet(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
+
+    def fuse(self) -> "FeatureListNet":
+        """For inference: :func:`hgzoo.reparameterize` in place (the wrapped model's ``fuse``); returns the model."""
+        self.model.fuse()
+        return self.eval()
+
+    convert_to_deploy = fuse
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.model.forward_stages(x, self.feature_mode, max(self.out_indices))

@@ -48,6 +48,7 @@ def _entry(arch: str):
         if pretrained_cfg_overlay:
             kwargs["pretrained_cfg_overlay"] = pretrained_cfg_overlay
         # A tag, timm's PretrainedCfg (hf-hub:, local-dir: sources) or a dict: hgzoo.create_model reads it as timm.
+        kwargs.setdefault("feature_indexing", "timm")  # the levels timm's port of the family has
         return create_model(arch, pretrained=pretrained, pretrained_cfg=pretrained_cfg, **kwargs)
 
     entry.__name__ = entry.__qualname__ = arch

@@ -564,7 +564,7 @@ def test_cli_values_checked_before_work(command, argv, names, capsys):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(num_classes=-1), "num_classes"), (dict(in_chans=0), "in_chans"), (dict(in_chans=-3), "in_chans"),
-    (dict(features_only=True, out_indices=()), "out_indices"), (dict(global_pool="max"), "global_pool"),
+    (dict(features_only=True, out_indices=()), "out_indices"), (dict(global_pool="mean"), "global_pool"),
     (dict(pretrained_cfg_overlay=dict(crop_pct=2.0)), "crop_pct"),
 ])
 def test_create_model_values(kwargs, message):

@@ -71,7 +71,7 @@ def _twins(hgzoo_name: str, timm_name: str, seed: int = 0):
     ref = _calibrate(timm.create_model(timm_name), seed)
     if timm_name.startswith("hrnet") and ref.final_layer[0].bias is not None:
         _fold_hrnet_head_biases(ref)
-    ours = hgzoo.create_model(hgzoo_name).eval()
+    ours = hgzoo.create_model(hgzoo_name, feature_indexing="timm").eval()  # timm's numbering of the levels
     _copy_by_order(ref, ours)
     return ref, ours
 
@@ -167,9 +167,9 @@ def test_create_model_takes_timms_arguments(tmp_path):
     assert m.pretrained_cfg.resize_short == math.floor(192 / 0.875) == math.floor(192 / cfg["crop_pct"])
     with pytest.raises(TypeError, match="'hf_hub_id'"):
         hgzoo.create_model("pphgnetv2_b0", pretrained_cfg_overlay=dict(hf_hub_id="timm/hgnetv2_b0"))
-    with pytest.raises(ValueError, match="global_pool='max'.*'avg'"):
-        hgzoo.create_model("pphgnetv2_b0", global_pool="max")
-    with pytest.raises(ValueError, match="forward_features"):
+    with pytest.raises(ValueError, match="global_pool='mean'.*'avgmax'"):
+        hgzoo.create_model("pphgnetv2_b0", global_pool="mean")
+    with pytest.raises(ValueError, match="num_classes=0"):
         m.reset_classifier(5, global_pool="")
     m.reset_classifier(5, "avg")
     assert m.num_classes == 5
@@ -243,12 +243,14 @@ def test_forward_intermediates_as_timm_and_as_features_only(name):
                 assert a.shape == b.shape and _rel(a, b) < 1e-5, kw
         final, inter = ours.forward_intermediates(x)
         torch.testing.assert_close(final, ours.forward_features(x))
-        # features_only's levels are forward_intermediates's, after the stem level where there is one
-        offset = int(ours.stem_info is not None)
-        backbone = hgzoo.create_model(name, features_only=True).eval()
-        backbone.model.load_state_dict(ours.state_dict(), strict=False)
-        for a, b in zip(backbone(x), inter[offset:]):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        # features_only's levels are forward_intermediates's: one list (feature_info), in either numbering
+        assert [f["num_chs"] for f in ours.feature_info] == [t.shape[1] for t in inter]
+        for indexing, offset in (("timm", 0), ("hgzoo", int(ours.stem_info is not None))):
+            backbone = hgzoo.create_model(name, features_only=True, feature_indexing=indexing).eval()
+            backbone.model.load_state_dict(ours.state_dict(), strict=False)
+            assert len(backbone(x)) == len(inter) - offset
+            for a, b in zip(backbone(x), inter[offset:], strict=True):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="NCHW"):
         ours.forward_intermediates(x, output_fmt="NHWC")
     with pytest.raises(ValueError, match="out of range"):
@@ -408,7 +410,7 @@ def test_timm_create_model_loads_through_hgzoos_loader(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(m(x), ref(x), rtol=0, atol=0)
-    backbone = timm.create_model("resnet18_vd", features_only=True, out_indices=(2, 3))
+    backbone = timm.create_model("resnet18_vd", features_only=True, out_indices=(3, 4))  # timm's ResNet-d levels
     assert backbone.feature_info.channels() == [256, 512] and backbone.feature_info.get_dicts(idx=0)["reduction"] == 16
 
 

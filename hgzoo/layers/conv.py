@@ -104,7 +104,7 @@ class ConvBNAct(nn.Module):
             return
         w, b = fuse_conv_bn(self.conv, self.bn)
         c = self.conv
-        fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
+        fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation,
                           groups=c.groups, bias=True, device=w.device, dtype=w.dtype)
         fused.weight.copy_(w)
         fused.bias.copy_(b)

@@ -1,5 +1,4 @@
 """The model contract every family implements, in one place."""
-from __future__ import annotations
 
 import dataclasses
 import re
@@ -11,7 +10,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .._registry import ModelFamily
 from ..convert.keymap import PaddleKeyMap
-from ..layers import ClassifierHead, PaddleInit, check_global_pool, paddle_init_
+from ..layers import ClassifierHead, PaddleInit, check_global_pool, paddle_init_, reparameterize
 from ..pretrained import PretrainedCfg
 
 __all__ = ["ClassifierModel", "take_indices"]
@@ -59,7 +58,8 @@ class ClassifierModel(nn.Module):
     timm's model API: ``pretrained_cfg`` / ``default_cfg`` (a mapping with timm's keys too),
     :meth:`forward_intermediates`, :meth:`prune_intermediate_layers`, :meth:`group_matcher`,
     :meth:`no_weight_decay`, ``reset_classifier(num_classes, global_pool)``. ``stem_info`` describes the stride-2
-    stem level that timm's ResNet-d and HRNet expose as index 0 of ``forward_intermediates`` (None elsewhere).
+    stem level that timm's ResNet-d and HRNet count as level 0 (None elsewhere); :meth:`set_feature_indexing`
+    ``("timm")`` puts it first in ``feature_info``.
     """
 
     paddle_key_map: ClassVar[PaddleKeyMap]
@@ -79,6 +79,7 @@ class ClassifierModel(nn.Module):
         self.frozen_stages = -1  # the stem (0) and stages 1..frozen_stages are frozen; -1: nothing
         self.norm_eval = False  # every BatchNorm stays in eval mode
         self.levels_kept = -1  # after prune_intermediate_layers: how many forward_intermediates levels remain
+        self.level_offset = 0  # 1 under timm's indexing where timm's port has a stride-2 stem level (stem_info)
 
     @torch.no_grad()
     def _init_weights(self) -> None:
@@ -131,6 +132,21 @@ class ClassifierModel(nn.Module):
         """(:meth:`forward_stem`'s output, the stride-2 stem level of ``stem_info`` or None)."""
         return self.forward_stem(x), None
 
+    def set_feature_indexing(self, style: str) -> None:
+        """Number the feature levels as ``style`` does: ``"hgzoo"`` (the stages, 0-3: strides 4-32) or ``"timm"``
+        (timm's port of the family; for ResNet-vd and HRNet the stride-2 stem level of ``stem_info`` comes first, as
+        level 0, and the stages are 1-4). ``feature_info``, :meth:`forward_intermediates` and ``features_only``'s
+        ``out_indices`` all count the one list. ``create_model`` picks ``"timm"`` under timm's names and through
+        timm's registry (:func:`hgzoo.timm_compat.register`), ``"hgzoo"`` otherwise."""
+        if style not in ("hgzoo", "timm"):
+            raise ValueError(f"feature indexing must be 'hgzoo' or 'timm', got {style!r}")
+        offset = int(style == "timm" and self.stem_info is not None)
+        if offset != self.level_offset:
+            if self.levels_kept >= 0:
+                raise ValueError("set the feature indexing before prune_intermediate_layers, not after")
+            self.feature_info = [dict(self.stem_info)] + self.feature_info if offset else self.feature_info[1:]
+            self.level_offset = offset
+
     def feature_levels(self, mode: str | None = None) -> list[dict]:
         """The feature levels :meth:`forward_stages` returns for ``mode`` (``None``: the stage outputs)."""
         if mode not in (None, "stages"):
@@ -140,13 +156,14 @@ class ClassifierModel(nn.Module):
     def forward_stages(self, x: torch.Tensor, mode: str | None = None, stop: int | None = None) -> list[torch.Tensor]:
         """The output of every stage (those of ``feature_levels(mode)``), up to index ``stop``."""
         self.feature_levels(mode)
-        x = self.forward_stem(x)
-        outs = []
+        offset = self.level_offset
+        x, stem = self.forward_stem_level(x)
+        outs = [stem] if stem is not None and offset else []
         for i, stage in enumerate(self.stages):
+            if stop is not None and i + offset > stop:
+                break
             x = self._run(stage, x)
             outs.append(x)
-            if stop is not None and i >= stop:
-                break
         return outs
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,10 +186,28 @@ class ClassifierModel(nn.Module):
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the final fc by a freshly initialised one with ``num_classes`` outputs (0: none). ``global_pool``
-        (timm's argument) may only be None or ``'avg'``, the pooling every family uses."""
+        """Replace the final fc by a freshly initialised one with ``num_classes`` outputs (0: none), pooling with
+        ``global_pool`` (timm's: ``''``, ``'avg'``, ``'max'``, ``'avgmax'``, ``'catavgmax'``; None keeps the current
+        one). ``reset_classifier(0, '')`` makes ``forward`` return the unpooled map, as in timm."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0 (0: no classifier), got {num_classes!r}")
         check_global_pool(global_pool)
-        self.head.reset(num_classes)
+        self.head.reset(num_classes, global_pool)
+
+    def set_global_pool(self, global_pool: str) -> None:
+        """Pool with ``global_pool`` (see :meth:`reset_classifier`), keeping the fc unless its input width changes
+        (``'catavgmax'`` doubles it): ``create_model(..., global_pool=...)``."""
+        self.head.set_pool(global_pool)
+
+    def fuse(self) -> "ClassifierModel":
+        """For inference: :func:`hgzoo.reparameterize` in place (every conv+BN fused, every multi-branch conv merged,
+        eval-time dropout folded into the fc; the model goes to eval mode). Returns the model, as detectors'
+        ``fuse()`` and ``convert_to_deploy()`` do; a second call changes nothing."""
+        return reparameterize(self)
+
+    def convert_to_deploy(self) -> "ClassifierModel":
+        """:meth:`fuse` under the name RT-DETR's and D-FINE's deploy scripts call on every module."""
+        return self.fuse()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each stage in the backward pass instead of storing its activations."""
@@ -181,9 +216,9 @@ class ClassifierModel(nn.Module):
     # --- timm's feature API --------------------------------------------------------------------------------------
 
     def intermediate_info(self) -> list[dict]:
-        """The levels :meth:`forward_intermediates` indexes: timm's stride-2 stem level first where timm has one
-        (``stem_info``: ResNet-d, HRNet), then ``feature_info`` (the ``features_only`` levels)."""
-        return ([dict(self.stem_info)] if self.stem_info is not None else []) + [dict(f) for f in self.feature_info]
+        """The levels :meth:`forward_intermediates` indexes: ``feature_info`` (the ``features_only`` levels too), in
+        the numbering of :meth:`set_feature_indexing`."""
+        return [dict(f) for f in self.feature_info]
 
     def _take(self, indices: int | list[int] | tuple[int, ...] | None,
               output_fmt: str = "NCHW") -> tuple[list[int], int]:
@@ -202,12 +237,12 @@ class ClassifierModel(nn.Module):
         the last ``n``; negative indices count from the end), and, unless ``intermediates_only``, the final map
         (``forward_features``'s, or the last level run when ``stop_early`` stops before the end).
 
-        Index ``i`` of ``feature_info`` is index ``i + 1`` here where the model has a stem level (ResNet-vd, HRNet),
-        as in timm; ``norm`` is accepted and does nothing (no family ends in a norm layer)."""
+        Index ``i`` is level ``i`` of ``feature_info`` (see :meth:`set_feature_indexing`); ``norm`` is accepted and
+        does nothing (no family ends in a norm layer)."""
         take, last = self._take(indices, output_fmt)
-        offset = int(self.stem_info is not None)
+        offset = self.level_offset
         x, stem = self.forward_stem_level(x)
-        out = [stem] if stem is not None and 0 in take else []
+        out = [stem] if offset and stem is not None and 0 in take else []
         for i, stage in enumerate(self.stages):
             if stop_early and i + offset > last:
                 break
@@ -222,7 +257,7 @@ class ClassifierModel(nn.Module):
         go); the head becomes a global average pool. Returns the indices, as timm's. Asking
         :meth:`forward_intermediates` for a deleted level afterwards is an error."""
         take, last = self._take(indices)
-        levels, offset = self.intermediate_info(), int(self.stem_info is not None)
+        levels, offset = self.intermediate_info(), self.level_offset
         del self.stages[max(last + 1 - offset, 0):]
         if last < offset:
             self.stem_pool = nn.Identity()  # only the stem level is left: nothing follows it
@@ -291,7 +326,7 @@ class ClassifierModel(nn.Module):
         self.norm_eval = enable
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> ClassifierModel:
+    def train(self, mode: bool = True) -> "ClassifierModel":
         """As :meth:`nn.Module.train`, except that frozen stages, and every BatchNorm under ``norm_eval``, stay
         in eval mode."""
         super().train(mode)
@@ -308,7 +343,9 @@ class ClassifierModel(nn.Module):
     def prune_for_features(self, mode: str | None, out_indices: tuple[int, ...]) -> None:
         """Delete what the features ``out_indices`` of ``feature_levels(mode)`` never need: the head, later stages."""
         self.head = nn.Identity()
-        del self.stages[max(out_indices) + 1:]
+        del self.stages[max(max(out_indices) + 1 - self.level_offset, 0):]
+        if max(out_indices) < self.level_offset:
+            self.stem_pool = nn.Identity()  # only the stem level is returned: nothing follows it
 
     def _run(self, module: nn.Module, *args):
         """Run one stage, checkpointed when grad checkpointing is on and gradients are needed."""

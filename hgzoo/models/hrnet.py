@@ -413,7 +413,13 @@ class HRNet(ClassifierModel):
 
     def forward_stages(self, x: torch.Tensor, mode: str | None = None, stop: int | None = None) -> list[torch.Tensor]:
         self.feature_levels(mode)
-        return self.forward_branches(x) if mode == "branches" else self.forward_incre(x)
+        if mode == "branches":
+            return self.forward_branches(x)
+        if not self.level_offset:
+            return self.forward_incre(x)
+        stem = self.stem[0](x)  # timm's indexing: the stride-2 stem level first
+        branches = self._trunk(self.stem[1](stem))
+        return [stem] + [self._run(m, branches[i]) for i, m in enumerate(self.incre_modules)]
 
     def stage_modules(self) -> list[list[nn.Module]]:
         """What ``freeze_stages``, ``group_matcher`` and train.py's ``--lr-mult-list`` / ``--freeze`` count as
@@ -430,6 +436,8 @@ class HRNet(ClassifierModel):
         del self.downsamples, self.conv_last
         if mode == "branches":
             del self.incre_modules
+        else:
+            out_indices = tuple(i - self.level_offset for i in out_indices)  # the incre levels' own indices
         for i in sorted(set(range(len(self.branch_feature_info))) - set(out_indices)):
             self.stage4[-1].fuse_layers[i] = nn.ModuleList()
             if mode != "branches":
@@ -445,26 +453,28 @@ class HRNet(ClassifierModel):
             y = feats[i + 1] + down(y)
         return self.conv_last(y)
 
-    # --- timm's feature API: level 0 is the first stem conv (stride 2), levels 1-4 the incre features -------------
+    # --- timm's feature API: under timm's indexing level 0 is the first stem conv (stride 2), 1-4 the incre features
 
     def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | tuple[int, ...] | None = None,
                               norm: bool = False, stop_early: bool = False, output_fmt: str = "NCHW",
                               intermediates_only: bool = False) -> list[torch.Tensor] | tuple[torch.Tensor, list]:
-        """As :meth:`ClassifierModel.forward_intermediates`, with timm's HRNet levels: 0 is the output of the first
-        stem conv (64 channels, stride 2), 1-4 the incre features (``feature_info``). The four branches come out of
-        stage 4 together, so any of levels 1-4 runs the whole trunk; ``stop_early`` skips the later incre modules."""
+        """As :meth:`ClassifierModel.forward_intermediates`, on the levels of ``feature_info``: the incre features
+        (0-3), after the output of the first stem conv (64 channels, stride 2) as level 0 under timm's indexing
+        (1-4 then). The four branches come out of stage 4 together, so any incre level runs the whole trunk;
+        ``stop_early`` skips the later incre modules."""
         take, last = self._take(indices, output_fmt)
+        off = self.level_offset
         x = self.stem[0](x)
-        out = [x] if 0 in take else []
-        if last == 0 and (stop_early or self.levels_kept == 1):
+        out = [x] if off and 0 in take else []
+        if last < off and (stop_early or self.levels_kept == 1):
             return out if intermediates_only else (x, out)
         branches = self._trunk(self.stem[1](x))
         feats = []
         for i, incre in enumerate(self.incre_modules):
-            if i + 1 > last and (stop_early or self.levels_kept >= 0):
+            if i + off > last and (stop_early or self.levels_kept >= 0):
                 break
             feats.append(self._run(incre, branches[i]))
-            if i + 1 in take:
+            if i + off in take:
                 out.append(feats[-1])
         if intermediates_only:
             return out
@@ -477,23 +487,24 @@ class HRNet(ClassifierModel):
 
     def prune_intermediate_layers(self, indices: int | list[int] | tuple[int, ...] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
-        """Delete what the levels up to the last of ``indices`` never need: with level 0 alone, everything after the
-        first stem conv; else the incre modules of later levels and the last module's fuse into their branches.
-        The merge, projection and classifier go too (the head becomes a global average pool of the last kept
+        """Delete what the levels up to the last of ``indices`` never need: with the stem level alone, everything
+        after the first stem conv; else the incre modules of later levels and the last module's fuse into their
+        branches. The merge, projection and classifier go too (the head becomes a global average pool of the last kept
         level, which ``forward_features`` then returns). Returns the indices, as timm's."""
         take, last = self._take(indices)
         levels = self.intermediate_info()
         if last == len(levels) - 1 and not prune_head:
             return take  # every level and the head are needed
-        if last == 0:
+        off = self.level_offset
+        if last < off:
             self.stem = nn.Sequential(self.stem[0])
             for name in ("layer1", "transition1", "stage2", "transition2", "stage3", "transition3", "stage4",
                          "incre_modules"):
                 delattr(self, name)
         else:
-            for i in range(last, len(self.incre_modules)):
+            for i in range(last + 1 - off, len(self.incre_modules)):
                 self.stage4[-1].fuse_layers[i] = nn.ModuleList()
-            del self.incre_modules[last:]
+            del self.incre_modules[last + 1 - off:]
         del self.downsamples, self.conv_last
         self.num_features = int(levels[last]["num_chs"])
         self.head = ClassifierHead(self.num_features, 0)

@@ -30,6 +30,7 @@ from ..layers import (
     PaddleInit,
     drop_path_schedule,
     kaiming_normal_fan_in_,
+    pad_same,
     uniform_fan_in_,
 )
 from ..pretrained import PADDLE_BUCKET, generate_default_cfgs, paddle_cfg, timm_cfg
@@ -50,34 +51,53 @@ RESNET_VD = ModelFamily("ResNet-vd", (PADDLECLAS_CITATION, """@inproceedings{he2
 STAGE_WIDTHS = (64, 128, 256, 512)
 
 
+class AvgPool2x2Same(nn.Module):
+    """A 2x2 average pool at stride 1 with "SAME" zero padding (right/bottom), the zeros counted: the shortcut's pool
+    of a dilated stage in timm's ResNet-d (``output_stride`` 8 or 16), where the stride became a dilation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.avg_pool2d(pad_same(x, 2, 1), 2, 1)
+
+
 class ResNetVdShortcut(nn.Module):
     """The projection shortcut: [2x2 average pool, stride 2, ceil mode, padding not counted] → 1x1 conv → BN.
 
-    The pool is there only when ``stride > 1``; the conv itself always has stride 1.
+    The pool is there only when ``stride > 1``, or as :class:`AvgPool2x2Same` in a dilated stage (``dilation > 1``,
+    stride 1, as timm's ResNet-d); the conv itself always has stride 1.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1) -> None:
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
-        self.pool = (nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
-                     if stride > 1 else nn.Identity())
+        if stride > 1:
+            self.pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+        else:
+            self.pool = AvgPool2x2Same() if dilation > 1 else nn.Identity()
         self.conv = ConvBNAct(in_chs, out_chs, 1, act_layer=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.pool(x))
 
 
+def _dilate(layer: ConvBNAct, dilation: int) -> ConvBNAct:
+    """``layer``'s 3x3 conv with ``dilation`` (and the padding that keeps its size)."""
+    if dilation > 1:
+        layer.conv.dilation, layer.conv.padding = (dilation, dilation), (dilation, dilation)
+    return layer
+
+
 class BasicBlock(nn.Module):
-    """Two 3x3 conv-BNs (the first strided) plus the shortcut, then ReLU (ResNet18/34)."""
+    """Two 3x3 conv-BNs (the first strided) plus the shortcut, then ReLU (ResNet18/34). In a dilated stage the first
+    conv has the previous stage's dilation (``first_dilation``), the second the stage's, as in timm."""
 
     expansion: ClassVar[int] = 1
 
     def __init__(self, in_chs: int, width: int, stride: int = 1, shortcut: nn.Module | None = None,
-                 drop_path_rate: float = 0.0) -> None:
+                 drop_path_rate: float = 0.0, dilation: int = 1, first_dilation: int = 1) -> None:
         super().__init__()
-        self.conv1 = ConvBNAct(in_chs, width, 3, stride)
-        self.conv2 = ConvBNAct(width, width, 3, act_layer=None)
+        self.conv1 = _dilate(ConvBNAct(in_chs, width, 3, stride), first_dilation)
+        self.conv2 = _dilate(ConvBNAct(width, width, 3, act_layer=None), dilation)
         self.downsample = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(drop_path_rate)
         self.act = nn.ReLU(inplace=True)
@@ -89,15 +109,16 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 → 3x3 (strided) → 1x1 (4x wider) conv-BNs plus the shortcut, then ReLU (ResNet50 and deeper)."""
+    """1x1 → 3x3 (strided) → 1x1 (4x wider) conv-BNs plus the shortcut, then ReLU (ResNet50 and deeper). In a
+    dilated stage the 3x3 conv has ``first_dilation`` (the previous stage's in the first block), as in timm."""
 
     expansion: ClassVar[int] = 4
 
     def __init__(self, in_chs: int, width: int, stride: int = 1, shortcut: nn.Module | None = None,
-                 drop_path_rate: float = 0.0) -> None:
+                 drop_path_rate: float = 0.0, dilation: int = 1, first_dilation: int = 1) -> None:
         super().__init__()
         self.conv1 = ConvBNAct(in_chs, width, 1)
-        self.conv2 = ConvBNAct(width, width, 3, stride)
+        self.conv2 = _dilate(ConvBNAct(width, width, 3, stride), first_dilation)
         self.conv3 = ConvBNAct(width, width * self.expansion, 1, act_layer=None)
         self.downsample = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(drop_path_rate)
@@ -189,6 +210,9 @@ class ResNetVd(ClassifierModel):
         in_chans: input channels.
         drop_rate: dropout before the fc (PyTorch's convention: identity at eval). PaddleClas uses none.
         drop_path_rate: stochastic depth of the residual branches, rising linearly over all blocks to this value.
+        output_stride: 32 (PaddleClas's classifier), or 16 / 8 for dense prediction (DeepLab-style): the stride of
+            the last stage (16), or of the last two (8), becomes a dilation, as in timm's ResNet-d (``output_stride``)
+            on the same weights; the shortcut of a dilated stage pools 2x2 at stride 1 as timm's does.
     """
 
     family = RESNET_VD
@@ -208,8 +232,11 @@ class ResNetVd(ClassifierModel):
         in_chans: int = 3,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        output_stride: int = 32,
     ) -> None:
         super().__init__()
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
         if len(depths) != len(STAGE_WIDTHS):
@@ -223,15 +250,18 @@ class ResNetVd(ClassifierModel):
         )
         self.stem_pool = nn.MaxPool2d(3, stride=2, padding=1)
 
-        in_chs, reduction = 64, 4
+        in_chs, reduction, dilation = 64, 4, 1
         stages, self.feature_info = [], []
         for i, (width, rates) in enumerate(zip(STAGE_WIDTHS, drop_path_schedule(drop_path_rate, depths))):
-            stride = 1 if i == 0 else 2
+            stride, first_dilation = 1 if i == 0 else 2, dilation
+            if stride > 1 and reduction >= output_stride:
+                stride, dilation = 1, dilation * 2
             out_chs = width * block_cls.expansion
             blocks = []
             for j, rate in enumerate(rates):
-                shortcut = ResNetVdShortcut(in_chs, out_chs, stride) if j == 0 else None
-                blocks.append(block_cls(in_chs, width, stride if j == 0 else 1, shortcut, rate))
+                shortcut = ResNetVdShortcut(in_chs, out_chs, stride, dilation) if j == 0 else None
+                blocks.append(block_cls(in_chs, width, stride if j == 0 else 1, shortcut, rate, dilation,
+                                        first_dilation if j == 0 else dilation))
                 in_chs = out_chs
             reduction *= stride
             stages.append(nn.Sequential(*blocks))
@@ -379,41 +409,41 @@ default_cfgs = generate_default_cfgs({
 
 @register_model("ResNet18_vd", default_cfgs)
 def resnet18_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> ResNetVd:
+                drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
     """ResNet18_vd (basic blocks, depths 2-2-2-2)."""
     return _create("resnet18_vd", **locals())
 
 
 @register_model("ResNet34_vd", default_cfgs)
 def resnet34_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> ResNetVd:
+                drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
     """ResNet34_vd (basic blocks, depths 3-4-6-3)."""
     return _create("resnet34_vd", **locals())
 
 
 @register_model("ResNet50_vd", default_cfgs)
 def resnet50_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> ResNetVd:
+                drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
     """ResNet50_vd (bottlenecks, depths 3-4-6-3)."""
     return _create("resnet50_vd", **locals())
 
 
 @register_model("ResNet101_vd", default_cfgs)
 def resnet101_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0) -> ResNetVd:
+                 drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
     """ResNet101_vd (bottlenecks, depths 3-4-23-3)."""
     return _create("resnet101_vd", **locals())
 
 
 @register_model("ResNet152_vd", default_cfgs)
 def resnet152_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0) -> ResNetVd:
+                 drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
     """ResNet152_vd (bottlenecks, depths 3-8-36-3)."""
     return _create("resnet152_vd", **locals())
 
 
 @register_model("ResNet200_vd", default_cfgs)
 def resnet200_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0) -> ResNetVd:
+                 drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
     """ResNet200_vd (bottlenecks, depths 3-12-48-3)."""
     return _create("resnet200_vd", **locals())
