@@ -401,7 +401,8 @@ def test_grayscale_training_pixels_are_validates(data):
     sets = build_datasets(cfg, eval_cfg)
     x, _ = sets.val[0]
     path = sets.val.samples[0][0]
-    expected = create_transform(eval_cfg, training=False, normalize=False)(Image.open(path).convert("L"))
+    # A PIL image of any mode reads as its saved file does (RGB), then the model's one channel, as train.py does.
+    expected = create_transform(eval_cfg, training=False, normalize=False, in_chans=1)(Image.open(path).convert("L"))
     assert x.shape[0] == 1 and torch.equal(x, expected)
     as_validated = eval_transform(None, cfg.img_size, 1, data_config=eval_cfg)(Image.open(path))
     torch.testing.assert_close(as_validated, (expected.float() / 255 - 0.5) / 0.5)
