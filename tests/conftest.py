@@ -144,7 +144,7 @@ SLOW = {
     "test_train.py": ("test_ddp_two_processes", "test_resume_after_sigkill", "test_bad_input",
                       "test_distillation_with_unlabeled_extra", "test_end_to_end",
                       "test_epochs_without_evaluation_have_no_eval_figures"),
-    "test_validate.py": ("test_wildcard_validates_every_tag_from_the_cache", "test_a_runtime_that_is_not_installed",
+    "test_validate.py": ("test_timm_spellings_take_effect", "test_wildcard_validates_every_tag_from_the_cache", "test_a_runtime_that_is_not_installed",
                          "test_top1_matches_direct_computation", "test_int8_file_is_what_is_validated",
                          "test_deployed_file_runs_without_exporting_again",
                          "test_compile_and_bf16_backends_agree_with_eager", "test_label_list_and_overrides",
