@@ -4,7 +4,7 @@ from .conv import ConvBNAct, LearnableAffine, LearnableDownsample, create_act, f
 from .drop import DropPath, drop_path_schedule
 from .head import GLOBAL_POOLS, ClassifierHead, Dropout, check_global_pool
 from .init import PaddleInit, kaiming_normal_fan_in_, paddle_default_init_, paddle_init_, timm_init_, uniform_fan_in_
-from .norm import FrozenBatchNorm2d, freeze_batch_norm, unfreeze_batch_norm
+from .norm import freeze_batch_norm, unfreeze_batch_norm
 from .rep import RepDepthwiseConv, reparameterize
 
 __all__ = [
@@ -13,3 +13,11 @@ __all__ = [
     "create_act", "drop_path_schedule", "freeze_batch_norm", "fuse_conv_bn", "kaiming_normal_fan_in_", "pad_same",
     "paddle_default_init_", "paddle_init_", "reparameterize", "timm_init_", "uniform_fan_in_", "unfreeze_batch_norm",
 ]
+
+
+def __getattr__(name: str):
+    if name == "FrozenBatchNorm2d":  # torchvision's, imported on first use (see norm.py)
+        from .norm import _frozen_bn
+
+        return _frozen_bn()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,20 +1,35 @@
 """Frozen BatchNorm (torchvision's), and converting a model's BatchNorms to it and back."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
-from torchvision.ops import FrozenBatchNorm2d
 
-__all__ = ["FrozenBatchNorm2d", "freeze_batch_norm", "unfreeze_batch_norm"]
+__all__ = ["FrozenBatchNorm2d", "freeze_batch_norm", "unfreeze_batch_norm"]  # noqa: F822 (module __getattr__)
 
 # FrozenBatchNorm2d is torchvision's (re-exported as hgzoo.layers.FrozenBatchNorm2d): eps 1e-5 as BatchNorm2d's,
 # every tensor a buffer, and a BatchNorm2d's state dict loads into it (its loader drops num_batches_tracked).
+# It is imported on first use: importing torchvision.ops costs about a second (torch._dynamo), and `import hgzoo`
+# stays light.
+
+
+def _frozen_bn() -> type[nn.Module]:
+    from torchvision.ops import FrozenBatchNorm2d
+
+    return FrozenBatchNorm2d
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FrozenBatchNorm2d":
+        return _frozen_bn()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:
     """Return ``module`` with every BatchNorm2d replaced by a FrozenBatchNorm2d (in place for children)."""
     if isinstance(module, nn.BatchNorm2d):
-        frozen = FrozenBatchNorm2d(module.num_features, module.eps)
+        frozen = _frozen_bn()(module.num_features, module.eps)
         with torch.no_grad():
             if module.affine:
                 frozen.weight.copy_(module.weight)
@@ -31,7 +46,7 @@ def freeze_batch_norm(module: nn.Module) -> nn.Module:
 
 def unfreeze_batch_norm(module: nn.Module) -> nn.Module:
     """Inverse of :func:`freeze_batch_norm`: FrozenBatchNorm2d back to trainable BatchNorm2d."""
-    if isinstance(module, FrozenBatchNorm2d):
+    if isinstance(module, _frozen_bn()):
         bn = nn.BatchNorm2d(module.weight.shape[0], module.eps)  # torchvision's keeps no num_features
         with torch.no_grad():
             bn.weight.copy_(module.weight)
