@@ -16,13 +16,14 @@ from typing import Any, Callable
 dependencies = ["torch", "torchvision", "numpy", "safetensors", "huggingface_hub", "filelock", "tqdm", "yaml"]
 
 import hgzoo  # noqa: E402  (after `dependencies`, which torch.hub reads first)
+from hgzoo.registry import model_entrypoint  # noqa: E402
 
 
 def _entry(name: str) -> Callable[..., Any]:
     def entry(pretrained: bool = False, **kwargs: Any):
         return hgzoo.create_model(name, pretrained=pretrained, **kwargs)
 
-    builder = hgzoo._registry.model_entrypoint(name)
+    builder = model_entrypoint(name)
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = (f"{builder.__doc__}\n\nhgzoo.create_model({name!r}, pretrained=pretrained, **kwargs); "
                      f"pretrained=True loads {hgzoo.get_pretrained_cfg(name).name}.")
