@@ -72,8 +72,7 @@ def register() -> list[str]:
 
     Idempotent: a second call registers nothing. An hgzoo name that timm already uses for another network is
     an error (none does in timm 1.0.31)."""
-    import timm.models._registry as timm_registry
-    from timm.models import generate_default_cfgs
+    from timm.models import generate_default_cfgs, is_model, model_entrypoint, register_model
 
     cfgs = {}
     for arch in list_models():
@@ -84,7 +83,7 @@ def register() -> list[str]:
     module = sys.modules[__name__]
     done = []
     for arch in list_models():
-        existing = timm_registry._model_entrypoints.get(arch)
+        existing = model_entrypoint(arch) if is_model(arch) else None
         if arch in _registered or getattr(existing, "hgzoo_architecture", None) == arch:
             continue  # registered already (by python -m hgzoo.timm_compat's copy of this module, say)
         if existing is not None:
@@ -92,7 +91,7 @@ def register() -> list[str]:
                                "not replace it")
         fn = _entry(arch)
         setattr(module, arch, fn)
-        timm_registry.register_model(fn)
+        register_model(fn)
         _registered.add(arch)
         done.append(arch)
     return done
@@ -102,9 +101,9 @@ def is_registered() -> bool:
     """Whether every hgzoo architecture is in timm's registry (:func:`register` has run in this process)."""
     if "timm" not in sys.modules:
         return False
-    from timm.models._registry import _model_entrypoints
+    from timm.models import is_model, model_entrypoint
 
-    return all(getattr(_model_entrypoints.get(a), "hgzoo_architecture", None) == a for a in list_models())
+    return all(is_model(a) and getattr(model_entrypoint(a), "hgzoo_architecture", None) == a for a in list_models())
 
 
 if __name__ == "__main__":  # ``python -m hgzoo.timm_compat SCRIPT``: the command lives in hgzoo.cli.timm

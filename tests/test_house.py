@@ -172,3 +172,45 @@ def test_commands_live_on_one_floor():
                     if t.startswith("hgzoo.cli") and not m.startswith("hgzoo.cli") and m != "hgzoo.__main__")
     assert not upward, f"the library imports the command floor: {upward}"
     assert "argparse" in edges["hgzoo.cli.base"]["module"]  # the reader sees the floor's own parsers
+
+
+def _private_timm_uses(path: Path) -> list[str]:
+    """timm's private names that ``path`` uses: an import of a ``_module`` or ``_name`` of timm, or an attribute
+    ``_name`` read off a name bound to a timm import."""
+    tree = ast.parse(path.read_text(), str(path))
+    found, timm_names = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "timm":
+                    timm_names.add((a.asname or a.name).split(".")[0])
+                    found += [f"import {a.name}"] if any(p.startswith("_") for p in a.name.split(".")) else []
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "timm":
+            if any(p.startswith("_") for p in node.module.split(".")):
+                found.append(f"from {node.module} import ...")
+            for a in node.names:
+                timm_names.add(a.asname or a.name)
+                found += [f"from {node.module} import {a.name}"] if a.name.startswith("_") else []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name) and node.value.id in timm_names):
+            found.append(f"{node.value.id}.{node.attr}")
+    return [f"{path.relative_to(ROOT)}: {f}" for f in found]
+
+
+def test_timm_through_its_public_api_only():
+    """The library and the tools use timm's public names only (its registration API, not ``_model_entrypoints``):
+    timm's private modules change between releases."""
+    files = [p for d in ("hgzoo", "benchmarks", "examples") for p in sorted((ROOT / d).rglob("*.py"))]
+    files += sorted(ROOT.glob("*.py"))
+    assert [u for p in files for u in _private_timm_uses(p)] == []
+
+
+def test_private_timm_uses_are_seen(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    src = tmp_path / "m.py"
+    src.write_text("import timm.models._registry as r\nfrom timm.models import register_model, _x\n"
+                   "from timm.layers import create_act\nimport timm\nr._model_entrypoints\ntimm._hidden\n")
+    assert _private_timm_uses(src) == [
+        "m.py: import timm.models._registry", "m.py: from timm.models import _x", "m.py: r._model_entrypoints",
+        "m.py: timm._hidden"]
