@@ -311,6 +311,39 @@ def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     """Largest absolute difference, relative to the reference's scale (its largest magnitude)."""
     return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
 
+def one_error_line(proc: subprocess.CompletedProcess, code: int, *names: str) -> str:
+    """A command's refusal as the README states it: exit ``code``, no traceback, exactly one ``error:`` line,
+    naming each of ``names``; returns that line."""
+    err = proc.stderr
+    assert proc.returncode == code, f"exit {proc.returncode}, expected {code}\n{err[-3000:]}"
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err[-3000:]
+    for name in names:
+        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def calibrate(model: torch.nn.Module, x: torch.Tensor, seed: int) -> torch.nn.Module:
+    """``model`` with random weights that carry the input: BN statistics of ``x``, gammas below 1, non-zero biases
+    (the fc's too: timm initialises some heads to zero); in eval mode."""
+    nn = torch.nn
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d) and m.bias is not None:
+                m.bias.normal_(0, 0.2)
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = None
+                m.weight.uniform_(0.5, 0.9)
+                m.bias.normal_(0, 0.1)
+            elif isinstance(m, nn.Linear):
+                m.weight.normal_(0, 0.05)
+                m.bias.normal_(0, 0.5)
+        model.train()(x)
+    return model.eval()
+
+
 
 class WheelInstall:
     """hgzoo installed from its wheel into a fresh venv (its dependencies from this environment): a user's

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import one_error_line
 from image_samples import photos, write_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,18 +51,6 @@ def run(*argv: str, fsize: int | None = None, memory: int | None = None) -> subp
     proc = command(*argv, fsize=fsize, memory=memory)
     out, err = proc.communicate(timeout=600)
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-
-
-def one_error_line(proc: subprocess.CompletedProcess, code: int, *names: str) -> str:
-    """Exit ``code``, no traceback, exactly one ``error:`` line, naming each of ``names``."""
-    err = proc.stderr
-    assert proc.returncode == code, f"exit {proc.returncode}, expected {code}\n{err[-3000:]}"
-    assert "Traceback" not in err, err[-3000:]
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err[-3000:]
-    for name in names:
-        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def leftovers(folder: Path) -> list[str]:

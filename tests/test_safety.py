@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import one_error_line
 from image_samples import photos, write_png
 
 import hgzoo
@@ -75,18 +76,6 @@ def call(command: str, argv: list[str], capsys) -> subprocess.CompletedProcess:
         code = e.code
     out = capsys.readouterr()
     return subprocess.CompletedProcess(argv, code, out.out, out.err)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *names: str) -> str:
-    """Exit ``code``, no traceback, exactly one ``error:`` line, naming each of ``names``."""
-    err = proc.stderr
-    assert proc.returncode == code, f"exit {proc.returncode}, expected {code}\n{err[-3000:]}"
-    assert "Traceback" not in err, err[-3000:]
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err[-3000:]
-    for name in names:
-        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def digest(path: Path) -> str:
@@ -147,7 +136,7 @@ def test_train_never_runs_code_from_a_checkpoint(flag, files, data, tmp_path):
     extra = ["--teacher", MODEL] if flag == "--teacher-checkpoint" else []
     proc = run("train.py", *TRAIN, "--data-dir", str(data), "--output", str(tmp_path / "out"), flag,
                str(files["evil.pth"]), *extra)
-    line = assert_one_line_error(proc, 2, "evil.pth", "refused", "system")
+    line = one_error_line(proc, 2, "evil.pth", "refused", "system")
     assert flag in line
     assert not files["marker"].exists(), "the pickle's command ran"
     assert not (tmp_path / "out" / "last.pt").exists()
@@ -161,7 +150,7 @@ def test_train_never_runs_code_from_a_checkpoint(flag, files, data, tmp_path):
 @pytest.mark.parametrize("name", ["evil.pth", "evil.pdparams"])
 def test_commands_never_run_code_from_weights(argv, name, files, data, tmp_path):
     proc = run(*[a.format(f=files[name], data=data, tmp=tmp_path) for a in argv])
-    assert_one_line_error(proc, 2, name, "refused")
+    one_error_line(proc, 2, name, "refused")
     assert not files["marker"].exists(), "the pickle's command ran"
     assert not (tmp_path / "out").exists()
 
@@ -321,7 +310,7 @@ def test_validate_and_predict_refuse_the_image_bomb(bomb, data, files, tmp_path)
     shutil.copy(bomb, folder / "chelsea" / "bomb.png")
     proc = run("validate.py", "--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
                "--data-dir", str(folder), "--workers", "2", "--no-progress")
-    assert_one_line_error(proc, 2, "bomb.png", "pixels", "--skip-bad-images")
+    one_error_line(proc, 2, "bomb.png", "pixels", "--skip-bad-images")
     proc = run("validate.py", "--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
                "--data-dir", str(folder), "--workers", "2", "--no-progress", "--skip-bad-images")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -365,7 +354,7 @@ def test_hub_config_declaring_bad_input_channels(in_chans, tmp_path):
 def test_publishing_never_runs_code_from_a_checkpoint(files, tmp_path):
     """python -m hgzoo.convert --input X.pt (a train.py checkpoint to publish) reads through the safe reader."""
     proc = run("-m", "hgzoo.convert", "--input", str(files["evil.pth"]), "--output", str(tmp_path / "out"))
-    assert_one_line_error(proc, 2, "evil.pth", "refused")
+    one_error_line(proc, 2, "evil.pth", "refused")
     assert not files["marker"].exists(), "the pickle's command ran"
     assert not (tmp_path / "out").exists()
 
@@ -387,7 +376,7 @@ def finished(data, tmp_path_factory) -> Path:
 def test_a_finished_run_is_never_overwritten(finished, data):
     before = {p.name: digest(p) for p in finished.iterdir() if p.is_file()}
     proc = _train(data, finished)
-    assert_one_line_error(proc, 2, "--output", "--resume", "--overwrite")
+    one_error_line(proc, 2, "--output", "--resume", "--overwrite")
     assert {p.name: digest(p) for p in finished.iterdir() if p.is_file()} == before
 
 
@@ -418,7 +407,7 @@ def test_resuming_a_finished_run_says_how_to_continue(finished, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(finished, copy)
     proc = run("train.py", "--resume", str(copy / "last.pt"))
-    assert_one_line_error(proc, 2, "already finished", "--epochs")
+    one_error_line(proc, 2, "already finished", "--epochs")
 
 
 @pytest.mark.parametrize("case", ["best.pt", "empty", "truncated", "evil"])
@@ -434,20 +423,20 @@ def test_resume_from_what_cannot_be_resumed(case, finished, files, tmp_path, cap
     proc = call("train", ["--resume", str(target), "--epochs", "3"], capsys)
     expected = {"best.pt": "best.pt keeps the weights only", "empty": "empty (0 bytes)",
                 "truncated": "corrupt", "evil": "refused"}[case]
-    assert_one_line_error(proc, 2, "--resume", expected)
+    one_error_line(proc, 2, "--resume", expected)
     assert digest(copy / "summary.csv") == before
     assert not files["marker"].exists()
 
 
 def test_output_that_is_a_file_or_read_only(data, tmp_path):
     (tmp_path / "file").write_text("x")
-    assert_one_line_error(_train(data, tmp_path / "file"), 2, "--output", "is a file")
+    one_error_line(_train(data, tmp_path / "file"), 2, "--output", "is a file")
     ro = tmp_path / "ro"
     ro.mkdir()
     if subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available here, so no folder is read-only for root")
     try:
-        assert_one_line_error(_train(data, ro / "run"), 2, "--output", "cannot be written")
+        one_error_line(_train(data, ro / "run"), 2, "--output", "cannot be written")
     finally:
         subprocess.run(["chattr", "-i", str(ro)])
 
@@ -536,7 +525,7 @@ def test_symlink_loop_is_counted_once(data, files, tmp_path):
 ])
 def test_train_values_checked_before_work(extra, flag, data, tmp_path, capsys):
     proc = call("train", TRAIN + ["--data-dir", str(data), "--output", str(tmp_path / "out"), *extra], capsys)
-    assert_one_line_error(proc, 2, flag)
+    one_error_line(proc, 2, flag)
     assert not (tmp_path / "out").exists()
 
 
@@ -582,13 +571,13 @@ def test_create_model_values(kwargs, message):
 def test_bad_weight_files_give_one_line(name, expected, files, data, capsys):
     path = files.get(name, files["dir"] / name)
     proc = call("validate", ["--model", MODEL, "--checkpoint", str(path), "--data-dir", str(data / "val")], capsys)
-    assert_one_line_error(proc, 2, expected)
+    one_error_line(proc, 2, expected)
     proc = call("hgzoo", ["predict", "--model", MODEL, "--pretrained-file", str(path),
                           str(data / "val" / "chelsea" / "0.png")], capsys)
-    assert_one_line_error(proc, 2, expected)
+    one_error_line(proc, 2, expected)
 
 
 def test_missing_weights_offline_give_one_line(data, tmp_path):
     env = {"HF_HOME": str(tmp_path / "hf"), "HGZOO_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
     proc = run("-m", "hgzoo", "predict", "--model", MODEL, str(data / "val" / "chelsea" / "0.png"), env=env)
-    assert_one_line_error(proc, 2, MODEL)
+    one_error_line(proc, 2, MODEL)

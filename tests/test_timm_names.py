@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import relative_error
-from torch import nn
+from conftest import calibrate, relative_error
 
 import hgzoo
 from hgzoo._files import CheckpointMismatchError
@@ -63,25 +62,6 @@ print(json.dumps(archs))
 """
 
 
-def calibrated(model: nn.Module, x: torch.Tensor, seed: int) -> nn.Module:
-    """``model`` with random weights that carry the input: BN statistics of ``x``, gammas below 1, non-zero biases
-    (the fc's too: timm initialises some heads to zero)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d) and m.bias is not None:
-                m.bias.normal_(0, 0.2)
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = None
-                m.weight.uniform_(0.5, 0.9)
-                m.bias.normal_(0, 0.1)
-            elif isinstance(m, nn.Linear):
-                m.weight.normal_(0, 0.05)
-                m.bias.normal_(0, 0.5)
-        model.train()(x)
-    return model.eval()
-
-
 def _images(n: int = 3, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, SIZE, SIZE, generator=g) + torch.linspace(-1, 1, SIZE)  # not centred: BN must matter
@@ -108,7 +88,7 @@ def timm_hub(tmp_path_factory) -> tuple[Path, dict]:
     x = _images()
     np.save(home / "x.npy", x.numpy())
     for i, name in enumerate([*REPOS, "lcnetv2_small.other"]):
-        tm = calibrated(timm.create_model(name.partition(".")[0]), x, seed=i)
+        tm = calibrate(timm.create_model(name.partition(".")[0]), x, seed=i)
         _put_in_cache(hub, f"timm/{name}", lambda d, tm=tm: timm.models.save_for_hf(tm, d, safe_serialization=True))
     small = hub / "models--timm--hgnet_small.ssld_in1k" / "snapshots" / COMMIT
 
@@ -162,7 +142,7 @@ def test_timm_loads_an_hgzoo_folder_by_local_dir(tmp_path):
     registered tag) with the saved weights; ``pretrained=False`` does not load them (the check can fail)."""
     hgzoo.timm_compat.register()
     x = _images(2)
-    model = calibrated(hgzoo.create_model("pplcnetv2_small", num_classes=7), x, seed=3)
+    model = calibrate(hgzoo.create_model("pplcnetv2_small", num_classes=7), x, seed=3)
     hgzoo.save_pretrained(model, tmp_path / "folder")
     config = json.loads((tmp_path / "folder" / "config.json").read_text())
     assert config["pretrained_cfg"]["tag"] not in {c.tag for c in pretrained_cfgs("pplcnetv2_small")}
@@ -218,9 +198,9 @@ def timm_checkpoint(tmp_path_factory) -> tuple[Path, torch.Tensor]:
     ``state_dict_ema``, ``args``...) of timm's hgnetv2_b0, whose EMA weights differ from its model weights."""
     out = tmp_path_factory.mktemp("timm_run")
     x = _images(2, seed=1)
-    model = calibrated(timm.create_model("hgnetv2_b0", num_classes=5), x, seed=0)
+    model = calibrate(timm.create_model("hgnetv2_b0", num_classes=5), x, seed=0)
     ema = timm.utils.ModelEmaV3(model)
-    calibrated(model, x, seed=1)  # the trained weights move on; the EMA keeps the first ones
+    calibrate(model, x, seed=1)  # the trained weights move on; the EMA keeps the first ones
     saver = timm.utils.CheckpointSaver(model, torch.optim.SGD(model.parameters(), lr=0.1),
                                        args=argparse.Namespace(model="hgnetv2_b0", lr=0.1), model_ema=ema,
                                        checkpoint_dir=str(out), recovery_dir=str(out), max_history=1)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import relative_error
+from conftest import calibrate, relative_error
 from image_samples import photos
 from local_server import LocalServer
 from torch import nn
@@ -95,23 +95,13 @@ def images() -> torch.Tensor:
 
 
 def calibrated_timm(name: str, images: torch.Tensor, seed: int = 0) -> nn.Module:
-    """timm's ``name`` with random weights that carry the input: BN statistics of the photos, BN gammas below 1,
-    non-zero biases everywhere (HRNet's head conv biases and the fc bias must matter)."""
-    torch.manual_seed(seed)
-    model = timm.create_model(name)
+    """timm's ``name`` with random weights that carry the input (:func:`conftest.calibrate`: BN statistics of the
+    photos, non-zero biases everywhere, HRNet's head conv biases and the fc bias included), the fc weights spread
+    out: fewer near-ties between classes."""
+    model = calibrate(timm.create_model(name), images, seed)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d) and m.bias is not None:
-                m.bias.normal_(0, 0.2)
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = None
-                m.weight.uniform_(0.5, 0.9)
-                m.bias.normal_(0, 0.1)
-        model.train()(images)
-        fc = model.get_classifier()
-        fc.weight.mul_(10)  # spread the logits: fewer near-ties between classes
-        fc.bias.normal_(0, 0.5)
-    return model.eval()
+        model.get_classifier().weight.mul_(10)
+    return model
 
 
 def timm_logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
