@@ -13,7 +13,16 @@ import torch
 from torch import nn
 
 from ._files import CheckpointMismatchError, CorruptCheckpointError, safe_load
-from ._registry import TIMM_ALIASES, alias_defaults, get_pretrained_cfg, is_model, model_entrypoint, resolve_model_name
+from ._registry import (
+    TIMM_ALIASES,
+    alias_defaults,
+    get_pretrained_cfg,
+    is_model,
+    list_models,
+    model_entrypoint,
+    model_family,
+    resolve_model_name,
+)
 from .convert.paddle import _mismatch_report, convert_paddle_state_dict
 from .convert.timm import find_timm_arch, looks_like_timm, timm_to_hgzoo
 from .layers import check_global_pool
@@ -26,9 +35,12 @@ __all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoin
 def _build(arch: str, global_pool: str | None = None, feature_indexing: str = "hgzoo", **kwargs) -> nn.Module:
     entry = model_entrypoint(arch)
     if kwargs.get("output_stride", 32) != 32 and "output_stride" not in inspect.signature(entry).parameters:
-        raise ValueError(f"{arch} has no output_stride={kwargs['output_stride']!r}: only ResNet-vd dilates its stages "
-                         "(8 or 16); HRNet keeps every resolution in parallel branches already (use its stride-4 "
-                         "features, features_only=True)")
+        dilated = sorted({model_family(n).name for n in list_models()
+                          if "output_stride" in inspect.signature(model_entrypoint(n)).parameters})
+        hint = ("; HRNet keeps every resolution in parallel branches already (use its stride-4 features, "
+                "features_only=True)") if model_family(arch).name == "HRNet" else ""
+        raise ValueError(f"{arch} has no output_stride={kwargs['output_stride']!r}: only {', '.join(dilated)} dilate "
+                         f"their stages (8 or 16){hint}")
     kwargs = {k: v for k, v in kwargs.items() if k != "output_stride" or v != 32}
     try:
         model = entry(**kwargs)

@@ -67,6 +67,8 @@ class ConvBNAct(nn.Module):
             asymmetric "SAME" padding (zeros on the right/bottom first).
         act_layer: activation class, or ``None`` for none. The affine block only follows an activation,
             as in PaddleClas.
+        dilation: the conv's dilation; the default padding becomes ``dilation * (kernel_size - 1) // 2`` (the same
+            output size). Not built with ``"same"`` padding.
     """
 
     def __init__(
@@ -79,14 +81,17 @@ class ConvBNAct(nn.Module):
         groups: int = 1,
         act_layer: type[nn.Module] | None = nn.ReLU,
         use_lab: bool = False,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         self.same_pad = padding == "same"
         if isinstance(padding, str) and not self.same_pad:
             raise ValueError(f"padding must be None, an int or 'same', got {padding!r}")
-        pad = 0 if self.same_pad else ((kernel_size - 1) // 2 if padding is None else padding)
+        if self.same_pad and dilation != 1:
+            raise ValueError(f"padding='same' is built for dilation 1 only, got {dilation!r}; use padding=None")
+        pad = 0 if self.same_pad else (dilation * (kernel_size - 1) // 2 if padding is None else padding)
         self.kernel_size, self.stride = kernel_size, stride
-        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad, groups=groups, bias=False)
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad, dilation, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_chs)
         # ReLU runs in place on the BN output (a fresh tensor): one pass over memory fewer, as torchvision does.
         self.act = create_act(act_layer)
@@ -112,7 +117,8 @@ class ConvBNAct(nn.Module):
 
 
 class LearnableDownsample(ConvBNAct):
-    """PP-HGNet's learnable downsampling (LDS): a depthwise conv with stride 2 and BN, no activation."""
+    """PP-HGNet's learnable downsampling (LDS): a depthwise conv with stride 2 and BN, no activation (stride 1, and
+    a ``dilation``, in a dilated stage)."""
 
-    def __init__(self, channels: int, kernel_size: int = 3, stride: int = 2) -> None:
-        super().__init__(channels, channels, kernel_size, stride, groups=channels, act_layer=None)
+    def __init__(self, channels: int, kernel_size: int = 3, stride: int = 2, dilation: int = 1) -> None:
+        super().__init__(channels, channels, kernel_size, stride, groups=channels, act_layer=None, dilation=dilation)

@@ -66,13 +66,14 @@ class _DenseAggregate(nn.Module):
 
 class HGBlock(_DenseAggregate):
     """PP-HGNet (v1) block: ``layer_num`` 3x3 conv-BN-ReLU, concat with the input, 1x1 conv-BN-ReLU, ESE,
-    and, if ``residual``, an identity shortcut."""
+    and, if ``residual``, an identity shortcut. ``dilation``: of the 3x3 convs (a dilated stage)."""
 
     def __init__(self, in_chs: int, mid_chs: int, out_chs: int, layer_num: int, residual: bool = False,
-                 drop_path_rate: float = 0.0) -> None:
+                 drop_path_rate: float = 0.0, dilation: int = 1) -> None:
         super().__init__()
         self.residual = residual
-        self.layers = nn.ModuleList(ConvBNAct(in_chs if i == 0 else mid_chs, mid_chs, 3) for i in range(layer_num))
+        self.layers = nn.ModuleList(ConvBNAct(in_chs if i == 0 else mid_chs, mid_chs, 3, dilation=dilation)
+                                    for i in range(layer_num))
         self.aggregation_conv = ConvBNAct(in_chs + layer_num * mid_chs, out_chs, 1)
         self.att = EffectiveSE(out_chs)
         self.drop_path = DropPath(drop_path_rate) if residual and drop_path_rate > 0 else nn.Identity()
@@ -84,12 +85,12 @@ class HGBlock(_DenseAggregate):
 
 class LightConvBNAct(nn.Module):
     """PP-HGNetV2's light layer: 1x1 conv-BN (no activation, hence no affine block), then a depthwise
-    ``kernel_size`` conv-BN-ReLU (with the affine block if ``use_lab``)."""
+    ``kernel_size`` conv-BN-ReLU (with the affine block if ``use_lab``), dilated by ``dilation``."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, use_lab: bool = False) -> None:
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, use_lab: bool = False, dilation: int = 1) -> None:
         super().__init__()
         self.conv1 = ConvBNAct(in_chs, out_chs, 1, act_layer=None)
-        self.conv2 = ConvBNAct(out_chs, out_chs, kernel_size, groups=out_chs, use_lab=use_lab)
+        self.conv2 = ConvBNAct(out_chs, out_chs, kernel_size, groups=out_chs, use_lab=use_lab, dilation=dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(x))
@@ -98,16 +99,16 @@ class LightConvBNAct(nn.Module):
 class HGBlockV2(_DenseAggregate):
     """PP-HGNetV2 block: ``layer_num`` conv layers (plain ``kernel_size`` conv-BN-ReLU, or light layers),
     concat with the input, 1x1 squeeze to ``out_chs // 2``, 1x1 excite to ``out_chs`` (both conv-BN-ReLU),
-    and, if ``residual``, an identity shortcut."""
+    and, if ``residual``, an identity shortcut. ``dilation``: of the ``kernel_size`` convs (a dilated stage)."""
 
     def __init__(self, in_chs: int, mid_chs: int, out_chs: int, layer_num: int, residual: bool = False,
                  drop_path_rate: float = 0.0, kernel_size: int = 3, light_block: bool = False,
-                 use_lab: bool = False) -> None:
+                 use_lab: bool = False, dilation: int = 1) -> None:
         super().__init__()
         self.residual = residual
         layer: Callable[[int, int], nn.Module] = (
-            partial(LightConvBNAct, kernel_size=kernel_size, use_lab=use_lab) if light_block
-            else partial(ConvBNAct, kernel_size=kernel_size, use_lab=use_lab)
+            partial(LightConvBNAct, kernel_size=kernel_size, use_lab=use_lab, dilation=dilation) if light_block
+            else partial(ConvBNAct, kernel_size=kernel_size, use_lab=use_lab, dilation=dilation)
         )
         self.layers = nn.ModuleList(layer(in_chs if i == 0 else mid_chs, mid_chs) for i in range(layer_num))
         self.aggregation_squeeze_conv = ConvBNAct(in_chs + layer_num * mid_chs, out_chs // 2, 1, use_lab=use_lab)
@@ -136,14 +137,21 @@ class StageCfg:
 
 class HGStage(nn.Module):
     """An optional learnable downsample (depthwise 3x3, stride 2, BN), then ``cfg.depth`` blocks, each made by
-    ``make_block(cfg, in_chs, residual, drop_path_rate)``; every block but the first has an identity shortcut."""
+    ``make_block(cfg, in_chs, residual, drop_path_rate)``; every block but the first has an identity shortcut.
+
+    A dilated stage (``output_stride`` 16 / 8, as timm's ResNet-d): with ``dilation > first_dilation`` the downsample
+    keeps stride 1 and the previous stage's dilation (``first_dilation``); with ``dilation > 1`` the blocks are made
+    with ``make_block(..., dilation=dilation)``, which dilates their kxk convs (1x1 convs are unchanged)."""
 
     def __init__(self, cfg: StageCfg, drop_path_rates: Sequence[float],
-                 make_block: Callable[[StageCfg, int, bool, float], nn.Module]) -> None:
+                 make_block: Callable[..., nn.Module], dilation: int = 1, first_dilation: int = 1) -> None:
         super().__init__()
-        self.downsample = LearnableDownsample(cfg.in_chs) if cfg.downsample else nn.Identity()
+        stride = 1 if dilation > first_dilation else 2
+        self.downsample = LearnableDownsample(cfg.in_chs, stride=stride, dilation=first_dilation) if cfg.downsample \
+            else nn.Identity()
+        dilated = {"dilation": dilation} if dilation > 1 else {}
         self.blocks = nn.Sequential(*(
-            make_block(cfg, cfg.in_chs if i == 0 else cfg.out_chs, i > 0, rate)
+            make_block(cfg, cfg.in_chs if i == 0 else cfg.out_chs, i > 0, rate, **dilated)
             for i, rate in enumerate(drop_path_rates)
         ))
 
@@ -252,12 +260,19 @@ class _HGNetBase(ClassifierModel):
     paddle_init = PaddleInit(after=((nn.Conv2d, kaiming_normal_fan_in_),))
 
     def _build_stages(self, stages: tuple[StageCfg, ...], drop_path_rate: float,
-                      make_block: Callable[[StageCfg, int, bool, float], nn.Module]) -> None:
+                      make_block: Callable[..., nn.Module], output_stride: int = 32) -> None:
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
         rates = drop_path_schedule(drop_path_rate, [s.depth for s in stages])
-        reduction, self.feature_info, modules = 4, [], []
+        reduction, dilation, self.feature_info, modules = 4, 1, [], []
         for i, s in enumerate(stages):
-            modules.append(HGStage(s, rates[i], make_block))
-            reduction *= 2 if s.downsample else 1
+            # As timm's ResNet-d: a downsample that would take the stride past output_stride becomes a dilation.
+            first_dilation = dilation
+            if s.downsample and reduction >= output_stride:
+                dilation *= 2
+            elif s.downsample:
+                reduction *= 2
+            modules.append(HGStage(s, rates[i], make_block, dilation, first_dilation))
             self.feature_info.append({"num_chs": s.out_chs, "reduction": reduction, "module": f"stages.{i}"})
         self.stages = nn.ModuleList(modules)
         self.num_features = stages[-1].out_chs
@@ -279,6 +294,9 @@ class PPHGNet(_HGNetBase):
         drop_path_rate: stochastic depth of the residual blocks, rising linearly over all blocks to this value.
         use_last_conv: whether the head has the 1x1 conv (and ReLU, dropout) before the fc.
         class_expand: output width of that conv.
+        output_stride: 32 (PaddleClas's classifier), or 16 / 8 for dense prediction (DeepLab-style): the last stage's
+            downsample (16), or the last two's (8), keeps stride 1, and the 3x3 convs from there on dilate by 2 (then
+            4), as timm's ResNet-d does; the weights (and their keys) are unchanged.
     """
 
     family = PPHGNET
@@ -287,21 +305,22 @@ class PPHGNet(_HGNetBase):
 
     def __init__(self, stem_chs: tuple[int, ...], stages: tuple[StageCfg, ...], num_classes: int = 1000,
                  in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> None:
+                 use_last_conv: bool = True, class_expand: int = 2048, output_stride: int = 32) -> None:
         super().__init__()
         chs = (in_chans, *stem_chs)
         self.stem = nn.Sequential(*(
             ConvBNAct(chs[i], chs[i + 1], 3, stride=2 if i == 0 else 1) for i in range(len(stem_chs))
         ))
         self.stem_pool = nn.MaxPool2d(3, stride=2, padding=1)
-        self._build_stages(stages, drop_path_rate, self._make_block)
+        self._build_stages(stages, drop_path_rate, self._make_block, output_stride)
         self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
                                    act_layer=nn.ReLU, drop_rate=drop_rate)
         self._init_weights()
 
     @staticmethod
-    def _make_block(s: StageCfg, in_chs: int, residual: bool, drop_path_rate: float) -> HGBlock:
-        return HGBlock(in_chs, s.mid_chs, s.out_chs, s.layer_num, residual=residual, drop_path_rate=drop_path_rate)
+    def _make_block(s: StageCfg, in_chs: int, residual: bool, drop_path_rate: float, dilation: int = 1) -> HGBlock:
+        return HGBlock(in_chs, s.mid_chs, s.out_chs, s.layer_num, residual=residual, drop_path_rate=drop_path_rate,
+                       dilation=dilation)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem_pool(self.stem(x))
@@ -317,7 +336,8 @@ class PPHGNetV2(_HGNetBase):
         use_lab: learnable affine blocks after every activation (B0-B3).
         stem_pool: padding of the stem's max-pool, ``"same"`` (PaddleClas, the default) or ``"zero"`` (D-FINE, DEIM,
             RT-DETRv2, transformers); see :class:`StemV2`.
-        num_classes, in_chans, drop_rate, drop_path_rate, use_last_conv, class_expand: as :class:`PPHGNet`.
+        num_classes, in_chans, drop_rate, drop_path_rate, use_last_conv, class_expand, output_stride: as
+            :class:`PPHGNet` (a dilated stage dilates its depthwise 5x5 convs).
 
     PaddleClas trains the affine blocks' scale and bias with a 0.01 learning-rate multiplier.
     """
@@ -328,18 +348,20 @@ class PPHGNetV2(_HGNetBase):
 
     def __init__(self, stem_chs: tuple[int, int], stages: tuple[StageCfg, ...], use_lab: bool = False,
                  num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> None:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 output_stride: int = 32) -> None:
         super().__init__()
         self.use_lab = use_lab
         self.stem = StemV2(in_chans, stem_chs[0], stem_chs[1], use_lab=use_lab, stem_pool=stem_pool)
-        self._build_stages(stages, drop_path_rate, self._make_block)
+        self._build_stages(stages, drop_path_rate, self._make_block, output_stride)
         self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
                                    act_layer=ReLUAffine if use_lab else nn.ReLU, drop_rate=drop_rate)
         self._init_weights()
 
-    def _make_block(self, s: StageCfg, in_chs: int, residual: bool, drop_path_rate: float) -> HGBlockV2:
+    def _make_block(self, s: StageCfg, in_chs: int, residual: bool, drop_path_rate: float,
+                    dilation: int = 1) -> HGBlockV2:
         return HGBlockV2(in_chs, s.mid_chs, s.out_chs, s.layer_num, residual=residual, drop_path_rate=drop_path_rate,
-                         kernel_size=s.kernel_size, light_block=s.light_block, use_lab=self.use_lab)
+                         kernel_size=s.kernel_size, light_block=s.light_block, use_lab=self.use_lab, dilation=dilation)
 
 
 @dataclass(frozen=True)
@@ -446,69 +468,76 @@ default_cfgs = generate_default_cfgs({
 
 @register_model("PPHGNet_tiny", default_cfgs)
 def pphgnet_tiny(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
+                 use_last_conv: bool = True, class_expand: int = 2048, output_stride: int = 32) -> PPHGNet:
     """PP-HGNet tiny (stem 48-48-96, 5 layers per block, depths 1-1-2-1)."""
     return _create("pphgnet_tiny", **locals())
 
 
 @register_model("PPHGNet_small", default_cfgs)
 def pphgnet_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                  use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
+                  use_last_conv: bool = True, class_expand: int = 2048, output_stride: int = 32) -> PPHGNet:
     """PP-HGNet small (stem 64-64-128, 6 layers per block, depths 1-1-2-1)."""
     return _create("pphgnet_small", **locals())
 
 
 @register_model("PPHGNet_base", default_cfgs)
 def pphgnet_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048) -> PPHGNet:
+                 use_last_conv: bool = True, class_expand: int = 2048, output_stride: int = 32) -> PPHGNet:
     """PP-HGNet base (stem 96-96-160, 7 layers per block, depths 1-2-3-2, head dropout 0.2)."""
     return _create("pphgnet_base", **locals())
 
 
 @register_model("PPHGNetV2_B0", default_cfgs)
 def pphgnetv2_b0(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B0 (stem 16-16, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
     return _create("pphgnetv2_b0", **locals())
 
 
 @register_model("PPHGNetV2_B1", default_cfgs)
 def pphgnetv2_b1(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B1 (stem 24-32, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
     return _create("pphgnetv2_b1", **locals())
 
 
 @register_model("PPHGNetV2_B2", default_cfgs)
 def pphgnetv2_b2(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B2 (stem 24-32, 4 layers per block, depths 1-1-3-1, learnable affine blocks)."""
     return _create("pphgnetv2_b2", **locals())
 
 
 @register_model("PPHGNetV2_B3", default_cfgs)
 def pphgnetv2_b3(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B3 (stem 24-32, 5 layers per block, depths 1-1-3-1, learnable affine blocks)."""
     return _create("pphgnetv2_b3", **locals())
 
 
 @register_model("PPHGNetV2_B4", default_cfgs)
 def pphgnetv2_b4(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B4 (stem 32-48, 6 layers per block, depths 1-1-3-1)."""
     return _create("pphgnetv2_b4", **locals())
 
 
 @register_model("PPHGNetV2_B5", default_cfgs)
 def pphgnetv2_b5(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B5 (stem 32-64, 6 layers per block, depths 1-2-5-2)."""
     return _create("pphgnetv2_b5", **locals())
 
 
 @register_model("PPHGNetV2_B6", default_cfgs)
 def pphgnetv2_b6(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same") -> PPHGNetV2:
+                 use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B6 (stem 48-96, 6 layers per block, depths 2-3-6-3)."""
     return _create("pphgnetv2_b6", **locals())
