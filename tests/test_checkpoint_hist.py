@@ -140,6 +140,10 @@ def test_a_copy_left_between_two_writes_and_a_smaller_hist(tmp_path):
     os.link(tmp_path / BEST, tmp_path / "checkpoint-2.pt")
     history, removed = CheckpointHistory.recover(tmp_path, 3, up_to_epoch=4)
     assert removed == ["checkpoint-2.pt"] and [k.epoch for k in history.kept] == [2, 4, 3]
+    os.replace(tmp_path / BEST, tmp_path / "checkpoint-2.pt")  # best.pt holding another kept epoch than the best
+    os.replace(tmp_path / "checkpoint-4.pt", tmp_path / BEST)
+    history, removed = CheckpointHistory.recover(tmp_path, 3, up_to_epoch=4)
+    assert removed == [] and on_disk(tmp_path) == expected_files([2, 4, 3], [10.0, 50.0, 20.0, 30.0])
     history, removed = CheckpointHistory.recover(tmp_path, 1, up_to_epoch=4)
     assert sorted(removed) == ["checkpoint-3.pt", "checkpoint-4.pt"] and on_disk(tmp_path) == {BEST: (2, 50.0)}
 
