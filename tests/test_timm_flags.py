@@ -122,8 +122,9 @@ def test_experiment_and_checkpoint_hist(tmp_path):
     assert resolve_config([*base, "--experiment", "e1"]).output == str(Path("output/train/e1"))  # timm's default
     assert resolve_config(base).output is None  # without it: output/<model>, as before
     assert resolve_config([*base, "--checkpoint-hist", "1"]).checkpoint_hist == 1
-    with pytest.raises(ConfigError, match="keeps one best checkpoint"):
-        resolve_config([*base, "--checkpoint-hist", "10"])  # timm's default; hgzoo keeps best.pt only
+    assert resolve_config([*base, "--checkpoint-hist", "10"]).checkpoint_hist == 10  # timm's default: kept as timm
+    with pytest.raises(ConfigError, match=r"--checkpoint-hist must be in \[1, inf\), got 0"):
+        resolve_config([*base, "--checkpoint-hist", "0"])
     from hgzoo.train.config import build_parser as train_parser
     shown = _help(train_parser().parse_args)
     for flag in ("--grad-checkpointing", "--experiment", "--checkpoint-hist", "validation"):

@@ -163,8 +163,9 @@ class TrainConfig:
     experiment: str | None = _s(None, "timm's run name: the run folder is --output (default: output/train)/NAME")
     resume: str | None = _s(None, "continue a run from its last.pt (its own settings; flags given change them)")
     overwrite: bool = _s(False, "replace the run files of a non-empty --output folder")
-    checkpoint_hist: int = _s(1, "best checkpoints kept: 1 (best.pt, beside last.pt), as timm's "
-                                 "--checkpoint-hist 1; more is refused")
+    checkpoint_hist: int = _s(1, "keep the N best evaluated epochs, as timm's --checkpoint-hist: the best as "
+                                 "best.pt, the others as checkpoint-<epoch>.pt (default 1: best.pt only)",
+                              span="[1, inf)")
     checkpoint_every: int = _s(0, "also save last.pt every N optimizer steps (0: at epoch ends only)",
                                span="[0, inf)")
     eval_every: int = _s(1, "evaluate every N epochs (and at the last)", span="[1, inf)")
@@ -300,9 +301,6 @@ def _checked_value(s: Setting, value: Any) -> Any:
 
 def _check_relations(cfg: TrainConfig) -> None:
     """The rules that tie settings together."""
-    if cfg.checkpoint_hist != 1:
-        raise ConfigError(f"--checkpoint-hist {cfg.checkpoint_hist}: train.py keeps one best checkpoint (best.pt) "
-                          "beside last.pt, as timm's --checkpoint-hist 1; keeping more is not supported")
     if cfg.lr_mult_list is not None and len(cfg.lr_mult_list) != 5:
         raise ConfigError(f"--lr-mult-list needs 5 values (stem + 4 stages), got {list(cfg.lr_mult_list)}")
     if bool(cfg.teacher) != bool(cfg.teacher_checkpoint):

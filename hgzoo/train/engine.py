@@ -39,6 +39,7 @@ from ..data.mixup import MixUpCutMix
 from ..layers import timm_init_
 from .config import ConfigError, TrainConfig, canonical_model_name, effective_lr
 from .data import Datasets, ResumableSampler, build_datasets, eval_data_config, shard
+from .history import CheckpointHistory
 from .optim import LRSchedule, create_optimizer, freeze_units
 from .output import RUN_FILES, prepare_output
 from .utils import (
@@ -217,6 +218,7 @@ class _Run:
     start_micro: int = 0
     best: float = -1.0
     global_step: int = 0
+    history: CheckpointHistory | None = None  # rank 0: the kept best checkpoints (--checkpoint-hist)
     metrics: dict = field(default_factory=lambda: {"top1": math.nan, "top5": math.nan, "ema_top1": math.nan})
 
     @property
@@ -353,11 +355,22 @@ def save_last(r: _Run, epoch: int, micro: int) -> None:
     }, r.out / "last.pt")
 
 
-def save_best(r: _Run, epoch: int, top1: float, top5: float) -> None:
-    """``best.pt``: the weights (and EMA weights) of the best epoch so far, with their accuracy."""
-    atomic_save({**_describe(r), "model": unwrap(r.model).state_dict(),
-                 "state_dict_ema": r.ema.module.state_dict() if r.ema else None, "epoch": epoch, "top1": top1,
-                 "top5": top5}, r.out / "best.pt")
+def best_state(r: _Run, epoch: int, top1: float, top5: float) -> dict:
+    """What ``best.pt`` (and each ``checkpoint-<epoch>.pt`` of ``--checkpoint-hist``) holds: the weights (and EMA
+    weights) of an evaluated epoch, with their accuracy."""
+    return {**_describe(r), "model": unwrap(r.model).state_dict(),
+            "state_dict_ema": r.ema.module.state_dict() if r.ema else None, "epoch": epoch, "top1": top1, "top5": top5}
+
+
+def recover_history(r: _Run) -> CheckpointHistory:
+    """The kept checkpoints as the run folder's files record them, for a run that continues after its start epoch."""
+    try:
+        history, removed = CheckpointHistory.recover(r.out, r.cfg.checkpoint_hist, r.start_epoch)
+    except (UnsafePickleError, CorruptCheckpointError, ValueError) as e:
+        raise _checkpoint_error("--resume" if r.cfg.resume else "--output", str(r.out), e) from None
+    if removed:  # of epochs after last.pt's (a run killed between the two), copies, or beyond --checkpoint-hist
+        print(f"{r.out}: removed {', '.join(removed)}, not among the kept epochs up to {r.start_epoch}")
+    return history
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -529,11 +542,10 @@ def _end_of_epoch(r: _Run, epoch: int, trained: dict, logger) -> None:
         if r.ema is not None:
             r.metrics["ema_top1"], _ = evaluate(r.ema.module, *args, desc=f"eval EMA {epoch + 1}" if bar else None)
     top1, top5 = (r.metrics["top1"], r.metrics["top5"]) if evaluated else (math.nan, math.nan)
-    is_best = top1 > r.best
     r.best = max(r.best, top1) if not math.isnan(top1) else r.best
     if r.main:
-        if is_best:
-            save_best(r, epoch + 1, top1, top5)
+        if evaluated:  # best.pt and, with --checkpoint-hist N, the next best epochs
+            r.history.add(epoch + 1, top1, lambda: best_state(r, epoch + 1, top1, top5))
         # an epoch without evaluation has no eval figures (blank in summary.csv, not the last epoch's again)
         row = dict(epoch=epoch + 1, train_loss=round(trained["loss"], 5),
                    eval_top1=round(top1, 3) if evaluated else None, eval_top5=round(top5, 3) if evaluated else None,
@@ -568,6 +580,7 @@ def _run_in(cfg: dict, out: Path, device, rank: int, world: int) -> dict:
         restore(r, inputs.resume)
     logger = None
     if r.main:
+        r.history = recover_history(r)
         atomic_write(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         logger = _Logger(out, cfg.tensorboard)
         n_params = sum(p.numel() for p in r.model.parameters())

@@ -10,10 +10,12 @@ import torch.distributed as dist
 
 from .._files import LOCK_NAME, FolderInUseError, lock_folder, unlock_folder
 from .config import ConfigError, TrainConfig
+from .history import kept_files
 
 __all__ = ["prepare_output", "RUN_FILES"]
 
-#: The files a run writes into its output folder (``--overwrite`` removes them before a new run starts).
+#: The files a run writes into its output folder (``--overwrite`` removes them before a new run starts), besides the
+#: ``checkpoint-<epoch>.pt`` that ``--checkpoint-hist N`` keeps (:func:`hgzoo.train.history.kept_files`).
 RUN_FILES = ("config.yaml", "summary.csv", "last.pt", "best.pt", "curves.png", "tb")
 
 
@@ -70,8 +72,7 @@ def _lock(out: Path) -> Path:
 def _clear_and_probe(out: Path, clear: bool) -> None:
     try:
         if clear:
-            for name in RUN_FILES:
-                target = out / name
+            for target in {*(out / name for name in RUN_FILES), *kept_files(out)}:
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
         os.close(fd)
