@@ -191,7 +191,7 @@ def predictions_and_runtime(model, images, *, topk, checkpoint, pretrained_file,
                          threads, device, skip_bad_images) -> tuple[list[dict], dict]:
     """:func:`predict`, and what ran (the runner's description) for the command line's JSON."""
     from .data import split_cores
-    from .deploy.runner import check_request, prepare, resolve_deployed
+    from .deploy.runner import BACKENDS, check_request, prepare, resolve_deployed
 
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise ValueError(f"topk must be a whole number >= 1, got {topk!r}")
@@ -208,9 +208,10 @@ def predictions_and_runtime(model, images, *, topk, checkpoint, pretrained_file,
     runner = prepare(net, backend, precision, data_config=dc, calibration=calibration, deployed=deployed,
                      save_to=save_deployed, threads=threads, device=device)
     try:
-        if runner.backend in ("eager", "compile"):
+        in_torch = BACKENDS[runner.backend].format is None  # eager, reparam, compile, torchscript: not a runtime
+        if in_torch:
             torch.set_num_threads(threads)
-        run_device = device if runner.backend in ("eager", "compile") else "cpu"
+        run_device = device if in_torch else "cpu"
         results = _run(runner, files, dc, chans, topk, names, batch_size, workers, skip_bad_images, run_device)
     finally:
         runner.close()

@@ -98,6 +98,8 @@ SLOW = {
     "test_timm_contract.py": ("test_global_pool_as_timm", "test_levels_as_timm_port",
                               "test_output_stride_as_timm_resnet50d", "test_avg_keeps_paddle_head_numerics",
                               "test_feature_indexing_values"),
+    "test_timm_flags.py": ("test_benchmark_torchscript_and_channels_last_run_checked_against_eager",
+                           "test_validate_torchscript_gives_eagers_logits_and_metrics"),
     "test_timm_names.py": ("test_timm_repo_by_name_gives_timms_logits", "test_the_comparison_can_fail"),
     "test_data.py": ("test_loader_reports_bad_images_and_normalizes",),
     "test_deploy.py": ("test_cli_export_end_to_end", "test_export_verifies_or_names_the_fallback",

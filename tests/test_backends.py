@@ -43,7 +43,7 @@ def test_unknown_and_clashing_backends_are_refused():
     assert type(BACKENDS["eager"]).__name__ == "EagerBackend"
 
 
-@pytest.mark.parametrize("name", ["eager", "reparam", "compile", "onnxruntime", "openvino"])
+@pytest.mark.parametrize("name", ["eager", "reparam", "compile", "torchscript", "onnxruntime", "openvino"])
 def test_each_cpu_backend_returns_the_runner_and_agrees_with_eager(tiny, name):
     model, x, ref = tiny
     backend = get_backend(name)

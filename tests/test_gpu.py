@@ -316,9 +316,10 @@ def _assert_ran_or_skipped(report, backends: list[str], precisions: list[str]) -
 
 @GPU
 def test_benchmark_gpu_backends_run_and_agree():
-    """The harness's cuda and tensorrt backends (tensorrt: skipped, with the reason, where it is not installed)."""
+    """The harness's cuda, cuda-torchscript and tensorrt backends (tensorrt: skipped, with the reason, where it is not
+    installed)."""
     need("cuda")
-    backends, precisions = ["cuda", "tensorrt"], ["fp32", "fp16", "bf16"]
+    backends, precisions = ["cuda", "cuda-torchscript", "tensorrt"], ["fp32", "fp16", "bf16"]
     _assert_ran_or_skipped(_gpu_benchmark(backends, precisions), backends, precisions)
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from image_samples import photos, small_model_name, write_png
+from image_samples import calibrated_model, photos, small_model_name, write_png
 from PIL import Image
 
 from benchmarks.harness.cli import CPU_BACKENDS, GPU_BACKENDS, build_parser, config_from_args
 from benchmarks.harness.subjects import BenchmarkInputError
 from hgzoo.data import create_transform
+from hgzoo.deploy import BACKENDS
 from hgzoo.train.config import ConfigError, resolve_config
 
 timm = pytest.importorskip("timm")
@@ -43,20 +44,142 @@ def test_benchmark_timm_flags_choose_the_backends_and_precisions():
     shown = _help(build_parser().parse_args)
     for flag in ("--amp", "--channels-last", "--torchcompile", "--bench", "--torchscript", "--device"):
         assert flag in shown, flag
+    assert "refused: no TorchScript" not in shown and "refused: the deploy" not in shown
+
+
+def test_benchmark_torchscript_and_channels_last_choose_the_backends():
+    """--torchscript is the torchscript backend as --torchcompile is compile; --channels-last forces the layout on
+    the torch backends, keeps the runtimes (no torch layout) out of the defaults and refuses them when named."""
+    from benchmarks.harness.core import check_config
+    from hgzoo.deploy.backends import TorchScriptBackend
+
+    assert _bench("--torchscript").backends == ["torchscript"]
+    assert _bench("--torchscript", "--device", "cuda").backends == ["cuda-torchscript"]
+    cfg = _bench("--torchscript", "--channels-last", "--amp")
+    assert (cfg.backends, cfg.channels_last, cfg.precisions) == (["torchscript"], True, ["bf16"])
+    assert _bench("--channels-last", "--device", "cpu").backends == ["eager", "reparam"]
+    assert _bench("--channels-last", "--device", "cuda").backends == ["cuda", "cuda-compile"]
+    assert not {"onnxruntime", "openvino", "tensorrt"} & set(_bench("--channels-last").backends)
+    _, backends, peers = check_config(_bench("--model", "pphgnetv2_b0", "--channels-last", "--backend",
+                                             "eager,reparam,compile,torchscript"))
+    assert [b.channels_last for b in backends + peers] == [True] * 5  # reparam no longer probes; peers too
+    assert type(backends[-1]) is TorchScriptBackend
+    assert BACKENDS["reparam"].channels_last is None and BACKENDS["torchscript"].channels_last is False  # as it was
+    for backends in ("eager,openvino", "onnxruntime"):
+        with pytest.raises(BenchmarkInputError, match="--channels-last is torch's memory format; it does not apply"):
+            check_config(_bench("--model", "pphgnetv2_b0", "--channels-last", "--backend", backends))
 
 
 @pytest.mark.parametrize("argv, words", [
     (["--bench", "train"], "inference only"),
-    (["--channels-last"], "deploy and cuda backends already time channels-last"),
-    (["--torchscript"], "no TorchScript backend"),
     (["--torchcompile", "eager"], "only inductor"),
     (["--torchcompile", "--backend", "eager"], "leave out --backend"),
+    (["--torchscript", "--backend", "eager"], "leave out --backend"),
+    (["--torchscript", "--torchcompile"], "give one of them"),
     (["--device", "cuda", "--backend", "eager"], "--device cuda contradicts --backend eager"),
     (["--amp", "--precision", "fp32"], "--amp is --precision fp16"),
 ])
 def test_benchmark_timm_flags_it_cannot_honour_are_refused(argv, words):
     with pytest.raises(BenchmarkInputError, match=words):
         _bench(*argv)
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_benchmark_torchscript_and_channels_last_run_checked_against_eager(monkeypatch):
+    """Through the harness: the scripted model (a ScriptModule) and the channels-last torch backends run, their
+    weights and input really in that layout, each output checked against eager fp32 (contiguous) before it is
+    timed. That the check can fail: tests/tools/test_benchmark.py's test_wrong_output_is_flagged."""
+    from benchmarks.harness import core
+    from benchmarks.harness.timing import TimingConfig
+
+    prepared = {}
+
+    def spy(backend, subject, x, precision, threads):
+        prepared[backend.name] = runner = real(backend, subject, x, precision, threads)
+        return runner
+
+    real = core.prepare_subject
+    monkeypatch.setattr(core, "prepare_subject", spy)
+    cfg = _bench("--model", "pphgnetv2_b0", "--img-size", "64", "--backend", "eager,reparam,torchscript",
+                 "--channels-last", "--compare", "none", "--no-roofline", "--threads", "1", "--precision", "fp32",
+                 "--quiet")
+    cfg.timing = TimingConfig(warmup=1, min_iters=1, max_iters=2, budget_s=0.01, block_s=0.005, gap_s=0.0)
+    report = core.run_benchmark(cfg)
+    x = torch.randn(1, 3, 64, 64)
+    for name in ("eager", "reparam", "torchscript"):
+        m = report.find("pphgnetv2_b0", "hgzoo", name, "fp32", 1)
+        assert m.status == "ok" and m.median_ms is not None, (name, m.reason)
+        assert m.tolerance == 1e-4 and m.rel_err is not None and m.rel_err <= 1e-4, name  # checked, and agrees
+        assert "channels" in m.note and "faster than" not in m.note, m.note  # asked for, not probed
+        runner = prepared[name]
+        assert runner.module is not None and "channels-last" in runner.compute
+        weights = [p for p in runner.module.parameters() if p.dim() == 4]
+        assert all(_channels_last(w) for w in weights), name
+        assert any(not w.is_contiguous() for w in weights), name  # (1x1 and depthwise kernels are both layouts)
+    assert isinstance(prepared["torchscript"].module, torch.jit.ScriptModule)
+    assert not isinstance(prepared["eager"].module, torch.jit.ScriptModule)  # the check can fail
+    for name in ("eager", "torchscript"):  # staged in the layout before the timed call
+        assert _channels_last(prepared[name].stage(x)), name
+    assert not _channels_last(x)
+
+
+# --- validate.py ----------------------------------------------------------------------------------------------------
+
+def test_validate_torchscript_gives_eagers_logits_and_metrics(tmp_path, capsys):
+    """validate.py --torchscript runs torch.jit.script of the model (of the re-parameterized model with --reparam,
+    in channels-last with --channels-last): eager's logits, and eager's top-1 / top-5 on a folder labelled with
+    eager's own top-1 for half the images (both must say 50%)."""
+    import json
+
+    import hgzoo
+    import hgzoo.cli.validate as validate
+    from hgzoo.data import read_image
+    name = small_model_name()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    files = [write_png(raw / f"{i}.png", img[:96, :96]) for i, img in enumerate(list(photos().values())[:4])]
+    ckpt = tmp_path / "model.pth"
+    torch.save(hgzoo.create_model(name).state_dict(), ckpt)  # random weights; calibrated below
+    base = ["--model", name, "--checkpoint", str(ckpt), "--img-size", "64", "--resize-short", "72", "--workers", "0",
+            "--threads", "1", "--no-progress", "-b", "2"]
+    dc = validate.target_of(name, validate.parse_args([*base, "--data-dir", "x"]), None).data_config
+    x = torch.stack([create_transform(dc)(read_image(f)) for f in files])  # validate's preprocessing
+    torch.save(calibrated_model(name, x).state_dict(), ckpt)
+
+    def runner(*extra: str):
+        args = validate.parse_args([*base, "--data-dir", "x", *extra])
+        return validate.make_runner(validate.target_of(name, args, None), args, 1)
+
+    ref = runner()(x)
+    for extra in ((), ("--reparam",), ("--channels-last",)):
+        scripted = runner("--torchscript", *extra)
+        assert scripted.backend == "torchscript" and isinstance(scripted.module, torch.jit.ScriptModule)
+        out = scripted(x)
+        assert float((out - ref).abs().max()) <= 1e-4 * float(ref.abs().max()), extra
+        if not extra:
+            assert torch.equal(out, ref)  # eager's kernels: bit for bit
+    assert float((scripted(x.flip(-1)) - ref).abs().max()) > 1e-2 * float(ref.abs().max())  # the check can fail
+    ranked = ref.sort(dim=1, descending=True)
+    assert (ranked.values[:, 0] - ranked.values[:, 1]).min() > 1e-3, "near-tied logits"
+    labels = [int(ranked.indices[0, 0]), int(ranked.indices[1, 0]), int(ranked.indices[2, -1]),
+              int(ranked.indices[3, -1])]
+    data = tmp_path / "val"
+    for f, label in zip(files, labels):
+        (data / str(label)).mkdir(parents=True, exist_ok=True)
+        (data / str(label) / f.name).write_bytes(f.read_bytes())
+    rows = {}
+    for flag in ("", "--torchscript"):
+        out = tmp_path / f"r{flag}.json"
+        argv = [*base, "--data-dir", str(data), "--results-file", str(out), *([flag] if flag else [])]
+        assert validate.main(argv) == 0
+        (rows[flag],) = json.loads(out.read_text())
+    assert rows[""]["top1"] == rows["--torchscript"]["top1"] == 50.0
+    assert rows[""]["top5"] == rows["--torchscript"]["top5"] == 50.0
+    assert rows["--torchscript"]["backend"] == "torchscript" and "TorchScript" in rows["--torchscript"]["compute"]
+    assert "runtime: torchscript fp32: TorchScript" in capsys.readouterr().out
 
 
 # --- train.py -------------------------------------------------------------------------------------------------------

@@ -332,7 +332,9 @@ def test_timm_spellings_in_help_and_torchcompile_is_the_compile_backend(setup):
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--torchscript"], ["--torchscript", "--backend compile"]),
+    (["--torchscript", "--backend", "compile"], ["--torchscript scripts the torch model", "contradicts --backend "
+                                                                                           "compile"]),
+    (["--channels-last", "--backend", "openvino"], ["does not apply to --backend openvino"]),
     (["--torchcompile", "eager"], ["inductor only"]),
     (["--torchcompile", "--backend", "openvino"], ["contradicts --backend openvino"]),
     (["--input-size", "3", "160", "200"], ["square"]),

@@ -8,11 +8,11 @@ and the accuracy drift of the exported formats. A tool on top of the library, no
     report = run_benchmark(BenchmarkConfig(models=["pplcnetv2_base"], backends=["eager", "openvino"]))
     print(to_markdown(report))
 
-Backends are hgzoo's (:data:`hgzoo.deploy.BACKENDS`: eager, reparam, compile, onnxruntime, openvino), and the GPU
-ones :mod:`benchmarks.harness.gpu` registers there (cuda, cuda-compile, tensorrt); each returns hgzoo's one
-:class:`~hgzoo.deploy.Runner`. :func:`~benchmarks.harness.backends.prepare_subject` runs any :class:`Subject` (an
-hgzoo model or its timm equivalent) on any of them, so a new backend (:func:`hgzoo.deploy.register_backend`) or a
-new peer plugs in without touching the loop.
+Backends are hgzoo's (:data:`hgzoo.deploy.BACKENDS`: eager, reparam, compile, torchscript, onnxruntime, openvino),
+and the GPU ones :mod:`benchmarks.harness.gpu` registers there (cuda, cuda-compile, cuda-torchscript, tensorrt);
+each returns hgzoo's one :class:`~hgzoo.deploy.Runner`. :func:`~benchmarks.harness.backends.prepare_subject` runs
+any :class:`Subject` (an hgzoo model or its timm equivalent) on any of them, so a new backend
+(:func:`hgzoo.deploy.register_backend`) or a new peer plugs in without touching the loop.
 :mod:`benchmarks.harness.machine` describes the machine for both reports.
 """
 from hgzoo.deploy import BACKENDS  # hgzoo's one registry, with the GPU backends registered (by .core)

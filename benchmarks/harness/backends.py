@@ -1,6 +1,7 @@
 """How the benchmark runs a :class:`~benchmarks.harness.subjects.Subject` on a backend of hgzoo's one vocabulary
-(:data:`hgzoo.deploy.BACKENDS`: eager, reparam, compile, onnxruntime, openvino from the library; cuda,
-cuda-compile and tensorrt registered by :mod:`.gpu`), and what int8 is calibrated and checked on.
+(:data:`hgzoo.deploy.BACKENDS`: eager, reparam, compile, torchscript, onnxruntime, openvino from the library;
+cuda, cuda-compile, cuda-torchscript and tensorrt registered by :mod:`.gpu`), and what int8 is calibrated and checked
+on.
 
 Every backend accepts any subject (hgzoo or timm), so a peer model goes through exactly the same path: a backend
 that runs the re-parameterized model gets the subject's deployment form (timm's own re-parameterization for a timm

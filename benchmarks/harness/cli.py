@@ -9,7 +9,7 @@ import traceback
 
 from hgzoo.cli.base import BadInput, positive_float, writable_file
 from hgzoo.deploy import BACKENDS, PRECISIONS
-from hgzoo.deploy.backends import cpu_precision_skip
+from hgzoo.deploy.backends import cpu_precision_skip, with_channels_last
 
 from .core import BenchmarkConfig, run_benchmark
 from .report import TABLES, plot_latency_vs_top1, to_markdown, write_results
@@ -155,32 +155,39 @@ def _add_timm_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--amp", action="store_true", help="mixed precision: --precision fp16 with --device cuda, else bf16")
     g.add_argument("--torchcompile", nargs="?", const="inductor", metavar="inductor",
                    help="the torch.compile backend: compile on CPU, cuda-compile with --device cuda (inductor only)")
+    g.add_argument("--torchscript", action="store_true",
+                   help="the TorchScript backend (torch.jit.script of the model as built): torchscript on CPU, "
+                        "cuda-torchscript with --device cuda")
     g.add_argument("--bench", choices=["inference", "train", "both", "profile"],
                    help="inference only: benchmark.py times inference (train, both and profile are refused)")
     g.add_argument("--channels-last", action="store_true",
-                   help="refused: the deploy and cuda backends try channels-last and contiguous and keep the "
-                        "faster")
-    g.add_argument("--torchscript", action="store_true", help="refused: no TorchScript backend (use compile)")
+                   help="the torch backends run the model and input in channels-last memory format (reparam and "
+                        "cuda no longer probe both layouts); without --backend, the default ones minus the runtimes "
+                        "(onnxruntime, openvino, tensorrt: the flag does not apply to them, and naming one is "
+                        "refused)")
 
 
 def _timm_flags(args: argparse.Namespace) -> None:
     """timm's benchmark.py flags turned into hgzoo's (--backend, --precision), or refused in one line."""
     if args.bench not in (None, "inference"):
         raise BenchmarkInputError(f"--bench {args.bench}: benchmark.py times inference only; give --bench inference")
-    if args.channels_last:
-        raise BenchmarkInputError("--channels-last: the deploy and cuda backends already time channels-last and "
-                                  "contiguous and keep the faster (the details say which); leave it out")
-    if args.torchscript:
-        raise BenchmarkInputError("--torchscript: benchmark.py has no TorchScript backend; use --torchcompile "
-                                  "(--backend compile or cuda-compile)")
     gpu = args.device == "cuda"
+    if args.torchcompile is not None and args.torchcompile != "inductor":
+        raise BenchmarkInputError(f"--torchcompile {args.torchcompile}: only inductor; give --torchcompile")
+    named = [flag for flag, given in (("--torchcompile", args.torchcompile is not None),
+                                      ("--torchscript", args.torchscript)) if given]
+    if len(named) > 1:
+        raise BenchmarkInputError("--torchcompile and --torchscript each name the backend: give one of them")
+    if named and args.backend:
+        alone = {"--torchcompile": "compile/cuda-compile", "--torchscript": "torchscript/cuda-torchscript"}[named[0]]
+        raise BenchmarkInputError(f"{named[0]} names the backend: leave out --backend (or give --backend {alone})")
     if args.torchcompile is not None:
-        if args.torchcompile != "inductor":
-            raise BenchmarkInputError(f"--torchcompile {args.torchcompile}: only inductor; give --torchcompile")
-        if args.backend:
-            raise BenchmarkInputError("--torchcompile names the backend: leave out --backend (or give --backend "
-                                      "compile/cuda-compile)")
         args.backend = ["cuda-compile" if gpu else "compile"]
+    if args.torchscript:
+        args.backend = ["cuda-torchscript" if gpu else "torchscript"]
+    if args.channels_last and not args.backend:  # the defaults that have a torch memory format
+        defaults = (GPU_BACKENDS if gpu else CPU_BACKENDS) if args.device else _default_backends()
+        args.backend = [b for b in defaults if with_channels_last(BACKENDS[b]) is not None]
     if args.device and not args.backend:
         args.backend = GPU_BACKENDS if gpu else CPU_BACKENDS
     elif args.device:
@@ -225,7 +232,8 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         precisions=list(dict.fromkeys(args.precision or _default_precisions())), backends=backends, compare=compare,
         compare_backends=compare_backends, threads=args.threads, pretrained=args.pretrained,
         timing=TimingConfig(warmup=args.warmup, min_iters=args.min_iters, budget_s=args.max_time),
-        roofline=not args.no_roofline, time_budget_s=args.time_budget, prepare_budget_s=args.prepare_budget,
+        roofline=not args.no_roofline, channels_last=args.channels_last, time_budget_s=args.time_budget,
+        prepare_budget_s=args.prepare_budget,
         log=(lambda msg: None) if args.quiet else None,
         on_progress=(lambda report: _write_all(report, args)) if args.results_file else None,
     )

@@ -15,7 +15,7 @@ import torch
 
 import hgzoo
 from hgzoo.deploy import BACKENDS, MIN_TOP1_AGREEMENT, PRECISIONS, Backend, BackendError, Runner, agreement
-from hgzoo.deploy.backends import DTYPES, get_backend
+from hgzoo.deploy.backends import DTYPES, get_backend, with_channels_last
 from hgzoo.registry import UnknownModelError, model_entrypoint, resolve_model_name
 
 from . import gpu  # noqa: F401  (registers the GPU backends: cuda, cuda-compile, tensorrt)
@@ -66,6 +66,7 @@ class BenchmarkConfig:
     seed: int = 0
     timing: TimingConfig = field(default_factory=TimingConfig)
     roofline: bool = True
+    channels_last: bool = False  # timm's --channels-last: the torch backends run channels-last (no probe)
     tolerances: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     fp64_check: bool = True  # also compare against an fp64 run of the first image (see check_output)
     memory_fraction: float = 0.5  # of the available memory a batch may use (several backends coexist)
@@ -248,22 +249,32 @@ def _meta_stride(name: str) -> int | None:
         return None
 
 
-def _backends(names: list[str]) -> list[Backend]:
+def _backends(names: list[str], channels_last: bool = False) -> list[Backend]:
     """The backends called ``names`` (:data:`hgzoo.deploy.BACKENDS`), each once; a :class:`BenchmarkInputError`
-    naming close matches for an unknown one."""
+    naming close matches for an unknown one. ``channels_last``: each forced to that memory format
+    (:func:`~hgzoo.deploy.backends.with_channels_last`); a runtime, which has no torch layout, is refused."""
     try:
-        return [get_backend(b) for b in dict.fromkeys(names)]
+        found = [get_backend(b) for b in dict.fromkeys(names)]
     except BackendError as e:
         raise BenchmarkInputError(str(e)) from None
+    if not channels_last:
+        return found
+    forced = {b.name: with_channels_last(b) for b in found}
+    runtimes = [name for name, b in forced.items() if b is None]
+    if runtimes:
+        raise BenchmarkInputError("--channels-last is torch's memory format; it does not apply to "
+                                  f"{', '.join(runtimes)} (a runtime takes an NCHW array and picks its own layout): "
+                                  "leave the runtimes out of --backend / --compare-backends")
+    return list(forced.values())
 
 
 def check_config(cfg: BenchmarkConfig) -> tuple[list[str], list[Backend], list[Backend]]:
     """Check everything the user typed before spending any time; raise :class:`BenchmarkInputError`."""
     models = resolve_models(cfg.models)
-    backends = _backends(cfg.backends)
+    backends = _backends(cfg.backends, cfg.channels_last)
     if not backends:
         raise BenchmarkInputError(f"no backend given; backends: {', '.join(BACKENDS)}")
-    peer_backends = _backends(cfg.compare_backends or ["eager"])
+    peer_backends = _backends(cfg.compare_backends or ["eager"], cfg.channels_last)
     for p in cfg.precisions:
         if p not in PRECISIONS:
             raise BenchmarkInputError(f"unknown precision {p!r}; precisions: {', '.join(PRECISIONS)}")
@@ -569,6 +580,8 @@ def _prepare(cfg: BenchmarkConfig, m: Measurement, s: Subject, b: Backend, x: to
     finally:
         budget.charge(b.name, time.perf_counter() - t)
     m.note = runner.note
+    if cfg.channels_last and "channels" not in m.note:
+        m.note = "; ".join(n for n in ("channels-last (asked for)", m.note) if n)
     _record_check(cfg, m, check, floor)
     log(f"{m.model} bs{len(x)} {m.precision} {s.label} {b.name}: ready in {time.perf_counter() - t:.1f} s, "
         f"rel err {m.rel_err:.1e}" + (f" ({runner.note})" if runner.note else ""))

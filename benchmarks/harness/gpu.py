@@ -1,4 +1,4 @@
-"""The GPU backends: CUDA eager, ``torch.compile`` on the GPU, and TensorRT.
+"""The GPU backends: CUDA eager, ``torch.compile`` and TorchScript on the GPU, and TensorRT.
 
 Every GPU runner is timed between CUDA events on torch's current stream, synchronized
 (:func:`benchmarks.harness.timing.time_call`), with its input already on the device. fp32 means true fp32:
@@ -15,11 +15,12 @@ from typing import Any
 import torch
 
 from hgzoo.deploy import Backend, BackendError, Runner, register_backend
-from hgzoo.deploy.backends import DTYPES, CompileBackend, ReparamBackend, onnx_file
+from hgzoo.deploy.backends import DTYPES, CompileBackend, ReparamBackend, TorchScriptBackend, onnx_file
 from hgzoo.deploy.runtimes import has_module as _has
 from hgzoo.deploy.runtimes import quiet as _quiet
 
-__all__ = ["cuda_fp32_exact", "cuda_unavailable", "CudaBackend", "CudaCompileBackend", "TensorRTBackend"]
+__all__ = ["cuda_fp32_exact", "cuda_unavailable", "CudaBackend", "CudaCompileBackend", "CudaTorchScriptBackend",
+           "TensorRTBackend"]
 
 
 def cuda_fp32_exact() -> None:
@@ -83,6 +84,26 @@ class CudaCompileBackend(CompileBackend):
 
     def _setup(self) -> None:
         cuda_fp32_exact()
+
+
+class CudaTorchScriptBackend(TorchScriptBackend):
+    name = "cuda-torchscript"
+    device = "cuda"
+    description = ("torch.jit.script of the model as built on the GPU (timm's benchmark.py --torchscript --device "
+                   "cuda); fp16/bf16 through torch.autocast in that dtype, as timm's --amp (TF32 off for fp32)")
+
+    def unavailable(self):
+        return cuda_unavailable()
+
+    def precision_skip(self, precision):
+        return _bf16_skip(precision)
+
+    def _autocast_dtypes(self):
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}  # each precision its own dtype, as the table says
+
+    def prepare(self, model, x, precision, *, threads=None, cache=None, calibration=None):
+        cuda_fp32_exact()
+        return super().prepare(model, x, precision, threads=threads, cache=cache, calibration=calibration)
 
 
 _TRT_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16}  # TensorRT DataType names
@@ -209,5 +230,5 @@ def _staged(x: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
     return buffer
 
 
-for _backend in (CudaBackend(), CudaCompileBackend(), TensorRTBackend()):
+for _backend in (CudaBackend(), CudaCompileBackend(), CudaTorchScriptBackend(), TensorRTBackend()):
     register_backend(_backend)

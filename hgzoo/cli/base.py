@@ -191,8 +191,9 @@ def add_runtime_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) 
     ``--deployed``, ``--save-deployed``, ``--threads``."""
     from ..deploy.runner import BACKENDS, RUN_PRECISIONS
 
-    p.add_argument("--backend", choices=BACKENDS, help="eager (default), compile (torch.compile), onnxruntime or "
-                                                       "openvino (export, verify, then run the file)")
+    p.add_argument("--backend", choices=BACKENDS, help="eager (default), reparam, compile (torch.compile), "
+                                                       "torchscript (torch.jit.script), onnxruntime or openvino "
+                                                       "(export, verify, then run the file)")
     p.add_argument("--precision", choices=RUN_PRECISIONS, help="fp32 (default), bf16 or int8 (runtimes only)")
     p.add_argument("--calibration", metavar="DIR_OR_LIST", help="real images for int8 calibration (required for int8)")
     p.add_argument("--deployed", metavar="FILE", help="run this exported .onnx / .xml file instead of exporting")

@@ -1,5 +1,5 @@
 """Evaluate hgzoo models on a labelled image set: top-1 / top-5, image count, end-to-end throughput; on torch eager,
-torch.compile, or the deployed file itself (ONNX Runtime, OpenVINO) at fp32, bf16 or int8.
+torch.compile, TorchScript, or the deployed file itself (ONNX Runtime, OpenVINO) at fp32, bf16 or int8.
 
 ``python validate.py ...`` and ``python -m hgzoo validate ...`` (a wheel install) are this command line; the
 evaluation pass itself is :func:`hgzoo.deploy.evaluate.run_pass`.
@@ -106,7 +106,8 @@ def _add_runtime_group(ap: argparse.ArgumentParser) -> None:
                    help="timm's spelling of --backend compile (torch.compile's inductor; other torch.compile "
                         "backends are refused)")
     g.add_argument("--torchscript", action="store_true",
-                   help="timm's flag, refused: validate runs eager, compile, onnxruntime or openvino")
+                   help="timm's flag: --backend torchscript, torch.jit.script of the model (after --reparam and "
+                        "--channels-last, as timm scripts it after those)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -136,7 +137,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--num-classes", type=positive_int, help="classifier size (default: the checkpoint's)")
     ap.add_argument("--in-chans", type=positive_int, help="input channels (default: the checkpoint's, else 3)")
     ap.add_argument("--amp", action="store_true", help="torch autocast, bf16 (fp16 on CUDA): --precision bf16")
-    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="the torch backends run the model and its input in channels-last memory format (it does "
+                         "not apply to onnxruntime, openvino or --deployed: refused)")
     ap.add_argument("--reparam", action="store_true", help="fuse conv+BN and merge re-parameterizable branches first")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     _add_runtime_group(ap)
@@ -165,9 +168,15 @@ def _check_usage(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error("--model is required with --pretrained")
     _check_timm_spellings(ap, args)
     if args.amp:
-        if args.backend not in (None, "eager", "compile") or args.precision not in (None, "bf16") or args.deployed:
-            ap.error("--amp is torch's bf16 autocast: it goes with --backend eager or compile (or give --precision)")
+        if args.backend not in (None, "eager", "compile", "torchscript") or args.precision not in (None, "bf16") or \
+                args.deployed:
+            ap.error("--amp is torch's bf16 autocast: it goes with --backend eager, compile or torchscript (or "
+                     "give --precision)")
         args.precision = "bf16"
+    if args.channels_last and (args.deployed or args.backend in ("onnxruntime", "openvino")):
+        ap.error(f"--channels-last is torch's memory format; it does not apply to "
+                 f"{'--deployed' if args.deployed else '--backend ' + args.backend} (a runtime takes an NCHW array "
+                 "and picks its own layout)")
     if args.deployed and (args.save_deployed or args.calibration):
         ap.error("--deployed runs a file exported before: --save-deployed and --calibration do not apply")
     if args.save_deployed and args.backend not in ("onnxruntime", "openvino"):
@@ -189,8 +198,10 @@ def _check_timm_spellings(ap: argparse.ArgumentParser, args: argparse.Namespace)
                 ap.error(f"--input-size {c} {h} {w} contradicts {flag} {value}; give one of them")
         args.img_size, args.in_chans = h, c
     if args.torchscript:
-        ap.error("--torchscript: validate does not run TorchScript; use --backend compile (timm's --torchcompile), "
-                 "onnxruntime or openvino")
+        if args.backend not in (None, "eager", "torchscript") or args.deployed:
+            ap.error(f"--torchscript scripts the torch model (--backend torchscript); it contradicts "
+                     f"{'--deployed' if args.deployed else '--backend ' + args.backend}")
+        args.backend = "torchscript"
     if args.torchcompile is not None:
         if args.torchcompile != "inductor":
             ap.error(f"--torchcompile {args.torchcompile}: hgzoo compiles with inductor only; give --torchcompile")
@@ -290,7 +301,7 @@ def run_pass(runner, dataset, s: Target, args: argparse.Namespace, workers: int,
     from hgzoo.data import ImageDecodeError
     from hgzoo.deploy.evaluate import run_pass as one_pass
 
-    device = args.device if runner.backend in ("eager", "compile") else "cpu"
+    device = args.device if _in_torch(runner) else "cpu"
     try:
         return one_pass(runner, dataset, data_config=s.data_config, in_chans=s.in_chans, batch_size=args.batch_size,
                         workers=workers, device=device, skip_bad_images=args.skip_bad_images,
@@ -298,6 +309,13 @@ def run_pass(runner, dataset, s: Target, args: argparse.Namespace, workers: int,
     except ImageDecodeError as e:
         raise BadImageError(f"{e}\n(pass --skip-bad-images to leave unreadable images out of the accuracy; they are "
                             "then counted and listed)") from None
+
+
+def _in_torch(runner) -> bool:
+    """True where torch runs the model (eager, reparam, compile, torchscript): not a runtime's file."""
+    from hgzoo.deploy.runner import BACKENDS
+
+    return BACKENDS[runner.backend].format is None
 
 
 def _wants_agreement(s: Target, runner, args: argparse.Namespace) -> bool:
@@ -337,7 +355,7 @@ def validate_one(name: str | None, dataset, args: argparse.Namespace, deployed_m
     prepare_s = time.perf_counter() - t0
     try:
         # torch's own threads: every core for eager/compile; one for normalizing when a runtime does the inference
-        torch.set_num_threads(threads if runner.backend in ("eager", "compile") else 1)
+        torch.set_num_threads(threads if _in_torch(runner) else 1)
         dataset.transform = create_transform(s.data_config, normalize=False, in_chans=s.in_chans)
         result = run_pass(runner, dataset, s, args, workers, s.name)
         agreement, n_agree = (agreement_pass(s, dataset, args, workers, threads, result)

@@ -10,9 +10,9 @@ verified against the eager fp32 model on real images.
     logits = predictor(batch)                       # float32 (N, 3, 224, 224) -> numpy logits
 
 ``python -m hgzoo export --help`` is the command line. :mod:`hgzoo.deploy.backends` names the backends a model runs
-on (``BACKENDS``: eager, reparam, compile, onnxruntime, openvino; tools register more) and the one ``Runner`` they
-return; :mod:`hgzoo.deploy.runner` prepares one, from a model or an exported file, for ``validate.py --backend``
-and ``predict``; and :mod:`hgzoo.deploy.evaluate` is the
+on (``BACKENDS``: eager, reparam, compile, torchscript, onnxruntime, openvino; tools register more) and the one
+``Runner`` they return; :mod:`hgzoo.deploy.runner` prepares one, from a model or an exported file, for
+``validate.py --backend`` and ``predict``; and :mod:`hgzoo.deploy.evaluate` is the
 overlapped, timed pass over labelled images behind ``validate.py``. The benchmark harness and the accuracy drift
 study that use this API are tools beside the package (``benchmarks/``).
 """

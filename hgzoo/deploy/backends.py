@@ -1,8 +1,9 @@
 """The backends a classifier runs on, in one vocabulary, and the one :class:`Runner` they all return.
 
-A backend is a name (``eager``, ``reparam``, ``compile``, ``onnxruntime``, ``openvino``; tools register more, as
-the benchmark harness does its ``cuda``, ``cuda-compile`` and ``tensorrt``), the device it computes on, whether it
-runs the re-parameterized model, and :meth:`Backend.prepare`: a model → a :class:`Runner` at one precision.
+A backend is a name (``eager``, ``reparam``, ``compile``, ``torchscript``, ``onnxruntime``, ``openvino``; tools
+register more, as the benchmark harness does its ``cuda``, ``cuda-compile``, ``cuda-torchscript`` and
+``tensorrt``), the device it computes on, whether it runs the re-parameterized model, and :meth:`Backend.prepare`: a
+model → a :class:`Runner` at one precision.
 :func:`hgzoo.deploy.runner.prepare` (``validate.py --backend``, ``predict``) and the benchmark harness both look
 backends up in :data:`BACKENDS`::
 
@@ -23,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -34,8 +36,8 @@ from . import runtimes as rt
 
 __all__ = [
     "Runner", "Backend", "BackendError", "BACKENDS", "register_backend", "get_backend", "DTYPES",
-    "cpu_precision_skip", "probe", "EagerBackend", "ReparamBackend", "CompileBackend", "OnnxRuntimeBackend",
-    "OpenVinoBackend",
+    "cpu_precision_skip", "probe", "EagerBackend", "ReparamBackend", "CompileBackend", "TorchScriptBackend",
+    "OnnxRuntimeBackend", "OpenVinoBackend", "with_channels_last",
 ]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -83,6 +85,7 @@ class Runner:
     file: str | None = None  # the deployed file (None where no file is kept)
     report: Any = None  # the export's verification report, when this run exported the file
     meta: dict = field(default_factory=dict)  # what the file says about itself
+    module: Any = None  # the torch module that computes (torch backends): its type, weights and layout, to inspect
     cleanup: Callable[[], None] | None = None
     _bound: Any = field(default=None, repr=False)
 
@@ -230,15 +233,27 @@ class EagerBackend(Backend):
     name = "eager"
     reparameterized = False
     description = "the model as built, torch eager under inference_mode; bf16/fp16 through torch.autocast"
+    label = "torch eager"  # what computes, in words (the runner's ``compute`` starts with it)
 
-    def __init__(self, device: str = "cpu", channels_last: bool = False) -> None:
-        self.device, self.channels_last = device, channels_last
+    def __init__(self, device: str | None = None, channels_last: bool = False) -> None:
+        if device is not None:
+            self.device = device
+        self.channels_last = channels_last
+
+    def _autocast_dtypes(self) -> dict[str, torch.dtype]:
+        """The autocast dtype of each low precision (``--amp``: bf16, fp16 on a CUDA device)."""
+        return {"bf16": torch.float16 if self.device.startswith("cuda") else torch.bfloat16, "fp16": torch.float16}
+
+    def _finish(self, net: nn.Module) -> tuple[nn.Module, str]:
+        """The module that runs (``net``, eval, on the device and in the layout) and a note on how it was made."""
+        return net, ""
 
     def prepare(self, model, x, precision, *, threads=None, cache=None, calibration=None):
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         net = model if self.device == "cpu" and not self.channels_last else copy.deepcopy(model).to(
             self.device, memory_format=fmt)
-        amp = {"bf16": torch.float16 if self.device.startswith("cuda") else torch.bfloat16, "fp16": torch.float16}
+        net, made = self._finish(net)
+        amp = self._autocast_dtypes()
         device_type = torch.device(self.device).type
 
         def fn(xs: torch.Tensor) -> torch.Tensor:
@@ -247,9 +262,44 @@ class EagerBackend(Backend):
                 return net(xs)
 
         cast = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}.get(amp.get(precision), "fp32")
-        parts = ["torch eager", cast] + (["channels-last"] if self.channels_last else [])
+        parts = [self.label, cast] + (["channels-last"] if self.channels_last else [])
+        note = "; ".join(n for n in (made, "autocast" if precision in amp else "") if n)
         return Runner(self.name, precision, ", ".join(parts), fn, stage=_to(self.device, fmt),
-                      sync="cuda" if device_type == "cuda" else "cpu", note="autocast" if precision in amp else "")
+                      sync="cuda" if device_type == "cuda" else "cpu", note=note, module=net)
+
+
+class TorchScriptBackend(EagerBackend):
+    """``torch.jit.script`` of the model as given, as timm's ``validate.py`` / ``benchmark.py --torchscript`` do
+    after ``--reparam`` (then: the re-parameterized model), the device move and ``--channels-last``; run as
+    :class:`EagerBackend` runs the model (bf16 through ``torch.autocast``, as timm's ``--amp``).
+
+    Neither ``torch.jit.freeze`` nor ``optimize_for_inference``: timm times the plain script, which runs eager's
+    kernels (on the CPU, eager's logits bit for bit); folding conv+BN is ``--reparam``'s work, and
+    ``optimize_for_inference`` swaps in MKLDNN convolutions (other numerics and layouts; torch's optimizing path is
+    ``compile``)."""
+
+    name = "torchscript"
+    description = ("torch.jit.script of the model as built (re-parameterized with --reparam), as timm's "
+                   "--torchscript; bf16/fp16 through torch.autocast")
+    label = "TorchScript (torch.jit.script)"
+
+    def _finish(self, net):
+        t = time.perf_counter()
+        with warnings.catch_warnings():  # torch 2.x deprecates TorchScript in favour of torch.compile; it still runs
+            warnings.filterwarnings("ignore", message=".*torch.jit.* is deprecated", category=FutureWarning)
+            scripted = torch.jit.script(net.eval())
+        return scripted, f"scripted in {time.perf_counter() - t:.1f} s"
+
+
+def with_channels_last(backend: Backend) -> Backend | None:
+    """``backend`` running the model in channels-last memory format (timm's ``--channels-last``): a copy of a torch
+    backend with the layout forced (no probe); None for a runtime (ONNX Runtime, OpenVINO, TensorRT), which takes
+    an NCHW array and picks its own internal layout."""
+    if backend.format is not None or not hasattr(backend, "channels_last"):
+        return None
+    forced = copy.copy(backend)
+    forced.channels_last = True
+    return forced
 
 
 class ReparamBackend(Backend):
@@ -280,8 +330,9 @@ class ReparamBackend(Backend):
             return None
         return lambda x: x.to(device=self.device, dtype=dtype, memory_format=fmt)
 
-    def _variant(self, model: nn.Module, dtype: torch.dtype, fmt: torch.memory_format) -> Callable[[Any], Any]:
-        """One layout's call (on a copy of ``model`` wherever it changes)."""
+    def _variant(self, model: nn.Module, dtype: torch.dtype,
+                 fmt: torch.memory_format) -> tuple[nn.Module, Callable[[Any], Any]]:
+        """One layout's module (a copy of ``model`` wherever it changes) and call."""
         if dtype != torch.float32 or self.device != "cpu" or fmt != torch.contiguous_format:
             model = copy.deepcopy(model).to(self.device, dtype, memory_format=fmt)
         staged = self._stage(dtype, fmt) is not None
@@ -289,12 +340,13 @@ class ReparamBackend(Backend):
         def fn(xs):
             with torch.inference_mode():
                 return model(xs if staged else xs.to(dtype=dtype, memory_format=fmt))
-        return fn
+        return model, fn
 
     def prepare(self, model, x, precision, *, threads=None, cache=None, calibration=None):
         dtype = DTYPES[precision]
         layouts = self._layouts(probing=x is not None)
-        variants = {k: self._variant(model, dtype, fmt) for k, fmt in layouts.items()}
+        modules = {k: self._variant(model, dtype, fmt) for k, fmt in layouts.items()}
+        variants = {k: fn for k, (_, fn) in modules.items()}
         best = next(iter(layouts))
         note = best + (" (no example batch to probe)" if self.channels_last is None else " (asked for)")
         if len(variants) > 1:
@@ -306,7 +358,7 @@ class ReparamBackend(Backend):
             note = f"{best} ({times[other] / times[best]:.2f}x faster than {other} in a probe)"
         compute = f"torch eager, re-parameterized, {precision} weights, {best.replace('_', '-')}"
         return Runner(self.name, precision, compute, variants[best], stage=self._stage(dtype, layouts[best]) or _same,
-                      sync="cuda" if self.device.startswith("cuda") else "cpu", note=note)
+                      sync="cuda" if self.device.startswith("cuda") else "cpu", note=note, module=modules[best][0])
 
 
 class CompileBackend(Backend):
@@ -365,7 +417,7 @@ class CompileBackend(Backend):
         stage = _same if on_cpu else (lambda xs: xs.to(device=self.device, dtype=dtype, memory_format=fmt))
         layout = ", channels-last" if self.channels_last else ""
         runner = Runner(self.name, precision, f"torch.compile (inductor, freezing), re-parameterized, {precision} "
-                        f"weights{layout}", fn, stage=stage, sync="cpu" if on_cpu else "cuda")
+                        f"weights{layout}", fn, stage=stage, sync="cpu" if on_cpu else "cuda", module=model)
         if x is not None:
             t = time.perf_counter()
             runner(x)
@@ -526,5 +578,6 @@ class OpenVinoBackend(Backend):
                       + _onnx_note(cache, x.shape[-1]), cleanup=cleanup)
 
 
-for _backend in (EagerBackend(), ReparamBackend(), CompileBackend(), OnnxRuntimeBackend(), OpenVinoBackend()):
+for _backend in (EagerBackend(), ReparamBackend(), CompileBackend(), TorchScriptBackend(), OnnxRuntimeBackend(),
+                 OpenVinoBackend()):
     register_backend(_backend)

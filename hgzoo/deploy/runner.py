@@ -1,5 +1,5 @@
 """Run a classifier on one backend of :data:`~hgzoo.deploy.backends.BACKENDS` at one precision: a torch backend
-(eager, reparam, compile) on the model, or ONNX Runtime or OpenVINO on the verified file that
+(eager, reparam, compile, torchscript) on the model, or ONNX Runtime or OpenVINO on the verified file that
 :func:`~hgzoo.deploy.export` writes (or one given with ``deployed=``).
 
 ``validate.py`` and ``python -m hgzoo predict`` run their batches through a :class:`Runner`, so the accuracy they
@@ -30,7 +30,16 @@ from ..checkpoint import input_channels
 from ..layers import reparameterize
 from . import runtimes as rt
 from .api import EXTENSIONS, ExportReport, describe_compute, export, unsupported_reason
-from .backends import BACKENDS, BackendError, CompileBackend, EagerBackend, ReparamBackend, Runner, get_backend
+from .backends import (
+    BACKENDS,
+    BackendError,
+    CompileBackend,
+    EagerBackend,
+    ReparamBackend,
+    Runner,
+    TorchScriptBackend,
+    get_backend,
+)
 
 __all__ = ["BACKENDS", "RUN_PRECISIONS", "Runner", "BackendError", "backend_of_file", "check_request",
            "resolve_deployed", "check_deployed", "prepare"]
@@ -123,11 +132,12 @@ def _torch(model: nn.Module, backend: str, precision: str, *, reparam: bool, cha
     model = copy.deepcopy(model).eval()
     if reparam:
         reparameterize(model)
-    if type(b) in (EagerBackend, ReparamBackend, CompileBackend):
+    if type(b) in (EagerBackend, ReparamBackend, CompileBackend, TorchScriptBackend):
         b = type(b)(device, channels_last=channels_last)
     runner = b.prepare(model, None, precision)
     if reparam and not b.reparameterized:
-        runner.compute = runner.compute.replace("torch eager", "torch eager, re-parameterized", 1)
+        head, _, rest = runner.compute.partition(", ")
+        runner.compute = ", ".join([head, "re-parameterized"] + ([rest] if rest else []))
     return runner
 
 
@@ -157,8 +167,8 @@ def prepare(model: nn.Module | None, backend: str | None, precision: str | None,
             min_top1_agreement: float | None = None) -> Runner:
     """A :class:`Runner` for ``model`` on ``backend`` (default eager) at ``precision`` (default fp32).
 
-    The torch backends (eager, reparam, compile: those of :data:`BACKENDS` without a ``format``) run a copy of
-    ``model``. The runtimes run ``deployed`` (its backend and precision are the
+    The torch backends (eager, reparam, compile, torchscript: those of :data:`BACKENDS` without a ``format``) run a
+    copy of ``model``. The runtimes run ``deployed`` (its backend and precision are the
     file's; given ones must agree, and the file must match ``model``), or a file exported and verified now, at
     ``save_to`` or in a temporary folder that :meth:`Runner.close` removes (``min_top1_agreement``: the
     export's bound for bf16/int8, see :func:`~hgzoo.deploy.export`).

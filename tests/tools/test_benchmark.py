@@ -37,7 +37,7 @@ from hgzoo.deploy import backends as backends_mod
 
 TINY = "pplcnetv2_small"
 FAST = TimingConfig(warmup=1, min_iters=2, max_iters=3, budget_s=0.02, block_s=0.005, gap_s=0.0)
-CPU_BACKENDS = ["eager", "reparam", "compile", "onnxruntime", "openvino"]
+CPU_BACKENDS = ["eager", "reparam", "compile", "torchscript", "onnxruntime", "openvino"]
 
 
 def tiny_config(**kw) -> BenchmarkConfig:
@@ -117,7 +117,7 @@ class BrokenBackend(Backend):
         raise RuntimeError("exporter exploded")
 
 
-GPU_BACKENDS = ["cuda", "cuda-compile", "tensorrt"]
+GPU_BACKENDS = ["cuda", "cuda-compile", "cuda-torchscript", "tensorrt"]
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +164,8 @@ def test_gpu_backends_skip_with_reason_without_gpu(fake_backends_run):
 def test_the_gpu_backends_join_the_librarys_registry():
     """The harness adds its GPU backends to hgzoo's one registry: one list of backends, one Runner."""
     assert BACKENDS is backends_mod.BACKENDS
-    assert {"eager", "reparam", "compile", "onnxruntime", "openvino"} <= set(BACKENDS)
-    assert {"cuda", "cuda-compile", "tensorrt"} <= set(BACKENDS)
+    assert {"eager", "reparam", "compile", "torchscript", "onnxruntime", "openvino"} <= set(BACKENDS)
+    assert {"cuda", "cuda-compile", "cuda-torchscript", "tensorrt"} <= set(BACKENDS)
     assert all(isinstance(b, Backend) and b.name == name for name, b in BACKENDS.items())
     assert {b.device for b in BACKENDS.values()} == {"cpu", "cuda"}
 
