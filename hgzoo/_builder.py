@@ -25,7 +25,7 @@ from ._registry import (
 )
 from .convert.paddle import _mismatch_report, convert_paddle_state_dict
 from .convert.timm import find_timm_arch, looks_like_timm, timm_to_hgzoo
-from .layers import check_global_pool
+from .layers import ConvBNAct, check_global_pool, is_foldable_norm
 from .pretrained import PretrainedCfg, pretrained_cfg_from_dict, pretrained_cfg_from_timm
 
 __all__ = ["create_model", "load_checkpoint", "load_pretrained", "read_checkpoint", "state_dict_of",
@@ -345,6 +345,7 @@ def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, progress: bool = Tr
 
     from . import hub
 
+    _refuse_statistics_free_norm(model, cfg.name)
     cached = hub.converted_path(cfg, cache_dir)
     cached.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cached) + ".lock"):
@@ -369,6 +370,17 @@ def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, progress: bool = Tr
         hub.write_converted(cached, sd, cfg, resolved)
     _apply_state_dict(model, sd, cached.name)
     return cached
+
+
+def _refuse_statistics_free_norm(model: nn.Module, source: str) -> None:
+    """Published weights are BatchNorm's (weight, bias and running statistics): a model built with a norm that has no
+    running statistics (``norm_layer='groupnorm'``, ``'layernorm2d'``) cannot take them, and loading only the affine
+    half would silently make another network. A BatchNorm-family norm (sync, frozen) takes them as they are."""
+    norm = next((m.bn for m in model.modules() if isinstance(m, ConvBNAct) and not is_foldable_norm(m.bn)), None)
+    if norm is not None:
+        raise ValueError(f"{source}: these weights are BatchNorm's (running statistics), which the model's "
+                         f"{type(norm).__name__} norm_layer has no place for; build with a BatchNorm-family norm_layer "
+                         "('batchnorm2d', 'syncbatchnorm', 'frozenbatchnorm2d') to load them, or pretrained=False")
 
 
 def _check_model_args(num_classes, in_chans, out_indices) -> None:
@@ -459,6 +471,7 @@ def state_dict_of(obj: object, model: nn.Module, name: str, *, layout: str | Non
     if isinstance(obj, dict) and obj and all(isinstance(v, np.ndarray) for v in obj.values()):
         if layout not in (None, "paddle"):
             raise CorruptCheckpointError(f"{name} is a Paddle .pdparams, not the {layout} file its source names")
+        _refuse_statistics_free_norm(model, name)  # PaddleClas's weights are all BatchNorm's
         return convert_paddle_state_dict(obj, model)
     obj = checkpoint_weights(obj, use_ema)
     if not isinstance(obj, dict) or not obj:
@@ -529,6 +542,10 @@ def _apply_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], name: str) 
         warnings.warn(f"{name} has no classifier (a backbone checkpoint); the model's {model.num_classes}-class "
                       "classifier is freshly initialised and must be trained.", stacklevel=3)
         fc_keys = ["head.fc.weight", "head.fc.bias"]
+    stats = next((k for k in sd if k.endswith(".running_var") and k not in own
+                  and k.removesuffix("running_var") + "weight" in own), None)
+    if stats is not None:
+        _refuse_statistics_free_norm(model, name)  # BatchNorm statistics for a norm without any (norm_layer=)
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                   for k, v in sd.items() if k in own and own[k].shape != v.shape]
     if mismatched:

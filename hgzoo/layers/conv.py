@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import fuse_conv_bn_weights
 
+from .create import LayerType, create_act, get_act_layer, get_norm_layer, is_foldable_norm
+
 __all__ = ["ConvBNAct", "LearnableAffine", "LearnableDownsample", "pad_same", "fuse_conv_bn"]
 
 
@@ -30,8 +32,12 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> tuple[torch.Tensor, torch.Te
     """Return the (weight, bias) of one conv equal to ``bn(conv(x))`` in eval mode: torch's
     ``fuse_conv_bn_weights``, as tensors (a multi-branch conv sums them before making one conv).
 
-    ``bn`` may be a BatchNorm2d, a FrozenBatchNorm2d, or Identity (the conv is already fused).
+    ``bn`` may be a BatchNorm2d, a SyncBatchNorm, a FrozenBatchNorm2d, or Identity (the conv is already fused); a norm
+    without running statistics (GroupNorm, LayerNorm2d) cannot be folded and raises ``ValueError``.
     """
+    if not is_foldable_norm(bn):
+        raise ValueError(f"{type(bn).__name__} cannot be folded into a conv (it normalizes by each input's own "
+                         "statistics): fuse()/reparameterize need a BatchNorm-family norm_layer")
     w = conv.weight
     b = conv.bias if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
     if isinstance(bn, nn.Identity):
@@ -52,21 +58,16 @@ class LearnableAffine(nn.Module):
         return self.scale * x + self.bias
 
 
-def create_act(act_layer: type[nn.Module] | None) -> nn.Module:
-    """An instance of ``act_layer`` (``nn.Identity`` for ``None``); ReLU in place, for callers whose input is fresh."""
-    if act_layer is None:
-        return nn.Identity()
-    return act_layer(inplace=True) if act_layer is nn.ReLU else act_layer()
-
-
 class ConvBNAct(nn.Module):
-    """Conv (no bias) → BatchNorm → optional activation → optional learnable affine.
+    """Conv (no bias) → norm (``bn``, BatchNorm by default) → optional activation → optional learnable affine.
 
     Args:
         padding: ``None`` for symmetric ``(k - 1) // 2``, an int, or ``"same"`` for Paddle's
             asymmetric "SAME" padding (zeros on the right/bottom first).
-        act_layer: activation class, or ``None`` for none. The affine block only follows an activation,
-            as in PaddleClas.
+        act_layer: activation name or class (:func:`~hgzoo.layers.get_act_layer`), or ``None`` for none. The affine
+            block only follows an activation, as in PaddleClas.
+        norm_layer: norm name or class (:func:`~hgzoo.layers.get_norm_layer`), called with ``out_chs``; it stays
+            the ``bn`` attribute whatever its type, so state-dict keys do not change.
         dilation: the conv's dilation; the default padding becomes ``dilation * (kernel_size - 1) // 2`` (the same
             output size). Not built with ``"same"`` padding.
     """
@@ -79,8 +80,9 @@ class ConvBNAct(nn.Module):
         stride: int = 1,
         padding: int | str | None = None,
         groups: int = 1,
-        act_layer: type[nn.Module] | None = nn.ReLU,
+        act_layer: LayerType | None = nn.ReLU,
         use_lab: bool = False,
+        norm_layer: LayerType = nn.BatchNorm2d,
         dilation: int = 1,
     ) -> None:
         super().__init__()
@@ -92,7 +94,8 @@ class ConvBNAct(nn.Module):
         pad = 0 if self.same_pad else (dilation * (kernel_size - 1) // 2 if padding is None else padding)
         self.kernel_size, self.stride = kernel_size, stride
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad, dilation, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_chs)
+        self.bn = get_norm_layer(norm_layer)(out_chs)
+        act_layer = get_act_layer(act_layer)
         # ReLU runs in place on the BN output (a fresh tensor): one pass over memory fewer, as torchvision does.
         self.act = create_act(act_layer)
         self.lab = LearnableAffine() if (use_lab and act_layer is not None) else nn.Identity()
@@ -120,5 +123,7 @@ class LearnableDownsample(ConvBNAct):
     """PP-HGNet's learnable downsampling (LDS): a depthwise conv with stride 2 and BN, no activation (stride 1, and
     a ``dilation``, in a dilated stage)."""
 
-    def __init__(self, channels: int, kernel_size: int = 3, stride: int = 2, dilation: int = 1) -> None:
-        super().__init__(channels, channels, kernel_size, stride, groups=channels, act_layer=None, dilation=dilation)
+    def __init__(self, channels: int, kernel_size: int = 3, stride: int = 2,
+                 norm_layer: LayerType = nn.BatchNorm2d, dilation: int = 1) -> None:
+        super().__init__(channels, channels, kernel_size, stride, groups=channels, act_layer=None,
+                         norm_layer=norm_layer, dilation=dilation)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conv import ConvBNAct, fuse_conv_bn
+from .create import LayerType, is_foldable_norm
 
 __all__ = ["RepDepthwiseConv", "reparameterize"]
 
@@ -20,11 +21,12 @@ class RepDepthwiseConv(nn.Module):
     parameter (which would also trip DDP's unused-parameter check).
     """
 
-    def __init__(self, channels: int, kernel_size: int, stride: int = 1) -> None:
+    def __init__(self, channels: int, kernel_size: int, stride: int = 1,
+                 norm_layer: LayerType = nn.BatchNorm2d) -> None:
         super().__init__()
         self.channels, self.kernel_size, self.stride = channels, kernel_size, stride
         self.branches = nn.ModuleList(
-            ConvBNAct(channels, channels, k, stride, groups=channels, act_layer=None)
+            ConvBNAct(channels, channels, k, stride, groups=channels, act_layer=None, norm_layer=norm_layer)
             for k in range(kernel_size, 0, -2)
             if not (k == 1 and stride != 1)
         )
@@ -62,8 +64,14 @@ class RepDepthwiseConv(nn.Module):
 def reparameterize(model: nn.Module) -> nn.Module:
     """Fuse, in place, every conv+BN into one conv, merge every multi-branch depthwise conv into one,
     and fold eval-time dropout scales into the classifier. For inference only: puts the model in
-    eval mode, since the BatchNorm statistics are baked in. Returns the model.
+    eval mode, since the BatchNorm statistics are baked in. Returns the model. A norm that cannot be folded
+    (GroupNorm, LayerNorm2d: ``norm_layer=``) raises ``ValueError`` before anything changes.
     """
+    for name, module in model.named_modules():
+        norm = getattr(module, "bn", None) if isinstance(module, ConvBNAct) else None
+        if norm is not None and not is_foldable_norm(norm):
+            raise ValueError(f"{name}.bn is a {type(norm).__name__}, which cannot be folded into its conv (it "
+                             "normalizes by each input's own statistics): fuse() needs a BatchNorm-family norm_layer")
     model.eval()
     # Snapshot first: reparameterizing replaces submodules while we walk.
     for module in list(model.modules()):

@@ -287,10 +287,12 @@ class ClassifierModel(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """The parameters PaddleClas trains without L2 decay: every BatchNorm weight and bias in PP-HGNet,
         PP-HGNetV2 and PP-LCNetV2 (``bn_weight_decay = False``), none in HRNet and ResNet-vd. train.py's
-        ``--no-weight-decay`` recipe values agree (tested)."""
+        ``--no-weight-decay`` recipe values agree (tested). A GroupNorm or LayerNorm put in their place
+        (``norm_layer=``) is exempt as they are."""
         if self.bn_weight_decay:
             return set()
-        return {f"{n}.{p}" for n, m in self.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        norms = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+        return {f"{n}.{p}" for n, m in self.named_modules() if isinstance(m, norms)
                 for p, _ in m.named_parameters(recurse=False)}
 
     # --- backbone use ----------------------------------------------------------------------------------------------

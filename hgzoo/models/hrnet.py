@@ -25,10 +25,13 @@ from ..layers import (
     ClassifierHead,
     ConvBNAct,
     DropPath,
+    LayerType,
     PaddleInit,
     SqueezeExcite,
+    create_act,
     drop_path_schedule,
     kaiming_normal_fan_in_,
+    resolve_act_norm,
     uniform_fan_in_,
 )
 from ..pretrained import generate_default_cfgs, paddle_cfg, timm_cfg
@@ -54,9 +57,9 @@ INCRE_PLANES = (32, 64, 128, 256)  # bottleneck planes of the incre modules (x4 
 NUM_FEATURES = 2048
 
 
-def _se(channels: int, has_se: bool) -> nn.Module:
+def _se(channels: int, has_se: bool, act_layer: LayerType = nn.ReLU) -> nn.Module:
     # PaddleClas: int(channels / 16) hidden units; at least one, so that widths below 16 still build.
-    return SqueezeExcite(channels, max(channels // SE_REDUCTION, 1)) if has_se else nn.Identity()
+    return SqueezeExcite(channels, max(channels // SE_REDUCTION, 1), act_layer) if has_se else nn.Identity()
 
 
 def _upsample_to(x: torch.Tensor, scale: int, size: list[int]) -> torch.Tensor:
@@ -75,13 +78,15 @@ def _upsample_to(x: torch.Tensor, scale: int, size: list[int]) -> torch.Tensor:
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN (ReLU between), optional SE, identity shortcut, ReLU after the sum."""
 
-    def __init__(self, channels: int, has_se: bool = False, drop_path_rate: float = 0.0) -> None:
+    def __init__(self, channels: int, has_se: bool = False, drop_path_rate: float = 0.0,
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d) -> None:
         super().__init__()
-        self.conv1 = ConvBNAct(channels, channels, 3)
-        self.conv2 = ConvBNAct(channels, channels, 3, act_layer=None)
-        self.se = _se(channels, has_se)
+        act_layer, norm_layer = resolve_act_norm(act_layer, norm_layer)
+        self.conv1 = ConvBNAct(channels, channels, 3, act_layer=act_layer, norm_layer=norm_layer)
+        self.conv2 = ConvBNAct(channels, channels, 3, act_layer=None, norm_layer=norm_layer)
+        self.se = _se(channels, has_se, act_layer)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.act = nn.ReLU(inplace=True)
+        self.act = create_act(act_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.drop_path(self.se(self.conv2(self.conv1(x))))
@@ -99,16 +104,19 @@ class Bottleneck(nn.Module):
 
     def __init__(
         self, in_chs: int, planes: int, has_se: bool = False, downsample: bool = False, drop_path_rate: float = 0.0,
+        act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
+        act_layer, norm_layer = resolve_act_norm(act_layer, norm_layer)
         out_chs = planes * self.expansion
-        self.conv1 = ConvBNAct(in_chs, planes, 1)
-        self.conv2 = ConvBNAct(planes, planes, 3)
-        self.conv3 = ConvBNAct(planes, out_chs, 1, act_layer=None)
-        self.downsample = ConvBNAct(in_chs, out_chs, 1, act_layer=None) if downsample else nn.Identity()
-        self.se = _se(out_chs, has_se)
+        self.conv1 = ConvBNAct(in_chs, planes, 1, act_layer=act_layer, norm_layer=norm_layer)
+        self.conv2 = ConvBNAct(planes, planes, 3, act_layer=act_layer, norm_layer=norm_layer)
+        self.conv3 = ConvBNAct(planes, out_chs, 1, act_layer=None, norm_layer=norm_layer)
+        self.downsample = (ConvBNAct(in_chs, out_chs, 1, act_layer=None, norm_layer=norm_layer) if downsample
+                           else nn.Identity())
+        self.se = _se(out_chs, has_se, act_layer)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.act = nn.ReLU(inplace=True)
+        self.act = create_act(act_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.drop_path(self.se(self.conv3(self.conv2(self.conv1(x)))))
@@ -138,25 +146,30 @@ class HighResolutionModule(nn.Module):
 
     def __init__(
         self, channels: tuple[int, ...], has_se: bool = False, drop_path_rates: tuple[float, ...] = (0.0,) * 4,
+        act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
+        act_layer, norm_layer = resolve_act_norm(act_layer, norm_layer)
         self.branches = nn.ModuleList(
-            nn.Sequential(*(BasicBlock(c, has_se, dpr) for dpr in drop_path_rates)) for c in channels
+            nn.Sequential(*(BasicBlock(c, has_se, dpr, act_layer, norm_layer) for dpr in drop_path_rates))
+            for c in channels
         )
         self.fuse_layers = nn.ModuleList(
-            nn.ModuleList(self._fuse_path(channels, i, j) for j in range(len(channels)))
+            nn.ModuleList(self._fuse_path(channels, i, j, act_layer, norm_layer) for j in range(len(channels)))
             for i in range(len(channels))
         )
-        self.act = nn.ReLU(inplace=True)
+        self.act = create_act(act_layer)
 
     @staticmethod
-    def _fuse_path(channels: tuple[int, ...], i: int, j: int) -> nn.Module:
+    def _fuse_path(channels: tuple[int, ...], i: int, j: int, act_layer: LayerType = nn.ReLU,
+                   norm_layer: LayerType = nn.BatchNorm2d) -> nn.Module:
         if j == i:
             return nn.Identity()
         if j > i:  # coarser input: 1x1 conv to this width; upsampled in forward
-            return nn.Sequential(ConvBNAct(channels[j], channels[i], 1, act_layer=None))
-        convs = [ConvBNAct(channels[j], channels[j], 3, stride=2) for _ in range(i - j - 1)]
-        convs.append(ConvBNAct(channels[j], channels[i], 3, stride=2, act_layer=None))
+            return nn.Sequential(ConvBNAct(channels[j], channels[i], 1, act_layer=None, norm_layer=norm_layer))
+        convs = [ConvBNAct(channels[j], channels[j], 3, stride=2, act_layer=act_layer, norm_layer=norm_layer)
+                 for _ in range(i - j - 1)]
+        convs.append(ConvBNAct(channels[j], channels[i], 3, stride=2, act_layer=None, norm_layer=norm_layer))
         return nn.Sequential(*convs)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -177,7 +190,7 @@ class HighResolutionModule(nn.Module):
                         first = False
                     else:
                         y += t
-            out.append(torch.relu(y) if first else self.act(y))
+            out.append(self.act(y.clone()) if first else self.act(y))  # y is ys[i] itself if first
         return out
 
 
@@ -290,6 +303,11 @@ class HRNet(ClassifierModel):
             training, identity at eval), so converted weights give Paddle's logits at any rate.
         drop_path_rate: stochastic depth of the residual blocks, rising linearly with depth (parallel
             branches share their depth's rate) to this value at the incre modules.
+        act_layer: the activation, a name or class (:func:`~hgzoo.layers.get_act_layer`): every ReLU (stem, blocks,
+            fuse sums and paths, transitions, head convs; the SE's inner one too; its sigmoid gate stays).
+            Default ReLU (PaddleClas's).
+        norm_layer: the norm, a name or class (:func:`~hgzoo.layers.get_norm_layer`): every BatchNorm, under the same
+            state-dict keys. Default BatchNorm2d (PaddleClas's).
     """
 
     family = HRNET
@@ -311,9 +329,13 @@ class HRNet(ClassifierModel):
         in_chans: int = 3,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        act_layer: LayerType = nn.ReLU,
+        norm_layer: LayerType = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         self.width, self.has_se = width, has_se
+        self.act_layer, self.norm_layer = resolve_act_norm(act_layer, norm_layer)
+        layers = dict(act_layer=self.act_layer, norm_layer=self.norm_layer)
         chs = tuple(width * 2**i for i in range(4))
         expansion = Bottleneck.expansion
 
@@ -324,34 +346,35 @@ class HRNet(ClassifierModel):
         ends = [sum(STAGE_MODULES[:s + 1]) for s in range(3)]
 
         self.stem = nn.Sequential(
-            ConvBNAct(in_chans, STEM_CHS, 3, stride=2),
-            ConvBNAct(STEM_CHS, STEM_CHS, 3, stride=2),
+            ConvBNAct(in_chans, STEM_CHS, 3, stride=2, **layers),
+            ConvBNAct(STEM_CHS, STEM_CHS, 3, stride=2, **layers),
         )
         layer1_chs = LAYER1_PLANES * expansion
         self.layer1 = nn.Sequential(*(
             Bottleneck(STEM_CHS if d == 0 else layer1_chs, LAYER1_PLANES, has_se, downsample=d == 0,
-                       drop_path_rate=rate)
+                       drop_path_rate=rate, **layers)
             for d, rate in enumerate(layer1_rates)
         ))
         self.transition1 = nn.ModuleList([
-            ConvBNAct(layer1_chs, chs[0], 3),
-            ConvBNAct(layer1_chs, chs[1], 3, stride=2),
+            ConvBNAct(layer1_chs, chs[0], 3, **layers),
+            ConvBNAct(layer1_chs, chs[1], 3, stride=2, **layers),
         ])
         self.stage2 = self._make_stage(chs[:2], has_se, module_rates[:ends[0]])
-        self.transition2 = ConvBNAct(chs[1], chs[2], 3, stride=2)
+        self.transition2 = ConvBNAct(chs[1], chs[2], 3, stride=2, **layers)
         self.stage3 = self._make_stage(chs[:3], has_se, module_rates[ends[0]:ends[1]])
-        self.transition3 = ConvBNAct(chs[2], chs[3], 3, stride=2)
+        self.transition3 = ConvBNAct(chs[2], chs[3], 3, stride=2, **layers)
         self.stage4 = self._make_stage(chs, has_se, module_rates[ends[1]:ends[2]])
 
         # Classification head: incre bottlenecks, the fine-to-coarse merge, the projection to 2048.
         incre_chs = [p * expansion for p in INCRE_PLANES]
         self.incre_modules = nn.ModuleList(
-            Bottleneck(c, p, has_se, downsample=True, drop_path_rate=incre_rate) for c, p in zip(chs, INCRE_PLANES)
+            Bottleneck(c, p, has_se, downsample=True, drop_path_rate=incre_rate, **layers)
+            for c, p in zip(chs, INCRE_PLANES)
         )
         self.downsamples = nn.ModuleList(
-            ConvBNAct(incre_chs[i], incre_chs[i + 1], 3, stride=2) for i in range(3)
+            ConvBNAct(incre_chs[i], incre_chs[i + 1], 3, stride=2, **layers) for i in range(3)
         )
-        self.conv_last = ConvBNAct(incre_chs[-1], NUM_FEATURES, 1)
+        self.conv_last = ConvBNAct(incre_chs[-1], NUM_FEATURES, 1, **layers)
         self.num_features = NUM_FEATURES
         self.head = ClassifierHead(NUM_FEATURES, num_classes, drop_rate=drop_rate, dropout_mode="upscale_in_train")
 
@@ -364,10 +387,10 @@ class HRNet(ClassifierModel):
         ]
         self._init_weights()
 
-    @staticmethod
-    def _make_stage(channels: tuple[int, ...], has_se: bool, rates: list[list[float]]) -> ListSequential:
+    def _make_stage(self, channels: tuple[int, ...], has_se: bool, rates: list[list[float]]) -> ListSequential:
         """One high-resolution module per list of drop-path rates (one rate per block of each branch)."""
-        return ListSequential(*(HighResolutionModule(channels, has_se, tuple(r)) for r in rates))
+        return ListSequential(*(HighResolutionModule(channels, has_se, tuple(r), self.act_layer, self.norm_layer)
+                                for r in rates))
 
     def forward_branches(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four branch outputs of stage 4: ``width * (1, 2, 4, 8)`` channels at strides 4, 8, 16, 32."""
@@ -609,55 +632,63 @@ default_cfgs = generate_default_cfgs({
 
 @register_model("HRNet_W18_C", default_cfgs)
 def hrnet_w18_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> HRNet:
+                drop_path_rate: float = 0.0, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> HRNet:
     """HRNet-W18-C."""
     return _create("hrnet_w18_c", **locals())
 
 
 @register_model("HRNet_W30_C", default_cfgs)
 def hrnet_w30_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> HRNet:
+                drop_path_rate: float = 0.0, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> HRNet:
     """HRNet-W30-C."""
     return _create("hrnet_w30_c", **locals())
 
 
 @register_model("HRNet_W32_C", default_cfgs)
 def hrnet_w32_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> HRNet:
+                drop_path_rate: float = 0.0, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> HRNet:
     """HRNet-W32-C."""
     return _create("hrnet_w32_c", **locals())
 
 
 @register_model("HRNet_W40_C", default_cfgs)
 def hrnet_w40_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> HRNet:
+                drop_path_rate: float = 0.0, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> HRNet:
     """HRNet-W40-C."""
     return _create("hrnet_w40_c", **locals())
 
 
 @register_model("HRNet_W44_C", default_cfgs)
 def hrnet_w44_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> HRNet:
+                drop_path_rate: float = 0.0, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> HRNet:
     """HRNet-W44-C."""
     return _create("hrnet_w44_c", **locals())
 
 
 @register_model("HRNet_W48_C", default_cfgs)
 def hrnet_w48_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> HRNet:
+                drop_path_rate: float = 0.0, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> HRNet:
     """HRNet-W48-C."""
     return _create("hrnet_w48_c", **locals())
 
 
 @register_model("HRNet_W64_C", default_cfgs)
 def hrnet_w64_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0) -> HRNet:
+                drop_path_rate: float = 0.0, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> HRNet:
     """HRNet-W64-C."""
     return _create("hrnet_w64_c", **locals())
 
 
 @register_model("SE_HRNet_W64_C", default_cfgs)
 def se_hrnet_w64_c(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                   drop_path_rate: float = 0.0) -> HRNet:
+                   drop_path_rate: float = 0.0, act_layer: LayerType = nn.ReLU,
+                   norm_layer: LayerType = nn.BatchNorm2d) -> HRNet:
     """SE-HRNet-W64-C: HRNet-W64-C with squeeze-excitation in every block."""
     return _create("se_hrnet_w64_c", **locals())

@@ -32,12 +32,14 @@ from ..layers import (
     ConvBNAct,
     DropPath,
     EffectiveSE,
+    LayerType,
     LearnableAffine,
     LearnableDownsample,
     PaddleInit,
     drop_path_schedule,
     kaiming_normal_fan_in_,
     pad_same,
+    resolve_act_norm,
 )
 from ..pretrained import generate_default_cfgs, paddle_cfg
 from ._base import ClassifierModel
@@ -69,12 +71,14 @@ class HGBlock(_DenseAggregate):
     and, if ``residual``, an identity shortcut. ``dilation``: of the 3x3 convs (a dilated stage)."""
 
     def __init__(self, in_chs: int, mid_chs: int, out_chs: int, layer_num: int, residual: bool = False,
-                 drop_path_rate: float = 0.0, dilation: int = 1) -> None:
+                 drop_path_rate: float = 0.0, act_layer: LayerType = nn.ReLU,
+                 norm_layer: LayerType = nn.BatchNorm2d, dilation: int = 1) -> None:
         super().__init__()
         self.residual = residual
-        self.layers = nn.ModuleList(ConvBNAct(in_chs if i == 0 else mid_chs, mid_chs, 3, dilation=dilation)
+        conv = partial(ConvBNAct, act_layer=act_layer, norm_layer=norm_layer)
+        self.layers = nn.ModuleList(conv(in_chs if i == 0 else mid_chs, mid_chs, 3, dilation=dilation)
                                     for i in range(layer_num))
-        self.aggregation_conv = ConvBNAct(in_chs + layer_num * mid_chs, out_chs, 1)
+        self.aggregation_conv = conv(in_chs + layer_num * mid_chs, out_chs, 1)
         self.att = EffectiveSE(out_chs)
         self.drop_path = DropPath(drop_path_rate) if residual and drop_path_rate > 0 else nn.Identity()
 
@@ -87,10 +91,12 @@ class LightConvBNAct(nn.Module):
     """PP-HGNetV2's light layer: 1x1 conv-BN (no activation, hence no affine block), then a depthwise
     ``kernel_size`` conv-BN-ReLU (with the affine block if ``use_lab``), dilated by ``dilation``."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, use_lab: bool = False, dilation: int = 1) -> None:
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, use_lab: bool = False,
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d, dilation: int = 1) -> None:
         super().__init__()
-        self.conv1 = ConvBNAct(in_chs, out_chs, 1, act_layer=None)
-        self.conv2 = ConvBNAct(out_chs, out_chs, kernel_size, groups=out_chs, use_lab=use_lab, dilation=dilation)
+        self.conv1 = ConvBNAct(in_chs, out_chs, 1, act_layer=None, norm_layer=norm_layer)
+        self.conv2 = ConvBNAct(out_chs, out_chs, kernel_size, groups=out_chs, act_layer=act_layer, use_lab=use_lab,
+                               norm_layer=norm_layer, dilation=dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(x))
@@ -103,16 +109,18 @@ class HGBlockV2(_DenseAggregate):
 
     def __init__(self, in_chs: int, mid_chs: int, out_chs: int, layer_num: int, residual: bool = False,
                  drop_path_rate: float = 0.0, kernel_size: int = 3, light_block: bool = False,
-                 use_lab: bool = False, dilation: int = 1) -> None:
+                 use_lab: bool = False, act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
+                 dilation: int = 1) -> None:
         super().__init__()
         self.residual = residual
+        layers = dict(use_lab=use_lab, act_layer=act_layer, norm_layer=norm_layer)
         layer: Callable[[int, int], nn.Module] = (
-            partial(LightConvBNAct, kernel_size=kernel_size, use_lab=use_lab, dilation=dilation) if light_block
-            else partial(ConvBNAct, kernel_size=kernel_size, use_lab=use_lab, dilation=dilation)
+            partial(LightConvBNAct, kernel_size=kernel_size, dilation=dilation, **layers) if light_block
+            else partial(ConvBNAct, kernel_size=kernel_size, dilation=dilation, **layers)
         )
         self.layers = nn.ModuleList(layer(in_chs if i == 0 else mid_chs, mid_chs) for i in range(layer_num))
-        self.aggregation_squeeze_conv = ConvBNAct(in_chs + layer_num * mid_chs, out_chs // 2, 1, use_lab=use_lab)
-        self.aggregation_excitation_conv = ConvBNAct(out_chs // 2, out_chs, 1, use_lab=use_lab)
+        self.aggregation_squeeze_conv = ConvBNAct(in_chs + layer_num * mid_chs, out_chs // 2, 1, **layers)
+        self.aggregation_excitation_conv = ConvBNAct(out_chs // 2, out_chs, 1, **layers)
         self.drop_path = DropPath(drop_path_rate) if residual and drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,11 +152,12 @@ class HGStage(nn.Module):
     with ``make_block(..., dilation=dilation)``, which dilates their kxk convs (1x1 convs are unchanged)."""
 
     def __init__(self, cfg: StageCfg, drop_path_rates: Sequence[float],
-                 make_block: Callable[..., nn.Module], dilation: int = 1, first_dilation: int = 1) -> None:
+                 make_block: Callable[..., nn.Module], norm_layer: LayerType = nn.BatchNorm2d, dilation: int = 1,
+                 first_dilation: int = 1) -> None:
         super().__init__()
         stride = 1 if dilation > first_dilation else 2
-        self.downsample = LearnableDownsample(cfg.in_chs, stride=stride, dilation=first_dilation) if cfg.downsample \
-            else nn.Identity()
+        self.downsample = LearnableDownsample(cfg.in_chs, stride=stride, norm_layer=norm_layer,
+                                              dilation=first_dilation) if cfg.downsample else nn.Identity()
         dilated = {"dilation": dilation} if dilation > 1 else {}
         self.blocks = nn.Sequential(*(
             make_block(cfg, cfg.in_chs if i == 0 else cfg.out_chs, i > 0, rate, **dilated)
@@ -192,13 +201,15 @@ class StemV2(nn.Module):
     only where a window's values are all negative, which a negative affine bias (``use_lab``) makes happen."""
 
     def __init__(self, in_chs: int, mid_chs: int, out_chs: int, use_lab: bool = False,
-                 stem_pool: str = "same") -> None:
+                 stem_pool: str = "same", act_layer: LayerType = nn.ReLU,
+                 norm_layer: LayerType = nn.BatchNorm2d) -> None:
         super().__init__()
-        self.stem1 = ConvBNAct(in_chs, mid_chs, 3, stride=2, use_lab=use_lab)
-        self.stem2a = ConvBNAct(mid_chs, mid_chs // 2, 2, padding="same", use_lab=use_lab)
-        self.stem2b = ConvBNAct(mid_chs // 2, mid_chs, 2, padding="same", use_lab=use_lab)
-        self.stem3 = ConvBNAct(mid_chs * 2, mid_chs, 3, stride=2, use_lab=use_lab)
-        self.stem4 = ConvBNAct(mid_chs, out_chs, 1, use_lab=use_lab)
+        conv = partial(ConvBNAct, use_lab=use_lab, act_layer=act_layer, norm_layer=norm_layer)
+        self.stem1 = conv(in_chs, mid_chs, 3, stride=2)
+        self.stem2a = conv(mid_chs, mid_chs // 2, 2, padding="same")
+        self.stem2b = conv(mid_chs // 2, mid_chs, 2, padding="same")
+        self.stem3 = conv(mid_chs * 2, mid_chs, 3, stride=2)
+        self.stem4 = conv(mid_chs, out_chs, 1)
         self.pool = MaxPool2dSame(2, stride=1, pad_value=check_stem_pool(stem_pool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -208,11 +219,11 @@ class StemV2(nn.Module):
 
 
 class ReLUAffine(nn.Module):
-    """ReLU followed by a learnable affine block: the v2 head's activation when ``use_lab``."""
+    """ReLU (or ``act_layer``) followed by a learnable affine block: the v2 head's activation when ``use_lab``."""
 
-    def __init__(self) -> None:
+    def __init__(self, act_layer: LayerType = nn.ReLU) -> None:
         super().__init__()
-        self.act = nn.ReLU()
+        self.act = act_layer()
         self.lab = LearnableAffine()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -260,7 +271,8 @@ class _HGNetBase(ClassifierModel):
     paddle_init = PaddleInit(after=((nn.Conv2d, kaiming_normal_fan_in_),))
 
     def _build_stages(self, stages: tuple[StageCfg, ...], drop_path_rate: float,
-                      make_block: Callable[..., nn.Module], output_stride: int = 32) -> None:
+                      make_block: Callable[..., nn.Module], norm_layer: LayerType = nn.BatchNorm2d,
+                      output_stride: int = 32) -> None:
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
         rates = drop_path_schedule(drop_path_rate, [s.depth for s in stages])
@@ -272,7 +284,7 @@ class _HGNetBase(ClassifierModel):
                 dilation *= 2
             elif s.downsample:
                 reduction *= 2
-            modules.append(HGStage(s, rates[i], make_block, dilation, first_dilation))
+            modules.append(HGStage(s, rates[i], make_block, norm_layer, dilation, first_dilation))
             self.feature_info.append({"num_chs": s.out_chs, "reduction": reduction, "module": f"stages.{i}"})
         self.stages = nn.ModuleList(modules)
         self.num_features = stages[-1].out_chs
@@ -294,6 +306,10 @@ class PPHGNet(_HGNetBase):
         drop_path_rate: stochastic depth of the residual blocks, rising linearly over all blocks to this value.
         use_last_conv: whether the head has the 1x1 conv (and ReLU, dropout) before the fc.
         class_expand: output width of that conv.
+        act_layer: the activation, a name or class (:func:`~hgzoo.layers.get_act_layer`): every ReLU (stem, blocks,
+            head); the ESE gate's sigmoid stays. Default ReLU (PaddleClas's).
+        norm_layer: the norm, a name or class (:func:`~hgzoo.layers.get_norm_layer`): every BatchNorm (the learnable
+            downsamples' included), under the same state-dict keys. Default BatchNorm2d (PaddleClas's).
         output_stride: 32 (PaddleClas's classifier), or 16 / 8 for dense prediction (DeepLab-style): the last stage's
             downsample (16), or the last two's (8), keeps stride 1, and the 3x3 convs from there on dilate by 2 (then
             4), as timm's ResNet-d does; the weights (and their keys) are unchanged.
@@ -305,22 +321,25 @@ class PPHGNet(_HGNetBase):
 
     def __init__(self, stem_chs: tuple[int, ...], stages: tuple[StageCfg, ...], num_classes: int = 1000,
                  in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, output_stride: int = 32) -> None:
+                 use_last_conv: bool = True, class_expand: int = 2048, act_layer: LayerType = nn.ReLU,
+                 norm_layer: LayerType = nn.BatchNorm2d, output_stride: int = 32) -> None:
         super().__init__()
+        self.act_layer, self.norm_layer = resolve_act_norm(act_layer, norm_layer)
         chs = (in_chans, *stem_chs)
         self.stem = nn.Sequential(*(
-            ConvBNAct(chs[i], chs[i + 1], 3, stride=2 if i == 0 else 1) for i in range(len(stem_chs))
+            ConvBNAct(chs[i], chs[i + 1], 3, stride=2 if i == 0 else 1, act_layer=self.act_layer,
+                      norm_layer=self.norm_layer) for i in range(len(stem_chs))
         ))
         self.stem_pool = nn.MaxPool2d(3, stride=2, padding=1)
-        self._build_stages(stages, drop_path_rate, self._make_block, output_stride)
+        self._build_stages(stages, drop_path_rate, self._make_block, self.norm_layer, output_stride)
         self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
-                                   act_layer=nn.ReLU, drop_rate=drop_rate)
+                                   act_layer=self.act_layer, drop_rate=drop_rate)
         self._init_weights()
 
-    @staticmethod
-    def _make_block(s: StageCfg, in_chs: int, residual: bool, drop_path_rate: float, dilation: int = 1) -> HGBlock:
+    def _make_block(self, s: StageCfg, in_chs: int, residual: bool, drop_path_rate: float,
+                    dilation: int = 1) -> HGBlock:
         return HGBlock(in_chs, s.mid_chs, s.out_chs, s.layer_num, residual=residual, drop_path_rate=drop_path_rate,
-                       dilation=dilation)
+                       act_layer=self.act_layer, norm_layer=self.norm_layer, dilation=dilation)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem_pool(self.stem(x))
@@ -338,6 +357,9 @@ class PPHGNetV2(_HGNetBase):
             RT-DETRv2, transformers); see :class:`StemV2`.
         num_classes, in_chans, drop_rate, drop_path_rate, use_last_conv, class_expand, output_stride: as
             :class:`PPHGNet` (a dilated stage dilates its depthwise 5x5 convs).
+        act_layer: the activation, a name or class: every ReLU (stem, blocks, head); with ``use_lab`` the ReLU of
+            each ReLU + affine pair, the affine block kept. Default ReLU (PaddleClas's).
+        norm_layer: the norm, a name or class: every BatchNorm, under the same state-dict keys. Default BatchNorm2d.
 
     PaddleClas trains the affine blocks' scale and bias with a 0.01 learning-rate multiplier.
     """
@@ -349,19 +371,24 @@ class PPHGNetV2(_HGNetBase):
     def __init__(self, stem_chs: tuple[int, int], stages: tuple[StageCfg, ...], use_lab: bool = False,
                  num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
                  output_stride: int = 32) -> None:
         super().__init__()
         self.use_lab = use_lab
-        self.stem = StemV2(in_chans, stem_chs[0], stem_chs[1], use_lab=use_lab, stem_pool=stem_pool)
-        self._build_stages(stages, drop_path_rate, self._make_block, output_stride)
+        self.act_layer, self.norm_layer = resolve_act_norm(act_layer, norm_layer)
+        self.stem = StemV2(in_chans, stem_chs[0], stem_chs[1], use_lab=use_lab, stem_pool=stem_pool,
+                           act_layer=self.act_layer, norm_layer=self.norm_layer)
+        self._build_stages(stages, drop_path_rate, self._make_block, self.norm_layer, output_stride)
         self.head = ClassifierHead(self.num_features, num_classes, class_expand if use_last_conv else None,
-                                   act_layer=ReLUAffine if use_lab else nn.ReLU, drop_rate=drop_rate)
+                                   act_layer=partial(ReLUAffine, self.act_layer) if use_lab else self.act_layer,
+                                   drop_rate=drop_rate)
         self._init_weights()
 
     def _make_block(self, s: StageCfg, in_chs: int, residual: bool, drop_path_rate: float,
                     dilation: int = 1) -> HGBlockV2:
         return HGBlockV2(in_chs, s.mid_chs, s.out_chs, s.layer_num, residual=residual, drop_path_rate=drop_path_rate,
-                         kernel_size=s.kernel_size, light_block=s.light_block, use_lab=self.use_lab, dilation=dilation)
+                         kernel_size=s.kernel_size, light_block=s.light_block, use_lab=self.use_lab,
+                         act_layer=self.act_layer, norm_layer=self.norm_layer, dilation=dilation)
 
 
 @dataclass(frozen=True)
@@ -468,21 +495,27 @@ default_cfgs = generate_default_cfgs({
 
 @register_model("PPHGNet_tiny", default_cfgs)
 def pphgnet_tiny(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, output_stride: int = 32) -> PPHGNet:
+                 use_last_conv: bool = True, class_expand: int = 2048, act_layer: LayerType = nn.ReLU,
+                 norm_layer: LayerType = nn.BatchNorm2d,
+                 output_stride: int = 32) -> PPHGNet:
     """PP-HGNet tiny (stem 48-48-96, 5 layers per block, depths 1-1-2-1)."""
     return _create("pphgnet_tiny", **locals())
 
 
 @register_model("PPHGNet_small", default_cfgs)
 def pphgnet_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                  use_last_conv: bool = True, class_expand: int = 2048, output_stride: int = 32) -> PPHGNet:
+                  use_last_conv: bool = True, class_expand: int = 2048, act_layer: LayerType = nn.ReLU,
+                  norm_layer: LayerType = nn.BatchNorm2d,
+                  output_stride: int = 32) -> PPHGNet:
     """PP-HGNet small (stem 64-64-128, 6 layers per block, depths 1-1-2-1)."""
     return _create("pphgnet_small", **locals())
 
 
 @register_model("PPHGNet_base", default_cfgs)
 def pphgnet_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
-                 use_last_conv: bool = True, class_expand: int = 2048, output_stride: int = 32) -> PPHGNet:
+                 use_last_conv: bool = True, class_expand: int = 2048, act_layer: LayerType = nn.ReLU,
+                 norm_layer: LayerType = nn.BatchNorm2d,
+                 output_stride: int = 32) -> PPHGNet:
     """PP-HGNet base (stem 96-96-160, 7 layers per block, depths 1-2-3-2, head dropout 0.2)."""
     return _create("pphgnet_base", **locals())
 
@@ -490,6 +523,7 @@ def pphgnet_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 @register_model("PPHGNetV2_B0", default_cfgs)
 def pphgnetv2_b0(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
                  output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B0 (stem 16-16, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
     return _create("pphgnetv2_b0", **locals())
@@ -498,6 +532,7 @@ def pphgnetv2_b0(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 @register_model("PPHGNetV2_B1", default_cfgs)
 def pphgnetv2_b1(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
                  output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B1 (stem 24-32, 3 layers per block, depths 1-1-2-1, learnable affine blocks)."""
     return _create("pphgnetv2_b1", **locals())
@@ -506,6 +541,7 @@ def pphgnetv2_b1(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 @register_model("PPHGNetV2_B2", default_cfgs)
 def pphgnetv2_b2(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
                  output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B2 (stem 24-32, 4 layers per block, depths 1-1-3-1, learnable affine blocks)."""
     return _create("pphgnetv2_b2", **locals())
@@ -514,6 +550,7 @@ def pphgnetv2_b2(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 @register_model("PPHGNetV2_B3", default_cfgs)
 def pphgnetv2_b3(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
                  output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B3 (stem 24-32, 5 layers per block, depths 1-1-3-1, learnable affine blocks)."""
     return _create("pphgnetv2_b3", **locals())
@@ -522,6 +559,7 @@ def pphgnetv2_b3(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 @register_model("PPHGNetV2_B4", default_cfgs)
 def pphgnetv2_b4(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
                  output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B4 (stem 32-48, 6 layers per block, depths 1-1-3-1)."""
     return _create("pphgnetv2_b4", **locals())
@@ -530,6 +568,7 @@ def pphgnetv2_b4(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 @register_model("PPHGNetV2_B5", default_cfgs)
 def pphgnetv2_b5(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
                  output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B5 (stem 32-64, 6 layers per block, depths 1-2-5-2)."""
     return _create("pphgnetv2_b5", **locals())
@@ -538,6 +577,7 @@ def pphgnetv2_b5(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 
 @register_model("PPHGNetV2_B6", default_cfgs)
 def pphgnetv2_b6(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  use_last_conv: bool = True, class_expand: int = 2048, stem_pool: str = "same",
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d,
                  output_stride: int = 32) -> PPHGNetV2:
     """PP-HGNetV2 B6 (stem 48-96, 6 layers per block, depths 2-3-6-3)."""
     return _create("pphgnetv2_b6", **locals())

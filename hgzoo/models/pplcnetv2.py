@@ -17,12 +17,15 @@ from ..layers import (
     ClassifierHead,
     ConvBNAct,
     DropPath,
+    LayerType,
     PaddleInit,
     RepDepthwiseConv,
     SqueezeExcite,
     create_act,
     drop_path_schedule,
+    get_act_layer,
     kaiming_normal_fan_in_,
+    resolve_act_norm,
 )
 from ..pretrained import generate_default_cfgs, paddle_cfg
 from ._base import ClassifierModel
@@ -66,24 +69,27 @@ class RepDepthwiseSeparable(nn.Module):
         use_rep: bool = False,
         use_se: bool = False,
         use_shortcut: bool = False,
-        act_layer: type[nn.Module] = nn.ReLU,
+        act_layer: LayerType = nn.ReLU,
         drop_path_rate: float = 0.0,
+        norm_layer: LayerType = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
+        act_layer = get_act_layer(act_layer)
         self.use_shortcut = use_shortcut and stride == 1 and in_chs == out_chs
         if use_rep:
-            self.dw_conv: nn.Module = RepDepthwiseConv(in_chs, dw_size, stride)
+            self.dw_conv: nn.Module = RepDepthwiseConv(in_chs, dw_size, stride, norm_layer=norm_layer)
             self.act: nn.Module = create_act(act_layer)
         else:
-            self.dw_conv = ConvBNAct(in_chs, in_chs, dw_size, stride, groups=in_chs, act_layer=act_layer)
+            self.dw_conv = ConvBNAct(in_chs, in_chs, dw_size, stride, groups=in_chs, act_layer=act_layer,
+                                     norm_layer=norm_layer)
             self.act = nn.Identity()
         self.se = SqueezeExcite(in_chs, in_chs // 4, act_layer) if use_se else nn.Identity()
         if split_pw:
             mid_chs = out_chs // 2
-            self.pw_conv_1 = ConvBNAct(in_chs, mid_chs, 1, act_layer=act_layer)
-            self.pw_conv_2 = ConvBNAct(mid_chs, out_chs, 1, act_layer=act_layer)
+            self.pw_conv_1 = ConvBNAct(in_chs, mid_chs, 1, act_layer=act_layer, norm_layer=norm_layer)
+            self.pw_conv_2 = ConvBNAct(mid_chs, out_chs, 1, act_layer=act_layer, norm_layer=norm_layer)
         else:
-            self.pw_conv = ConvBNAct(in_chs, out_chs, 1, act_layer=act_layer)
+            self.pw_conv = ConvBNAct(in_chs, out_chs, 1, act_layer=act_layer, norm_layer=norm_layer)
         self.split_pw = split_pw
         self.drop_path = DropPath(drop_path_rate) if self.use_shortcut and drop_path_rate > 0 else nn.Identity()
 
@@ -167,7 +173,10 @@ class PPLCNetV2(ClassifierModel):
         drop_path_rate: stochastic depth of the residual blocks, rising linearly over all blocks to this value.
         use_last_conv: whether the head has the 1x1 conv (and act, dropout) before the fc.
         class_expand: output width of that conv.
-        act_layer: the activation used throughout (SE included).
+        act_layer: the activation used throughout (the SE's inner one included; its sigmoid gate stays), a name or
+            class (:func:`~hgzoo.layers.get_act_layer`). Default ReLU (PaddleClas's).
+        norm_layer: the norm, a name or class (:func:`~hgzoo.layers.get_norm_layer`): every BatchNorm (the
+            re-parameterizable branches' included), under the same state-dict keys. Default BatchNorm2d.
     """
 
     family = PPLCNETV2
@@ -189,16 +198,18 @@ class PPLCNetV2(ClassifierModel):
         drop_path_rate: float = 0.0,
         use_last_conv: bool = True,
         class_expand: int = 1280,
-        act_layer: type[nn.Module] = nn.ReLU,
+        act_layer: LayerType = nn.ReLU,
+        norm_layer: LayerType = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
+        act_layer, norm_layer = resolve_act_norm(act_layer, norm_layer)
         if len(depths) != len(STAGES):
             raise ValueError(f"depths must have {len(STAGES)} entries, got {depths}")
         stem_chs = make_divisible(32 * scale)
         in_chs = make_divisible(64 * scale)
         self.stem = nn.Sequential(
-            ConvBNAct(in_chans, stem_chs, 3, stride=2, act_layer=act_layer),
-            RepDepthwiseSeparable(stem_chs, in_chs, stride=1, dw_size=3, act_layer=act_layer),
+            ConvBNAct(in_chans, stem_chs, 3, stride=2, act_layer=act_layer, norm_layer=norm_layer),
+            RepDepthwiseSeparable(stem_chs, in_chs, stride=1, dw_size=3, act_layer=act_layer, norm_layer=norm_layer),
         )
 
         # Stochastic depth rises linearly over every block (stem block first); only residual blocks use it.
@@ -212,7 +223,7 @@ class PPLCNetV2(ClassifierModel):
                 blocks.append(RepDepthwiseSeparable(
                     in_chs, out_chs, stride=2 if j == 0 else 1, dw_size=cfg.kernel_size,
                     split_pw=cfg.split_pw, use_rep=cfg.use_rep, use_se=cfg.use_se,
-                    use_shortcut=cfg.use_shortcut, act_layer=act_layer, drop_path_rate=rate,
+                    use_shortcut=cfg.use_shortcut, act_layer=act_layer, drop_path_rate=rate, norm_layer=norm_layer,
                 ))
                 in_chs = out_chs
             reduction *= 2
@@ -275,7 +286,7 @@ default_cfgs = generate_default_cfgs({
 @register_model("PPLCNetV2_small", default_cfgs)
 def pplcnetv2_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
                     use_last_conv: bool = True, class_expand: int = 1280,
-                    act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
+                    act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d) -> PPLCNetV2:
     """PP-LCNetV2 small (scale 0.75, depths 2-2-4-2)."""
     return _create("pplcnetv2_small", **locals())
 
@@ -283,7 +294,7 @@ def pplcnetv2_small(num_classes: int = 1000, in_chans: int = 3, drop_rate: float
 @register_model("PPLCNetV2_base", default_cfgs)
 def pplcnetv2_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
                    use_last_conv: bool = True, class_expand: int = 1280,
-                   act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
+                   act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d) -> PPLCNetV2:
     """PP-LCNetV2 base (scale 1.0, depths 2-2-6-2)."""
     return _create("pplcnetv2_base", **locals())
 
@@ -291,6 +302,6 @@ def pplcnetv2_base(num_classes: int = 1000, in_chans: int = 3, drop_rate: float 
 @register_model("PPLCNetV2_large", default_cfgs)
 def pplcnetv2_large(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
                     use_last_conv: bool = True, class_expand: int = 1280,
-                    act_layer: type[nn.Module] = nn.ReLU) -> PPLCNetV2:
+                    act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d) -> PPLCNetV2:
     """PP-LCNetV2 large (scale 1.25, depths 2-2-8-2)."""
     return _create("pplcnetv2_large", **locals())

@@ -16,6 +16,7 @@ As in PaddleClas, the first block of *every* stage has a projection shortcut, th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar, Literal
 
 import torch
@@ -27,10 +28,14 @@ from ..layers import (
     ClassifierHead,
     ConvBNAct,
     DropPath,
+    LayerType,
     PaddleInit,
+    create_act,
     drop_path_schedule,
+    get_act_layer,
     kaiming_normal_fan_in_,
     pad_same,
+    resolve_act_norm,
     uniform_fan_in_,
 )
 from ..pretrained import PADDLE_BUCKET, generate_default_cfgs, paddle_cfg, timm_cfg
@@ -66,7 +71,8 @@ class ResNetVdShortcut(nn.Module):
     stride 1, as timm's ResNet-d); the conv itself always has stride 1.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, dilation: int = 1) -> None:
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, dilation: int = 1,
+                 norm_layer: LayerType = nn.BatchNorm2d) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
@@ -74,7 +80,7 @@ class ResNetVdShortcut(nn.Module):
             self.pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
         else:
             self.pool = AvgPool2x2Same() if dilation > 1 else nn.Identity()
-        self.conv = ConvBNAct(in_chs, out_chs, 1, act_layer=None)
+        self.conv = ConvBNAct(in_chs, out_chs, 1, act_layer=None, norm_layer=norm_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.pool(x))
@@ -94,13 +100,15 @@ class BasicBlock(nn.Module):
     expansion: ClassVar[int] = 1
 
     def __init__(self, in_chs: int, width: int, stride: int = 1, shortcut: nn.Module | None = None,
-                 drop_path_rate: float = 0.0, dilation: int = 1, first_dilation: int = 1) -> None:
+                 drop_path_rate: float = 0.0, dilation: int = 1, first_dilation: int = 1,
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d) -> None:
         super().__init__()
-        self.conv1 = _dilate(ConvBNAct(in_chs, width, 3, stride), first_dilation)
-        self.conv2 = _dilate(ConvBNAct(width, width, 3, act_layer=None), dilation)
+        conv = partial(ConvBNAct, norm_layer=norm_layer)
+        self.conv1 = _dilate(conv(in_chs, width, 3, stride, act_layer=act_layer), first_dilation)
+        self.conv2 = _dilate(conv(width, width, 3, act_layer=None), dilation)
         self.downsample = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(drop_path_rate)
-        self.act = nn.ReLU(inplace=True)
+        self.act = create_act(get_act_layer(act_layer))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.drop_path(self.conv2(self.conv1(x)))
@@ -115,14 +123,16 @@ class Bottleneck(nn.Module):
     expansion: ClassVar[int] = 4
 
     def __init__(self, in_chs: int, width: int, stride: int = 1, shortcut: nn.Module | None = None,
-                 drop_path_rate: float = 0.0, dilation: int = 1, first_dilation: int = 1) -> None:
+                 drop_path_rate: float = 0.0, dilation: int = 1, first_dilation: int = 1,
+                 act_layer: LayerType = nn.ReLU, norm_layer: LayerType = nn.BatchNorm2d) -> None:
         super().__init__()
-        self.conv1 = ConvBNAct(in_chs, width, 1)
-        self.conv2 = _dilate(ConvBNAct(width, width, 3, stride), first_dilation)
-        self.conv3 = ConvBNAct(width, width * self.expansion, 1, act_layer=None)
+        conv = partial(ConvBNAct, norm_layer=norm_layer)
+        self.conv1 = conv(in_chs, width, 1, act_layer=act_layer)
+        self.conv2 = _dilate(conv(width, width, 3, stride, act_layer=act_layer), first_dilation)
+        self.conv3 = conv(width, width * self.expansion, 1, act_layer=None)
         self.downsample = shortcut if shortcut is not None else nn.Identity()
         self.drop_path = DropPath(drop_path_rate)
-        self.act = nn.ReLU(inplace=True)
+        self.act = create_act(get_act_layer(act_layer))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.drop_path(self.conv3(self.conv2(self.conv1(x))))
@@ -213,6 +223,10 @@ class ResNetVd(ClassifierModel):
         output_stride: 32 (PaddleClas's classifier), or 16 / 8 for dense prediction (DeepLab-style): the stride of
             the last stage (16), or of the last two (8), becomes a dilation, as in timm's ResNet-d (``output_stride``)
             on the same weights; the shortcut of a dilated stage pools 2x2 at stride 1 as timm's does.
+        act_layer: the activation, a name or class (:func:`~hgzoo.layers.get_act_layer`): every ReLU of the stem and
+            the blocks (after each residual sum too), as timm's ResNet ``act_layer``. Default ReLU (PaddleClas's).
+        norm_layer: the norm, a name or class (:func:`~hgzoo.layers.get_norm_layer`): every BatchNorm (stem, blocks,
+            shortcuts), as timm's ``norm_layer``, under the same state-dict keys. Default BatchNorm2d (PaddleClas's).
     """
 
     family = RESNET_VD
@@ -233,8 +247,11 @@ class ResNetVd(ClassifierModel):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         output_stride: int = 32,
+        act_layer: LayerType = nn.ReLU,
+        norm_layer: LayerType = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
+        act_layer, norm_layer = resolve_act_norm(act_layer, norm_layer)
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
         if block not in BLOCKS:
@@ -243,10 +260,11 @@ class ResNetVd(ClassifierModel):
             raise ValueError(f"depths must have {len(STAGE_WIDTHS)} entries, got {depths}")
         block_cls = BLOCKS[block]
         self.paddle_key_map = make_paddle_key_map(tuple(depths))
+        conv = partial(ConvBNAct, act_layer=act_layer, norm_layer=norm_layer)
         self.stem = nn.Sequential(
-            ConvBNAct(in_chans, 32, 3, stride=2),
-            ConvBNAct(32, 32, 3),
-            ConvBNAct(32, 64, 3),
+            conv(in_chans, 32, 3, stride=2),
+            conv(32, 32, 3),
+            conv(32, 64, 3),
         )
         self.stem_pool = nn.MaxPool2d(3, stride=2, padding=1)
 
@@ -259,9 +277,9 @@ class ResNetVd(ClassifierModel):
             out_chs = width * block_cls.expansion
             blocks = []
             for j, rate in enumerate(rates):
-                shortcut = ResNetVdShortcut(in_chs, out_chs, stride, dilation) if j == 0 else None
+                shortcut = ResNetVdShortcut(in_chs, out_chs, stride, dilation, norm_layer) if j == 0 else None
                 blocks.append(block_cls(in_chs, width, stride if j == 0 else 1, shortcut, rate, dilation,
-                                        first_dilation if j == 0 else dilation))
+                                        first_dilation if j == 0 else dilation, act_layer, norm_layer))
                 in_chs = out_chs
             reduction *= stride
             stages.append(nn.Sequential(*blocks))
@@ -409,41 +427,47 @@ default_cfgs = generate_default_cfgs({
 
 @register_model("ResNet18_vd", default_cfgs)
 def resnet18_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
+                drop_path_rate: float = 0.0, output_stride: int = 32, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> ResNetVd:
     """ResNet18_vd (basic blocks, depths 2-2-2-2)."""
     return _create("resnet18_vd", **locals())
 
 
 @register_model("ResNet34_vd", default_cfgs)
 def resnet34_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
+                drop_path_rate: float = 0.0, output_stride: int = 32, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> ResNetVd:
     """ResNet34_vd (basic blocks, depths 3-4-6-3)."""
     return _create("resnet34_vd", **locals())
 
 
 @register_model("ResNet50_vd", default_cfgs)
 def resnet50_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
+                drop_path_rate: float = 0.0, output_stride: int = 32, act_layer: LayerType = nn.ReLU,
+                norm_layer: LayerType = nn.BatchNorm2d) -> ResNetVd:
     """ResNet50_vd (bottlenecks, depths 3-4-6-3)."""
     return _create("resnet50_vd", **locals())
 
 
 @register_model("ResNet101_vd", default_cfgs)
 def resnet101_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
+                 drop_path_rate: float = 0.0, output_stride: int = 32, act_layer: LayerType = nn.ReLU,
+                 norm_layer: LayerType = nn.BatchNorm2d) -> ResNetVd:
     """ResNet101_vd (bottlenecks, depths 3-4-23-3)."""
     return _create("resnet101_vd", **locals())
 
 
 @register_model("ResNet152_vd", default_cfgs)
 def resnet152_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
+                 drop_path_rate: float = 0.0, output_stride: int = 32, act_layer: LayerType = nn.ReLU,
+                 norm_layer: LayerType = nn.BatchNorm2d) -> ResNetVd:
     """ResNet152_vd (bottlenecks, depths 3-8-36-3)."""
     return _create("resnet152_vd", **locals())
 
 
 @register_model("ResNet200_vd", default_cfgs)
 def resnet200_vd(num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, output_stride: int = 32) -> ResNetVd:
+                 drop_path_rate: float = 0.0, output_stride: int = 32, act_layer: LayerType = nn.ReLU,
+                 norm_layer: LayerType = nn.BatchNorm2d) -> ResNetVd:
     """ResNet200_vd (bottlenecks, depths 3-12-48-3)."""
     return _create("resnet200_vd", **locals())
