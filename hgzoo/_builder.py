@@ -49,6 +49,12 @@ def _build(arch: str, global_pool: str | None = None, feature_indexing: str = "h
     if global_pool is not None:
         model.set_global_pool(global_pool)  # before any weights: a fc of another width is built fresh
     model.set_feature_indexing(feature_indexing)
+    params = inspect.signature(entry).parameters
+    # The builder arguments set away from their defaults: a Hub config.json records them as timm's ``model_args``,
+    # so that the repo rebuilds this network (num_classes and in_chans have their own fields).
+    model.model_args = {k: v for k, v in kwargs.items()
+                        if k not in ("num_classes", "in_chans") and k in params and v is not params[k].default
+                        and not (isinstance(v, (str, int, float, bool)) and v == params[k].default)}
     return model
 
 
@@ -243,6 +249,8 @@ def _from_hub_repo(source: str, pretrained: bool, pretrained_file, num_classes: 
         timm_cfg = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
         cfg = pretrained_cfg_from_timm(arch, Path(repo_id).name if kind == "local-dir" else repo_id.replace("/", "_"),
                                        timm_cfg, config["num_classes"])
+    for k, v in _declared_model_args(config, arch, f"{source} config.json").items():
+        kwargs.setdefault(k, v)  # the repo's own network (timm's model_args); an argument given here wins, as in timm
     model = _build(arch, num_classes=config["num_classes"] if num_classes is None else num_classes,
                    in_chans=in_chans, **kwargs)
     model.pretrained_cfg = cfg
@@ -422,6 +430,20 @@ def _declared_in_chans(config: dict, source: str) -> int:
         raise CorruptCheckpointError(f"{source}: model_args.in_chans must be a whole number from 1 to "
                                      f"{MAX_DECLARED_IN_CHANS}, found {value!r}")
     return value
+
+
+def _declared_model_args(config: dict, arch: str, source: str) -> dict:
+    """The builder arguments a Hub config.json declares besides ``in_chans`` (timm's ``model_args``: the
+    activation, norm, output stride... the network was built with), checked against ``arch``'s builder."""
+    model_args = {k: v for k, v in (config.get("model_args") or {}).items() if k != "in_chans"}
+    params = inspect.signature(model_entrypoint(arch)).parameters
+    for k, v in model_args.items():
+        if k not in params or k == "num_classes":
+            raise CorruptCheckpointError(f"{source}: model_args.{k} is not an argument of {arch} (it takes "
+                                         f"{', '.join(p for p in params if p not in ('num_classes', 'in_chans'))})")
+        if not isinstance(v, (str, int, float, bool)):
+            raise CorruptCheckpointError(f"{source}: model_args.{k} must be a name or a number, found {v!r}")
+    return model_args
 
 
 def _as_backbone(model: nn.Module, cfg: PretrainedCfg | None, features_only: bool, out_indices, feature_mode,

@@ -16,6 +16,7 @@ from local_server import LocalServer
 
 import hgzoo
 from hgzoo._files import safe_load
+from hgzoo.files import CorruptCheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -166,6 +167,51 @@ def test_save_pretrained_refuses_a_backbone(tmp_path):
         hgzoo.save_pretrained(hgzoo.create_model("resnet18_vd", features_only=True), tmp_path)
     with pytest.raises(TypeError, match="unknown metrics key"):
         hgzoo.save_pretrained(hgzoo.create_model("resnet18_vd"), tmp_path, metrics={"acc": 1.0})
+
+
+def test_the_network_it_was_built_as_comes_back(tmp_path):
+    """A model built with other layers, a dilated last stage and D-FINE's stem pool is published with those
+    arguments (timm's ``model_args``): hgzoo and timm rebuild that network, not the default one, from the folder."""
+    import timm
+    from conftest import calibrate
+
+    import hgzoo.timm_compat
+
+    x = torch.randn(2, 3, 64, 64) + torch.linspace(-1, 1, 64)
+    model = hgzoo.create_model("pphgnetv2_b0", num_classes=5, act_layer=torch.nn.SiLU, norm_layer="syncbatchnorm",
+                               output_stride=16, stem_pool="zero")
+    model = calibrate(model, x, seed=0)
+    hgzoo.save_pretrained(model, tmp_path / "repo")
+    config = json.loads((tmp_path / "repo" / "config.json").read_text())
+    assert config["model_args"] == {"act_layer": "silu", "norm_layer": "syncbatchnorm", "output_stride": 16,
+                                    "stem_pool": "zero"}
+    hgzoo.timm_compat.register()
+    with torch.no_grad():
+        want = model(x)
+        for back in (hgzoo.create_model(f"local-dir:{tmp_path / 'repo'}", pretrained=True),
+                     timm.create_model(f"local-dir:{tmp_path / 'repo'}", pretrained=True)):
+            assert type(back.stem.stem1.act) is torch.nn.SiLU and back.feature_info[-1]["reduction"] == 16
+            torch.testing.assert_close(back.eval()(x), want, rtol=1e-5, atol=1e-5)
+        # An argument given at load time wins over the repo's, as in timm; the check sees the difference.
+        relu = hgzoo.create_model(f"local-dir:{tmp_path / 'repo'}", pretrained=True, act_layer="relu").eval()
+        assert (relu(x) - want).abs().max() > 0.1 * want.std()
+
+
+def test_a_network_that_cannot_be_recorded_is_not_published(tmp_path):
+    class Swish(torch.nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    with pytest.raises(ValueError, match="act_layer=.*Swish.* no name config.json can record"):
+        hgzoo.save_pretrained(hgzoo.create_model("resnet18_vd", act_layer=Swish), tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+    hgzoo.save_pretrained(hgzoo.create_model("resnet18_vd"), tmp_path / "repo")
+    config = json.loads((tmp_path / "repo" / "config.json").read_text())
+    assert "model_args" not in config  # the default network needs none
+    config["model_args"] = {"act_layer": "silu", "layers": 3}
+    (tmp_path / "repo" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CorruptCheckpointError, match=r"model_args.layers is not an argument of resnet18_vd"):
+        hgzoo.create_model(f"local-dir:{tmp_path / 'repo'}")
 
 
 def test_card_names_the_runs_init_crop_and_flip(run, tmp_path):

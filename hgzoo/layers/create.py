@@ -12,7 +12,7 @@ from torch import nn
 from .norm import GroupNorm, GroupNorm1, LayerNorm2d, _frozen_bn
 
 __all__ = ["LayerType", "ACT_LAYERS", "NORM_LAYERS", "create_act", "get_act_layer", "get_norm_layer",
-           "is_foldable_norm", "resolve_act_norm"]
+           "is_foldable_norm", "layer_name", "resolve_act_norm"]
 
 #: What ``act_layer=`` / ``norm_layer=`` take: a name, a class, or a callable (``functools.partial``) that builds one.
 LayerType = Union[str, type[nn.Module], Callable[..., nn.Module]]
@@ -80,6 +80,17 @@ def get_norm_layer(norm_layer: LayerType) -> Callable[..., nn.Module]:
         raise ValueError(f"norm_layer={norm_layer!r} is not a norm hgzoo (or timm) knows; use one of "
                          f"{', '.join(NORM_LAYERS)}, or a class")
     return layer
+
+
+def layer_name(kind: str, layer: LayerType) -> str | None:
+    """The name :func:`get_act_layer` (``kind="act"``) or :func:`get_norm_layer` (``"norm"``) resolves to
+    ``layer``: ``layer`` itself if it is a name, else the first name of the table whose class it is; None for a class
+    or callable no name gives (a config file can only name a layer)."""
+    if isinstance(layer, str):
+        return layer
+    if kind == "act":
+        return next((name for name, cls in ACT_LAYERS.items() if cls is layer), None)
+    return next((name for name, cls in NORM_LAYERS.items() if cls() is layer), None)
 
 
 def resolve_act_norm(act_layer: LayerType, norm_layer: LayerType

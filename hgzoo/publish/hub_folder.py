@@ -24,6 +24,7 @@ from torch import nn
 
 from .._files import atomic_write
 from .._registry import SSLD_CITATION, model_family
+from ..layers import layer_name
 from ..pretrained import PADDLECLAS_URL, PretrainedCfg, WeightSource
 
 __all__ = ["Metrics", "Provenance", "save_pretrained", "push_to_hub", "upload_folder", "write_hub_folder",
@@ -71,6 +72,24 @@ def _first_conv(model: nn.Module) -> str | None:
     return getattr(model, "first_conv", None)
 
 
+def _model_args(model: nn.Module) -> dict[str, Any]:
+    """The builder arguments ``model`` was made with away from their defaults (``create_model`` records them), as a
+    config file can hold them: a layer by its name; a layer class no name gives is refused, not dropped."""
+    out = {}
+    for k, v in getattr(model, "model_args", {}).items():
+        if k in ("act_layer", "norm_layer"):
+            name = layer_name(k.partition("_")[0], v)
+            if name is None:
+                raise ValueError(f"{k}={v!r} has no name config.json can record, so the published repo would rebuild "
+                                 f"another network: build the model with {k} given by name (hgzoo.layers."
+                                 f"get_{k}'s names)")
+            v = name
+        elif not isinstance(v, (str, int, float, bool)):
+            raise ValueError(f"{k}={v!r} cannot be recorded in config.json: build the model with a plain value")
+        out[k] = v
+    return out
+
+
 def hub_config(model: nn.Module, cfg: PretrainedCfg, provenance: Provenance, label_names: list[str] | None = None,
                in_chans: int = 3) -> dict[str, Any]:
     """``config.json``: timm's Hub format, whose ``pretrained_cfg`` also carries every hgzoo field (hgzoo's value
@@ -87,8 +106,9 @@ def hub_config(model: nn.Module, cfg: PretrainedCfg, provenance: Provenance, lab
     }
     if label_names:
         config["label_names"] = list(label_names)
-    if in_chans != 3:
-        config["model_args"] = {"in_chans": in_chans}
+    model_args = {**({"in_chans": in_chans} if in_chans != 3 else {}), **_model_args(model)}
+    if model_args:
+        config["model_args"] = model_args
     config["source"] = provenance.source
     config["hgzoo"] = {"provenance": provenance.kind, "start": provenance.start}
     return config
@@ -231,7 +251,6 @@ def write_hub_folder(model: nn.Module, state_dict: dict[str, torch.Tensor], cfg:
     Without ``provenance`` the weights are a PaddleClas conversion of ``source`` (the convert CLI's case), and
     their published accuracy is carried when the class count is the tag's."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     in_chans = _in_chans(model) if in_chans is None else in_chans
     if provenance is None and cfg.source.lower().startswith("timm"):
         provenance = Provenance("timm", source or "a timm checkpoint")
@@ -241,8 +260,9 @@ def write_hub_folder(model: nn.Module, state_dict: dict[str, torch.Tensor], cfg:
             metrics = Metrics(cfg.top1, cfg.top5)
         if datasets is None and model.num_classes == 1000:
             datasets = ["imagenet-1k"]
+    config = hub_config(model, cfg, provenance, label_names, in_chans)  # refuses before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_safetensors(state_dict, out_dir / "model.safetensors", cfg)
-    config = hub_config(model, cfg, provenance, label_names, in_chans)
     atomic_write(out_dir / "config.json", json.dumps(config, indent=2) + "\n")
     atomic_write(out_dir / "README.md", model_card(model, cfg, provenance, metrics, repo_id, datasets, in_chans))
     return out_dir
