@@ -433,12 +433,18 @@ def _declared_in_chans(config: dict, source: str) -> int:
 
 
 def _declared_model_args(config: dict, arch: str, source: str) -> dict:
-    """The builder arguments a Hub config.json declares besides ``in_chans`` (timm's ``model_args``: the
-    activation, norm, output stride... the network was built with), checked against ``arch``'s builder."""
+    """The arguments a Hub config.json's ``model_args`` declares besides ``in_chans`` (read apart): the activation,
+    norm, output stride... the network was built with, checked against ``arch``'s builder. timm (1.0.31 on) also
+    records ``num_classes`` (it must agree with the file's ``num_classes``) and ``global_pool``."""
     model_args = {k: v for k, v in (config.get("model_args") or {}).items() if k != "in_chans"}
+    if "num_classes" in model_args:
+        if model_args["num_classes"] != config.get("num_classes"):
+            raise CorruptCheckpointError(f"{source}: model_args.num_classes {model_args['num_classes']!r} contradicts "
+                                         f"num_classes {config.get('num_classes')!r}")
+        del model_args["num_classes"]
     params = inspect.signature(model_entrypoint(arch)).parameters
     for k, v in model_args.items():
-        if k not in params or k == "num_classes":
+        if k not in params and k != "global_pool":
             raise CorruptCheckpointError(f"{source}: model_args.{k} is not an argument of {arch} (it takes "
                                          f"{', '.join(p for p in params if p not in ('num_classes', 'in_chans'))})")
         if not isinstance(v, (str, int, float, bool)):

@@ -208,10 +208,16 @@ def test_a_network_that_cannot_be_recorded_is_not_published(tmp_path):
     hgzoo.save_pretrained(hgzoo.create_model("resnet18_vd"), tmp_path / "repo")
     config = json.loads((tmp_path / "repo" / "config.json").read_text())
     assert "model_args" not in config  # the default network needs none
-    config["model_args"] = {"act_layer": "silu", "layers": 3}
+    # timm 1.0.31 records its factory's arguments too (num_classes, in_chans, global_pool): read as timm does.
+    config["model_args"] = {"num_classes": 1000, "in_chans": 3, "global_pool": "max", "act_layer": "silu"}
     (tmp_path / "repo" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CorruptCheckpointError, match=r"model_args.layers is not an argument of resnet18_vd"):
-        hgzoo.create_model(f"local-dir:{tmp_path / 'repo'}")
+    back = hgzoo.create_model(f"local-dir:{tmp_path / 'repo'}")
+    assert type(back.stem[0].act) is torch.nn.SiLU and back.head.global_pool.pool_type == "max"
+    for bad, match in (({"layers": 3}, r"model_args.layers is not an argument of resnet18_vd"),
+                       ({"num_classes": 7}, r"model_args.num_classes 7 contradicts num_classes 1000")):
+        (tmp_path / "repo" / "config.json").write_text(json.dumps({**config, "model_args": bad}))
+        with pytest.raises(CorruptCheckpointError, match=match):
+            hgzoo.create_model(f"local-dir:{tmp_path / 'repo'}")
 
 
 def test_card_names_the_runs_init_crop_and_flip(run, tmp_path):
