@@ -21,6 +21,7 @@ from local_server import LocalServer
 from safetensors.torch import save_file
 
 import hgzoo
+from hgzoo.cli.convert import main as convert_main
 
 ARCH, TAG = "resnet18_vd", "paddle_in1k"
 PADDLE_FILE = "ResNet18_vd_pretrained.pdparams"
@@ -49,6 +50,14 @@ def run_load(name: str, x: Path, tmp: Path, env: dict, check: bool = True) -> su
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
         proc.y = np.load(out)
+    return proc
+
+
+def run_script(script: str, args: list[str], env: dict) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HGZOO_"))}
+    proc = subprocess.run([sys.executable, "-c", script, *args], env={**full_env, **env}, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
@@ -89,9 +98,7 @@ def test_hub_repo_by_name_and_no_squatting_then_offline(reference, tmp_path):
     official = tmp_path / PADDLE_FILE
     official.write_bytes(pdparams.read_bytes())
     folder = tmp_path / "repo"
-    proc = subprocess.run([sys.executable, "-m", "hgzoo.convert", "--model", ARCH, "--input", str(official),
-                           "--output", str(folder)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert convert_main(["--model", ARCH, "--input", str(official), "--output", str(folder)]) == 0  # in process
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "config.json", "README.md"}
     card = (folder / "README.md").read_text()
     assert "Apache-2.0" in card and "ResNet18_vd_pretrained.pdparams" in card
@@ -103,50 +110,51 @@ def test_hub_repo_by_name_and_no_squatting_then_offline(reference, tmp_path):
         server.add_hub_repo(f"hgzoo/{ARCH}.{TAG}", squatter)
         server.add_hub_repo("someone/my-resnet", folder)
         server.files[f"/paddle/{PADDLE_FILE}"] = pdparams.read_bytes()
-        env = env_for(tmp_path, server)
-        y = run_load(f"{ARCH}.{TAG}", x, tmp_path, env).y
-        y_repo = run_load("hf-hub:someone/my-resnet", x, tmp_path, env).y
-        # A tag that names an hgzoo-layout Hub repo as its source loads from it.
-        named = subprocess.run([sys.executable, "-c", NAMED_SOURCE, f"{ARCH}.{TAG}", "someone/my-resnet", str(x),
-                                str(tmp_path / "y_named.npy")], capture_output=True, text=True,
-                               env={**os.environ, **env, "HGZOO_CACHE": str(tmp_path / "named_cache")})
-        assert named.returncode == 0, named.stderr[-3000:]
+        # One process for the three online loads (the Hub's settings are read once, at import, and are the same
+        # for the three); the named source gets its own cache_dir, so it cannot be served the tag's converted file.
+        out = tmp_path / "y_online.npz"
+        run_script(REPO_LOADS, [f"{ARCH}.{TAG}", "someone/my-resnet", str(x), str(out), str(tmp_path / "named_cache")],
+                   env_for(tmp_path, server))
         assert not server.requested("/hgzoo/"), "asked an organisation the tag does not name"
         assert server.requested(f"/paddle/{PADDLE_FILE}")
-    assert relative_error(y, y_ref) < 1e-4
-    np.testing.assert_array_equal(y, y_repo)
-    np.testing.assert_array_equal(y, np.load(tmp_path / "y_named.npy"))
-    y_off = run_load(f"{ARCH}.{TAG}", x, tmp_path, env_for(tmp_path, None, HF_HUB_OFFLINE="1")).y
-    np.testing.assert_array_equal(y, y_off)
-    # A backbone from a Hub repo (offline, warm cache): the repo's weights, features instead of logits.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HGZOO_"))}
-    env.update(env_for(tmp_path, None, HF_HUB_OFFLINE="1"))
-    proc = subprocess.run([sys.executable, "-c", FEATURES, str(folder / "model.safetensors"), str(x)], env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    y = np.load(out)
+    assert relative_error(y["tag"], y_ref) < 1e-4
+    np.testing.assert_array_equal(y["tag"], y["repo"])
+    np.testing.assert_array_equal(y["tag"], y["named"])
+    # Offline, warm cache, one process: the tag again, and a backbone from the Hub repo (the repo's weights,
+    # features instead of logits).
+    proc = run_script(OFFLINE_LOADS, [f"{ARCH}.{TAG}", str(folder / "model.safetensors"), str(x),
+                                      str(tmp_path / "y_off.npy")], env_for(tmp_path, None, HF_HUB_OFFLINE="1"))
+    np.testing.assert_array_equal(y["tag"], np.load(tmp_path / "y_off.npy"))
     assert proc.stdout.split() == ["2", "True", "True"], proc.stdout
 
 
-NAMED_SOURCE = """
+REPO_LOADS = """
 import dataclasses, sys, numpy as np, torch, hgzoo
 from hgzoo._builder import load_pretrained
 from hgzoo.pretrained import WeightSource
-tag, repo, x, out = sys.argv[1:5]
+tag, repo, x, out, named_cache = sys.argv[1:6]
+models = {"tag": hgzoo.create_model(tag, pretrained=True, progress=False),
+          "repo": hgzoo.create_model(f"hf-hub:{repo}", pretrained=True, progress=False)}
+# A tag that names an hgzoo-layout Hub repo as its source loads from it.
 cfg = dataclasses.replace(hgzoo.get_pretrained_cfg(tag), sources=(WeightSource("hf-hub", repo, "hgzoo"),))
-m = hgzoo.create_model(tag.split(".")[0])
-load_pretrained(m, cfg, progress=False)
+models["named"] = hgzoo.create_model(tag.split(".")[0])
+load_pretrained(models["named"], cfg, progress=False, cache_dir=named_cache)
+x = torch.from_numpy(np.load(x))
 with torch.no_grad():
-    np.save(out, m.eval()(torch.from_numpy(np.load(x))).numpy())
+    np.savez(out, **{k: m.eval()(x).numpy() for k, m in models.items()})
 """
 
-FEATURES = """
+OFFLINE_LOADS = """
 import sys, numpy as np, torch, hgzoo
+tag, weights, x, out = sys.argv[1:5]
+x = torch.from_numpy(np.load(x))
 kw = dict(features_only=True, out_indices=(2, 3))
 hub = hgzoo.create_model("hf-hub:someone/my-resnet", pretrained=True, **kw).eval()
-ref = hgzoo.create_model("resnet18_vd", pretrained_file=sys.argv[1], **kw).eval()
+ref = hgzoo.create_model("resnet18_vd", pretrained_file=weights, **kw).eval()
 rnd = hgzoo.create_model("resnet18_vd", **kw).eval()
-x = torch.from_numpy(np.load(sys.argv[2]))
 with torch.no_grad():
+    np.save(out, hgzoo.create_model(tag, pretrained=True, progress=False).eval()(x).numpy())
     a, b, c = hub(x), ref(x), rnd(x)
 print(len(a), all(torch.equal(u, v) for u, v in zip(a, b)), not torch.equal(a[-1], c[-1]))
 """
@@ -213,9 +221,7 @@ def test_converter_accepts_a_users_own_checkpoint_with_other_classes(reference, 
     mine = tmp_path / "best_model.pdparams"
     mine.write_bytes(pickle.dumps(sd, protocol=4))
     out = tmp_path / "mine"
-    proc = subprocess.run([sys.executable, "-m", "hgzoo.convert", "--model", "ResNet18_vd", "--input", str(mine),
-                           "--output", str(out)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert convert_main(["--model", "ResNet18_vd", "--input", str(mine), "--output", str(out)]) == 0  # in process
     import json
 
     config = json.loads((out / "config.json").read_text())
@@ -224,20 +230,18 @@ def test_converter_accepts_a_users_own_checkpoint_with_other_classes(reference, 
     np.testing.assert_allclose(model.get_classifier().weight.detach().numpy(), sd["fc.weight"].T)
     bad = subprocess.run([sys.executable, "-m", "hgzoo.convert", "--model", ARCH, "--input", str(mine),
                           "--output", str(tmp_path / "x"), "--num-classes", "5"], capture_output=True, text=True)
-    assert bad.returncode != 0 and "has 10 classes" in bad.stderr
+    assert bad.returncode != 0 and "has 10 classes" in bad.stderr  # the real entry point's exit status
 
 
-def test_convert_all_converts_official_files_and_skips_others(reference, tmp_path):
+def test_convert_all_converts_official_files_and_skips_others(reference, tmp_path, capsys):
     pdparams, _, _ = reference
     src = tmp_path / "paddle"
     src.mkdir()
     (src / PADDLE_FILE).write_bytes(pdparams.read_bytes())
     (src / "my_experiment.pdparams").write_bytes(pdparams.read_bytes())
-    proc = subprocess.run([sys.executable, "-m", "hgzoo.convert", "--all", str(src), "--output", str(tmp_path / "out")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert convert_main(["--all", str(src), "--output", str(tmp_path / "out")]) == 0  # in process
     assert (tmp_path / "out" / f"{ARCH}.{TAG}" / "model.safetensors").is_file()
-    assert "skipped my_experiment.pdparams" in proc.stdout
+    assert "skipped my_experiment.pdparams" in capsys.readouterr().out
 
 
 def test_local_dir_names_what_is_missing(tmp_path):

@@ -70,6 +70,9 @@ with torch.no_grad():
                     "spread": float((y[0] - y[1]).abs().max()), "types": [type(a).__name__, type(b).__name__],
                     "timm_config": {k: list(v) if isinstance(v, tuple) else v
                                     for k, v in timm.data.resolve_model_data_config(b).items()}}
+# The command's --push-to-hub, in this process: the same Hub settings (read at import).
+from hgzoo.cli.convert import main
+out["cli"] = main(["--input", best, "--output", sys.argv[2], "--push-to-hub", "someone/from-cli"])
 print(json.dumps(out))
 """
 
@@ -83,14 +86,11 @@ def _env(server: LocalServer, tmp: Path) -> dict:
 
 def test_push_to_hub_then_load_in_hgzoo_and_timm(run, tmp_path):
     with LocalServer() as server:
-        proc = subprocess.run([sys.executable, "-c", PUSH_AND_LOAD, str(run)], env=_env(server, tmp_path),
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run([sys.executable, "-c", PUSH_AND_LOAD, str(run), str(tmp_path / "cli")],
+                              env=_env(server, tmp_path), capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-4000:]
         out = json.loads(proc.stdout.splitlines()[-1])
-        cli = subprocess.run([sys.executable, "-m", "hgzoo.convert", "--input", str(run), "--output",
-                              str(tmp_path / "cli"), "--push-to-hub", "someone/from-cli"], env=_env(server, tmp_path),
-                             capture_output=True, text=True, cwd=ROOT)
-        assert cli.returncode == 0 and "pushed: " in cli.stdout, cli.stderr[-3000:]
+        assert out["cli"] == 0 and "pushed: " in proc.stdout, proc.stderr[-3000:]
         assert server.files["/someone/from-cli/resolve/main/model.safetensors"] == \
             (tmp_path / "cli" / "model.safetensors").read_bytes()
         posts = [p for m, p in server.requests if m == "POST"]

@@ -71,8 +71,15 @@ def _twins(hgzoo_name: str, timm_name: str, seed: int = 0):
     ref = _calibrate(timm.create_model(timm_name), seed)
     if timm_name.startswith("hrnet") and ref.final_layer[0].bias is not None:
         _fold_hrnet_head_biases(ref)
-    ours = hgzoo.create_model(hgzoo_name, feature_indexing="timm").eval()  # timm's numbering of the levels
+    # Built on the meta device (no random init: every tensor is overwritten from timm's model just below).
+    with torch.device("meta"):
+        ours = hgzoo.create_model(hgzoo_name, feature_indexing="timm")  # timm's numbering of the levels
+    ours = ours.to_empty(device="cpu").eval()
     _copy_by_order(ref, ours)
+    with torch.no_grad():
+        for key, buf in ours.named_buffers():
+            if key.endswith("num_batches_tracked"):
+                buf.zero_()
     return ref, ours
 
 
@@ -203,7 +210,7 @@ def test_list_models_takes_timms_arguments():
 def test_timm_name_is_the_same_network(alias):
     """timm's model and hgzoo's under timm's name: the same tensors one to one, the same output."""
     ref, ours = _twins(alias, alias)
-    assert hgzoo.create_model(alias).pretrained_cfg.architecture == TIMM_ALIASES[alias].target
+    assert ours.pretrained_cfg.architecture == TIMM_ALIASES[alias].target
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a, b = ref(x), ours(x)
@@ -232,7 +239,7 @@ def test_forward_intermediates_as_timm_and_as_features_only(name):
     n_levels = len(ref.feature_info) if isinstance(ref.feature_info, list) else len(ref.feature_info.info)
     assert len(ours.intermediate_info()) == n_levels
     # timm's HRNet (like PaddleClas's) upsamples by a fixed factor: sides must be multiples of 32 there.
-    h, w = (96, 128) if name.startswith("hrnet") else (97, 130)
+    h, w = (64, 96) if name.startswith("hrnet") else (65, 99)
     x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         for kw in ({}, {"indices": 2}, {"indices": [0, -1]}, {"indices": [1], "stop_early": True}):
@@ -246,10 +253,13 @@ def test_forward_intermediates_as_timm_and_as_features_only(name):
         # features_only's levels are forward_intermediates's: one list (feature_info), in either numbering
         assert [f["num_chs"] for f in ours.feature_info] == [t.shape[1] for t in inter]
         for indexing, offset in (("timm", 0), ("hgzoo", int(ours.stem_info is not None))):
-            backbone = hgzoo.create_model(name, features_only=True, feature_indexing=indexing).eval()
-            backbone.model.load_state_dict(ours.state_dict(), strict=False)
-            assert len(backbone(x)) == len(inter) - offset
-            for a, b in zip(backbone(x), inter[offset:], strict=True):
+            with torch.device("meta"):  # no init: every tensor is loaded from ``ours`` just below
+                backbone = hgzoo.create_model(name, features_only=True, feature_indexing=indexing)
+            backbone = backbone.to_empty(device="cpu").eval()
+            assert backbone.model.load_state_dict(ours.state_dict(), strict=False).missing_keys == []
+            levels = backbone(x)
+            assert len(levels) == len(inter) - offset
+            for a, b in zip(levels, inter[offset:], strict=True):
                 torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="NCHW"):
         ours.forward_intermediates(x, output_fmt="NHWC")
@@ -433,7 +443,9 @@ def test_torch_hub_loads_from_the_repository(tmp_path):
 def test_scripted_equals_eager(name):
     model = _calibrate(hgzoo.create_model(name, num_classes=7))
     scripted = torch.jit.script(model)
-    with torch.no_grad():
+    # The graph runs in TorchScript's interpreter without the profiling executor's optimization passes (torch's
+    # fusions, not hgzoo's code): those re-optimize the whole inlined graph on the first calls, 13 s for HRNet.
+    with torch.no_grad(), torch.jit.optimized_execution(False):
         for h, w in ((64, 64), (97, 130)):
             x = torch.randn(2, 3, h, w)
             torch.testing.assert_close(scripted(x), model(x), rtol=1e-5, atol=1e-5)
@@ -460,7 +472,7 @@ def test_fx_traces_at_any_size(name):
                 torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_timm_scripts_run_through_the_runner(tmp_path):
+def test_timm_scripts_run_through_the_runner(tmp_path, capsys):
     """``python -m hgzoo.timm_compat SCRIPT ARGS``: registers, runs the script as __main__, keeps its exit status."""
     import subprocess
     import sys
@@ -480,6 +492,9 @@ def test_timm_scripts_run_through_the_runner(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert proc.stdout.split() == ["PPHGNet", "(1,", "3)", "0.94915", "[]", "True"], proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "hgzoo.timm_compat", str(tmp_path / "missing.py")],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "no such script" in proc.stderr
+    # Bad input, in process (the real entry point's exit status is the one above): exit 2 and a one-line error.
+    from hgzoo.cli.timm import main
+
+    assert main([str(tmp_path / "missing.py")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "no such script" in err
