@@ -65,6 +65,10 @@ def _load_script(name: str):
     return module
 
 
+def _show_on_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def call(command: str, argv: list[str], capsys) -> subprocess.CompletedProcess:
     """Run a command's ``main`` in this process (the same code as the command line, without the start-up cost)."""
     from hgzoo.cli.convert import main as convert_main
@@ -75,7 +79,9 @@ def call(command: str, argv: list[str], capsys) -> subprocess.CompletedProcess:
     capsys.readouterr()
     env, threads = dict(os.environ), torch.get_num_threads()
     try:
-        code = main(argv)
+        with warnings.catch_warnings():  # shown on stderr, as in the command's own process (pytest records them)
+            warnings.showwarning = _show_on_stderr
+            code = main(argv)
     except SystemExit as e:  # argparse's own usage errors
         code = e.code
     finally:  # what a command sets for its own process (--max-image-pixels, --threads) is not left to later tests
@@ -228,10 +234,9 @@ def test_real_paddle_files_load_at_protocols_2_3_and_4(paddle_protocols):
 
 
 @pytest.mark.parity
-def test_train_fine_tunes_from_a_real_pdparams(paddle_protocols, data, tmp_path):
+def test_train_fine_tunes_from_a_real_pdparams(paddle_protocols, data, tmp_path, capsys):
     """A genuine PaddleClas file (1000 classes) as --initial-checkpoint: converted, its head re-initialised."""
-    proc = run("train.py", *TRAIN, "--data-dir", str(data), "--output", str(tmp_path / "out"),
-               "--initial-checkpoint", str(paddle_protocols[2]))
+    proc = _train(data, tmp_path / "out", "--initial-checkpoint", str(paddle_protocols[2]), capsys=capsys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "classifier is re-initialised" in proc.stderr
     assert (tmp_path / "out" / "last.pt").is_file()
@@ -559,15 +564,11 @@ def test_symlink_loop_is_counted_once(data, files, tmp_path, capsys):
         ds = ImageFolder(folder)
     assert len(ds) == 6
     assert any("symbolic-link loop" in str(w.message) for w in caught)
-    with warnings.catch_warnings():  # shown on stderr, as in the command's own process (pytest records them)
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
-            warnings.formatwarning(message, category, filename, lineno, line))
-        proc = call("validate", ["--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
-                                 "--data-dir", str(folder), "--workers", "0", "--no-progress"], capsys)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "6 images" in proc.stdout and "warning:" in proc.stderr and "loop" in proc.stderr
-        proc = _train(folder.parent, tmp_path / "out", "--val-split", "val", "--train-split", "val", capsys=capsys)
+    proc = call("validate", ["--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
+                             "--data-dir", str(folder), "--workers", "0", "--no-progress"], capsys)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "6 images" in proc.stdout and "warning:" in proc.stderr and "loop" in proc.stderr
+    proc = _train(folder.parent, tmp_path / "out", "--val-split", "val", "--train-split", "val", capsys=capsys)
     assert proc.returncode == 0 and "6 train images" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -586,9 +587,9 @@ def test_train_values_checked_before_work(extra, flag, data, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_train_takes_paddleclas_spellings(data, tmp_path):
-    proc = run("train.py", *[("PPLCNetV2_small" if a == MODEL else a) for a in TRAIN], "--data-dir", str(data),
-               "--output", str(tmp_path / "out"))
+def test_train_takes_paddleclas_spellings(data, tmp_path, capsys):
+    proc = call("train", [*[("PPLCNetV2_small" if a == MODEL else a) for a in TRAIN], "--data-dir", str(data),
+                          "--output", str(tmp_path / "out")], capsys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert safe_load(tmp_path / "out" / "last.pt")["model_name"] == MODEL
 
