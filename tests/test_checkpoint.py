@@ -30,6 +30,25 @@ def run(*argv: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def call(argv: list[str], capsys) -> subprocess.CompletedProcess:
+    """``hgzoo <argv>`` through its ``main`` in this process (the real command's exit code and output, without
+    a fresh interpreter: used where the refusal, not the process, is checked)."""
+    from hgzoo.cli.main import main
+
+    capsys.readouterr()
+    env, threads = dict(os.environ), torch.get_num_threads()
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+        torch.set_num_threads(threads)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out.out, out.err)
+
+
 def one_error_line(proc: subprocess.CompletedProcess, code: int, *words: str) -> None:
     assert proc.returncode == code, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -173,15 +192,15 @@ def test_validate_takes_everything_from_the_checkpoint(best, data, tmp_path):
     (["--model", "pphgnet_tiny"], ["--model pphgnet_tiny", MODEL]),
     (["--in-chans", "3"], ["--in-chans 3"]),
 ])
-def test_validate_refuses_contradicting_flags(best, data, tmp_path, extra, words):
+def test_validate_refuses_contradicting_flags(best, data, tmp_path, extra, words, capsys):
     out = tmp_path / "r.json"
-    proc = run("validate.py", "--checkpoint", str(best), "--data-dir", str(data), "--workers", "0",
-               "--results-file", str(out), *extra)
+    proc = call(["validate", "--checkpoint", str(best), "--data-dir", str(data), "--workers", "0",
+                 "--results-file", str(out), *extra], capsys)
     one_error_line(proc, 2, *words)
     assert not out.exists()
 
 
-def test_predict_prints_the_checkpoints_class_names(best, data):
+def test_predict_prints_the_checkpoints_class_names(best, data, capsys):
     img = data / "0" / "rocket.jpg"  # an RGB photo: seen in gray
     proc = run("-m", "hgzoo", "predict", "--checkpoint", str(best), str(img), "--topk", "3", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -189,11 +208,11 @@ def test_predict_prints_the_checkpoints_class_names(best, data):
     model, info = model_from_checkpoint(best)
     assert pred["class_ids"][0] == int(_direct_predictions(model, data_config(info, model), [img])[0])
     assert pred["label_names"] == [CLASSES[i] for i in pred["class_ids"]]
-    one_error_line(run("-m", "hgzoo", "predict", "--checkpoint", str(best), "--num-classes", "4", str(img)), 2,
+    one_error_line(call(["predict", "--checkpoint", str(best), "--num-classes", "4", str(img)], capsys), 2,
                    "--num-classes 4")
 
 
-def test_export_takes_the_checkpoint_and_its_ema(best, data, tmp_path):
+def test_export_takes_the_checkpoint_and_its_ema(best, data, tmp_path, capsys):
     out = tmp_path / "m.onnx"
     proc = run("-m", "hgzoo", "export", "--checkpoint", str(best), "--ema", "--format", "onnx", "--output", str(out),
                "--verify", str(data), "--json")
@@ -204,6 +223,6 @@ def test_export_takes_the_checkpoint_and_its_ema(best, data, tmp_path):
 
     meta = read_meta(out)
     assert (meta["num_classes"], meta["data_config"]["crop_size"], meta["data_config"]["mean"]) == (10, 32, [0.5])
-    one_error_line(run("-m", "hgzoo", "export", "--checkpoint", str(best), "--model", "resnet18_vd",
-                       "--output", str(tmp_path / "x.onnx")), 2, "--model resnet18_vd")
+    one_error_line(call(["export", "--checkpoint", str(best), "--model", "resnet18_vd",
+                         "--output", str(tmp_path / "x.onnx")], capsys), 2, "--model resnet18_vd")
     assert not (tmp_path / "x.onnx").exists()

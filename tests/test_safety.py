@@ -1,8 +1,9 @@
 """Hostile and careless input, as an attacker and a careless user would give it, through the commands they run.
 
-Every CLI case runs the real command in a fresh process and checks: the exit code (2 bad input, 1 it ran
-and failed), one ``error:`` line naming the file or flag and no traceback, and that nothing ran, was
-overwritten or was left half-written.
+Every CLI case runs the command's ``main`` (in this process, through :func:`call`, or in a fresh process
+through :func:`run`, once per command where the real entry point's exit code or a fresh interpreter is the
+point) and checks: the exit code (2 bad input, 1 it ran and failed), one ``error:`` line naming the file or
+flag and no traceback, and that nothing ran, was overwritten or was left half-written.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -63,17 +65,29 @@ def _load_script(name: str):
     return module
 
 
+def _show_on_stderr(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def call(command: str, argv: list[str], capsys) -> subprocess.CompletedProcess:
     """Run a command's ``main`` in this process (the same code as the command line, without the start-up cost)."""
+    from hgzoo.cli.convert import main as convert_main
     from hgzoo.cli.main import main as hgzoo_main
 
     main = {"train": lambda a: _load_script("train").main(a), "validate": lambda a: _load_script("validate").main(a),
-            "hgzoo": hgzoo_main}[command]
+            "hgzoo": hgzoo_main, "convert": convert_main}[command]
     capsys.readouterr()
+    env, threads = dict(os.environ), torch.get_num_threads()
     try:
-        code = main(argv)
+        with warnings.catch_warnings():  # shown on stderr, as in the command's own process (pytest records them)
+            warnings.showwarning = _show_on_stderr
+            code = main(argv)
     except SystemExit as e:  # argparse's own usage errors
         code = e.code
+    finally:  # what a command sets for its own process (--max-image-pixels, --threads) is not left to later tests
+        os.environ.clear()
+        os.environ.update(env)
+        torch.set_num_threads(threads)
     out = capsys.readouterr()
     return subprocess.CompletedProcess(argv, code, out.out, out.err)
 
@@ -131,28 +145,38 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 # ---------------------------------------------------------------------------------------------- code execution
 
-@pytest.mark.parametrize("flag", ["--initial-checkpoint", "--teacher-checkpoint", "--resume"])
-def test_train_never_runs_code_from_a_checkpoint(flag, files, data, tmp_path):
-    extra = ["--teacher", MODEL] if flag == "--teacher-checkpoint" else []
-    proc = run("train.py", *TRAIN, "--data-dir", str(data), "--output", str(tmp_path / "out"), flag,
-               str(files["evil.pth"]), *extra)
-    line = one_error_line(proc, 2, "evil.pth", "refused", "system")
-    assert flag in line
-    assert not files["marker"].exists(), "the pickle's command ran"
-    assert not (tmp_path / "out" / "last.pt").exists()
+def test_train_never_runs_code_from_a_checkpoint(files, data, tmp_path, capsys):
+    """Each flag that reads a checkpoint refuses the pickle; the first through the real train.py, the others
+    through the same main in this process."""
+    for i, flag in enumerate(["--initial-checkpoint", "--teacher-checkpoint", "--resume"]):
+        extra = ["--teacher", MODEL] if flag == "--teacher-checkpoint" else []
+        argv = [*TRAIN, "--data-dir", str(data), "--output", str(tmp_path / flag / "out"), flag,
+                str(files["evil.pth"]), *extra]
+        proc = run("train.py", *argv) if i == 0 else call("train", argv, capsys)
+        line = one_error_line(proc, 2, "evil.pth", "refused", "system")
+        assert flag in line, line
+        assert not files["marker"].exists(), f"the pickle's command ran ({flag})"
+        assert not (tmp_path / flag / "out" / "last.pt").exists(), flag
 
 
-@pytest.mark.parametrize("argv", [
-    ["validate.py", "--model", MODEL, "--checkpoint", "{f}", "--data-dir", "{data}/val"],
-    ["-m", "hgzoo", "predict", "--model", MODEL, "--pretrained-file", "{f}", "{data}/val/chelsea/0.png"],
-    ["-m", "hgzoo.convert", "--model", MODEL, "--input", "{f}", "--output", "{tmp}/out"],
-], ids=["validate", "predict", "convert"])
+COMMANDS = {
+    "validate": ("validate", ["--model", MODEL, "--checkpoint", "{f}", "--data-dir", "{data}/val"]),
+    "predict": ("hgzoo", ["predict", "--model", MODEL, "--pretrained-file", "{f}", "{data}/val/chelsea/0.png"]),
+    "convert": ("convert", ["--model", MODEL, "--input", "{f}", "--output", "{tmp}/out"]),
+}
+
+
 @pytest.mark.parametrize("name", ["evil.pth", "evil.pdparams"])
-def test_commands_never_run_code_from_weights(argv, name, files, data, tmp_path):
-    proc = run(*[a.format(f=files[name], data=data, tmp=tmp_path) for a in argv])
-    one_error_line(proc, 2, name, "refused")
-    assert not files["marker"].exists(), "the pickle's command ran"
-    assert not (tmp_path / "out").exists()
+def test_commands_never_run_code_from_weights(name, files, data, tmp_path, capsys):
+    """validate, predict and convert each refuse the pickle (their main in this process: the payload would run
+    here as well; test_publishing_never_runs_code_from_a_checkpoint runs the real convert command)."""
+    for label, (command, argv) in COMMANDS.items():
+        tmp = tmp_path / label
+        tmp.mkdir()
+        proc = call(command, [a.format(f=files[name], data=data, tmp=tmp) for a in argv], capsys)
+        one_error_line(proc, 2, name, "refused")
+        assert not files["marker"].exists(), f"the pickle's command ran ({label})"
+        assert not (tmp / "out").exists(), label
 
 
 def test_pdparams_refuses_every_callable_but_numpys(tmp_path):
@@ -210,10 +234,9 @@ def test_real_paddle_files_load_at_protocols_2_3_and_4(paddle_protocols):
 
 
 @pytest.mark.parity
-def test_train_fine_tunes_from_a_real_pdparams(paddle_protocols, data, tmp_path):
+def test_train_fine_tunes_from_a_real_pdparams(paddle_protocols, data, tmp_path, capsys):
     """A genuine PaddleClas file (1000 classes) as --initial-checkpoint: converted, its head re-initialised."""
-    proc = run("train.py", *TRAIN, "--data-dir", str(data), "--output", str(tmp_path / "out"),
-               "--initial-checkpoint", str(paddle_protocols[2]))
+    proc = _train(data, tmp_path / "out", "--initial-checkpoint", str(paddle_protocols[2]), capsys=capsys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "classifier is re-initialised" in proc.stderr
     assert (tmp_path / "out" / "last.pt").is_file()
@@ -284,13 +307,24 @@ def test_legacy_torch_format_is_refused(files):
 
 @pytest.fixture(scope="module")
 def bomb(tmp_path_factory) -> Path:
-    """A 132 KB PNG that declares 33000 x 33000 pixels (3.3 GB once decoded)."""
-    from PIL import Image
+    """A 132 KB PNG that declares 33000 x 33000 pixels (3.3 GB once decoded): 1-bit rows of zeros, deflated once
+    per 1000 rows and that block repeated (PIL's own save of the same image deflates all 136 MB, ~9 s)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    d = tmp_path_factory.mktemp("bomb")
-    path = d / "bomb.png"
-    Image.new("1", (33000, 33000)).save(path, optimize=True)
+    side = 33000
+    rows = bytes((1 + (side + 7) // 8) * 1000)  # filter byte + packed bits, 1000 rows
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = deflate.compress(rows) + deflate.flush(zlib.Z_FULL_FLUSH)  # self-contained: repeatable
+    adler = 1
+    for _ in range(side // 1000):
+        adler = zlib.adler32(rows, adler)
+    idat = b"\x78\xda" + block * (side // 1000) + deflate.flush() + struct.pack(">I", adler)
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
     assert path.stat().st_size < 200_000
+    assert zlib.decompressobj().decompress(idat[:4096], 1 << 20) == bytes(1 << 20)  # it does inflate to zeros
     return path
 
 
@@ -304,51 +338,70 @@ def test_image_bomb_refused_before_decoding(bomb, monkeypatch):
         read_image(small)
 
 
-def test_validate_and_predict_refuse_the_image_bomb(bomb, data, files, tmp_path):
+def test_validate_and_predict_refuse_the_image_bomb(bomb, data, files, tmp_path, capsys):
+    """Refused from its header, inside a loader worker process too (--workers 2): the real validate.py once, then
+    the same main in this process."""
     folder = tmp_path / "val"
     shutil.copytree(data / "val", folder)
     shutil.copy(bomb, folder / "chelsea" / "bomb.png")
-    proc = run("validate.py", "--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
-               "--data-dir", str(folder), "--workers", "2", "--no-progress")
+    argv = ["--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]), "--data-dir", str(folder),
+            "--workers", "2", "--no-progress"]
+    proc = run("validate.py", *argv)
     one_error_line(proc, 2, "bomb.png", "pixels", "--skip-bad-images")
-    proc = run("validate.py", "--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
-               "--data-dir", str(folder), "--workers", "2", "--no-progress", "--skip-bad-images")
+    proc = call("validate", [*argv, "--skip-bad-images"], capsys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "6 images, 1 bad" in proc.stdout and "bomb.png" in proc.stdout
-    proc = run("-m", "hgzoo", "predict", "--model", MODEL, "--pretrained-file", str(files["good.pt"]),
-               str(folder / "chelsea"), "--max-image-pixels", "100000")
+    proc = call("hgzoo", ["predict", "--model", MODEL, "--pretrained-file", str(files["good.pt"]),
+                          str(folder / "chelsea"), "--max-image-pixels", "100000"], capsys)
     assert proc.returncode == 2 and "bomb.png" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout.count("chelsea/") == 3  # the good images are still classified
 
 
-def test_hub_config_declaring_a_billion_classes(tmp_path):
+HUB_CONFIGS = {"bomb": {"architecture": MODEL, "num_classes": 10 ** 9},
+               **{f"chans{i}": {"architecture": MODEL, "num_classes": 2, "model_args": {"in_chans": c}}
+                  for i, c in enumerate([10 ** 9, "3", -1])}}
+_LOAD_EACH = """import json, sys, traceback
+import hgzoo
+out = {}
+for name in sys.argv[1:]:
+    try:
+        hgzoo.create_model(f"hf-hub:org/{name}", pretrained=True)
+        out[name] = None
+    except Exception as e:
+        out[name] = "".join(traceback.format_exception_only(e))
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def hub_refusals(tmp_path_factory) -> dict[str, str | None]:
+    """Each of HUB_CONFIGS as an offline hf-hub: repo, loaded in one fresh process (HF_HOME is read at import):
+    what each create_model raised, None where it did not raise."""
+    home = tmp_path_factory.mktemp("hf")
+    for name, config in HUB_CONFIGS.items():
+        repo = home / "hub" / f"models--org--{name}"
+        snap = repo / "snapshots" / ("0" * 40)
+        snap.mkdir(parents=True)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("0" * 40)
+        (snap / "config.json").write_text(json.dumps(config))
+        (snap / "model.safetensors").write_bytes(b"")
+    proc = run("-c", _LOAD_EACH, *HUB_CONFIGS, env={"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_hub_config_declaring_a_billion_classes(hub_refusals):
     """An hf-hub: repo whose config.json asks for 10**9 classes is refused before anything is built."""
-    repo = tmp_path / "hf" / "hub" / "models--org--bomb"
-    snap = repo / "snapshots" / ("0" * 40)
-    snap.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0" * 40)
-    (snap / "config.json").write_text(json.dumps({"architecture": MODEL, "num_classes": 10 ** 9}))
-    (snap / "model.safetensors").write_bytes(b"")
-    code = ("import hgzoo\nhgzoo.create_model('hf-hub:org/bomb', pretrained=True)\n")
-    proc = run("-c", code, env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
-    assert proc.returncode != 0 and "1,000,000,000 classes" in proc.stderr and "HGZOO_MAX_NUM_CLASSES" in proc.stderr
+    err = hub_refusals["bomb"]
+    assert err is not None and "1,000,000,000 classes" in err and "HGZOO_MAX_NUM_CLASSES" in err, err
 
 
 @pytest.mark.parametrize("in_chans", [10 ** 9, "3", -1])
-def test_hub_config_declaring_bad_input_channels(in_chans, tmp_path):
+def test_hub_config_declaring_bad_input_channels(in_chans, hub_refusals):
     """model_args.in_chans of an hf-hub: config.json (timm's field, which hgzoo reads) is checked before building."""
-    repo = tmp_path / "hf" / "hub" / "models--org--chans"
-    snap = repo / "snapshots" / ("0" * 40)
-    snap.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0" * 40)
-    config = {"architecture": MODEL, "num_classes": 2, "model_args": {"in_chans": in_chans}}
-    (snap / "config.json").write_text(json.dumps(config))
-    (snap / "model.safetensors").write_bytes(b"")
-    proc = run("-c", "import hgzoo\nhgzoo.create_model('hf-hub:org/chans', pretrained=True)\n",
-               env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
-    assert proc.returncode != 0 and "model_args.in_chans" in proc.stderr and "config.json" in proc.stderr
+    err = hub_refusals[f"chans{[10 ** 9, '3', -1].index(in_chans)}"]
+    assert err is not None and "model_args.in_chans" in err and "config.json" in err, err
 
 
 def test_publishing_never_runs_code_from_a_checkpoint(files, tmp_path):
@@ -361,39 +414,43 @@ def test_publishing_never_runs_code_from_a_checkpoint(files, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- results lost
 
-def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run("train.py", *TRAIN, "--data-dir", str(data), "--output", str(out), *extra)
+def _train(data: Path, out: Path, *extra: str, capsys=None) -> subprocess.CompletedProcess:
+    """train.py: in this process through :func:`call` when ``capsys`` is given, else the real command."""
+    argv = [*TRAIN, "--data-dir", str(data), "--output", str(out), *extra]
+    return call("train", argv, capsys) if capsys is not None else run("train.py", *argv)
 
 
 @pytest.fixture(scope="module")
 def finished(data, tmp_path_factory) -> Path:
+    """A finished one-epoch run, by the real train.py (its exit code 0 is checked here)."""
     out = tmp_path_factory.mktemp("finished") / "run"
     proc = _train(data, out, "--img-size", "40")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
 
-def test_a_finished_run_is_never_overwritten(finished, data):
+def test_a_finished_run_is_never_overwritten(finished, data, capsys):
     before = {p.name: digest(p) for p in finished.iterdir() if p.is_file()}
-    proc = _train(data, finished)
+    proc = _train(data, finished, capsys=capsys)
     one_error_line(proc, 2, "--output", "--resume", "--overwrite")
     assert {p.name: digest(p) for p in finished.iterdir() if p.is_file()} == before
 
 
-def test_overwrite_replaces_the_run(finished, data, tmp_path):
+def test_overwrite_replaces_the_run(finished, data, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(finished, copy)
     (copy / "notes.txt").write_text("mine")
-    proc = _train(data, copy, "--overwrite")
+    proc = _train(data, copy, "--overwrite", capsys=capsys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (copy / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
     assert len((copy / "summary.csv").read_text().splitlines()) == 2
 
 
-def test_resume_keeps_the_saved_config_and_prints_changes(finished, data, tmp_path):
+def test_resume_keeps_the_saved_config_and_prints_changes(finished, data, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(finished, copy)
-    proc = run("train.py", "--resume", str(copy / "last.pt"), "--model", MODEL, "--epochs", "2", "--no-progress")
+    proc = call("train", ["--resume", str(copy / "last.pt"), "--model", MODEL, "--epochs", "2", "--no-progress"],
+                capsys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming with changed settings: epochs 1 -> 2" in proc.stderr
     import yaml
@@ -403,10 +460,10 @@ def test_resume_keeps_the_saved_config_and_prints_changes(finished, data, tmp_pa
     assert safe_load(copy / "last.pt")["img_size"] == 40
 
 
-def test_resuming_a_finished_run_says_how_to_continue(finished, tmp_path):
+def test_resuming_a_finished_run_says_how_to_continue(finished, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(finished, copy)
-    proc = run("train.py", "--resume", str(copy / "last.pt"))
+    proc = call("train", ["--resume", str(copy / "last.pt")], capsys)
     one_error_line(proc, 2, "already finished", "--epochs")
 
 
@@ -428,15 +485,15 @@ def test_resume_from_what_cannot_be_resumed(case, finished, files, tmp_path, cap
     assert not files["marker"].exists()
 
 
-def test_output_that_is_a_file_or_read_only(data, tmp_path):
+def test_output_that_is_a_file_or_read_only(data, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    one_error_line(_train(data, tmp_path / "file"), 2, "--output", "is a file")
+    one_error_line(_train(data, tmp_path / "file", capsys=capsys), 2, "--output", "is a file")
     ro = tmp_path / "ro"
     ro.mkdir()
     if subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available here, so no folder is read-only for root")
     try:
-        one_error_line(_train(data, ro / "run"), 2, "--output", "cannot be written")
+        one_error_line(_train(data, ro / "run", capsys=capsys), 2, "--output", "cannot be written")
     finally:
         subprocess.run(["chattr", "-i", str(ro)])
 
@@ -481,7 +538,8 @@ def _write_folder(args) -> int:
 def test_concurrent_writers_of_a_hub_folder(tmp_path):
     """Four processes writing the same Hub folder: every write succeeds, config.json always parses."""
     folder = tmp_path / "repo"
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")  # fresh processes, forked from one that imported hgzoo once (not four times)
+    ctx.set_forkserver_preload(["hgzoo", "hgzoo.publish"])
     with ctx.Pool(4) as pool:
         pending = pool.map_async(_write_folder, [(str(folder), i) for i in range(4)])
         reads = 0
@@ -496,7 +554,7 @@ def test_concurrent_writers_of_a_hub_folder(tmp_path):
     assert safe_load(folder / "model.safetensors").keys() == expected
 
 
-def test_symlink_loop_is_counted_once(data, files, tmp_path):
+def test_symlink_loop_is_counted_once(data, files, tmp_path, capsys):
     folder = tmp_path / "val"
     shutil.copytree(data / "val", folder)
     (folder / "chelsea" / "up").symlink_to("..")
@@ -506,11 +564,11 @@ def test_symlink_loop_is_counted_once(data, files, tmp_path):
         ds = ImageFolder(folder)
     assert len(ds) == 6
     assert any("symbolic-link loop" in str(w.message) for w in caught)
-    proc = run("validate.py", "--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
-               "--data-dir", str(folder), "--workers", "0", "--no-progress")
+    proc = call("validate", ["--model", MODEL, "--num-classes", "2", "--checkpoint", str(files["good.pt"]),
+                             "--data-dir", str(folder), "--workers", "0", "--no-progress"], capsys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "6 images" in proc.stdout and "warning:" in proc.stderr and "loop" in proc.stderr
-    proc = _train(folder.parent, tmp_path / "out", "--val-split", "val", "--train-split", "val")
+    proc = _train(folder.parent, tmp_path / "out", "--val-split", "val", "--train-split", "val", capsys=capsys)
     assert proc.returncode == 0 and "6 train images" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -529,9 +587,9 @@ def test_train_values_checked_before_work(extra, flag, data, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_train_takes_paddleclas_spellings(data, tmp_path):
-    proc = run("train.py", *[("PPLCNetV2_small" if a == MODEL else a) for a in TRAIN], "--data-dir", str(data),
-               "--output", str(tmp_path / "out"))
+def test_train_takes_paddleclas_spellings(data, tmp_path, capsys):
+    proc = call("train", [*[("PPLCNetV2_small" if a == MODEL else a) for a in TRAIN], "--data-dir", str(data),
+                          "--output", str(tmp_path / "out")], capsys)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert safe_load(tmp_path / "out" / "last.pt")["model_name"] == MODEL
 
