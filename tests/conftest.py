@@ -385,3 +385,45 @@ def _install_wheel(root: Path) -> None:
     # hgzoo's dependencies (torch, ...) from this environment; hgzoo itself only from the wheel
     deps = [p for p in sys.path if p.endswith("site-packages")]
     (site / "_deps.pth").write_text("\n".join(deps) + "\n")
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory) -> tuple[Path, dict]:
+    """The folder and index of :func:`cached_write_onnx`'s exports, one per test process."""
+    return tmp_path_factory.mktemp("onnx_cache"), {}
+
+
+def cached_write_onnx(folder: Path, made: dict):
+    """hgzoo.deploy's fp32 ONNX export (``runtimes.write_onnx``) made once per distinct network, weights and
+    arguments, and copied for the next caller: torch.export takes seconds per export, and the ONNX and OpenVINO
+    targets of tests/test_deploy.py and the benchmark's runs start from the same file. A model altered in any tensor
+    is exported anew."""
+    import hashlib
+    import shutil
+
+    from hgzoo.deploy import runtimes as rt
+
+    real = rt.write_onnx
+
+    def write_onnx(model, path, img_size, dynamic_batch=True, in_chans=None, external_data=None):
+        if external_data:
+            return real(model, path, img_size, dynamic_batch, in_chans, external_data)
+        h = hashlib.sha256(repr((type(model).__qualname__, img_size, dynamic_batch, in_chans)).encode())
+        for k, v in model.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().contiguous().cpu().numpy().tobytes())
+        key = h.hexdigest()
+        if key not in made:
+            made[key] = real(model, folder / f"{key}.onnx", img_size, dynamic_batch, in_chans, external_data)
+        shutil.copyfile(made[key], path)
+        return str(path)
+
+    return write_onnx
+
+
+@pytest.fixture
+def onnx_once(onnx_cache, monkeypatch):
+    """:func:`cached_write_onnx` for one test (``pytest.mark.usefixtures("onnx_once")``)."""
+    from hgzoo.deploy import runtimes as rt
+
+    monkeypatch.setattr(rt, "write_onnx", cached_write_onnx(*onnx_cache))

@@ -51,7 +51,7 @@ NAME, SIZE, CLASSES = "pphgnetv2_b0", 64, 7  # 7 classes: one per scikit-image p
 TARGETS = [(f, p) for f in FORMATS for p in PRECISIONS]
 # One thread per runtime: the models are tiny, and a busy machine stalls multi-threaded runtimes.
 export = functools.partial(_export, threads=1)
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "onnx_once")  # onnx_once: conftest.py
 
 
 def _fit_to_photos(model: torch.nn.Module) -> torch.nn.Module:

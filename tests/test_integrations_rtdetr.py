@@ -404,13 +404,25 @@ def test_other_hgzoo_backbones_through_their_interface(name, return_idx):
 
 
 def _convert(*argv: str) -> subprocess.CompletedProcess:
+    """``python -m hgzoo.convert`` as a user runs it: a real process (once per test below, for its exit code)."""
     return subprocess.run([sys.executable, "-m", "hgzoo.convert", *argv], capture_output=True, text=True,
                           timeout=300)
 
 
-def test_convert_cli_their_files_to_hgzoo_and_back(ref, tmp_path):
+def _convert_here(capsys, *argv: str) -> subprocess.CompletedProcess:
+    """The same command's ``main(argv)`` in this process (a fresh interpreter per conversion is not the point)."""
+    from hgzoo.cli.convert import main
+
+    capsys.readouterr()
+    code = main(list(argv))
+    cap = capsys.readouterr()
+    return subprocess.CompletedProcess(["hgzoo.convert", *argv], code, cap.out, cap.err)
+
+
+def test_convert_cli_their_files_to_hgzoo_and_back(ref, tmp_path, capsys):
     """A backbone file and a whole detector checkpoint's backbone.* → hgzoo's names (which hgzoo's classifier
-    loads) → their names again (which their class loads strictly), tensor for tensor."""
+    loads) → their names again (which their class loads strictly), tensor for tensor. In-process; the refusal of
+    a file of another shape through the real command (exit 2)."""
     from safetensors.torch import load_file
 
     import hgzoo
@@ -422,14 +434,15 @@ def test_convert_cli_their_files_to_hgzoo_and_back(ref, tmp_path):
     torch.save(detector, tmp_path / "dfine_n_coco.pth")
     for source in ("PPHGNetV2_B0_stage1.pth", "dfine_n_coco.pth"):
         out = tmp_path / source.split(".")[0]
-        proc = _convert("--from", "dfine", "--model", "B0", "--input", str(tmp_path / source), "--output", str(out))
+        proc = _convert_here(capsys, "--from", "dfine", "--model", "B0", "--input", str(tmp_path / source),
+                             "--output", str(out))
         assert proc.returncode == 0, proc.stderr
         native = load_file(out / "pphgnetv2_b0.backbone.safetensors")
         classifier = hgzoo.create_model("pphgnetv2_b0")
         missing, unexpected = classifier.load_state_dict(native, strict=False)
         assert not unexpected and all(k.startswith("head.") for k in missing)
-        proc = _convert("--to", "dfine", "--model", "B0", "--input", str(out / "pphgnetv2_b0.backbone.safetensors"),
-                        "--output", str(out / "back"))
+        proc = _convert_here(capsys, "--to", "dfine", "--model", "B0",
+                             "--input", str(out / "pphgnetv2_b0.backbone.safetensors"), "--output", str(out / "back"))
         assert proc.returncode == 0, proc.stderr
         back = torch.load(out / "back" / "PPHGNetV2_B0_stage1.pth")
         fresh = ref.HGNetv2("B0", use_lab=True, freeze_at=-1, freeze_norm=False, pretrained=False)
@@ -440,13 +453,15 @@ def test_convert_cli_their_files_to_hgzoo_and_back(ref, tmp_path):
     assert wrong.returncode == 2 and "of another shape" in wrong.stderr
 
 
-def test_convert_cli_presnet_both_ways(ref, tmp_path):
+def test_convert_cli_presnet_both_ways(ref, tmp_path, capsys):
+    """In-process (the real command's exit codes are the test above's)."""
     theirs = ref.PResNet(34, freeze_norm=True)
     torch.save(theirs.state_dict(), tmp_path / "r34.pth")
-    assert _convert("--from", "presnet", "--model", "34", "--input", str(tmp_path / "r34.pth"),
-                    "--output", str(tmp_path)).returncode == 0
-    assert _convert("--to", "presnet", "--model", "34", "--input", str(tmp_path / "resnet34_vd.backbone.safetensors"),
-                    "--output", str(tmp_path / "back")).returncode == 0
+    assert _convert_here(capsys, "--from", "presnet", "--model", "34", "--input", str(tmp_path / "r34.pth"),
+                         "--output", str(tmp_path)).returncode == 0
+    assert _convert_here(capsys, "--to", "presnet", "--model", "34",
+                         "--input", str(tmp_path / "resnet34_vd.backbone.safetensors"),
+                         "--output", str(tmp_path / "back")).returncode == 0
     back = torch.load(tmp_path / "back" / "ResNet34_vd_backbone.pth")
     assert set(back) == set(theirs.state_dict())
     PResNet(34).load_state_dict(back, strict=True)

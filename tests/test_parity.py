@@ -44,3 +44,35 @@ def test_parity_test_can_fail(name, paddle_reference):
     h, w = parity_sizes(name)[1]
     err = relative_error(logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
     assert err > 100 * TOL, f"a removed activation changed {name}'s logits by only {err:.2e}"
+
+
+# Family-specific mistakes the comparison must catch. They live here, after the parity tests, and not in their
+# family's test file: here the family's reference run (shared by every variant) is already made, where another
+# file's test would start it or wait for the worker that is making it.
+def test_hrnet_parity_can_fail(paddle_reference, monkeypatch):
+    """Nearest upsampling replaced by bilinear in HRNet's fuse: the comparison must go red."""
+    import hgzoo.models.hrnet as hr
+
+    pdparams, ref = paddle_reference.get("hrnet_w18_c")
+    model = hgzoo.create_model("hrnet_w18_c", pretrained_file=pdparams).eval()
+    monkeypatch.setattr(hr, "_upsample_to",
+                        lambda x, scale, size: torch.nn.functional.interpolate(x, size=size, mode="bilinear"))
+    h, w = parity_sizes("hrnet_w18_c")[1]
+    err = relative_error(logits(model, ref[f"x_{h}x{w}"]), ref[f"y_{h}x{w}"])
+    assert err > 1e-2, f"bilinear instead of nearest upsampling changed the logits by only {err:.2e}"
+
+
+def test_resnet_vd_parity_needs_the_exclusive_shortcut_pool(paddle_reference):
+    """Count the padding in the ResNet-vd shortcut pool (a plausible mistake): the odd-size comparison must go red."""
+    from hgzoo.models.resnet_vd import ResNetVdShortcut
+
+    pdparams, ref = paddle_reference.get("resnet50_vd")
+    model = hgzoo.create_model("resnet50_vd", pretrained_file=pdparams).eval()
+    for m in model.modules():
+        if isinstance(m, ResNetVdShortcut) and isinstance(m.pool, torch.nn.AvgPool2d):
+            m.pool = torch.nn.Sequential(torch.nn.ZeroPad2d((0, 1, 0, 1)), torch.nn.AvgPool2d(2, 2))
+    h, w = parity_sizes("resnet50_vd")[1]
+    assert h % 2 and w % 2
+    y = logits(model, ref[f"x_{h}x{w}"])
+    assert relative_error(y, ref[f"y_{h}x{w}"]) > 1e-2
+    assert np.isfinite(y).all()

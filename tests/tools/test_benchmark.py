@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import cached_write_onnx
 
 from benchmarks.harness import (
     BACKENDS,
@@ -360,9 +361,12 @@ def test_interleaved_timing_collects_samples():
 # --- real runs -----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def real_cpu_run():
-    """One tiny real run through every CPU backend this machine has (64 px, batch 2, a few iterations)."""
-    return run_benchmark(tiny_config(backends=CPU_BACKENDS, batch_sizes=[2], roofline=True))
+def real_cpu_run(onnx_cache):
+    """One tiny real run through every CPU backend this machine has (64 px, batch 2, a few iterations); its ONNX
+    export is kept for the tests below that export the same model (conftest.cached_write_onnx)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(backends_mod.rt, "write_onnx", cached_write_onnx(*onnx_cache))
+        return run_benchmark(tiny_config(backends=CPU_BACKENDS, batch_sizes=[2], roofline=True))
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -396,6 +400,7 @@ def test_compare_timm_and_cli_outputs(tmp_path, capsys):
 
 # --- int8 ------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("onnx_once")
 def test_int8_runs_on_onnxruntime_and_openvino_checked_on_real_photos():
     pytest.importorskip("skimage")
     report = run_benchmark(tiny_config(backends=["eager", "onnxruntime", "openvino"], precisions=["int8"]))
@@ -460,6 +465,7 @@ def test_summary_compares_best_paths_across_precisions():
     assert cells[9] == "1.25× (openvino int8 vs openvino int8)"
 
 
+@pytest.mark.usefixtures("onnx_once")
 def test_compare_timm_plain_keeps_timm_branches():
     """`timm-plain` exports timm's port as timm.create_model returns it; `timm` after reparameterize_model.
     For PP-LCNetV2 the plain graph still has the parallel depthwise branches, so it has more ONNX nodes;

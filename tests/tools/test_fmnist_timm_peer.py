@@ -27,6 +27,21 @@ def _run(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
+def _run_here(capsys, monkeypatch, *args: str) -> subprocess.CompletedProcess:
+    """The script's entry point (``guarded_main(main)``, as its ``__main__`` runs it) in this process: what it
+    prints and returns, without an interpreter start per case (the real process: the first case of
+    test_bad_input_exits_2 and the tiny timm run)."""
+    import warnings
+
+    from benchmarks.fmnist_timm_peer import BadInput, RunFailed, guarded_main, main
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # guarded_main replaces it
+    capsys.readouterr()
+    code = guarded_main(main, list(args), bad_input=(BadInput,), failed=(RunFailed,))
+    cap = capsys.readouterr()
+    return subprocess.CompletedProcess([str(SCRIPT), *args], code, cap.out, cap.err)
+
+
 def _command(stdout: str) -> list[str]:
     line = next(line for line in stdout.splitlines() if line.startswith("command:"))
     return line.split()
@@ -39,7 +54,7 @@ def _values(cmd: list[str], flag: str, n: int = 1) -> list[str]:
 
 
 @pytest.mark.parametrize("recipe", ["fashion_mnist", "fashion_mnist_15min"])
-def test_dry_run_maps_the_recipe(recipe, tmp_path):
+def test_dry_run_maps_the_recipe(recipe, tmp_path, capsys, monkeypatch):
     import timm
 
     from hgzoo.convert.timm import timm_archs_of
@@ -48,7 +63,7 @@ def test_dry_run_maps_the_recipe(recipe, tmp_path):
     args = ["--dry-run", "--config", recipe, "--output", str(tmp_path / "out")]
     if Path(TIMM_TRAIN).is_file():
         args += ["--timm-train", TIMM_TRAIN]  # also checks every flag against that train.py's --help
-    out = _run(*args)
+    out = _run_here(capsys, monkeypatch, *args)
     assert out.returncode == 0, out.stderr
     cmd = _command(out.stdout)
     model = _values(cmd, "--model")[0]
@@ -83,14 +98,14 @@ def test_dry_run_maps_the_recipe(recipe, tmp_path):
         assert "note: warmup_epochs" in out.stdout
 
 
-def test_bad_input_exits_2(tmp_path):
-    out = _run("--timm-train", str(tmp_path / "nope.py"), "--output", str(tmp_path / "o"))
+def test_bad_input_exits_2(tmp_path, capsys, monkeypatch):
+    out = _run("--timm-train", str(tmp_path / "nope.py"), "--output", str(tmp_path / "o"))  # the real process
     assert out.returncode == 2 and out.stderr.startswith("error: --timm-train") and "v1.0.31" in out.stderr
-    out = _run("--dry-run", "--config", "no_such_recipe", "--output", str(tmp_path / "o"))
+    out = _run_here(capsys, monkeypatch, "--dry-run", "--config", "no_such_recipe", "--output", str(tmp_path / "o"))
     assert out.returncode == 2 and out.stderr.startswith("error: --config no_such_recipe")
     recipe = tmp_path / "imagenet.yaml"
     recipe.write_text("model: pphgnet_small\ndataset: folder\n")
-    out = _run("--dry-run", "--config", str(recipe), "--output", str(tmp_path / "o"))
+    out = _run_here(capsys, monkeypatch, "--dry-run", "--config", str(recipe), "--output", str(tmp_path / "o"))
     assert out.returncode == 2 and "Fashion-MNIST" in out.stderr
 
 
