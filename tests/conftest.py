@@ -396,8 +396,8 @@ def onnx_cache(tmp_path_factory) -> tuple[Path, dict]:
 def cached_write_onnx(folder: Path, made: dict):
     """hgzoo.deploy's fp32 ONNX export (``runtimes.write_onnx``) made once per distinct network, weights and
     arguments, and copied for the next caller: torch.export takes seconds per export, and the ONNX and OpenVINO
-    targets of tests/test_deploy.py and the benchmark's runs start from the same file. A model altered in any tensor
-    is exported anew."""
+    targets of tests/test_deploy.py and the benchmark's runs start from the same file. A model altered in any tensor,
+    or built of other layers, is exported anew."""
     import hashlib
     import shutil
 
@@ -408,7 +408,8 @@ def cached_write_onnx(folder: Path, made: dict):
     def write_onnx(model, path, img_size, dynamic_batch=True, in_chans=None, external_data=None):
         if external_data:
             return real(model, path, img_size, dynamic_batch, in_chans, external_data)
-        h = hashlib.sha256(repr((type(model).__qualname__, img_size, dynamic_batch, in_chans)).encode())
+        # The module tree (layers, their kinds and arguments: an activation, a dilation) and every tensor.
+        h = hashlib.sha256(repr((repr(model), model.training, img_size, dynamic_batch, in_chans)).encode())
         for k, v in model.state_dict().items():
             h.update(k.encode())
             h.update(v.detach().contiguous().cpu().numpy().tobytes())
