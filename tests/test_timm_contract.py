@@ -37,12 +37,17 @@ def _port(name: str, **kwargs) -> torch.nn.Module:
     return _randomize_bn(timm.create_model(PEERS[name], **kwargs)).eval()
 
 
+def _carrying(tm: torch.nn.Module, name: str, **kwargs) -> torch.nn.Module:
+    """hgzoo's ``name`` carrying the weights of timm's port ``tm``, in eval mode."""
+    hm = hgzoo.create_model(name, drop_rate=0.0, **kwargs).eval()
+    hm.load_state_dict(timm_to_hgzoo(tm.state_dict(), hm))
+    return hm
+
+
 def _pair(name: str, **kwargs) -> tuple[torch.nn.Module, torch.nn.Module]:
     """timm's port (random weights) and hgzoo's model carrying the same weights, both in eval mode."""
     tm = _port(name, **kwargs)
-    hm = hgzoo.create_model(name, drop_rate=0.0, **kwargs).eval()
-    hm.load_state_dict(timm_to_hgzoo(tm.state_dict(), hm))
-    return tm, hm
+    return tm, _carrying(tm, name, **kwargs)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -56,13 +61,15 @@ def test_global_pool_as_timm(name, pool):
     """create_model(global_pool=...) builds what timm's port builds: the same num_features, head_hidden_size and
     forward_head outputs, or an error where timm refuses (no pooling with a classifier; catavgmax before a 1x1 conv)."""
     num_classes = 0 if pool == "" else 10
+    torch.manual_seed(0)
     try:
-        timm.create_model(PEERS[name], global_pool=pool, num_classes=num_classes)
+        tm = timm.create_model(PEERS[name], global_pool=pool, num_classes=num_classes)
     except (AssertionError, ValueError) as e:
         with pytest.raises(ValueError, match="global_pool"):
             hgzoo.create_model(name, global_pool=pool, num_classes=num_classes)
         pytest.skip(f"timm refuses it too: {e}")
-    tm, hm = _pair(name, global_pool=pool, num_classes=num_classes)
+    tm = _randomize_bn(tm).eval()
+    hm = _carrying(tm, name, global_pool=pool, num_classes=num_classes)
     assert (hm.num_features, hm.head_hidden_size, hm.num_classes) == (tm.num_features, tm.head_hidden_size,
                                                                       tm.num_classes)
     x = torch.randn(2, 3, 96, 64)
