@@ -42,12 +42,6 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_parameter_count(name):
-    model = hgzoo.create_model(name)
-    assert sum(p.numel() for p in model.parameters()) == PARAMS[name]
-
-
-@pytest.mark.parametrize("name", MODELS)
 def test_contract(name):
     torch.manual_seed(0)
     model = hgzoo.create_model(name, num_classes=7)
@@ -55,6 +49,13 @@ def test_contract(name):
     assert isinstance(model.get_classifier(), torch.nn.Linear)
     red = model.feature_info[-1]["reduction"]
     assert [f["reduction"] for f in model.feature_info] == sorted(f["reduction"] for f in model.feature_info)
+    # feature_info describes forward_intermediates's levels: hgzoo's numbering, the 4 stages (timm's registry's
+    # numbering: test_timm_contract.py::test_timm_registry_pools_and_levels)
+    with torch.no_grad():
+        inter = model.eval().forward_intermediates(torch.randn(1, 3, 64, 64), intermediates_only=True)
+    assert len(model.feature_info) == len(inter) == 4
+    assert [(f["num_chs"], f["reduction"]) for f in model.feature_info] == [(t.shape[1], 64 // t.shape[2])
+                                                                            for t in inter]
     model.train()
     for h, w in ((64, 64), (96, 64)):
         x = torch.randn(2, 3, h, w)
@@ -73,17 +74,26 @@ def test_contract(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_reparameterize_keeps_outputs(name):
+def test_parameter_count_and_fuse(name):
+    """PaddleClas's parameter count; then model.fuse() (hgzoo.reparameterize in place, the name timm's contract
+    uses) leaves no BatchNorm and the same logits (relative 1e-5) as the unfused model with non-trivial BN
+    statistics; a second call, as reparameterize or as convert_to_deploy, changes nothing. (A features-only
+    backbone's convert_to_deploy: test_features.py::test_features_match_feature_info.)"""
     torch.manual_seed(0)
-    model = randomize_bn(hgzoo.create_model(name)).eval()
+    model = hgzoo.create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == PARAMS[name], "not PaddleClas's parameter count"
+    model = randomize_bn(model).eval()
     x = torch.randn(2, 3, 96, 80)
     with torch.no_grad():
         before = model(x)
-        hgzoo.reparameterize(model)
+        assert model.fuse() is model
         after = model(x)
+        assert hgzoo.reparameterize(model) is model and model.convert_to_deploy() is model
+        again = model(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "a BatchNorm was left unfused"
     rel = (after - before).abs().max() / before.abs().max()
-    assert rel < 1e-5, f"reparameterize changed the logits by {rel:.2e} (relative)"
+    assert rel < 1e-5, f"fuse changed the logits by {rel:.2e} (relative)"
+    assert torch.equal(again, after), "a second fuse changed the logits"
 
 
 # One variant per family: the checkpointed code path is the family's, not the variant's.
