@@ -325,6 +325,20 @@ def one_error_line(proc: subprocess.CompletedProcess, code: int, *names: str) ->
     return lines[0]
 
 
+def randomize_bn(model: torch.nn.Module, affine: bool = False) -> torch.nn.Module:
+    """Non-trivial BN statistics (and, with ``affine``, weights below 1 that keep deep models' activations small)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                if affine:
+                    m.weight.copy_(torch.rand(m.num_features, generator=g) * 0.6 + 0.3)
+                    m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return model
+
+
 def calibrate(model: torch.nn.Module, x: torch.Tensor, seed: int) -> torch.nn.Module:
     """``model`` with random weights that carry the input: BN statistics of ``x``, gammas below 1, non-zero biases
     (the fc's too: timm initialises some heads to zero); in eval mode."""

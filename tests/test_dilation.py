@@ -13,6 +13,7 @@ import functools
 
 import pytest
 import torch
+from conftest import randomize_bn
 
 import hgzoo
 from hgzoo.layers import EffectiveSE
@@ -20,25 +21,12 @@ from hgzoo.layers import EffectiveSE
 SIZES = ((128, 128), (96, 160))
 
 
-def _randomize(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BN statistics and affine weights, so that a wrong pixel shows."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) * 0.6 + 0.3)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-    return model
-
-
 @functools.cache
 def _weights(name: str, constant_ese: bool = True) -> dict[str, torch.Tensor]:
     """The undilated model's weights (randomized BN). ``constant_ese``: v1's ESE gates get zero conv weights (a
     per-channel constant gate, sigmoid of the random bias), the one layer the identity cannot hold through."""
     torch.manual_seed(0)
-    model = _randomize(hgzoo.create_model(name, num_classes=0))
+    model = randomize_bn(hgzoo.create_model(name, num_classes=0), affine=True)
     if constant_ese:
         for m in model.modules():
             if isinstance(m, EffectiveSE):

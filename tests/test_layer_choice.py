@@ -8,8 +8,9 @@ import functools
 
 import pytest
 import torch
+from conftest import randomize_bn as _randomize_bn
 from safetensors.torch import save_file
-from test_timm_contract import _close, _randomize_bn
+from test_timm_contract import _close
 
 import hgzoo
 from hgzoo.convert.timm import timm_to_hgzoo

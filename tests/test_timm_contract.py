@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import randomize_bn as _randomize_bn
 
 import hgzoo
 from hgzoo.convert.timm import timm_to_hgzoo
@@ -15,20 +16,6 @@ POOLS = ("", "avg", "max", "avgmax", "catavgmax")
 # One variant per family, with timm's port of it (timm's default drop_rate, 0, on both sides).
 PEERS = {"resnet18_vd": "resnet18d", "pphgnet_tiny": "hgnet_tiny", "pphgnetv2_b0": "hgnetv2_b0",
          "pplcnetv2_small": "lcnetv2_small", "hrnet_w18_c": "hrnet_w18"}
-
-
-def _randomize_bn(model: torch.nn.Module, affine: bool = False) -> torch.nn.Module:
-    """Non-trivial BN statistics (and, with ``affine``, weights below 1 that keep deep models' activations small)."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                if affine:
-                    m.weight.copy_(torch.rand(m.num_features, generator=g) * 0.6 + 0.3)
-                    m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-    return model
 
 
 def _port(name: str, **kwargs) -> torch.nn.Module:
